@@ -1,0 +1,2 @@
+//! ringwire-frame
+#![forbid(unsafe_code)]
