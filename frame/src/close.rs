@@ -1,0 +1,125 @@
+//! Close codes and close frame payloads (RFC 6455 §5.5.1, §7.4).
+
+use crate::error::ProtocolError;
+
+/// A close status code (RFC 6455 §7.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CloseCode(pub u16);
+
+impl CloseCode {
+    /// 1000: normal closure.
+    pub const NORMAL: Self = Self(1000);
+    /// 1001: going away (server shutdown, page navigation).
+    pub const GOING_AWAY: Self = Self(1001);
+    /// 1002: protocol error.
+    pub const PROTOCOL_ERROR: Self = Self(1002);
+    /// 1003: a data type this endpoint cannot accept.
+    pub const UNSUPPORTED_DATA: Self = Self(1003);
+    /// 1005: no status code was present (never sent on the wire).
+    pub const NO_STATUS: Self = Self(1005);
+    /// 1006: closed without a close frame (never sent on the wire).
+    pub const ABNORMAL: Self = Self(1006);
+    /// 1007: payload inconsistent with the message type (e.g. invalid UTF-8).
+    pub const INVALID_PAYLOAD: Self = Self(1007);
+    /// 1008: policy violation.
+    pub const POLICY: Self = Self(1008);
+    /// 1009: message too big to process.
+    pub const TOO_BIG: Self = Self(1009);
+    /// 1010: the client expected an extension the server did not negotiate.
+    pub const MANDATORY_EXTENSION: Self = Self(1010);
+    /// 1011: unexpected condition on the server.
+    pub const INTERNAL_ERROR: Self = Self(1011);
+    /// 1015: TLS handshake failure (never sent on the wire).
+    pub const TLS: Self = Self(1015);
+
+    /// Whether this code may appear in a close frame on the wire.
+    ///
+    /// RFC 6455 §7.4.1/§7.4.2: 1000-1003 and 1007-1011 are defined for use, 3000-3999 are
+    /// registered by libraries and 4000-4999 are private. 1004 is reserved, 1005, 1006 and
+    /// 1015 MUST NOT be sent, and the rest of 0-2999 is unassigned, so a peer that sends
+    /// them fails the connection (Autobahn cases 7.9.x).
+    pub fn is_valid_on_wire(self) -> bool {
+        matches!(self.0, 1000..=1003 | 1007..=1011 | 3000..=4999)
+    }
+}
+
+impl From<u16> for CloseCode {
+    fn from(v: u16) -> Self {
+        Self(v)
+    }
+}
+
+impl From<CloseCode> for u16 {
+    fn from(c: CloseCode) -> Self {
+        c.0
+    }
+}
+
+impl std::fmt::Display for CloseCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The payload of a close frame with a status code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseFrame {
+    /// The status code.
+    pub code: CloseCode,
+    /// The UTF-8 reason, at most 123 bytes.
+    pub reason: String,
+}
+
+impl CloseFrame {
+    /// Parses a received close payload. An empty payload is `Ok(None)` (status 1005).
+    pub fn parse(payload: &[u8]) -> Result<Option<Self>, ProtocolError> {
+        match payload {
+            [] => Ok(None),
+            // §5.5.1: if there is a body, the first two bytes MUST be the status code.
+            [_] => Err(ProtocolError::InvalidClosePayload),
+            [hi, lo, reason @ ..] => {
+                let code = CloseCode(u16::from_be_bytes([*hi, *lo]));
+                if !code.is_valid_on_wire() {
+                    return Err(ProtocolError::InvalidCloseCode(code.0));
+                }
+                // §5.5.1: the reason is UTF-8 encoded data.
+                let reason =
+                    std::str::from_utf8(reason).map_err(|_| ProtocolError::InvalidCloseReason)?;
+                Ok(Some(Self { code, reason: reason.to_owned() }))
+            }
+        }
+    }
+
+    /// Appends the close payload (code then reason) to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.code.0.to_be_bytes());
+        out.extend_from_slice(self.reason.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_codes() {
+        let valid: Vec<u16> = (0..=5000).filter(|c| CloseCode(*c).is_valid_on_wire()).collect();
+        let expect: Vec<u16> = (1000..=1003).chain(1007..=1011).chain(3000..=4999).collect();
+        assert_eq!(valid, expect);
+    }
+
+    #[test]
+    fn parse_close_payloads() {
+        assert_eq!(CloseFrame::parse(&[]), Ok(None));
+        assert_eq!(CloseFrame::parse(&[0x03]), Err(ProtocolError::InvalidClosePayload));
+        assert_eq!(
+            CloseFrame::parse(&[0x03, 0xe8, b'o', b'k']),
+            Ok(Some(CloseFrame { code: CloseCode::NORMAL, reason: "ok".into() }))
+        );
+        assert_eq!(CloseFrame::parse(&[0x03, 0xed]), Err(ProtocolError::InvalidCloseCode(1005)));
+        assert_eq!(
+            CloseFrame::parse(&[0x03, 0xe8, 0xce, 0xba, 0xe1, 0xbd]),
+            Err(ProtocolError::InvalidCloseReason)
+        );
+    }
+}

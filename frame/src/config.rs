@@ -1,0 +1,99 @@
+//! Per-connection limits and behaviour.
+
+use std::time::Duration;
+
+/// Configuration of a [`crate::Connection`]. Every limit stops a specific abuse by the
+/// peer; the defaults suit a server facing the internet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Largest payload of a single frame, in bytes. Default 16 MiB.
+    ///
+    /// Stops a peer from making us buffer an arbitrarily large frame. Exceeding it fails
+    /// the connection with 1009. Payload memory is only taken as bytes arrive, so a peer
+    /// that declares a large frame and then trickles it holds only what it sent.
+    pub max_frame_size: usize,
+    /// Largest message (all fragments together), in bytes. Default 64 MiB.
+    ///
+    /// Stops a peer from growing a fragmented message without end. Exceeding it fails
+    /// the connection with 1009 (RFC 6455 §7.4.1).
+    pub max_message_size: usize,
+    /// Answer every ping with a pong automatically (RFC 6455 §5.5.2). Default `true`.
+    ///
+    /// Pings the application has not yet flushed are coalesced: only the latest gets a
+    /// pong (§5.5.3 allows this), so a ping flood cannot grow the send queue.
+    pub auto_pong: bool,
+    /// Split outgoing messages larger than this into fragments of this size. Default
+    /// `None` (one frame per message).
+    pub fragment_size: Option<usize>,
+    /// How long to wait for the peer's close frame after sending ours. Default 5 s.
+    ///
+    /// Stops a peer from holding a closing connection open forever.
+    pub close_timeout: Duration,
+    /// Send a ping after this long without any inbound traffic. Default `None` (off).
+    pub ping_interval: Option<Duration>,
+    /// After a keepalive ping, fail the connection if nothing at all arrives within this
+    /// long. Default 10 s. Any inbound bytes count as life, not only the pong.
+    pub pong_timeout: Duration,
+    /// Start the close handshake (1001) after this long without inbound traffic.
+    /// Default `None` (off).
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_frame_size: 16 << 20,
+            max_message_size: 64 << 20,
+            auto_pong: true,
+            fragment_size: None,
+            close_timeout: Duration::from_secs(5),
+            ping_interval: None,
+            pong_timeout: Duration::from_secs(10),
+            idle_timeout: None,
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`Config::max_frame_size`].
+    pub fn max_frame_size(mut self, v: usize) -> Self {
+        self.max_frame_size = v;
+        self
+    }
+    /// Sets [`Config::max_message_size`].
+    pub fn max_message_size(mut self, v: usize) -> Self {
+        self.max_message_size = v;
+        self
+    }
+    /// Sets [`Config::auto_pong`].
+    pub fn auto_pong(mut self, v: bool) -> Self {
+        self.auto_pong = v;
+        self
+    }
+    /// Sets [`Config::fragment_size`]; `Some(0)` is treated as `None`.
+    pub fn fragment_size(mut self, v: Option<usize>) -> Self {
+        self.fragment_size = v.filter(|n| *n > 0);
+        self
+    }
+    /// Sets [`Config::close_timeout`].
+    pub fn close_timeout(mut self, v: Duration) -> Self {
+        self.close_timeout = v;
+        self
+    }
+    /// Sets [`Config::ping_interval`].
+    pub fn ping_interval(mut self, v: Option<Duration>) -> Self {
+        self.ping_interval = v;
+        self
+    }
+    /// Sets [`Config::pong_timeout`].
+    pub fn pong_timeout(mut self, v: Duration) -> Self {
+        self.pong_timeout = v;
+        self
+    }
+    /// Sets [`Config::idle_timeout`].
+    pub fn idle_timeout(mut self, v: Option<Duration>) -> Self {
+        self.idle_timeout = v;
+        self
+    }
+}

@@ -1,0 +1,477 @@
+//! The per-connection state machine: bytes and time in, events and bytes out.
+
+mod recv;
+mod send;
+mod timer;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::close::{CloseCode, CloseFrame};
+use crate::config::Config;
+use crate::encode::{encode_frame, encode_message, MaskSource};
+use crate::error::{ProtocolError, SendError};
+use crate::header::{FrameHeader, OpCode, MAX_HEADER_LEN};
+use crate::message::Message;
+use crate::utf8::Utf8Validator;
+
+use self::recv::RecvState;
+use self::send::SendQueue;
+use self::timer::{Timer, TimerTable};
+
+/// Which end of the connection this is (RFC 6455 §5.1 masking rules depend on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The end that sent the upgrade request; masks every frame it sends.
+    Client,
+    /// The end that accepted it; sends unmasked frames, requires masked ones.
+    Server,
+}
+
+/// What a connection reports to the application, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A complete text or binary message.
+    Message(Message),
+    /// The peer sent a ping (already answered if [`Config::auto_pong`] is on).
+    Ping(Bytes),
+    /// The peer sent a pong.
+    Pong(Pong),
+    /// The connection is closed at the WebSocket level: nothing more will be received or
+    /// may be sent. Reported exactly once. Flush [`Connection::poll_transmit`], then close
+    /// the transport.
+    Closed(Closed),
+}
+
+/// A received pong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pong {
+    /// Its payload.
+    pub payload: Bytes,
+    /// Round-trip time, if it answers a ping sent with [`Connection::send_ping`].
+    pub rtt: Option<Duration>,
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closed {
+    /// The code that describes the end: the peer's close code after a close handshake
+    /// (1005 if its close frame had none), the code we sent when we failed the connection,
+    /// or 1006 when it ended without a close handshake.
+    pub code: CloseCode,
+    /// The peer's close reason, if any.
+    pub reason: String,
+    /// Why it ended.
+    pub cause: CloseCause,
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseCause {
+    /// The peer started the close handshake and we answered.
+    Peer,
+    /// We started the close handshake (an application close or the idle timeout) and the
+    /// peer answered.
+    Local,
+    /// The peer broke the protocol or a limit; we sent a close with the mapped code.
+    Error(ProtocolError),
+    /// We sent a close and the peer did not answer within [`Config::close_timeout`].
+    CloseTimeout,
+    /// Nothing arrived within [`Config::pong_timeout`] of a keepalive ping.
+    HeartbeatTimeout,
+    /// The transport ended before the close handshake did.
+    TransportClosed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    /// We sent a close frame and wait for the peer's.
+    CloseSent,
+    Closed,
+}
+
+/// Pings sent with [`Connection::send_ping`] and not yet answered, for RTT.
+const TRACKED_PINGS: usize = 4;
+
+/// One WebSocket connection's protocol state, after the HTTP upgrade.
+///
+/// It owns no socket and reads no clock: the caller feeds it bytes and the current time,
+/// and takes events and bytes to send from it. This makes it the same code under the
+/// io_uring engine, the epoll fallback, tests with a virtual clock and fuzzers.
+///
+/// # Call order
+///
+/// After creating it with [`Connection::server`] or [`Connection::client`]:
+///
+/// 1. Feed every chunk read from the transport to [`handle_bytes`](Self::handle_bytes);
+///    call [`handle_eof`](Self::handle_eof) when the transport reports end of stream.
+/// 2. When the deadline from [`poll_timeout`](Self::poll_timeout) has passed, call
+///    [`handle_timeout`](Self::handle_timeout).
+/// 3. Call `send_*` and [`close`](Self::close) whenever the application wants.
+/// 4. After any of the above, drain [`poll_event`](Self::poll_event) until `None`, then
+///    [`poll_transmit`](Self::poll_transmit) until `None`, writing the chunks in order, and
+///    re-read [`poll_timeout`](Self::poll_timeout) (it can change after every call).
+/// 5. Once [`is_closed`](Self::is_closed) is true and nothing is left to transmit, close
+///    the transport (RFC 6455 §7.1.1: the server closes TCP first; a client may close it
+///    after its close handshake too).
+///
+/// Input after the connection is closed, or after a protocol error, is ignored
+/// (RFC 6455 §7.1.7: "MUST NOT continue to attempt to process data").
+pub struct Connection {
+    role: Role,
+    config: Arc<Config>,
+    state: State,
+    masks: Option<Box<dyn MaskSource + Send>>,
+
+    recv: RecvState,
+    /// The data message being received, if any: its opcode (Text or Binary).
+    msg_opcode: Option<OpCode>,
+    /// Unmasked payload of the message being received. Empty with no allocation between
+    /// messages.
+    msg_buf: BytesMut,
+    utf8: Utf8Validator,
+    /// Payload of the control frame being received (at most 125 bytes).
+    ctrl_buf: BytesMut,
+
+    out: SendQueue,
+    /// The payload of the latest unanswered ping (§5.5.3: only the latest needs a pong).
+    pending_pong: Option<Bytes>,
+
+    events: VecDeque<Event>,
+    timers: TimerTable,
+    pings: [Option<(u64, Instant)>; TRACKED_PINGS],
+    ping_seq: u64,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("role", &self.role)
+            .field("state", &self.state)
+            .field("queued_bytes", &self.out.len())
+            .field("events", &self.events.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// A server-side connection, opened at `now`.
+    pub fn server(config: impl Into<Arc<Config>>, now: Instant) -> Self {
+        Self::new(Role::Server, config.into(), None, now)
+    }
+
+    /// A client-side connection, opened at `now`, masking frames with keys from `masks`.
+    pub fn client(
+        config: impl Into<Arc<Config>>,
+        masks: Box<dyn MaskSource + Send>,
+        now: Instant,
+    ) -> Self {
+        Self::new(Role::Client, config.into(), Some(masks), now)
+    }
+
+    fn new(
+        role: Role,
+        config: Arc<Config>,
+        masks: Option<Box<dyn MaskSource + Send>>,
+        now: Instant,
+    ) -> Self {
+        let mut c = Self {
+            role,
+            config,
+            state: State::Open,
+            masks,
+            recv: RecvState::default(),
+            msg_opcode: None,
+            msg_buf: BytesMut::new(),
+            utf8: Utf8Validator::new(),
+            ctrl_buf: BytesMut::new(),
+            out: SendQueue::default(),
+            pending_pong: None,
+            events: VecDeque::new(),
+            timers: TimerTable::default(),
+            pings: [None; TRACKED_PINGS],
+            ping_seq: 0,
+        };
+        c.note_activity(now);
+        c
+    }
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether the connection has ended at the WebSocket level.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Whether we sent a close frame and wait for the peer's.
+    pub fn is_closing(&self) -> bool {
+        self.state == State::CloseSent
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The earliest deadline at which [`handle_timeout`](Self::handle_timeout) must run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Bytes waiting in [`poll_transmit`](Self::poll_transmit), for backpressure.
+    pub fn queued_bytes(&self) -> usize {
+        self.out.len() + self.pending_pong.as_ref().map_or(0, |p| p.len() + 2)
+    }
+
+    /// Whether anything is waiting to be transmitted.
+    pub fn has_transmit(&self) -> bool {
+        !self.out.is_empty() || self.pending_pong.is_some()
+    }
+
+    /// The next chunk of bytes to write to the transport, in order. Chunks may share
+    /// memory with other connections (fan-out) and with messages the application sent.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        if self.pending_pong.is_some() && self.out.at_frame_boundary() {
+            let payload = self.pending_pong.take().unwrap_or_default();
+            let mut b = BytesMut::with_capacity(MAX_HEADER_LEN + payload.len());
+            let mask = self.next_mask();
+            encode_frame(&mut b, OpCode::Pong, true, &payload, mask);
+            return Some(b.freeze());
+        }
+        self.out.pop()
+    }
+
+    /// Appends every pending chunk to `out`, for callers with one contiguous buffer.
+    pub fn poll_transmit_into(&mut self, out: &mut Vec<u8>) -> usize {
+        let start = out.len();
+        while let Some(chunk) = self.poll_transmit() {
+            out.extend_from_slice(&chunk);
+        }
+        out.len() - start
+    }
+
+    // ---- time ------------------------------------------------------------------------
+
+    /// Runs the timers due at `now`: close timeout, keepalive ping, pong timeout, idle.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.state == State::Closed {
+            return;
+        }
+        if self.timers.is_expired(Timer::Close, now) {
+            self.finish(CloseCode::ABNORMAL, String::new(), CloseCause::CloseTimeout);
+            return;
+        }
+        if self.timers.is_expired(Timer::PongTimeout, now) {
+            self.finish(CloseCode::ABNORMAL, String::new(), CloseCause::HeartbeatTimeout);
+            return;
+        }
+        if self.timers.is_expired(Timer::Idle, now) {
+            self.timers.stop(Timer::Idle);
+            let _ = self.close(now, CloseCode::GOING_AWAY, "idle timeout");
+        }
+        if self.timers.is_expired(Timer::Keepalive, now) {
+            self.timers.stop(Timer::Keepalive);
+            if self.state == State::Open && self.send_ping(now).is_ok() {
+                self.timers.set(Timer::PongTimeout, now + self.config.pong_timeout);
+            }
+        }
+    }
+
+    /// Inbound traffic of any kind shows the peer is alive.
+    fn note_activity(&mut self, now: Instant) {
+        if self.state != State::Open {
+            return;
+        }
+        if let Some(i) = self.config.ping_interval {
+            self.timers.set(Timer::Keepalive, now + i);
+            self.timers.stop(Timer::PongTimeout);
+        }
+        if let Some(i) = self.config.idle_timeout {
+            self.timers.set(Timer::Idle, now + i);
+        }
+    }
+
+    // ---- sending ---------------------------------------------------------------------
+
+    fn next_mask(&mut self) -> Option<[u8; 4]> {
+        self.masks.as_mut().map(|m| m.next_mask())
+    }
+
+    fn check_open(&self) -> Result<(), SendError> {
+        match self.state {
+            State::Open => Ok(()),
+            _ => Err(SendError::Closed),
+        }
+    }
+
+    /// Queues a message. A server's binary message given as `Bytes` is queued without a
+    /// copy when it goes out as one frame.
+    pub fn send(&mut self, msg: Message) -> Result<(), SendError> {
+        self.check_open()?;
+        let (opcode, payload) = match msg {
+            Message::Text(t) => (OpCode::Text, t.into_bytes()),
+            Message::Binary(b) => (OpCode::Binary, b),
+        };
+        let one_frame = self.config.fragment_size.is_none_or(|n| payload.len() <= n);
+        if self.role == Role::Server && one_frame && payload.len() >= 1024 {
+            let header = FrameHeader::new(opcode, payload.len() as u64);
+            let mut h = [0u8; MAX_HEADER_LEN];
+            let n = header.encode_into(&mut h).unwrap_or(0);
+            self.out.buf.put_slice(&h[..n]);
+            self.out.push_header_and_payload(n, payload);
+            return Ok(());
+        }
+        self.encode_data(opcode, &payload);
+        Ok(())
+    }
+
+    /// Queues a text message, copying it.
+    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+        self.check_open()?;
+        self.encode_data(OpCode::Text, text.as_bytes());
+        Ok(())
+    }
+
+    /// Queues a binary message, copying it.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.check_open()?;
+        self.encode_data(OpCode::Binary, data);
+        Ok(())
+    }
+
+    fn encode_data(&mut self, opcode: OpCode, payload: &[u8]) {
+        let before = self.out.buf.len();
+        let frag = self.config.fragment_size;
+        let masks = self.masks.as_deref_mut().map(|m| m as &mut dyn MaskSource);
+        encode_message(&mut self.out.buf, opcode, payload, frag, masks);
+        let n = self.out.buf.len() - before;
+        self.out.wrote(n);
+    }
+
+    /// Queues a frame encoded once for many server connections (see
+    /// [`crate::encode_shared`]), without copying it. Only a server may do this: client
+    /// frames are masked per connection.
+    pub fn send_shared_frame(&mut self, frame: Bytes) -> Result<(), SendError> {
+        self.check_open()?;
+        if self.role != Role::Server {
+            return Err(SendError::ClientSharedFrame);
+        }
+        self.out.push_frame(frame);
+        Ok(())
+    }
+
+    fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+        self.check_open()?;
+        if payload.len() > 125 {
+            return Err(SendError::ControlTooLong(payload.len()));
+        }
+        let mask = self.next_mask();
+        let before = self.out.buf.len();
+        encode_frame(&mut self.out.buf, opcode, true, payload, mask);
+        let n = self.out.buf.len() - before;
+        self.out.wrote(n);
+        Ok(())
+    }
+
+    /// Sends a ping whose pong will report its round-trip time; returns its sequence
+    /// number (the 8-byte big-endian payload).
+    pub fn send_ping(&mut self, now: Instant) -> Result<u64, SendError> {
+        self.ping_seq = self.ping_seq.wrapping_add(1);
+        let seq = self.ping_seq;
+        self.send_control(OpCode::Ping, &seq.to_be_bytes())?;
+        let slot = (seq as usize) % TRACKED_PINGS;
+        self.pings[slot] = Some((seq, now));
+        Ok(seq)
+    }
+
+    /// Sends a ping with an application payload (at most 125 bytes). Its pong carries no
+    /// RTT.
+    pub fn send_ping_payload(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_control(OpCode::Ping, payload)
+    }
+
+    /// Sends a pong (unsolicited, or as the answer when [`Config::auto_pong`] is off).
+    pub fn send_pong(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_control(OpCode::Pong, payload)
+    }
+
+    /// Starts the close handshake (RFC 6455 §7.1.2). After this no message may be sent;
+    /// the peer's close, or [`Config::close_timeout`], ends the connection.
+    pub fn close(&mut self, now: Instant, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        self.check_open()?;
+        if !code.is_valid_on_wire() {
+            return Err(SendError::InvalidCloseCode(code.0));
+        }
+        if reason.len() > 123 {
+            return Err(SendError::ReasonTooLong(reason.len()));
+        }
+        self.queue_close(Some(CloseFrame { code, reason: reason.to_owned() }));
+        self.state = State::CloseSent;
+        self.timers.clear();
+        self.timers.set(Timer::Close, now + self.config.close_timeout);
+        Ok(())
+    }
+
+    /// Queues the close frame: the last frame this connection sends.
+    fn queue_close(&mut self, frame: Option<CloseFrame>) {
+        // A pong still owed goes out first: nothing may follow the close frame.
+        if let Some(p) = self.pending_pong.take() {
+            let mask = self.next_mask();
+            let before = self.out.buf.len();
+            encode_frame(&mut self.out.buf, OpCode::Pong, true, &p, mask);
+            let n = self.out.buf.len() - before;
+            self.out.wrote(n);
+        }
+        let mut payload = Vec::with_capacity(125);
+        if let Some(f) = &frame {
+            f.encode(&mut payload);
+        }
+        let mask = self.next_mask();
+        let before = self.out.buf.len();
+        encode_frame(&mut self.out.buf, OpCode::Close, true, &payload, mask);
+        let n = self.out.buf.len() - before;
+        self.out.wrote(n);
+    }
+
+    /// Ends the connection: state, timers and buffers are released, `Closed` reported.
+    fn finish(&mut self, code: CloseCode, reason: String, cause: CloseCause) {
+        self.state = State::Closed;
+        self.timers.clear();
+        self.msg_buf = BytesMut::new();
+        self.ctrl_buf = BytesMut::new();
+        self.msg_opcode = None;
+        self.pending_pong = None;
+        self.events.push_back(Event::Closed(Closed { code, reason, cause }));
+    }
+
+    /// Fails the connection (RFC 6455 §7.1.7): sends a close with the error's code if we
+    /// have not sent one, and stops processing input.
+    fn fail(&mut self, err: ProtocolError) {
+        let code = err.close_code();
+        if self.state == State::Open {
+            self.queue_close(Some(CloseFrame { code, reason: String::new() }));
+        }
+        self.finish(code, String::new(), CloseCause::Error(err));
+    }
+
+    /// The transport reached end of stream (or failed).
+    pub fn handle_eof(&mut self, _now: Instant) {
+        if self.state != State::Closed {
+            self.finish(CloseCode::ABNORMAL, String::new(), CloseCause::TransportClosed);
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! The outgoing byte queue: whole frames, in order, as shared chunks.
+//!
+//! Small frames are coalesced in `buf`; large server payloads handed over as `Bytes` are
+//! queued without a copy. Control frames may be sent between the frames of a fragmented
+//! message but never inside a frame, so the queue remembers which chunks start a frame.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+#[derive(Debug, Default)]
+pub(crate) struct SendQueue {
+    /// Chunks ready to go; `.1` is true where a chunk starts a frame.
+    chunks: VecDeque<(Bytes, bool)>,
+    /// Whole frames written after every chunk in `chunks`.
+    pub(crate) buf: BytesMut,
+    /// Bytes queued in total, for backpressure.
+    len: usize,
+}
+
+impl SendQueue {
+    /// Call after appending whole frames to `buf`.
+    pub(crate) fn wrote(&mut self, n: usize) {
+        self.len += n;
+    }
+
+    /// Queues a frame header already in `buf` followed by a payload chunk, without copying
+    /// the payload.
+    pub(crate) fn push_header_and_payload(&mut self, header_len: usize, payload: Bytes) {
+        // The header (and any whole frames before it) becomes a chunk that starts a frame.
+        self.flush_buf();
+        self.len += header_len + payload.len();
+        if !payload.is_empty() {
+            self.chunks.push_back((payload, false));
+        }
+    }
+
+    /// Queues a whole pre-encoded frame without copying it.
+    pub(crate) fn push_frame(&mut self, frame: Bytes) {
+        self.flush_buf();
+        self.len += frame.len();
+        if !frame.is_empty() {
+            self.chunks.push_back((frame, true));
+        }
+    }
+
+    fn flush_buf(&mut self) {
+        if !self.buf.is_empty() {
+            self.chunks.push_back((std::mem::take(&mut self.buf).freeze(), true));
+        }
+    }
+
+    /// Whether the next byte to go out starts a frame.
+    pub(crate) fn at_frame_boundary(&self) -> bool {
+        self.chunks.front().is_none_or(|c| c.1)
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<Bytes> {
+        let chunk = match self.chunks.pop_front() {
+            Some((c, _)) => c,
+            // `take` leaves an empty buffer with no allocation: an idle connection holds none.
+            None if !self.buf.is_empty() => std::mem::take(&mut self.buf).freeze(),
+            None => return None,
+        };
+        self.len -= chunk.len();
+        Some(chunk)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
