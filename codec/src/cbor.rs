@@ -1,0 +1,143 @@
+//! CBOR through `cbor4ii`. Messages travel in binary frames.
+//!
+//! `cbor4ii` reads through a [`dec::Read`] that we supply, so we count the
+//! bytes it consumes and report the offset of an error, and we bound nesting
+//! depth (see [`MAX_DEPTH`]).
+
+use std::convert::Infallible;
+
+use cbor4ii::core::{dec, enc};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::codec::Codec;
+use crate::error::{DecodeError, DecodeErrorKind, EncodeError, Position};
+use crate::format::Format;
+
+/// How deeply arrays, maps and tags may nest in a decoded message.
+///
+/// Default 128, the same as serde_json's limit. Stops a peer from exhausting
+/// our stack with a message such as `[[[[...]]]]` (each level costs one
+/// byte on the wire but a recursive call here).
+pub const MAX_DEPTH: usize = 128;
+
+/// The CBOR codec (RFC 8949), for any `Serialize + DeserializeOwned` type.
+///
+/// Structs encode as maps keyed by field name, enums by variant name (serde's
+/// usual data model); [`crate::Envelope`] encodes as a 4-item array and its id
+/// as a 16-byte byte string. Encoding is deterministic for a given value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cbor;
+
+impl<T: Serialize + DeserializeOwned> Codec<T> for Cbor {
+    fn format(&self) -> Format {
+        Format::Cbor
+    }
+
+    fn encode(&self, value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let start = out.len();
+        let mut ser = cbor4ii::serde::Serializer::new(VecWriter(out));
+        let res = value.serialize(&mut ser);
+        let VecWriter(out) = ser.into_inner();
+        res.map_err(|e| {
+            out.truncate(start);
+            EncodeError::new(Format::Cbor, format!("{e:?}"))
+        })
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<T, DecodeError> {
+        let mut de = cbor4ii::serde::Deserializer::new(CountingReader::new(bytes));
+        let res = T::deserialize(&mut de);
+        let reader = de.into_inner();
+        match res {
+            Ok(v) if reader.rest.is_empty() => Ok(v),
+            Ok(_) => Err(DecodeError::new(
+                Format::Cbor,
+                DecodeErrorKind::TrailingBytes,
+                Position::Offset(reader.pos),
+                format!("{} bytes after the end of the value", reader.rest.len()),
+            )),
+            Err(e) => Err(cbor_error(&e, reader.pos)),
+        }
+    }
+}
+
+fn cbor_error(e: &cbor4ii::serde::DecodeError<Infallible>, pos: usize) -> DecodeError {
+    use cbor4ii::core::error::DecodeError as Core;
+    use cbor4ii::serde::DecodeError as Serde;
+    let kind = match e {
+        Serde::Core(Core::Eof { .. }) => DecodeErrorKind::Truncated,
+        Serde::Core(
+            Core::Mismatch { .. }
+            | Core::CastOverflow { .. }
+            | Core::ArithmeticOverflow { .. }
+            | Core::RequireBorrowed { .. },
+        )
+        | Serde::Custom(_) => DecodeErrorKind::Data,
+        Serde::Core(_) => DecodeErrorKind::Syntax,
+    };
+    let message = match e {
+        Serde::Custom(msg) => msg.to_string(),
+        Serde::Core(core) => format!("{core:?}"),
+    };
+    DecodeError::new(Format::Cbor, kind, Position::Offset(pos), message)
+}
+
+/// Appends to a caller-owned `Vec<u8>`.
+struct VecWriter<'a>(&'a mut Vec<u8>);
+
+impl enc::Write for VecWriter<'_> {
+    type Error = Infallible;
+
+    fn push(&mut self, input: &[u8]) -> Result<(), Infallible> {
+        self.0.extend_from_slice(input);
+        Ok(())
+    }
+}
+
+/// A slice reader that knows how far it has read and how deep it is.
+struct CountingReader<'de> {
+    rest: &'de [u8],
+    pos: usize,
+    depth_left: usize,
+}
+
+impl<'de> CountingReader<'de> {
+    fn new(bytes: &'de [u8]) -> Self {
+        CountingReader { rest: bytes, pos: 0, depth_left: MAX_DEPTH }
+    }
+}
+
+impl<'de> dec::Read<'de> for CountingReader<'de> {
+    type Error = Infallible;
+
+    fn fill<'short>(
+        &'short mut self,
+        want: usize,
+    ) -> Result<dec::Reference<'de, 'short>, Infallible> {
+        let n = want.min(self.rest.len());
+        let rest: &'de [u8] = self.rest;
+        Ok(dec::Reference::Long(rest.get(..n).unwrap_or_default()))
+    }
+
+    fn advance(&mut self, n: usize) {
+        let n = n.min(self.rest.len());
+        let rest: &'de [u8] = self.rest;
+        self.rest = rest.get(n..).unwrap_or_default();
+        self.pos += n;
+    }
+
+    fn step_in(&mut self) -> bool {
+        match self.depth_left.checked_sub(1) {
+            Some(left) => {
+                self.depth_left = left;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn step_out(&mut self) {
+        self.depth_left += 1;
+    }
+}

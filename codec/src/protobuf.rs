@@ -1,0 +1,60 @@
+//! Protocol Buffers through `prost`. Messages travel in binary frames.
+
+use crate::codec::Codec;
+use crate::error::{DecodeError, DecodeErrorKind, EncodeError, Position};
+use crate::format::Format;
+
+/// The Protobuf codec, for any `prost::Message + Default`: types with
+/// `#[derive(prost::Message)]` written by hand (no `protoc` needed), and
+/// [`crate::Envelope<T>`] when `T` is one.
+///
+/// Decoding reports the byte offset of the top-level field that failed.
+/// Nesting is bounded by prost's recursion limit (100 levels).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Protobuf;
+
+impl<T: prost::Message + Default> Codec<T> for Protobuf {
+    fn format(&self) -> Format {
+        Format::Protobuf
+    }
+
+    fn encode(&self, value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        // A Vec grows as needed, so prost's capacity check cannot fail.
+        out.reserve(value.encoded_len());
+        value.encode_raw(out);
+        Ok(())
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<T, DecodeError> {
+        // prost's own `Message::merge` loop, with the offset of each field
+        // kept so that an error can say where it happened.
+        let mut msg = T::default();
+        let mut buf = bytes;
+        while !buf.is_empty() {
+            let start = bytes.len() - buf.len();
+            let res = prost::encoding::decode_key(&mut buf).and_then(|(tag, wire_type)| {
+                msg.merge_field(tag, wire_type, &mut buf, prost::encoding::DecodeContext::default())
+            });
+            if let Err(e) = res {
+                return Err(proto_error(&e, start));
+            }
+        }
+        Ok(msg)
+    }
+}
+
+fn proto_error(e: &prost::DecodeError, start: usize) -> DecodeError {
+    // prost exposes only a description; sort it by the phrases it uses.
+    let text = e.to_string();
+    let kind = if text.contains("buffer underflow") {
+        DecodeErrorKind::Truncated
+    } else if text.contains("invalid wire type")
+        || text.contains("invalid string value")
+        || text.contains("invalid message id")
+    {
+        DecodeErrorKind::Data
+    } else {
+        DecodeErrorKind::Syntax
+    };
+    DecodeError::new(Format::Protobuf, kind, Position::Offset(start), text)
+}
