@@ -1,0 +1,390 @@
+//! The `Connection` state machine driven with a virtual clock: close handshake, timers,
+//! heartbeats, RTT, limits, send rules. (Frame-level conformance lives in conformance.rs.)
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ringwire_frame::{
+    encode_frame, encode_shared, CloseCause, CloseCode, Closed, Config, Connection, Event,
+    FixedMask, FrameHeader, Message, OpCode, ProtocolError, SendError,
+};
+
+const KEY: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
+
+fn client(config: Config, now: Instant) -> Connection {
+    Connection::client(config, Box::new(FixedMask(KEY)), now)
+}
+
+/// A masked client frame, as a server receives it.
+fn cframe(op: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    encode_frame(&mut v, op, fin, payload, Some(KEY));
+    v
+}
+
+fn events(c: &mut Connection) -> Vec<Event> {
+    std::iter::from_fn(|| c.poll_event()).collect()
+}
+
+/// Decodes what a connection transmitted into (opcode, unmasked payload) frames.
+fn sent_frames(c: &mut Connection) -> Vec<(OpCode, Vec<u8>)> {
+    let mut wire = Vec::new();
+    c.poll_transmit_into(&mut wire);
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < wire.len() {
+        let (h, n) = FrameHeader::decode(&wire[at..]).unwrap().expect("whole frames only");
+        at += n;
+        let len = h.payload_len as usize;
+        let mut p = wire[at..at + len].to_vec();
+        if let Some(k) = h.mask {
+            ringwire_frame::mask::apply_mask(&mut p, k);
+        }
+        at += len;
+        out.push((h.opcode, p));
+    }
+    out
+}
+
+fn close_payload(code: u16, reason: &str) -> Vec<u8> {
+    let mut p = code.to_be_bytes().to_vec();
+    p.extend_from_slice(reason.as_bytes());
+    p
+}
+
+fn closed(code: CloseCode, reason: &str, cause: CloseCause) -> Event {
+    Event::Closed(Closed { code, reason: reason.into(), cause })
+}
+
+#[test]
+fn peer_initiated_close_is_echoed_and_reported_once() {
+    let t0 = Instant::now();
+    let mut s = Connection::server(Config::default(), t0);
+    s.handle_bytes(t0, &cframe(OpCode::Close, true, &close_payload(4001, "bye")));
+    assert_eq!(events(&mut s), [closed(CloseCode(4001), "bye", CloseCause::Peer)]);
+    assert!(s.is_closed());
+    assert_eq!(sent_frames(&mut s), [(OpCode::Close, 4001u16.to_be_bytes().to_vec())]);
+    // Input after the close is ignored, sends are refused.
+    s.handle_bytes(t0, &cframe(OpCode::Text, true, b"late"));
+    assert!(events(&mut s).is_empty());
+    assert_eq!(s.send_text("x"), Err(SendError::Closed));
+    assert_eq!(s.poll_transmit(), None);
+}
+
+#[test]
+fn empty_close_is_answered_with_empty_close() {
+    let t0 = Instant::now();
+    let mut s = Connection::server(Config::default(), t0);
+    s.handle_bytes(t0, &cframe(OpCode::Close, true, &[]));
+    assert_eq!(events(&mut s), [closed(CloseCode::NO_STATUS, "", CloseCause::Peer)]);
+    assert_eq!(sent_frames(&mut s), [(OpCode::Close, vec![])]);
+}
+
+#[test]
+fn local_close_waits_for_the_peer_and_keeps_receiving() {
+    let t0 = Instant::now();
+    let mut s = Connection::server(Config::default(), t0);
+    s.close(t0, CloseCode::NORMAL, "done").unwrap();
+    assert!(s.is_closing());
+    assert_eq!(sent_frames(&mut s), [(OpCode::Close, close_payload(1000, "done"))]);
+    assert_eq!(s.send_binary(b"x"), Err(SendError::Closed));
+    assert_eq!(s.close(t0, CloseCode::NORMAL, ""), Err(SendError::Closed));
+    // §7.1.2: data may still arrive until the peer's close.
+    s.handle_bytes(t0, &cframe(OpCode::Binary, true, b"in flight"));
+    s.handle_bytes(t0, &cframe(OpCode::Close, true, &close_payload(1000, "")));
+    assert_eq!(
+        events(&mut s),
+        [
+            Event::Message(Message::binary(Bytes::from_static(b"in flight"))),
+            closed(CloseCode::NORMAL, "", CloseCause::Local)
+        ]
+    );
+    // No second close frame goes out.
+    assert!(sent_frames(&mut s).is_empty());
+}
+
+#[test]
+fn close_timeout_ends_a_silent_peer() {
+    let t0 = Instant::now();
+    let config = Config::default().close_timeout(Duration::from_secs(2));
+    let mut s = Connection::server(config, t0);
+    s.close(t0, CloseCode::GOING_AWAY, "").unwrap();
+    assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(2)));
+    s.handle_timeout(t0 + Duration::from_millis(1999));
+    assert!(events(&mut s).is_empty());
+    s.handle_timeout(t0 + Duration::from_secs(2));
+    assert_eq!(events(&mut s), [closed(CloseCode::ABNORMAL, "", CloseCause::CloseTimeout)]);
+    assert_eq!(s.poll_timeout(), None);
+}
+
+#[test]
+fn invalid_close_codes_are_refused_locally() {
+    let t0 = Instant::now();
+    let mut s = Connection::server(Config::default(), t0);
+    for code in [0u16, 999, 1004, 1005, 1006, 1015, 2000, 5000] {
+        assert_eq!(s.close(t0, CloseCode(code), ""), Err(SendError::InvalidCloseCode(code)));
+    }
+    assert_eq!(
+        s.close(t0, CloseCode::NORMAL, &"x".repeat(124)),
+        Err(SendError::ReasonTooLong(124))
+    );
+    assert!(!s.is_closing());
+}
+
+#[test]
+fn keepalive_ping_then_pong_timeout() {
+    let t0 = Instant::now();
+    let config = Config::default()
+        .ping_interval(Some(Duration::from_secs(10)))
+        .pong_timeout(Duration::from_secs(3));
+    let mut s = Connection::server(config, t0);
+    assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+    let t1 = t0 + Duration::from_secs(10);
+    s.handle_timeout(t1);
+    let sent = sent_frames(&mut s);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, OpCode::Ping);
+    assert_eq!(s.poll_timeout(), Some(t1 + Duration::from_secs(3)));
+    // Silent peer: detected at ping interval + pong timeout.
+    s.handle_timeout(t1 + Duration::from_secs(3));
+    assert_eq!(events(&mut s), [closed(CloseCode::ABNORMAL, "", CloseCause::HeartbeatTimeout)]);
+}
+
+#[test]
+fn any_inbound_traffic_counts_as_life() {
+    let t0 = Instant::now();
+    let config = Config::default()
+        .ping_interval(Some(Duration::from_secs(10)))
+        .pong_timeout(Duration::from_secs(3));
+    let mut s = Connection::server(config, t0);
+    let t1 = t0 + Duration::from_secs(10);
+    s.handle_timeout(t1);
+    assert_eq!(sent_frames(&mut s).len(), 1);
+    // A data message (not a pong) arrives before the pong timeout: the peer is alive and
+    // the next ping is due one interval after it.
+    let t2 = t1 + Duration::from_secs(1);
+    s.handle_bytes(t2, &cframe(OpCode::Text, true, b"hi"));
+    assert_eq!(s.poll_timeout(), Some(t2 + Duration::from_secs(10)));
+    s.handle_timeout(t1 + Duration::from_secs(3));
+    assert!(!s.is_closed());
+    assert_eq!(events(&mut s).len(), 1);
+    // Even half a frame header counts.
+    let t3 = t2 + Duration::from_secs(9);
+    s.handle_bytes(t3, &[0x81]);
+    assert_eq!(s.poll_timeout(), Some(t3 + Duration::from_secs(10)));
+}
+
+#[test]
+fn pong_reports_rtt_of_tracked_ping() {
+    let t0 = Instant::now();
+    let mut c = client(Config::default(), t0);
+    let seq = c.send_ping(t0).unwrap();
+    let sent = sent_frames(&mut c);
+    assert_eq!(sent, [(OpCode::Ping, seq.to_be_bytes().to_vec())]);
+    // The server answers (unmasked, as a server does).
+    let mut pong = Vec::new();
+    encode_frame(&mut pong, OpCode::Pong, true, &seq.to_be_bytes(), None);
+    c.handle_bytes(t0 + Duration::from_micros(250), &pong);
+    match events(&mut c).as_slice() {
+        [Event::Pong(p)] => assert_eq!(p.rtt, Some(Duration::from_micros(250))),
+        other => panic!("{other:?}"),
+    }
+    // The same pong again is unsolicited now: no RTT.
+    c.handle_bytes(t0 + Duration::from_millis(1), &pong);
+    match events(&mut c).as_slice() {
+        [Event::Pong(p)] => assert_eq!(p.rtt, None),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn ping_flood_gets_one_pong_for_the_latest() {
+    let t0 = Instant::now();
+    let mut s = Connection::server(Config::default(), t0);
+    let mut input = Vec::new();
+    for i in 0..1000u32 {
+        input.extend(cframe(OpCode::Ping, true, &i.to_be_bytes()));
+    }
+    s.handle_bytes(t0, &input);
+    assert_eq!(events(&mut s).len(), 1000);
+    assert_eq!(sent_frames(&mut s), [(OpCode::Pong, 999u32.to_be_bytes().to_vec())]);
+}
+
+#[test]
+fn auto_pong_can_be_switched_off() {
+    let t0 = Instant::now();
+    let mut s = Connection::server(Config::default().auto_pong(false), t0);
+    s.handle_bytes(t0, &cframe(OpCode::Ping, true, b"p"));
+    assert_eq!(events(&mut s), [Event::Ping(Bytes::from_static(b"p"))]);
+    assert!(sent_frames(&mut s).is_empty());
+    s.send_pong(b"p").unwrap();
+    assert_eq!(sent_frames(&mut s), [(OpCode::Pong, b"p".to_vec())]);
+}
+
+#[test]
+fn owed_pong_goes_out_before_the_close() {
+    let t0 = Instant::now();
+    let mut s = Connection::server(Config::default(), t0);
+    s.handle_bytes(t0, &cframe(OpCode::Ping, true, b"p"));
+    s.close(t0, CloseCode::NORMAL, "").unwrap();
+    let ops: Vec<OpCode> = sent_frames(&mut s).into_iter().map(|f| f.0).collect();
+    assert_eq!(ops, [OpCode::Pong, OpCode::Close]);
+}
+
+#[test]
+fn pong_never_lands_inside_a_zero_copy_frame() {
+    let t0 = Instant::now();
+    let mut s = Connection::server(Config::default(), t0);
+    let big = Bytes::from(vec![7u8; 4096]);
+    s.send(Message::Binary(big.clone())).unwrap();
+    // Take the header chunk only, then a ping arrives.
+    let first = s.poll_transmit().unwrap();
+    s.handle_bytes(t0, &cframe(OpCode::Ping, true, b"x"));
+    let mut wire = first.to_vec();
+    s.poll_transmit_into(&mut wire);
+    let mut at = 0;
+    let mut ops = Vec::new();
+    while at < wire.len() {
+        let (h, n) = FrameHeader::decode(&wire[at..]).unwrap().unwrap();
+        at += n + h.payload_len as usize;
+        ops.push((h.opcode, h.payload_len));
+    }
+    assert_eq!(ops, [(OpCode::Binary, 4096), (OpCode::Pong, 1)]);
+}
+
+#[test]
+fn idle_timeout_starts_a_going_away_close() {
+    let t0 = Instant::now();
+    let mut s =
+        Connection::server(Config::default().idle_timeout(Some(Duration::from_secs(30))), t0);
+    s.handle_timeout(t0 + Duration::from_secs(30));
+    assert!(s.is_closing());
+    assert_eq!(sent_frames(&mut s), [(OpCode::Close, close_payload(1001, "idle timeout"))]);
+}
+
+#[test]
+fn frame_and_message_limits_close_with_1009() {
+    let t0 = Instant::now();
+    let config = Config::default().max_frame_size(100).max_message_size(150);
+    let mut s = Connection::server(config.clone(), t0);
+    // Only the header of an oversized frame is needed to refuse it.
+    let f = cframe(OpCode::Binary, true, &[0u8; 101]);
+    s.handle_bytes(t0, &f[..8]);
+    let ev = events(&mut s);
+    assert!(matches!(
+        ev.as_slice(),
+        [Event::Closed(Closed {
+            code: CloseCode::TOO_BIG,
+            cause: CloseCause::Error(ProtocolError::FrameTooLarge { size: 101, max: 100 }),
+            ..
+        })]
+    ));
+    assert_eq!(sent_frames(&mut s), [(OpCode::Close, 1009u16.to_be_bytes().to_vec())]);
+
+    let mut s = Connection::server(config, t0);
+    let mut input = cframe(OpCode::Binary, false, &[1u8; 100]);
+    input.extend(cframe(OpCode::Continuation, false, &[2u8; 50]));
+    input.extend(cframe(OpCode::Continuation, true, &[3u8; 1]));
+    s.handle_bytes(t0, &input);
+    let ev = events(&mut s);
+    assert!(matches!(
+        ev.as_slice(),
+        [Event::Closed(Closed {
+            code: CloseCode::TOO_BIG,
+            cause: CloseCause::Error(ProtocolError::MessageTooLarge { size: 151, max: 150 }),
+            ..
+        })]
+    ));
+}
+
+#[test]
+fn fail_fast_on_invalid_utf8_inside_a_frame() {
+    let t0 = Instant::now();
+    let mut s = Connection::server(Config::default(), t0);
+    // A 1000-byte text frame whose 3rd byte is invalid: the connection fails after the
+    // first 3 payload bytes, without waiting for the rest of the frame.
+    let mut payload = vec![b'a'; 1000];
+    payload[2] = 0xff;
+    let f = cframe(OpCode::Text, true, &payload);
+    s.handle_bytes(t0, &f[..8 + 3]);
+    assert!(s.is_closed());
+    assert_eq!(sent_frames(&mut s), [(OpCode::Close, 1007u16.to_be_bytes().to_vec())]);
+}
+
+#[test]
+fn server_send_of_large_bytes_is_zero_copy() {
+    let t0 = Instant::now();
+    let mut s = Connection::server(Config::default(), t0);
+    let big = Bytes::from(vec![9u8; 60 * 1024]);
+    s.send(Message::Binary(big.clone())).unwrap();
+    assert_eq!(s.queued_bytes(), 60 * 1024 + 4);
+    let header = s.poll_transmit().unwrap();
+    assert_eq!(&header[..], &[0x82, 0x7e, 0xf0, 0x00]);
+    let payload = s.poll_transmit().unwrap();
+    assert_eq!(payload.as_ptr(), big.as_ptr(), "the payload chunk is the caller's allocation");
+    assert_eq!(s.queued_bytes(), 0);
+}
+
+#[test]
+fn shared_frames_are_server_only_and_uncopied() {
+    let t0 = Instant::now();
+    let frame = encode_shared(OpCode::Text, b"tick");
+    let mut s1 = Connection::server(Config::default(), t0);
+    let mut s2 = Connection::server(Config::default(), t0);
+    s1.send_shared_frame(frame.clone()).unwrap();
+    s2.send_shared_frame(frame.clone()).unwrap();
+    assert_eq!(s1.poll_transmit().unwrap().as_ptr(), frame.as_ptr());
+    assert_eq!(s2.poll_transmit().unwrap().as_ptr(), frame.as_ptr());
+    let mut c = client(Config::default(), t0);
+    assert_eq!(c.send_shared_frame(frame), Err(SendError::ClientSharedFrame));
+}
+
+#[test]
+fn client_masks_with_its_source_and_fragments() {
+    let t0 = Instant::now();
+    let mut c = client(Config::default().fragment_size(Some(2)), t0);
+    c.send_text("Hello").unwrap();
+    let mut wire = Vec::new();
+    c.poll_transmit_into(&mut wire);
+    // Three masked frames: "He", "ll", "o".
+    let mut at = 0;
+    let mut got = Vec::new();
+    while at < wire.len() {
+        let (h, n) = FrameHeader::decode(&wire[at..]).unwrap().unwrap();
+        assert_eq!(h.mask, Some(KEY));
+        at += n + h.payload_len as usize;
+        got.push((h.opcode, h.fin));
+    }
+    assert_eq!(
+        got,
+        [(OpCode::Text, false), (OpCode::Continuation, false), (OpCode::Continuation, true)]
+    );
+    // And a server reassembles it.
+    let mut s = Connection::server(Config::default(), t0);
+    s.handle_bytes(t0, &wire);
+    assert_eq!(events(&mut s), [Event::Message(Message::text("Hello"))]);
+}
+
+#[test]
+fn eof_before_close_is_abnormal() {
+    let t0 = Instant::now();
+    let mut s = Connection::server(Config::default(), t0);
+    s.handle_eof(t0);
+    assert_eq!(events(&mut s), [closed(CloseCode::ABNORMAL, "", CloseCause::TransportClosed)]);
+    s.handle_eof(t0);
+    assert!(events(&mut s).is_empty());
+}
+
+#[test]
+fn idle_connection_holds_no_buffers_after_a_message() {
+    // Not a memory measurement, a behavioural check: after a message is delivered and
+    // the output drained, nothing is queued.
+    let t0 = Instant::now();
+    let mut s = Connection::server(Config::default(), t0);
+    s.handle_bytes(t0, &cframe(OpCode::Binary, true, &[1u8; 3000]));
+    s.send_binary(&[2u8; 3000]).unwrap();
+    assert_eq!(events(&mut s).len(), 1);
+    assert_eq!(sent_frames(&mut s).len(), 1);
+    assert!(!s.has_transmit());
+    assert_eq!(s.queued_bytes(), 0);
+}
