@@ -36,17 +36,18 @@ impl<T: prost::Message + Default> Codec<T> for Protobuf {
                 msg.merge_field(tag, wire_type, &mut buf, prost::encoding::DecodeContext::default())
             });
             if let Err(e) = res {
-                return Err(proto_error(&e, start));
+                return Err(proto_error(&e, start, buf.is_empty()));
             }
         }
         Ok(msg)
     }
 }
 
-fn proto_error(e: &prost::DecodeError, start: usize) -> DecodeError {
-    // prost exposes only a description; sort it by the phrases it uses.
+fn proto_error(e: &prost::DecodeError, start: usize, at_end: bool) -> DecodeError {
+    // prost exposes only a description; sort it by the phrases it uses. A
+    // varint that fails where the input ends was cut short.
     let text = e.to_string();
-    let kind = if text.contains("buffer underflow") {
+    let kind = if text.contains("buffer underflow") || (at_end && text.contains("invalid varint")) {
         DecodeErrorKind::Truncated
     } else if text.contains("invalid wire type")
         || text.contains("invalid string value")
