@@ -1,5 +1,7 @@
 //! The codec trait: one format, one Rust type.
 
+use ringwire_frame::Message;
+
 use crate::error::{DecodeError, EncodeError};
 use crate::format::{Format, FrameKind};
 
@@ -46,5 +48,30 @@ pub trait Codec<T> {
             return Err(DecodeError::wrong_frame_kind(self.format(), kind));
         }
         self.decode(bytes)
+    }
+
+    /// Encodes `value` as a WebSocket message ready to send on a
+    /// `ringwire_frame::Connection`: a text message for JSON, a binary
+    /// message for CBOR and Protobuf.
+    fn encode_message(&self, value: &T) -> Result<Message, EncodeError> {
+        let mut out = Vec::new();
+        self.encode(value, &mut out)?;
+        match self.frame_kind() {
+            FrameKind::Binary => Ok(Message::binary(out)),
+            FrameKind::Text => String::from_utf8(out)
+                .map(Message::text)
+                .map_err(|_| EncodeError::new(self.format(), "encoder produced invalid UTF-8")),
+        }
+    }
+
+    /// Decodes a message received from the peer. A message of the wrong
+    /// type (binary for JSON, text for CBOR or Protobuf) is rejected with
+    /// close code 1003; bad contents give close code 1007.
+    fn decode_message(&self, message: &Message) -> Result<T, DecodeError> {
+        let kind = match message {
+            Message::Text(_) => FrameKind::Text,
+            Message::Binary(_) => FrameKind::Binary,
+        };
+        self.decode_frame(kind, message.as_bytes())
     }
 }

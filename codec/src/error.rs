@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use ringwire_frame::CloseCode;
+
 use crate::format::{Format, FrameKind};
 
 /// Where in the input a decode error was found.
@@ -103,18 +105,13 @@ impl DecodeError {
     ///   it receives a binary message".
     /// - 1007 (invalid frame payload data) otherwise: "data within a message
     ///   that was not consistent with the type of the message".
-    pub const fn close_code(&self) -> u16 {
+    pub const fn close_code(&self) -> CloseCode {
         match self.kind {
-            DecodeErrorKind::WrongFrameKind => CLOSE_UNSUPPORTED_DATA,
-            _ => CLOSE_INVALID_PAYLOAD,
+            DecodeErrorKind::WrongFrameKind => CloseCode::UNSUPPORTED_DATA,
+            _ => CloseCode::INVALID_PAYLOAD,
         }
     }
 }
-
-/// RFC 6455 §7.4.1 status code 1003: unsupported data.
-pub const CLOSE_UNSUPPORTED_DATA: u16 = 1003;
-/// RFC 6455 §7.4.1 status code 1007: invalid frame payload data.
-pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
 
 /// A value could not be encoded. This is our own side's fault (for example a
 /// `Serialize` impl that fails, or a map with non-string keys sent as JSON);
@@ -144,9 +141,9 @@ mod tests {
     fn close_codes() {
         let garbage =
             DecodeError::new(Format::Cbor, DecodeErrorKind::Syntax, Position::Offset(3), "bad");
-        assert_eq!(garbage.close_code(), 1007);
+        assert_eq!(garbage.close_code(), CloseCode(1007));
         let wrong = DecodeError::wrong_frame_kind(Format::Json, FrameKind::Binary);
-        assert_eq!(wrong.close_code(), 1003);
+        assert_eq!(wrong.close_code(), CloseCode(1003));
         assert!(wrong.to_string().contains("expected a text frame"));
     }
 

@@ -13,6 +13,10 @@
 //!   [`Protobuf`] (feature `protobuf`), all on by default.
 //! - [`Envelope<T>`]: a [`MessageId`] (128-bit, time-ordered), a [`Kind`], a
 //!   timestamp and the payload, compact in every format.
+//! - Typed messages on connections: [`Codec::encode_message`] gives a
+//!   `ringwire_frame::Message` (text for JSON, binary otherwise) and
+//!   [`Codec::decode_message`] reads one; a [`DecodeError`] carries the format,
+//!   the position and the [`CloseCode`] to send (1007 for garbage).
 //! - [`IdGenerator`]: strictly increasing ids from a clock reading and random
 //!   bits that the caller supplies; this crate reads no clock and does no I/O.
 //!
@@ -37,7 +41,13 @@
 //! assert_eq!(back, msg);
 //!
 //! let err = <Json as Codec<Envelope<Chat>>>::decode(&Json, b"{\"i\":").unwrap_err();
-//! assert_eq!(err.close_code(), 1007);
+//! assert_eq!(err.close_code(), ringwire_codec::CloseCode::INVALID_PAYLOAD);
+//!
+//! // On a connection: JSON goes out as a text message.
+//! let m = Json.encode_message(&msg).unwrap();
+//! assert!(matches!(m, ringwire_codec::Message::Text(_)));
+//! let back: Envelope<Chat> = Json.decode_message(&m).unwrap();
+//! assert_eq!(back, msg);
 //! # }
 //! ```
 #![forbid(unsafe_code)]
@@ -59,12 +69,10 @@ mod protobuf;
 
 pub use crate::codec::Codec;
 pub use crate::envelope::{Envelope, Kind};
-pub use crate::error::{
-    DecodeError, DecodeErrorKind, EncodeError, Position, CLOSE_INVALID_PAYLOAD,
-    CLOSE_UNSUPPORTED_DATA,
-};
+pub use crate::error::{DecodeError, DecodeErrorKind, EncodeError, Position};
 pub use crate::format::{Format, FrameKind};
 pub use crate::id::{IdGenerator, MessageId, ParseIdError, TEXT_LEN as ID_TEXT_LEN};
+pub use ringwire_frame::{CloseCode, Message};
 
 #[cfg(feature = "cbor")]
 pub use crate::cbor::{Cbor, MAX_DEPTH as CBOR_MAX_DEPTH};

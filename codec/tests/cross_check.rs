@@ -98,7 +98,7 @@ mod cbor {
         assert!(buf.windows(3).any(|w| w == [0xf9, 0xca, 0x40]), "f16 -12.5");
         let e = <Cbor as Codec<Reading>>::decode(&Cbor, &buf).expect_err("f16");
         assert_eq!(e.kind, ringwire_codec::DecodeErrorKind::Data);
-        assert_eq!(e.close_code(), 1007);
+        assert_eq!(e.close_code().0, 1007);
     }
 }
 

@@ -34,7 +34,7 @@ where
     let format = Codec::<Reading>::format(codec);
     let check = |e: DecodeError| {
         assert_eq!(e.format, format);
-        assert_eq!(e.close_code(), 1007);
+        assert_eq!(e.close_code().0, 1007);
         assert!(!e.to_string().is_empty());
     };
     if let Err(e) = Codec::<Reading>::decode(codec, input) {
@@ -74,7 +74,7 @@ fn expect_err<T, C: Codec<T>>(codec: &C, input: &[u8]) -> DecodeError {
     match codec.decode(input) {
         Ok(_) => panic!("decoded garbage: {input:?}"),
         Err(e) => {
-            assert_eq!(e.close_code(), 1007);
+            assert_eq!(e.close_code().0, 1007);
             e
         }
     }

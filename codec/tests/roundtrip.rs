@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use ringwire_codec::{Codec, Envelope, FrameKind};
+use ringwire_codec::{CloseCode, Codec, Envelope, FrameKind, Message};
 
 fn round_trip<T, C>(codec: &C, value: &T)
 where
@@ -25,7 +25,17 @@ where
         FrameKind::Binary => FrameKind::Text,
     };
     let err = codec.decode_frame(other, &bytes).expect_err("wrong frame kind");
-    assert_eq!(err.close_code(), 1003);
+    assert_eq!(err.close_code().0, 1003);
+
+    // Through ringwire_frame::Message, as on a connection.
+    let msg = codec.encode_message(value).expect("encode_message");
+    assert_eq!(msg.as_bytes(), &bytes[..]);
+    let is_text = matches!(msg, Message::Text(_));
+    assert_eq!(is_text, kind == FrameKind::Text);
+    assert_eq!(&codec.decode_message(&msg).expect("decode_message"), value);
+    let wrong = if is_text { Message::binary(bytes.clone()) } else { Message::text("{}") };
+    let err = codec.decode_message(&wrong).expect_err("wrong message type");
+    assert_eq!(err.close_code(), CloseCode::UNSUPPORTED_DATA);
 }
 
 #[cfg(feature = "json")]
