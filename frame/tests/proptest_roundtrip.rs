@@ -541,3 +541,43 @@ proptest! {
         prop_assert!(v.finish().is_ok());
     }
 }
+
+// ---- known deviations (ignored so CI stays green; see the reasons) ---------------------
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// `FrameHeader` has a public `u64` length, so a header with a length of 2^63 or more
+    /// can be built; RFC 6455 §5.2 says "the most significant bit MUST be 0". Encoding
+    /// should refuse it (`None`) rather than write a header its own decoder rejects.
+    #[test]
+    #[ignore = "bug: FrameHeader::encode_into writes a 64-bit length with the MSB set for payload_len >= 2^63 (RFC 6455 §5.2); decode then returns InvalidLength"]
+    fn header_never_encodes_what_decode_rejects(len in (1u64 << 63)..=u64::MAX, mask in any::<Option<[u8; 4]>>()) {
+        let h = FrameHeader { mask, ..FrameHeader::new(OpCode::Binary, len) };
+        let mut buf = [0u8; MAX_HEADER_LEN];
+        if let Some(n) = h.encode_into(&mut buf) {
+            prop_assert_eq!(FrameHeader::decode(&buf[..n]), Ok(Some((h, n))));
+        }
+    }
+
+    /// The mask functions take any `usize` offset but compute `offset + len` unchecked,
+    /// which panics with overflow in debug builds (wraps correctly in release).
+    #[test]
+    #[ignore = "bug: mask::apply_mask_offset and copy_masked panic (debug) with 'attempt to add with overflow' when offset + len > usize::MAX (mask.rs `(offset + buf.len()) & 3`)"]
+    fn mask_offset_near_usize_max(
+        data in vec(any::<u8>(), 1..40),
+        key in any::<[u8; 4]>(),
+        back in 0usize..40,
+    ) {
+        let offset = usize::MAX - back;
+        let want: Vec<u8> =
+            data.iter().enumerate().map(|(i, b)| b ^ key[(offset % 4 + i) % 4]).collect();
+        let want_next = (offset % 4 + data.len()) % 4;
+        let mut got = data.clone();
+        prop_assert_eq!(apply_mask_offset(&mut got, key, offset), want_next);
+        prop_assert_eq!(&got, &want);
+        let mut dst = vec![0u8; data.len()];
+        prop_assert_eq!(copy_masked(&mut dst, &data, key, offset), want_next);
+        prop_assert_eq!(&dst, &want);
+    }
+}

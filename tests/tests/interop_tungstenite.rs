@@ -628,3 +628,110 @@ fn echo_conversation() {
         }
     });
 }
+
+// ---- ringwire failing bad tungstenite input -------------------------------------------
+
+#[test]
+fn rw_fails_bad_frames_from_tungstenite_with_the_mapped_code() {
+    use ringwire_frame::ProtocolError as PE;
+    both_roles(|role| {
+        let data = |bytes: &[u8], op: Data, fin: bool| {
+            Frame::message(bytes.to_vec(), TsOpCode::Data(op), fin)
+        };
+        let mut rsv = data(b"x", Data::Binary, true);
+        rsv.header_mut().rsv1 = true;
+        let cases: Vec<(&str, Frame, Config, PE, u16)> = vec![
+            // RFC 6455 §8.1: invalid UTF-8 in a text message -> 1007.
+            (
+                "bad utf8",
+                data(&[b'a', 0xff], Data::Text, true),
+                Config::default(),
+                PE::InvalidUtf8,
+                1007,
+            ),
+            // §5.2: RSV1 without an extension -> 1002.
+            ("rsv1", rsv, Config::default(), PE::ReservedBits(0b100), 1002),
+            // §5.4: a continuation with nothing to continue -> 1002.
+            (
+                "stray continuation",
+                data(b"x", Data::Continue, true),
+                Config::default(),
+                PE::UnexpectedContinuation,
+                1002,
+            ),
+            // §5.5: a control frame over 125 bytes -> 1002.
+            (
+                "long ping",
+                Frame::ping(vec![0u8; 126]),
+                Config::default(),
+                PE::ControlFrameTooLong(126),
+                1002,
+            ),
+            // A message over our limit -> 1009 (§7.4.1).
+            (
+                "too big",
+                data(&[0u8; 101], Data::Binary, true),
+                Config::default().max_message_size(100),
+                PE::MessageTooLarge { size: 101, max: 100 },
+                1009,
+            ),
+        ];
+        for (name, frame, config, err, code) in cases {
+            let mut p = Pair::new(role, config);
+            p.ts.write(TsMessage::Frame(frame)).unwrap();
+            p.ts.flush().unwrap();
+            let ev = p.rw_receive();
+            assert_eq!(ev.len(), 1, "{role:?} {name}: {ev:?}");
+            assert_eq!(
+                closed(&ev[0]),
+                (CloseCode(code), String::new(), CloseCause::Error(err)),
+                "{role:?} {name}"
+            );
+            p.rw_flush();
+            let want = TsCloseFrame { code: code.into(), reason: "".into() };
+            assert_eq!(p.ts_read_all(), [TsMessage::Close(Some(want))], "{role:?} {name}");
+        }
+
+        // §7.4.1: 1005 must not appear in a close frame; ringwire answers 1002.
+        let mut p = Pair::new(role, Config::default());
+        p.ts.close(Some(TsCloseFrame { code: TsCloseCode::Status, reason: "".into() })).unwrap();
+        let ev = p.rw_receive();
+        assert_eq!(
+            closed(&ev[0]),
+            (
+                CloseCode::PROTOCOL_ERROR,
+                String::new(),
+                CloseCause::Error(PE::InvalidCloseCode(1005))
+            )
+        );
+        p.rw_flush();
+        let got = p.ts.read();
+        let want = TsCloseFrame { code: TsCloseCode::Protocol, reason: "".into() };
+        assert!(matches!(&got, Ok(TsMessage::Close(Some(f))) if *f == want), "{role:?}: {got:?}");
+    });
+}
+
+#[test]
+fn rw_close_argument_limits() {
+    both_roles(|role| {
+        let mut p = Pair::new(role, Config::default());
+        // §5.5: a control payload is at most 125 bytes, so a reason at most 123.
+        let long = text_of_len(124);
+        assert_eq!(p.rw.close(p.now, CloseCode::NORMAL, &long), Err(SendError::ReasonTooLong(124)));
+        // §7.4.1: 1005 and 1006 are never sent.
+        assert_eq!(
+            p.rw.close(p.now, CloseCode::NO_STATUS, ""),
+            Err(SendError::InvalidCloseCode(1005))
+        );
+        assert_eq!(
+            p.rw.close(p.now, CloseCode::ABNORMAL, ""),
+            Err(SendError::InvalidCloseCode(1006))
+        );
+        assert!(!p.rw.is_closing());
+        let reason = text_of_len(123);
+        p.rw.close(p.now, CloseCode::NORMAL, &reason).unwrap();
+        p.rw_flush();
+        let want = TsCloseFrame { code: TsCloseCode::Normal, reason: reason.into() };
+        assert_eq!(p.ts_read_all(), [TsMessage::Close(Some(want))], "{role:?}");
+    });
+}
