@@ -12,8 +12,8 @@ use proptest::prelude::*;
 use ringwire_frame::mask::{apply_mask_offset, apply_mask_scalar, copy_masked};
 use ringwire_frame::utf8::Utf8Validator;
 use ringwire_frame::{
-    CloseCause, CloseCode, Closed, Config, Connection, Event, FrameHeader, Message, OpCode, Pong,
-    ProtocolError, XorShiftMask, MAX_HEADER_LEN,
+    CloseCause, CloseCode, Closed, Config, Connection, Event, FixedMask, FrameHeader, Message,
+    OpCode, Pong, ProtocolError, Role, XorShiftMask, MAX_HEADER_LEN,
 };
 
 // ---- (a) frame headers ----------------------------------------------------------------
@@ -211,7 +211,14 @@ fn deliver(
         pos = end;
         ends.push(end);
         events.extend(std::iter::from_fn(|| conn.poll_event()));
-        conn.poll_transmit_into(out);
+        let queued = conn.queued_bytes();
+        let sent = conn.poll_transmit_into(out);
+        // A client's pending pong is under-counted by its 4-byte mask key: see
+        // `queued_bytes_counts_a_pending_client_pong`.
+        if conn.role() == Role::Server {
+            assert_eq!(queued, sent, "queued_bytes before poll_transmit");
+        }
+        assert!(!conn.has_transmit());
     }
     ends
 }
@@ -244,7 +251,11 @@ fn round_trip(
             Op::Binary { b, owned: false } => tx.send_binary(b).unwrap(),
             Op::Ping(p) => tx.send_ping_payload(p).unwrap(),
         }
-        tx.poll_transmit_into(&mut wire);
+        // Backpressure accounting matches what comes out.
+        prop_assert!(tx.has_transmit());
+        let queued = tx.queued_bytes();
+        prop_assert_eq!(tx.poll_transmit_into(&mut wire), queued);
+        prop_assert_eq!(tx.queued_bytes(), 0);
         expected.push(match op {
             Op::Text { s, .. } => Event::Message(Message::text(s.clone())),
             Op::Binary { b, .. } => Event::Message(Message::binary(b.clone())),
@@ -580,4 +591,22 @@ proptest! {
         prop_assert_eq!(copy_masked(&mut dst, &data, key, offset), want_next);
         prop_assert_eq!(&dst, &want);
     }
+}
+
+/// `queued_bytes` is documented as "bytes waiting in poll_transmit, for backpressure", but
+/// for a pending auto-pong it counts `payload + 2`, forgetting the 4-byte masking key a
+/// client adds (connection/mod.rs `queued_bytes`).
+#[test]
+#[ignore = "bug: Connection::queued_bytes under-counts a client's pending auto-pong by 4 bytes (mask key): 5 reported, 9 transmitted for a 3-byte ping"]
+fn queued_bytes_counts_a_pending_client_pong() {
+    let now = Instant::now();
+    let mut server = Connection::server(Config::default(), now);
+    let mut client = Connection::client(Config::default(), Box::new(FixedMask([1, 2, 3, 4])), now);
+    server.send_ping_payload(b"abc").unwrap();
+    let mut wire = Vec::new();
+    server.poll_transmit_into(&mut wire);
+    client.handle_bytes(now, &wire);
+    let queued = client.queued_bytes();
+    let mut out = Vec::new();
+    assert_eq!(client.poll_transmit_into(&mut out), queued);
 }
