@@ -16,6 +16,14 @@ use ringwire_frame::{
     OpCode, Pong, ProtocolError, Role, XorShiftMask, MAX_HEADER_LEN,
 };
 
+/// `n` cases, unless the `PROPTEST_CASES` environment variable asks for another number
+/// (`ProptestConfig::with_cases` would override it).
+fn cases(n: u32) -> ProptestConfig {
+    let default = ProptestConfig::default();
+    let cases = if std::env::var_os("PROPTEST_CASES").is_some() { default.cases } else { n };
+    ProptestConfig { cases, ..default }
+}
+
 // ---- (a) frame headers ----------------------------------------------------------------
 
 /// Payload lengths spread over the three length encodings (RFC 6455 §5.2), with their
@@ -51,7 +59,7 @@ fn frame_header() -> impl Strategy<Value = FrameHeader> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(cases(512))]
 
     #[test]
     fn header_encode_decode_round_trip(h in frame_header(), trailer in vec(any::<u8>(), 0..8)) {
@@ -325,7 +333,7 @@ fn short(e: &Event) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(cases(64))]
 
     #[test]
     fn client_to_server_round_trip(
@@ -351,7 +359,7 @@ proptest! {
 // ---- (c) masking ----------------------------------------------------------------------
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(cases(512))]
 
     #[test]
     fn mask_fast_paths_match_scalar(
@@ -486,7 +494,7 @@ fn valid_prefix(b: &[u8]) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1024))]
+    #![proptest_config(cases(1024))]
 
     #[test]
     fn utf8_validator_agrees_with_std_and_fails_fast(
@@ -556,7 +564,7 @@ proptest! {
 // ---- known deviations (ignored so CI stays green; see the reasons) ---------------------
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(cases(64))]
 
     /// `FrameHeader` has a public `u64` length, so a header with a length of 2^63 or more
     /// can be built; RFC 6455 §5.2 says "the most significant bit MUST be 0". Encoding
