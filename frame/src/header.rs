@@ -175,8 +175,12 @@ impl FrameHeader {
     ///
     /// The length is always written in its shortest form (RFC 6455 §5.2: "the minimal
     /// number of bytes MUST be used"). Returns `None` if `out` is shorter than
-    /// [`Self::encoded_len`].
+    /// [`Self::encoded_len`] or the length does not fit in 63 bits.
     pub fn encode_into(&self, out: &mut [u8]) -> Option<usize> {
+        // §5.2: the most significant bit of a 64-bit length MUST be 0.
+        if self.payload_len >> 63 != 0 {
+            return None;
+        }
         let n = self.encoded_len();
         let out = out.get_mut(..n)?;
         out[0] = (u8::from(self.fin) << 7) | ((self.rsv & 0x07) << 4) | self.opcode.as_u8();

@@ -32,7 +32,7 @@ pub fn apply_mask_offset(buf: &mut [u8], key: [u8; 4], offset: usize) -> usize {
     for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
         *b ^= k[i & 3];
     }
-    (offset + buf.len()) & 3
+    ((offset & 3) + (buf.len() & 3)) & 3
 }
 
 /// Copies `src` into `dst` while masking, as if `src` started at payload byte `offset`.
@@ -57,13 +57,13 @@ pub fn copy_masked(dst: &mut [u8], src: &[u8], key: [u8; 4], offset: usize) -> u
     for (i, (db, sb)) in d.into_remainder().iter_mut().zip(s.remainder()).enumerate() {
         *db = *sb ^ k[i & 3];
     }
-    (offset + n) & 3
+    ((offset & 3) + (n & 3)) & 3
 }
 
 /// The byte-at-a-time reference implementation the fast paths are tested against.
 pub fn apply_mask_scalar(buf: &mut [u8], key: [u8; 4], offset: usize) {
     for (i, b) in buf.iter_mut().enumerate() {
-        *b ^= key[(offset + i) & 3];
+        *b ^= key[((offset & 3) + (i & 3)) & 3];
     }
 }
 

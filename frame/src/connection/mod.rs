@@ -234,7 +234,8 @@ impl Connection {
 
     /// Bytes waiting in [`poll_transmit`](Self::poll_transmit), for backpressure.
     pub fn queued_bytes(&self) -> usize {
-        self.out.len() + self.pending_pong.as_ref().map_or(0, |p| p.len() + 2)
+        let mask = if self.masks.is_some() { 4 } else { 0 };
+        self.out.len() + self.pending_pong.as_ref().map_or(0, |p| p.len() + 2 + mask)
     }
 
     /// Whether anything is waiting to be transmitted.

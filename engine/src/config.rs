@@ -1,0 +1,184 @@
+//! Engine configuration: every limit a peer could abuse is a field with a documented
+//! default.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringwire_frame::handshake::HandshakeLimits;
+use ringwire_frame::Config as FrameConfig;
+
+/// What to do when a connection's queue of unsent bytes reaches
+/// [`EngineConfig::max_queued_bytes`] (a slow consumer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backpressure {
+    /// Refuse the new message (`send` returns [`crate::SendError::Backpressure`]; a
+    /// publish skips this subscriber). Counted in `stats.drops`.
+    DropNewest,
+    /// Drop the oldest queued whole messages that have not started to go out, to make
+    /// room. Counted in `stats.drops`.
+    DropOldest,
+    /// Close the connection with 1008 (policy violation). Counted in `stats.slow_closes`.
+    #[default]
+    Close,
+}
+
+/// Which I/O backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// io_uring where the kernel allows it, else epoll. `RINGWIRE_BACKEND=epoll` (or
+    /// `=io_uring`) in the environment chooses instead.
+    #[default]
+    Auto,
+    /// io_uring only: fail to start if it is unavailable.
+    IoUring,
+    /// epoll only.
+    Epoll,
+}
+
+/// Decides whether to accept an upgrade by its `Origin` header (`None` if absent).
+pub type OriginCheck = Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>;
+
+/// The configuration of an engine; build it with [`crate::Engine::builder`].
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct EngineConfig {
+    /// Addresses to listen on; every worker gets its own `SO_REUSEPORT` listener on each.
+    pub listen: Vec<SocketAddr>,
+    /// Number of worker threads. Default: the CPUs this process may run on.
+    pub workers: usize,
+    /// Pin worker `i` to the `i`-th allowed CPU. Default `true`.
+    pub pin_cpus: bool,
+    /// I/O backend. Default [`BackendChoice::Auto`].
+    pub backend: BackendChoice,
+    /// io_uring submission queue entries per worker (power of two). Default 4096.
+    pub ring_entries: u32,
+    /// Provided receive buffers per worker (power of two, at most 32768). Default 1024.
+    ///
+    /// Receive memory is this times [`EngineConfig::recv_buffer_size`] per worker, shared
+    /// by all its connections: an idle connection holds none.
+    pub recv_buffers: u32,
+    /// Size of each provided receive buffer. Default 16 KiB.
+    pub recv_buffer_size: u32,
+    /// Most open connections per worker; further accepts are closed at once. Default
+    /// 100,000. Stops a connection flood from exhausting memory.
+    pub max_connections_per_worker: usize,
+    /// The WebSocket upgrade must complete within this long of the accept (slowloris).
+    /// Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Header size and count limits for the upgrade request.
+    pub handshake_limits: HandshakeLimits,
+    /// Per-connection protocol limits, heartbeats and close timeout
+    /// (`ping_interval`, `pong_timeout`, `idle_timeout`, `max_frame_size`, ...).
+    pub frame: FrameConfig,
+    /// Most bytes queued for sending on one connection before [`Backpressure`] applies.
+    /// Default 4 MiB.
+    pub max_queued_bytes: usize,
+    /// What to do with a slow consumer. Default [`Backpressure::Close`].
+    pub backpressure: Backpressure,
+    /// After a connection's queue drains below this many bytes, the handler's
+    /// `on_writable` runs (if it was over the limit). Default 1 MiB.
+    pub low_watermark: usize,
+    /// Capacity of each worker's command queue (cross-thread sends, publishes). Default
+    /// 65,536. A full queue makes `ConnHandle::send` return an error instead of growing.
+    pub command_queue: usize,
+    /// How long a graceful shutdown waits for close handshakes before closing sockets.
+    /// Default 3 s.
+    pub shutdown_timeout: Duration,
+    /// TCP keepalive idle time on accepted sockets (`None`: off). Default 60 s.
+    pub tcp_keepalive: Option<Duration>,
+    /// Optional origin check; a rejected upgrade gets 403.
+    pub origin_check: Option<OriginCheck>,
+}
+
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("listen", &self.listen)
+            .field("workers", &self.workers)
+            .field("pin_cpus", &self.pin_cpus)
+            .field("backend", &self.backend)
+            .field("ring_entries", &self.ring_entries)
+            .field("recv_buffers", &self.recv_buffers)
+            .field("recv_buffer_size", &self.recv_buffer_size)
+            .field("max_connections_per_worker", &self.max_connections_per_worker)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("frame", &self.frame)
+            .field("max_queued_bytes", &self.max_queued_bytes)
+            .field("backpressure", &self.backpressure)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            listen: Vec::new(),
+            workers: default_workers(),
+            pin_cpus: true,
+            backend: BackendChoice::Auto,
+            ring_entries: 4096,
+            recv_buffers: 1024,
+            recv_buffer_size: 16 * 1024,
+            max_connections_per_worker: 100_000,
+            handshake_timeout: Duration::from_secs(10),
+            handshake_limits: HandshakeLimits::default(),
+            frame: FrameConfig::default(),
+            max_queued_bytes: 4 << 20,
+            backpressure: Backpressure::Close,
+            low_watermark: 1 << 20,
+            command_queue: 65_536,
+            shutdown_timeout: Duration::from_secs(3),
+            tcp_keepalive: Some(Duration::from_secs(60)),
+            origin_check: None,
+        }
+    }
+}
+
+/// The CPUs this process may run on, or 1.
+pub fn default_workers() -> usize {
+    core_affinity::get_core_ids().map(|c| c.len()).filter(|n| *n > 0).unwrap_or(1)
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid engine configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl EngineConfig {
+    /// Checks the configuration; [`crate::EngineBuilder::start`] calls this.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |s: &str| Err(ConfigError(s.to_owned()));
+        if self.listen.is_empty() {
+            return err("no listen address");
+        }
+        if self.workers == 0 || self.workers > 1024 {
+            return err("workers must be between 1 and 1024");
+        }
+        if !self.ring_entries.is_power_of_two() || !(8..=32768).contains(&self.ring_entries) {
+            return err("ring_entries must be a power of two in 8..=32768");
+        }
+        if !self.recv_buffers.is_power_of_two() || !(2..=32768).contains(&self.recv_buffers) {
+            return err("recv_buffers must be a power of two in 2..=32768");
+        }
+        if !(512..=(1 << 20)).contains(&self.recv_buffer_size) {
+            return err("recv_buffer_size must be in 512..=1048576");
+        }
+        if self.max_connections_per_worker == 0 {
+            return err("max_connections_per_worker must be at least 1");
+        }
+        if self.max_queued_bytes == 0 || self.low_watermark > self.max_queued_bytes {
+            return err("need 0 < low_watermark <= max_queued_bytes");
+        }
+        if self.command_queue == 0 {
+            return err("command_queue must be at least 1");
+        }
+        if self.frame.max_frame_size > self.frame.max_message_size {
+            return err("frame.max_frame_size must not exceed frame.max_message_size");
+        }
+        if self.handshake_limits.max_headers == 0 || self.handshake_limits.max_header_bytes < 64 {
+            return err("handshake limits too small for any request");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,171 @@
+//! Reaching a worker from other threads: a bounded lock-free command queue per worker
+//! and an eventfd wake-up, behind [`ConnHandle`] and [`Publisher`].
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use crossbeam_queue::ArrayQueue;
+use ringwire_frame::{encode_shared, CloseCode, Message, OpCode};
+
+use crate::slab::Key;
+
+/// A topic name, shared between threads without copying.
+pub type Topic = Arc<str>;
+
+/// Identifies a connection across the engine: its worker and its slot there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    pub(crate) worker: u16,
+    pub(crate) key: Key,
+}
+
+impl ConnId {
+    /// The worker that owns the connection.
+    pub fn worker(&self) -> usize {
+        usize::from(self.worker)
+    }
+}
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "w{}:{}.{}", self.worker, self.key.slot, self.key.gen)
+    }
+}
+
+/// Work for a worker from another thread.
+pub(crate) enum Command {
+    Send(Key, Message),
+    Close(Key, CloseCode, String),
+    Subscribe(Key, Topic),
+    Unsubscribe(Key, Topic),
+    /// A frame encoded once, for every local subscriber of the topic.
+    Publish(Topic, Bytes),
+    Shutdown,
+}
+
+/// The part of a worker other threads can reach.
+pub(crate) struct WorkerShared {
+    pub(crate) queue: ArrayQueue<Command>,
+    wake_fd: Arc<OwnedFd>,
+    /// Set by the first producer after the worker last drained; saves a syscall for every
+    /// further command until then.
+    notified: AtomicBool,
+}
+
+impl WorkerShared {
+    pub(crate) fn new(capacity: usize, wake_fd: Arc<OwnedFd>) -> Self {
+        Self { queue: ArrayQueue::new(capacity), wake_fd, notified: AtomicBool::new(false) }
+    }
+
+    /// Queues a command and wakes the worker. Fails (handing the command back) if the
+    /// queue is full.
+    pub(crate) fn push(&self, cmd: Command) -> Result<(), Command> {
+        self.queue.push(cmd)?;
+        if !self.notified.swap(true, Ordering::SeqCst) {
+            // An eventfd write cannot block here (the counter is far from overflow) and a
+            // failure would only mean the worker is gone.
+            let _ = rustix::io::write(self.wake_fd.as_fd(), &1u64.to_ne_bytes());
+        }
+        Ok(())
+    }
+
+    /// Called by the worker before it drains the queue.
+    pub(crate) fn clear_notified(&self) {
+        self.notified.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Why a command could not be delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The worker's command queue is full (it is overloaded); try again later.
+    #[error("the worker's command queue is full")]
+    QueueFull,
+    /// The connection is closing or gone.
+    #[error("the connection is closed")]
+    Closed,
+    /// The connection's send queue is over its limit (backpressure policy DropNewest).
+    #[error("the connection's send queue is full")]
+    Backpressure,
+}
+
+/// A connection handle usable from any thread: its commands cross to the owning worker
+/// through that worker's lock-free queue. Cheap to clone.
+#[derive(Clone)]
+pub struct ConnHandle {
+    pub(crate) id: ConnId,
+    pub(crate) shared: Arc<WorkerShared>,
+}
+
+impl std::fmt::Debug for ConnHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ConnHandle").field(&self.id).finish()
+    }
+}
+
+impl ConnHandle {
+    /// The connection's id.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    fn push(&self, cmd: Command) -> Result<(), SendError> {
+        self.shared.push(cmd).map_err(|_| SendError::QueueFull)
+    }
+
+    /// Sends a message. Delivery is asynchronous: if the connection is gone by the time
+    /// the worker runs the command, the message is dropped.
+    pub fn send(&self, msg: Message) -> Result<(), SendError> {
+        self.push(Command::Send(self.id.key, msg))
+    }
+
+    /// Starts the close handshake.
+    pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        self.push(Command::Close(self.id.key, code, reason.to_owned()))
+    }
+
+    /// Subscribes the connection to a topic.
+    pub fn subscribe(&self, topic: &str) -> Result<(), SendError> {
+        self.push(Command::Subscribe(self.id.key, topic.into()))
+    }
+
+    /// Unsubscribes the connection from a topic.
+    pub fn unsubscribe(&self, topic: &str) -> Result<(), SendError> {
+        self.push(Command::Unsubscribe(self.id.key, topic.into()))
+    }
+}
+
+/// Publishes to topics from any thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Publisher {
+    pub(crate) workers: Arc<[Arc<WorkerShared>]>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher").field("workers", &self.workers.len()).finish()
+    }
+}
+
+/// Encodes a message once as a server frame, for every subscriber on every worker.
+pub(crate) fn shared_frame(msg: &Message) -> Bytes {
+    let op = if msg.is_text() { OpCode::Text } else { OpCode::Binary };
+    encode_shared(op, msg.as_bytes())
+}
+
+impl Publisher {
+    /// Delivers `msg` to every subscriber of `topic` on every worker. The frame is
+    /// encoded once and shared. Returns how many workers took it (a worker whose queue
+    /// is full is skipped and counted out).
+    pub fn publish(&self, topic: &str, msg: &Message) -> usize {
+        let frame = shared_frame(msg);
+        let topic: Topic = topic.into();
+        self.workers
+            .iter()
+            .filter(|w| w.push(Command::Publish(topic.clone(), frame.clone())).is_ok())
+            .count()
+    }
+}

@@ -1,0 +1,62 @@
+//! The application's side: a [`Handler`] runs on the worker thread that owns the
+//! connection, with a [`Ctx`] to act on it.
+
+use std::time::Duration;
+
+use ringwire_frame::handshake::Request;
+use ringwire_frame::{Closed, Message};
+
+use crate::worker::Ctx;
+
+/// The answer to an upgrade request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upgrade {
+    /// Accept without a subprotocol.
+    Accept,
+    /// Accept with this subprotocol (one the client offered).
+    AcceptProtocol(String),
+    /// Refuse with this HTTP status (e.g. 401, 403, 404).
+    Reject(u16),
+}
+
+/// Connection callbacks. One handler value exists per worker (made by the factory given
+/// to [`crate::EngineBuilder::start`]) and runs on that worker's thread, so it needs no
+/// locks and need not be `Send`. Callbacks must not block: they run inside the event loop.
+pub trait Handler: 'static {
+    /// An upgrade request arrived. Default: accept. Messages sent here go out right after
+    /// the 101 response.
+    fn on_open(&mut self, cx: &mut Ctx<'_>, req: &Request) -> Upgrade {
+        let _ = (cx, req);
+        Upgrade::Accept
+    }
+
+    /// A complete message arrived.
+    fn on_message(&mut self, cx: &mut Ctx<'_>, msg: Message);
+
+    /// A pong arrived; `rtt` is set when it answers a heartbeat ping.
+    fn on_pong(&mut self, cx: &mut Ctx<'_>, rtt: Option<Duration>) {
+        let _ = (cx, rtt);
+    }
+
+    /// The connection's send queue drained below the low watermark after having been over
+    /// the limit.
+    fn on_writable(&mut self, cx: &mut Ctx<'_>) {
+        let _ = cx;
+    }
+
+    /// The WebSocket connection ended (close handshake, error, timeout or the peer
+    /// vanished). Sends are refused from here on.
+    fn on_close(&mut self, cx: &mut Ctx<'_>, closed: &Closed) {
+        let _ = (cx, closed);
+    }
+}
+
+/// A handler that echoes every message back: the engine's benchmark and demo server.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Echo;
+
+impl Handler for Echo {
+    fn on_message(&mut self, cx: &mut Ctx<'_>, msg: Message) {
+        let _ = cx.send(msg);
+    }
+}

@@ -1,0 +1,130 @@
+//! Per-worker counters, written by the worker alone and read by anyone without locks.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Close codes counted individually; the rest land in `other`.
+const TRACKED_CODES: [u16; 11] = [1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011];
+
+/// Counters of one worker. Only that worker writes them (relaxed atomics, no contention).
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub(crate) connections: AtomicU64,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) accept_errors: AtomicU64,
+    pub(crate) handshake_failures: AtomicU64,
+    pub(crate) messages_in: AtomicU64,
+    pub(crate) messages_out: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) drops: AtomicU64,
+    pub(crate) slow_closes: AtomicU64,
+    pub(crate) loop_turns: AtomicU64,
+    pub(crate) closes: [AtomicU64; TRACKED_CODES.len() + 1],
+}
+
+impl WorkerStats {
+    #[inline]
+    pub(crate) fn add(c: &AtomicU64, n: u64) {
+        // Single writer: a load and a store are enough and cheaper than fetch_add.
+        c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn sub(c: &AtomicU64, n: u64) {
+        c.store(c.load(Relaxed).wrapping_sub(n), Relaxed);
+    }
+
+    pub(crate) fn count_close(&self, code: u16) {
+        let i = TRACKED_CODES.iter().position(|c| *c == code).unwrap_or(TRACKED_CODES.len());
+        Self::add(&self.closes[i], 1);
+    }
+
+    /// A copy of the counters.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let mut closes_by_code = Vec::new();
+        for (i, c) in self.closes.iter().enumerate() {
+            let n = c.load(Relaxed);
+            if n > 0 {
+                closes_by_code.push((TRACKED_CODES.get(i).copied(), n));
+            }
+        }
+        StatsSnapshot {
+            connections: self.connections.load(Relaxed),
+            accepted: self.accepted.load(Relaxed),
+            rejected: self.rejected.load(Relaxed),
+            accept_errors: self.accept_errors.load(Relaxed),
+            handshake_failures: self.handshake_failures.load(Relaxed),
+            messages_in: self.messages_in.load(Relaxed),
+            messages_out: self.messages_out.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            drops: self.drops.load(Relaxed),
+            slow_closes: self.slow_closes.load(Relaxed),
+            loop_turns: self.loop_turns.load(Relaxed),
+            closes_by_code,
+        }
+    }
+}
+
+/// Counters at one moment (of one worker, or summed over all).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StatsSnapshot {
+    /// Connections open now (including those still in the HTTP upgrade).
+    pub connections: u64,
+    /// TCP connections accepted.
+    pub accepted: u64,
+    /// Connections refused: over the per-worker limit, or rejected upgrades.
+    pub rejected: u64,
+    /// Accepts that failed (e.g. out of file descriptors).
+    pub accept_errors: u64,
+    /// Upgrades that failed (bad request, timeout, peer gone).
+    pub handshake_failures: u64,
+    /// WebSocket messages received.
+    pub messages_in: u64,
+    /// WebSocket messages queued for sending (fan-out counts each subscriber).
+    pub messages_out: u64,
+    /// Bytes received on sockets.
+    pub bytes_in: u64,
+    /// Bytes written to sockets.
+    pub bytes_out: u64,
+    /// Messages dropped by the backpressure policy.
+    pub drops: u64,
+    /// Connections closed as slow consumers.
+    pub slow_closes: u64,
+    /// Event-loop iterations.
+    pub loop_turns: u64,
+    /// Ended WebSocket connections by close code (`None`: any other code).
+    pub closes_by_code: Vec<(Option<u16>, u64)>,
+}
+
+impl StatsSnapshot {
+    /// Adds another snapshot's counters to this one.
+    pub fn merge(&mut self, o: &StatsSnapshot) {
+        self.connections += o.connections;
+        self.accepted += o.accepted;
+        self.rejected += o.rejected;
+        self.accept_errors += o.accept_errors;
+        self.handshake_failures += o.handshake_failures;
+        self.messages_in += o.messages_in;
+        self.messages_out += o.messages_out;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        self.drops += o.drops;
+        self.slow_closes += o.slow_closes;
+        self.loop_turns += o.loop_turns;
+        for (code, n) in &o.closes_by_code {
+            match self.closes_by_code.iter_mut().find(|(c, _)| c == code) {
+                Some((_, m)) => *m += n,
+                None => self.closes_by_code.push((*code, *n)),
+            }
+        }
+        self.closes_by_code.sort();
+    }
+
+    /// Connections that ended with `code`.
+    pub fn closes_with(&self, code: u16) -> u64 {
+        self.closes_by_code.iter().find(|(c, _)| *c == Some(code)).map_or(0, |(_, n)| *n)
+    }
+}

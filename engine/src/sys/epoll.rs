@@ -1,0 +1,304 @@
+//! The epoll backend, for where io_uring is refused (seccomp in containers, old
+//! kernels) or `RINGWIRE_BACKEND=epoll` is set. It makes readiness-driven syscalls and
+//! reports them as the same completions as io_uring, so the engine above is unchanged.
+//!
+//! Reads go into one per-worker scratch buffer and are handed over at once, so here too
+//! an idle connection holds no receive buffer. Safe code over `rustix`.
+
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rustix::buffer::spare_capacity;
+use rustix::event::epoll::{self, Event, EventData, EventFlags};
+use rustix::io::Errno;
+use rustix::net::{self, SendAncillaryBuffer, SendFlags, SocketFlags};
+
+use super::{Completion, Driver, RecvEnd};
+use crate::slab::Key;
+
+const WAKE: u64 = u64::MAX;
+const LISTENER_BASE: u64 = u64::MAX - 1024;
+/// Most reads per readiness event per connection, for fairness.
+const READS_PER_EVENT: usize = 4;
+/// Most accepts per readiness event per listener.
+const ACCEPTS_PER_EVENT: usize = 64;
+/// Most chunks per vectored send.
+const MAX_IOV: usize = 64;
+
+struct Conn {
+    key: Key,
+    fd: OwnedFd,
+    recv: bool,
+    /// A send waiting for the socket to become writable.
+    send: Option<Vec<Bytes>>,
+}
+
+impl Conn {
+    fn interest(&self) -> EventFlags {
+        let mut f = EventFlags::RDHUP;
+        if self.recv {
+            f |= EventFlags::IN;
+        }
+        if self.send.is_some() {
+            f |= EventFlags::OUT;
+        }
+        f
+    }
+}
+
+/// Completions produced outside `epoll_wait` (a send that finished at once, a close),
+/// reported at the next `wait`.
+enum Pending {
+    RecvEnded(Key, RecvEnd),
+    Sent(Key, Result<usize, Errno>, Vec<Bytes>),
+    FdClosed(Key),
+}
+
+pub(crate) struct EpollDriver {
+    ep: OwnedFd,
+    listeners: Vec<Option<OwnedFd>>,
+    /// Connections by slab slot.
+    conns: Vec<Option<Conn>>,
+    pending: Vec<Pending>,
+    scratch: Vec<u8>,
+    events: Vec<Event>,
+    wake_fd: Arc<OwnedFd>,
+    waiting_sends: usize,
+}
+
+fn try_send(fd: &OwnedFd, chunks: &[Bytes]) -> Result<usize, Errno> {
+    let slices: Vec<IoSlice<'_>> = chunks.iter().take(MAX_IOV).map(|c| IoSlice::new(c)).collect();
+    loop {
+        let mut anc = SendAncillaryBuffer::default();
+        match net::sendmsg(fd, &slices, &mut anc, SendFlags::NOSIGNAL) {
+            Err(Errno::INTR) => continue,
+            r => return r,
+        }
+    }
+}
+
+impl EpollDriver {
+    pub(crate) fn new(scratch_size: usize, wake_fd: Arc<OwnedFd>) -> io::Result<Self> {
+        let ep = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        epoll::add(&ep, &*wake_fd, EventData::new_u64(WAKE), EventFlags::IN)?;
+        Ok(Self {
+            ep,
+            listeners: Vec::new(),
+            conns: Vec::new(),
+            pending: Vec::new(),
+            scratch: vec![0; scratch_size.max(4096)],
+            events: Vec::with_capacity(1024),
+            wake_fd,
+            waiting_sends: 0,
+        })
+    }
+
+    fn conn_mut(&mut self, key: Key) -> Option<&mut Conn> {
+        self.conns.get_mut(key.slot as usize)?.as_mut().filter(|c| c.key == key)
+    }
+
+    fn update(ep: &OwnedFd, c: &Conn) {
+        let _ = epoll::modify(ep, &c.fd, EventData::new_u64(c.key.pack()), c.interest());
+    }
+
+    fn on_conn_event(&mut self, key: Key, flags: EventFlags, f: &mut dyn FnMut(Completion<'_>)) {
+        let ep = &self.ep;
+        let Some(Some(c)) = self.conns.get_mut(key.slot as usize) else { return };
+        if c.key != key {
+            return;
+        }
+        if flags.intersects(EventFlags::OUT | EventFlags::ERR | EventFlags::HUP) {
+            if let Some(chunks) = c.send.take() {
+                match try_send(&c.fd, &chunks) {
+                    Err(Errno::AGAIN) => c.send = Some(chunks),
+                    r => {
+                        self.waiting_sends -= 1;
+                        Self::update(ep, c);
+                        f(Completion::Sent { key, result: r, chunks });
+                    }
+                }
+            }
+        }
+        let readable = EventFlags::IN | EventFlags::ERR | EventFlags::HUP | EventFlags::RDHUP;
+        for _ in 0..READS_PER_EVENT {
+            let Some(Some(c)) = self.conns.get_mut(key.slot as usize) else { return };
+            if c.key != key || !c.recv || !flags.intersects(readable) {
+                return;
+            }
+            let end = match rustix::io::read(&c.fd, &mut self.scratch[..]) {
+                Ok(0) => Some(RecvEnd::Eof),
+                Ok(n) => {
+                    f(Completion::Recv { key, data: &self.scratch[..n] });
+                    if n < self.scratch.len() {
+                        return;
+                    }
+                    None
+                }
+                Err(Errno::AGAIN) => return,
+                Err(Errno::INTR) => None,
+                Err(e) => Some(RecvEnd::Error(e)),
+            };
+            if let Some(why) = end {
+                if let Some(Some(c)) = self.conns.get_mut(key.slot as usize) {
+                    c.recv = false;
+                    Self::update(&self.ep, c);
+                }
+                f(Completion::RecvEnded { key, why });
+                return;
+            }
+        }
+    }
+
+    fn accept_from(&mut self, i: usize, f: &mut dyn FnMut(Completion<'_>)) {
+        let Some(Some(l)) = self.listeners.get(i) else { return };
+        for _ in 0..ACCEPTS_PER_EVENT {
+            match net::accept_with(l, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK) {
+                Ok(fd) => f(Completion::Accepted(fd)),
+                Err(Errno::AGAIN) => break,
+                Err(Errno::INTR | Errno::CONNABORTED) => continue,
+                Err(_) => {
+                    f(Completion::AcceptFailed);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl Driver for EpollDriver {
+    fn name(&self) -> &'static str {
+        "epoll"
+    }
+
+    fn features(&self) -> Vec<&'static str> {
+        vec!["epoll (level-triggered)", "per-worker read scratch buffer", "sendmsg"]
+    }
+
+    fn add_listener(&mut self, fd: OwnedFd) -> io::Result<()> {
+        let i = self.listeners.len() as u64;
+        epoll::add(&self.ep, &fd, EventData::new_u64(LISTENER_BASE + i), EventFlags::IN)?;
+        self.listeners.push(Some(fd));
+        Ok(())
+    }
+
+    fn close_listeners(&mut self) {
+        for l in self.listeners.iter_mut() {
+            if let Some(fd) = l.take() {
+                let _ = epoll::delete(&self.ep, &fd);
+            }
+        }
+    }
+
+    fn add_conn(&mut self, key: Key, fd: OwnedFd) {
+        let slot = key.slot as usize;
+        if self.conns.len() <= slot {
+            self.conns.resize_with(slot + 1, || None);
+        }
+        let c = Conn { key, fd, recv: false, send: None };
+        if let Err(e) = epoll::add(&self.ep, &c.fd, EventData::new_u64(key.pack()), c.interest()) {
+            self.pending.push(Pending::RecvEnded(key, RecvEnd::Error(e)));
+        }
+        self.conns[slot] = Some(c);
+    }
+
+    fn start_recv(&mut self, key: Key) {
+        let ep = &self.ep;
+        if let Some(Some(c)) = self.conns.get_mut(key.slot as usize) {
+            if c.key == key {
+                c.recv = true;
+                Self::update(ep, c);
+            }
+        }
+    }
+
+    fn cancel(&mut self, key: Key) {
+        let ep = &self.ep;
+        if let Some(Some(c)) = self.conns.get_mut(key.slot as usize) {
+            if c.key != key {
+                return;
+            }
+            if c.recv {
+                c.recv = false;
+                self.pending.push(Pending::RecvEnded(key, RecvEnd::Cancelled));
+            }
+            if let Some(chunks) = c.send.take() {
+                self.waiting_sends -= 1;
+                self.pending.push(Pending::Sent(key, Err(Errno::CANCELED), chunks));
+            }
+            Self::update(ep, c);
+        }
+    }
+
+    fn send(&mut self, key: Key, chunks: Vec<Bytes>) {
+        let ep = &self.ep;
+        let Some(Some(c)) = self.conns.get_mut(key.slot as usize) else {
+            self.pending.push(Pending::Sent(key, Err(Errno::BADF), chunks));
+            return;
+        };
+        match try_send(&c.fd, &chunks) {
+            Err(Errno::AGAIN) => {
+                c.send = Some(chunks);
+                self.waiting_sends += 1;
+                Self::update(ep, c);
+            }
+            r => self.pending.push(Pending::Sent(key, r, chunks)),
+        }
+    }
+
+    fn close(&mut self, key: Key) {
+        if self.conn_mut(key).is_some() {
+            if let Some(c) = self.conns[key.slot as usize].take() {
+                let _ = epoll::delete(&self.ep, &c.fd);
+                if c.send.is_some() {
+                    self.waiting_sends -= 1;
+                }
+            }
+        }
+        self.pending.push(Pending::FdClosed(key));
+    }
+
+    fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        f: &mut dyn FnMut(Completion<'_>),
+    ) -> io::Result<()> {
+        let timeout = if self.pending.is_empty() { timeout } else { Some(Duration::ZERO) };
+        let ts = timeout.map(|t| rustix::time::Timespec {
+            tv_sec: t.as_secs() as _,
+            tv_nsec: t.subsec_nanos() as _,
+        });
+        self.events.clear();
+        match epoll::wait(&self.ep, spare_capacity(&mut self.events), ts.as_ref()) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        for p in std::mem::take(&mut self.pending) {
+            match p {
+                Pending::RecvEnded(key, why) => f(Completion::RecvEnded { key, why }),
+                Pending::Sent(key, result, chunks) => f(Completion::Sent { key, result, chunks }),
+                Pending::FdClosed(key) => f(Completion::FdClosed { key }),
+            }
+        }
+        let events: Vec<(u64, EventFlags)> =
+            self.events.iter().map(|e| (e.data.u64(), e.flags)).collect();
+        for (k, flags) in events {
+            if k == WAKE {
+                let mut b = [0u8; 8];
+                let _ = rustix::io::read(self.wake_fd.as_fd(), &mut b);
+                f(Completion::Wake);
+            } else if k >= LISTENER_BASE {
+                self.accept_from((k - LISTENER_BASE) as usize, f);
+            } else {
+                self.on_conn_event(Key::unpack(k), flags, f);
+            }
+        }
+        Ok(())
+    }
+
+    fn in_flight(&self) -> usize {
+        self.pending.len() + self.waiting_sends
+    }
+}

@@ -1,0 +1,94 @@
+//! The I/O backends behind one completion-style interface.
+//!
+//! The worker loop never touches sockets: it asks a [`Driver`] to receive, send and
+//! close, and the driver reports what happened as [`Completion`]s. io_uring is natively
+//! completion-based; the epoll backend runs the same syscalls on readiness and reports
+//! them the same way, so the worker, the protocol handling and the tests are shared.
+//!
+//! `unsafe` in the engine lives in this module's io_uring files (`uring.rs`,
+//! `bufring.rs`) and nowhere else.
+
+pub(crate) mod bufring;
+pub(crate) mod epoll;
+pub(crate) mod net;
+pub(crate) mod uring;
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rustix::io::Errno;
+
+use crate::slab::Key;
+
+/// Why a connection's receive stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RecvEnd {
+    /// The peer closed its side (read returned 0).
+    Eof,
+    /// The socket failed.
+    Error(Errno),
+    /// The shared receive buffers ran out; re-arm once they are back.
+    NoBuffers,
+    /// Cancelled at our request.
+    Cancelled,
+    /// The multishot receive ended for an internal reason; re-arm.
+    Rearm,
+}
+
+/// Something the driver finished.
+pub(crate) enum Completion<'a> {
+    /// A new connection.
+    Accepted(OwnedFd),
+    /// An accept failed (e.g. EMFILE); the driver keeps accepting.
+    AcceptFailed,
+    /// Bytes received. The slice is only valid during the callback: the buffer goes back
+    /// to the shared pool right after.
+    Recv { key: Key, data: &'a [u8] },
+    /// The receive for `key` stopped; nothing more arrives until `start_recv` again.
+    RecvEnded { key: Key, why: RecvEnd },
+    /// A send finished: `Ok(n)` bytes went out (possibly fewer than queued). The chunks
+    /// come back so the caller can resend the rest and reuse the vector.
+    Sent { key: Key, result: Result<usize, Errno>, chunks: Vec<Bytes> },
+    /// The socket of `key` is closed; no completion for `key` follows.
+    FdClosed { key: Key },
+    /// Another thread woke this worker (its command queue has work).
+    Wake,
+}
+
+/// One worker's I/O backend. All methods only queue work; it happens (and completions
+/// arrive) during [`Driver::wait`].
+pub(crate) trait Driver {
+    /// "io_uring" or "epoll".
+    fn name(&self) -> &'static str;
+    /// What the backend uses, for the startup report.
+    fn features(&self) -> Vec<&'static str>;
+    /// Starts accepting on a listening socket.
+    fn add_listener(&mut self, fd: OwnedFd) -> io::Result<()>;
+    /// Stops accepting and closes the listeners.
+    fn close_listeners(&mut self);
+    /// Takes ownership of a connection's socket under `key`. The driver owns every
+    /// connection socket, so it can later hold them as io_uring direct descriptors or
+    /// spread them over several rings without the worker noticing.
+    fn add_conn(&mut self, key: Key, fd: OwnedFd);
+    /// Starts receiving on a connection until it ends (one `RecvEnded` per start).
+    fn start_recv(&mut self, key: Key);
+    /// Cancels the receive and any send of `key`; each reports its end (`RecvEnded`,
+    /// `Sent` with `ECANCELED` or with what it managed).
+    fn cancel(&mut self, key: Key);
+    /// Sends the chunks in order, as one vectored write; `Sent` follows.
+    fn send(&mut self, key: Key, chunks: Vec<Bytes>);
+    /// Closes a connection's socket once no operation of it is in flight (the caller
+    /// guarantees that); `FdClosed` follows and nothing for `key` after it.
+    fn close(&mut self, key: Key);
+    /// Submits queued work, waits up to `timeout` for at least one completion (or none if
+    /// `timeout` is zero), and reports every completion ready.
+    fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        f: &mut dyn FnMut(Completion<'_>),
+    ) -> io::Result<()>;
+    /// Operations in flight (the worker waits for zero before it exits).
+    fn in_flight(&self) -> usize;
+}

@@ -1,0 +1,473 @@
+//! The io_uring backend: multishot accept, multishot receive into a provided-buffer
+//! ring, one vectored send per connection, close through the ring, and an eventfd read
+//! for cross-thread wake-ups.
+//!
+//! Ownership rule (STYLE 3): an operation owns its buffer and its fd until its
+//! completion arrives. Sends keep their chunks and iovecs in a boxed [`SendOp`] parked in
+//! `sends` until the CQE; receives write only into ring buffers; the worker closes a
+//! socket only after its receive and send have completed. `user_data` is an 8-bit tag
+//! and a slab key or table index.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
+use rustix::io::Errno;
+
+use super::bufring::BufRing;
+use super::{Completion, Driver, RecvEnd};
+use crate::slab::Key;
+
+const TAG_ACCEPT: u64 = 1;
+const TAG_RECV: u64 = 2;
+const TAG_SEND: u64 = 3;
+const TAG_CLOSE: u64 = 4;
+const TAG_CANCEL: u64 = 5;
+const TAG_WAKE: u64 = 6;
+
+fn ud(tag: u64, low: u64) -> u64 {
+    (tag << 56) | (low & ((1 << 56) - 1))
+}
+
+fn split_ud(v: u64) -> (u64, u64) {
+    (v >> 56, v & ((1 << 56) - 1))
+}
+
+/// A send in flight: everything the kernel reads lives here, at a stable heap address.
+struct SendOp {
+    key: Key,
+    chunks: Vec<Bytes>,
+    iov: Vec<libc::iovec>,
+    msg: libc::msghdr,
+}
+
+// SAFETY: `SendOp` holds raw pointers (into `iov` and into the `Bytes` in `chunks`) only
+// for the kernel's benefit; it is created, used and dropped on the owning worker thread
+// and never shared. This impl only lets the driver be built on one thread and moved to
+// its worker before any op exists.
+unsafe impl Send for SendOp {}
+
+struct Listener {
+    fd: Option<OwnedFd>,
+    /// Whether a multishot accept is armed.
+    armed: bool,
+    /// Stop re-arming (shutdown); the fd is dropped once the accept ends.
+    closing: bool,
+}
+
+pub(crate) struct UringDriver {
+    // Field order matters for drop: the ring goes first, so the kernel stops using the
+    // buffer ring and the send ops before their memory is freed.
+    ring: IoUring,
+    bufs: BufRing,
+    listeners: Vec<Listener>,
+    /// Connection sockets by slab slot.
+    fds: Vec<Option<OwnedFd>>,
+    sends: Vec<Option<Box<SendOp>>>,
+    free_sends: Vec<usize>,
+    /// Boxed so that a recycled op keeps a stable address for the kernel's pointers.
+    #[allow(clippy::vec_box)]
+    send_pool: Vec<Box<SendOp>>,
+    wake_fd: Arc<OwnedFd>,
+    wake_buf: Box<[u8; 8]>,
+    wake_armed: bool,
+    in_flight: usize,
+    cqes: Vec<cqueue::Entry>,
+    features: Vec<&'static str>,
+}
+
+/// What the kernel offers, checked before choosing io_uring.
+pub(crate) fn probe() -> io::Result<Vec<&'static str>> {
+    let ring = IoUring::new(8)?;
+    let mut p = Probe::new();
+    ring.submitter().register_probe(&mut p)?;
+    let mut missing = Vec::new();
+    for (code, name) in [
+        (opcode::AcceptMulti::CODE, "accept"),
+        (opcode::RecvMulti::CODE, "recv"),
+        (opcode::SendMsg::CODE, "sendmsg"),
+        (opcode::Send::CODE, "send"),
+        (opcode::Close::CODE, "close"),
+        (opcode::AsyncCancel::CODE, "async_cancel"),
+        (opcode::Read::CODE, "read"),
+    ] {
+        if !p.is_supported(code) {
+            missing.push(name);
+        }
+    }
+    if !missing.is_empty() {
+        return Err(io::Error::other(format!("io_uring lacks opcodes: {}", missing.join(", "))));
+    }
+    Ok(vec!["multishot accept", "multishot recv + provided buffer ring", "sendmsg", "close"])
+}
+
+impl UringDriver {
+    /// Sets up a ring for the calling thread (SINGLE_ISSUER and DEFER_TASKRUN tie it to
+    /// the thread that submits), the buffer ring and the wake-up read.
+    pub(crate) fn new(
+        entries: u32,
+        recv_buffers: u16,
+        recv_buffer_size: u32,
+        wake_fd: Arc<OwnedFd>,
+    ) -> io::Result<Self> {
+        let mut features = Vec::new();
+        let ring = match IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_coop_taskrun()
+            .setup_cqsize(entries * 4)
+            .build(entries)
+        {
+            Ok(r) => {
+                features.push("SINGLE_ISSUER");
+                features.push("DEFER_TASKRUN");
+                features.push("COOP_TASKRUN");
+                r
+            }
+            Err(_) => match IoUring::builder()
+                .setup_coop_taskrun()
+                .setup_cqsize(entries * 4)
+                .build(entries)
+            {
+                Ok(r) => {
+                    features.push("COOP_TASKRUN");
+                    r
+                }
+                Err(_) => IoUring::builder().setup_cqsize(entries * 4).build(entries)?,
+            },
+        };
+        if !ring.params().is_feature_ext_arg() {
+            return Err(io::Error::other("io_uring lacks IORING_FEAT_EXT_ARG (kernel < 5.11)"));
+        }
+        let bufs = BufRing::new(&ring.submitter(), recv_buffers, recv_buffer_size, 0)?;
+        features.extend(probe()?);
+        let mut d = Self {
+            ring,
+            bufs,
+            listeners: Vec::new(),
+            fds: Vec::new(),
+            sends: Vec::new(),
+            free_sends: Vec::new(),
+            send_pool: Vec::new(),
+            wake_fd,
+            wake_buf: Box::new([0; 8]),
+            wake_armed: false,
+            in_flight: 0,
+            cqes: Vec::with_capacity(1024),
+            features,
+        };
+        d.arm_wake();
+        Ok(d)
+    }
+
+    fn push(&mut self, e: squeue::Entry) {
+        loop {
+            // SAFETY: every entry built in this module points only at memory that lives
+            // until its completion: listener and connection fds stay open until their
+            // ops end, send data is parked in `sends`, the wake buffer lives in `self`.
+            if unsafe { self.ring.submission().push(&e) }.is_ok() {
+                self.in_flight += 1;
+                return;
+            }
+            // The submission queue is full: hand it to the kernel and retry.
+            if let Err(err) = self.ring.submit() {
+                if err.raw_os_error() != Some(libc::EBUSY) {
+                    // Nothing sensible is left to do with a ring that refuses entries.
+                    panic!("io_uring submit failed: {err}");
+                }
+            }
+        }
+    }
+
+    fn arm_wake(&mut self) {
+        let e =
+            opcode::Read::new(types::Fd(self.wake_fd.as_raw_fd()), self.wake_buf.as_mut_ptr(), 8)
+                .build()
+                .user_data(ud(TAG_WAKE, 0));
+        self.push(e);
+        self.wake_armed = true;
+    }
+
+    fn arm_accept(&mut self, i: usize) {
+        let Some(fd) = self.listeners[i].fd.as_ref().map(|f| f.as_raw_fd()) else { return };
+        let e = opcode::AcceptMulti::new(types::Fd(fd))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(ud(TAG_ACCEPT, i as u64));
+        self.push(e);
+        self.listeners[i].armed = true;
+    }
+
+    fn raw(&self, key: Key) -> Option<RawFd> {
+        self.fds.get(key.slot as usize)?.as_ref().map(|f| f.as_raw_fd())
+    }
+
+    fn arm_recv(&mut self, key: Key, fd: RawFd) {
+        let e = opcode::RecvMulti::new(types::Fd(fd), self.bufs.bgid())
+            .build()
+            .user_data(ud(TAG_RECV, key.pack()));
+        self.push(e);
+    }
+
+    fn handle(&mut self, cqe: &cqueue::Entry, f: &mut dyn FnMut(Completion<'_>)) {
+        let (tag, low) = split_ud(cqe.user_data());
+        let res = cqe.result();
+        let more = cqueue::more(cqe.flags());
+        if !more {
+            self.in_flight -= 1;
+        }
+        match tag {
+            TAG_ACCEPT => {
+                let i = low as usize;
+                if res >= 0 {
+                    // SAFETY: a successful accept returns a new descriptor that nothing
+                    // else owns.
+                    f(Completion::Accepted(unsafe { OwnedFd::from_raw_fd(res) }));
+                } else if res != -libc::ECANCELED {
+                    f(Completion::AcceptFailed);
+                }
+                if !more {
+                    if let Some(l) = self.listeners.get_mut(i) {
+                        l.armed = false;
+                        if l.closing {
+                            l.fd = None;
+                        } else {
+                            self.arm_accept(i);
+                        }
+                    }
+                }
+            }
+            TAG_RECV => {
+                let key = Key::unpack(low);
+                let bid = cqueue::buffer_select(cqe.flags());
+                if res > 0 {
+                    if let Some(bid) = bid {
+                        // SAFETY: the kernel handed buffer `bid` over with this CQE and it
+                        // is pushed back only after the callback returns.
+                        let data = unsafe { self.bufs.buffer(bid, res as usize) };
+                        f(Completion::Recv { key, data });
+                    }
+                } else {
+                    let why = match -res {
+                        0 => RecvEnd::Eof,
+                        libc::ENOBUFS => RecvEnd::NoBuffers,
+                        libc::ECANCELED => RecvEnd::Cancelled,
+                        e => RecvEnd::Error(Errno::from_raw_os_error(e)),
+                    };
+                    if let Some(bid) = bid {
+                        self.bufs.push(bid);
+                    }
+                    f(Completion::RecvEnded { key, why });
+                    return;
+                }
+                if let Some(bid) = bid {
+                    self.bufs.push(bid);
+                }
+                if !more {
+                    f(Completion::RecvEnded { key, why: RecvEnd::Rearm });
+                }
+            }
+            TAG_SEND => {
+                let i = low as usize;
+                let Some(mut op) = self.sends.get_mut(i).and_then(Option::take) else { return };
+                self.free_sends.push(i);
+                let result =
+                    if res >= 0 { Ok(res as usize) } else { Err(Errno::from_raw_os_error(-res)) };
+                let chunks = std::mem::take(&mut op.chunks);
+                op.iov.clear();
+                f(Completion::Sent { key: op.key, result, chunks });
+                if self.send_pool.len() < 1024 {
+                    self.send_pool.push(op);
+                }
+            }
+            TAG_CLOSE => f(Completion::FdClosed { key: Key::unpack(low) }),
+            TAG_WAKE => {
+                self.wake_armed = false;
+                f(Completion::Wake);
+                self.arm_wake();
+            }
+            _ => {} // TAG_CANCEL: the cancelled op reports on its own.
+        }
+    }
+}
+
+impl Driver for UringDriver {
+    fn name(&self) -> &'static str {
+        "io_uring"
+    }
+
+    fn features(&self) -> Vec<&'static str> {
+        self.features.clone()
+    }
+
+    fn add_listener(&mut self, fd: OwnedFd) -> io::Result<()> {
+        self.listeners.push(Listener { fd: Some(fd), armed: false, closing: false });
+        self.arm_accept(self.listeners.len() - 1);
+        Ok(())
+    }
+
+    fn close_listeners(&mut self) {
+        for i in 0..self.listeners.len() {
+            let l = &mut self.listeners[i];
+            if l.closing {
+                continue;
+            }
+            l.closing = true;
+            if l.armed {
+                let e = opcode::AsyncCancel::new(ud(TAG_ACCEPT, i as u64))
+                    .build()
+                    .user_data(ud(TAG_CANCEL, 0));
+                self.push(e);
+            } else {
+                l.fd = None;
+            }
+        }
+    }
+
+    fn add_conn(&mut self, key: Key, fd: OwnedFd) {
+        let slot = key.slot as usize;
+        if self.fds.len() <= slot {
+            self.fds.resize_with(slot + 1, || None);
+        }
+        self.fds[slot] = Some(fd);
+    }
+
+    fn start_recv(&mut self, key: Key) {
+        if let Some(fd) = self.raw(key) {
+            self.arm_recv(key, fd);
+        }
+    }
+
+    fn cancel(&mut self, key: Key) {
+        let Some(fd) = self.raw(key) else { return };
+        // Every request on this socket: the multishot receive and a send in flight.
+        let e = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
+            .build()
+            .user_data(ud(TAG_CANCEL, 0));
+        self.push(e);
+    }
+
+    fn send(&mut self, key: Key, chunks: Vec<Bytes>) {
+        let Some(fd) = self.raw(key) else { return };
+        let mut op = self.send_pool.pop().unwrap_or_else(|| {
+            Box::new(SendOp {
+                key,
+                chunks: Vec::new(),
+                iov: Vec::new(),
+                // SAFETY: msghdr is a plain C struct for which all-zero is a valid value.
+                msg: unsafe { std::mem::zeroed() },
+            })
+        });
+        op.key = key;
+        op.chunks = chunks;
+        op.iov.clear();
+        op.iov.extend(
+            op.chunks.iter().map(|c| libc::iovec {
+                iov_base: c.as_ptr() as *mut libc::c_void,
+                iov_len: c.len(),
+            }),
+        );
+        op.msg.msg_iov = op.iov.as_mut_ptr();
+        op.msg.msg_iovlen = op.iov.len();
+        let i = self.free_sends.pop().unwrap_or_else(|| {
+            self.sends.push(None);
+            self.sends.len() - 1
+        });
+        let e = if op.iov.len() == 1 {
+            opcode::Send::new(
+                types::Fd(fd),
+                op.iov[0].iov_base as *const u8,
+                op.iov[0].iov_len as u32,
+            )
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+        } else {
+            opcode::SendMsg::new(types::Fd(fd), &op.msg).flags(libc::MSG_NOSIGNAL as u32).build()
+        };
+        self.sends[i] = Some(op);
+        self.push(e.user_data(ud(TAG_SEND, i as u64)));
+    }
+
+    fn close(&mut self, key: Key) {
+        let Some(fd) = self.fds.get_mut(key.slot as usize).and_then(Option::take) else { return };
+        let raw = fd.into_raw_fd();
+        let e = opcode::Close::new(types::Fd(raw)).build().user_data(ud(TAG_CLOSE, key.pack()));
+        self.push(e);
+    }
+
+    fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        f: &mut dyn FnMut(Completion<'_>),
+    ) -> io::Result<()> {
+        let res = match timeout {
+            Some(t) => {
+                let ts = types::Timespec::from(t);
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+            None => self.ring.submit_and_wait(1),
+        };
+        if let Err(e) = res {
+            match e.raw_os_error() {
+                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) => {}
+                _ => return Err(e),
+            }
+        }
+        let mut cqes = std::mem::take(&mut self.cqes);
+        cqes.extend(self.ring.completion());
+        for cqe in &cqes {
+            self.handle(cqe, f);
+        }
+        cqes.clear();
+        self.cqes = cqes;
+        self.bufs.commit();
+        Ok(())
+    }
+
+    fn in_flight(&self) -> usize {
+        // The wake-up read is always armed and is not work to wait for.
+        self.in_flight - usize::from(self.wake_armed)
+    }
+}
+
+impl Drop for UringDriver {
+    fn drop(&mut self) {
+        // Cancel the wake-up read and collect what is still in flight, so that no
+        // operation outlives the memory it uses.
+        if self.wake_armed {
+            let e = opcode::AsyncCancel::new(ud(TAG_WAKE, 0)).build().user_data(ud(TAG_CANCEL, 0));
+            self.push(e);
+        }
+        for _ in 0..100 {
+            if self.in_flight == 0 {
+                break;
+            }
+            let ts = types::Timespec::from(Duration::from_millis(10));
+            let args = types::SubmitArgs::new().timespec(&ts);
+            let _ = self.ring.submitter().submit_with_args(1, &args);
+            let cqes: Vec<cqueue::Entry> = self.ring.completion().collect();
+            for cqe in cqes {
+                let (tag, _) = split_ud(cqe.user_data());
+                if tag == TAG_ACCEPT && cqe.result() >= 0 {
+                    // SAFETY: a new descriptor from accept that nothing else owns.
+                    drop(unsafe { OwnedFd::from_raw_fd(cqe.result()) });
+                }
+                if !cqueue::more(cqe.flags()) {
+                    self.in_flight -= 1;
+                }
+            }
+        }
+        if self.in_flight > 0 {
+            // Operations could still write into the receive buffers or read send data:
+            // keep that memory rather than risk the kernel touching freed pages.
+            self.bufs.leak();
+            for op in self.sends.drain(..).flatten() {
+                std::mem::forget(op);
+            }
+        }
+    }
+}
