@@ -1,0 +1,38 @@
+//! The `ringwire` command: `serve` (echo or pub/sub gateway), `load` (the load
+//! generator) and `demo` (a gateway and a client swarm on loopback, with a report).
+
+mod demo;
+mod load;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "ringwire", version, about = "Thread-per-core io_uring WebSocket engine")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run a WebSocket server (echo or pub/sub gateway).
+    Serve(serve::ServeArgs),
+    /// Generate load against a WebSocket server and report latency and CPU per message.
+    Load(load::LoadArgs),
+    /// Start a gateway and a client swarm on loopback and report what happened (default).
+    Demo(demo::DemoArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.cmd.unwrap_or(Cmd::Demo(demo::DemoArgs::default())) {
+        Cmd::Serve(a) => serve::run(a),
+        Cmd::Load(a) => load::run(a),
+        Cmd::Demo(a) => demo::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,160 @@
+//! `ringwire serve`: an echo server or a pub/sub gateway, for benchmarks and trials.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use ringwire::frame::Config as FrameConfig;
+use ringwire::gateway::PubSub;
+use ringwire::{BackendChoice, Backpressure, Echo, Engine, EngineBuilder};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Mode {
+    /// Echo every message.
+    Echo,
+    /// Pub/sub gateway (`SUB <topic>`, `PUB <topic> <text>`, binary publish).
+    Pubsub,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Backend {
+    Auto,
+    IoUring,
+    Epoll,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Policy {
+    Close,
+    DropNewest,
+    DropOldest,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on (repeat for several).
+    #[arg(long, short, default_value = "127.0.0.1:9001")]
+    pub listen: Vec<SocketAddr>,
+    /// Server mode.
+    #[arg(long, value_enum, default_value_t = Mode::Echo)]
+    pub mode: Mode,
+    /// Worker threads (default: one per allowed CPU).
+    #[arg(long, short)]
+    pub workers: Option<usize>,
+    /// Do not pin workers to CPUs.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// I/O backend.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    pub backend: Backend,
+    /// Largest message in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_message: usize,
+    /// Most bytes queued per connection.
+    #[arg(long, default_value_t = 4 << 20)]
+    pub max_queued: usize,
+    /// Slow-consumer policy.
+    #[arg(long, value_enum, default_value_t = Policy::Close)]
+    pub backpressure: Policy,
+    /// Heartbeat ping interval in seconds (0: off).
+    #[arg(long, default_value_t = 0)]
+    pub ping_secs: u64,
+    /// Handshake timeout in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub handshake_secs: u64,
+    /// Provided receive buffers per worker (power of two).
+    #[arg(long, default_value_t = 1024)]
+    pub recv_buffers: u32,
+    /// Size of each receive buffer.
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub recv_buffer_size: u32,
+    /// Most connections per worker.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_connections: usize,
+    /// Stop after this many seconds (0: run until Ctrl-C / SIGTERM).
+    #[arg(long, default_value_t = 0)]
+    pub duration: u64,
+}
+
+impl ServeArgs {
+    pub fn builder(&self) -> EngineBuilder {
+        let mut frame = FrameConfig::default()
+            .max_message_size(self.max_message)
+            .max_frame_size(self.max_message);
+        if self.ping_secs > 0 {
+            frame = frame.ping_interval(Some(Duration::from_secs(self.ping_secs)));
+        }
+        let mut b = Engine::builder()
+            .pin_cpus(!self.no_pin)
+            .backend(match self.backend {
+                Backend::Auto => BackendChoice::Auto,
+                Backend::IoUring => BackendChoice::IoUring,
+                Backend::Epoll => BackendChoice::Epoll,
+            })
+            .frame(frame)
+            .max_queued_bytes(self.max_queued)
+            .low_watermark(self.max_queued / 4)
+            .backpressure(match self.backpressure {
+                Policy::Close => Backpressure::Close,
+                Policy::DropNewest => Backpressure::DropNewest,
+                Policy::DropOldest => Backpressure::DropOldest,
+            })
+            .handshake_timeout(Duration::from_secs(self.handshake_secs))
+            .recv_buffers(self.recv_buffers)
+            .recv_buffer_size(self.recv_buffer_size)
+            .max_connections_per_worker(self.max_connections);
+        if let Some(w) = self.workers {
+            b = b.workers(w);
+        }
+        for a in &self.listen {
+            b = b.listen(*a);
+        }
+        b
+    }
+}
+
+pub fn run(args: ServeArgs) -> Result<(), String> {
+    let b = args.builder();
+    let server = match args.mode {
+        Mode::Echo => b.start(|_| Echo),
+        Mode::Pubsub => b.start(|_| PubSub),
+    }
+    .map_err(|e| e.to_string())?;
+    let info = server.backend();
+    println!(
+        "ringwire serving {:?} on {:?}: {} workers, backend {} [{}]{}",
+        args.mode,
+        server.local_addrs(),
+        server.workers(),
+        info.name,
+        info.features.join(", "),
+        info.fallback_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default(),
+    );
+    println!("pid {}", std::process::id());
+    // Ctrl-C and SIGTERM stop the server gracefully.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
+    }
+    let started = std::time::Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        if args.duration > 0 && started.elapsed() >= Duration::from_secs(args.duration) {
+            break;
+        }
+    }
+    let stats = server.stats();
+    server.shutdown().map_err(|e| e.to_string())?;
+    println!(
+        "stopped: {} accepted, {} messages in, {} out, {} bytes in, {} out, {} drops",
+        stats.accepted,
+        stats.messages_in,
+        stats.messages_out,
+        stats.bytes_in,
+        stats.bytes_out,
+        stats.drops
+    );
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! A small pub/sub gateway handler: the demo's and the load generator's fan-out server,
+//! and an example of a handler that uses topics.
+//!
+//! Protocol (client to server):
+//! - text `SUB <topic>`: subscribe; the server answers `SUBSCRIBED <topic>`;
+//! - text `UNSUB <topic>`: unsubscribe;
+//! - text `PUB <topic> <payload>`: publish `<payload>` as text to the topic's subscribers;
+//! - binary `[len: u8][topic: len bytes][payload]`: publish `payload` as binary;
+//! - anything else is echoed back.
+
+use bytes::Bytes;
+use ringwire_frame::Message;
+
+use crate::handler::Handler;
+use crate::worker::Ctx;
+
+/// The gateway handler.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PubSub;
+
+/// Encodes a binary publish request for [`PubSub`]. Topics longer than 255 bytes are cut.
+pub fn publish_request(topic: &str, payload: &[u8]) -> Vec<u8> {
+    let t = &topic.as_bytes()[..topic.len().min(255)];
+    let mut v = Vec::with_capacity(1 + t.len() + payload.len());
+    v.push(t.len() as u8);
+    v.extend_from_slice(t);
+    v.extend_from_slice(payload);
+    v
+}
+
+impl Handler for PubSub {
+    fn on_message(&mut self, cx: &mut Ctx<'_>, msg: Message) {
+        match &msg {
+            Message::Text(t) => {
+                let s = t.as_str();
+                if let Some(topic) = s.strip_prefix("SUB ") {
+                    cx.subscribe(topic);
+                    let _ = cx.send_text(&format!("SUBSCRIBED {topic}"));
+                } else if let Some(topic) = s.strip_prefix("UNSUB ") {
+                    cx.unsubscribe(topic);
+                } else if let Some(rest) = s.strip_prefix("PUB ") {
+                    let (topic, payload) = rest.split_once(' ').unwrap_or((rest, ""));
+                    cx.publish(topic, &Message::text(payload.to_owned()));
+                } else {
+                    let _ = cx.send(msg);
+                }
+            }
+            Message::Binary(b) => {
+                let len = usize::from(b.first().copied().unwrap_or(0));
+                match b.get(1..1 + len).map(std::str::from_utf8) {
+                    Some(Ok(topic)) if len > 0 => {
+                        let payload: Bytes = b.slice(1 + len..);
+                        cx.publish(topic, &Message::Binary(payload));
+                    }
+                    _ => {
+                        let _ = cx.send(msg);
+                    }
+                }
+            }
+        }
+    }
+}
