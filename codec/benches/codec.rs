@@ -6,17 +6,28 @@
 //! Run: `cargo bench -p ringwire-codec --bench codec -- --warm-up-time 1 --measurement-time 3`
 //!
 //! Throughput is in decimal MB/s (10^6 bytes) of *encoded* bytes, as Go's
-//! `b.SetBytes` reports, for both directions.
+//! `b.SetBytes` reports, for both directions. Each benchmark runs twice: on
+//! the wall clock (`event/...`) and on the thread's CPU time
+//! (`cpu/event/...`), which is steadier on a shared, loaded machine.
 
 #![allow(missing_docs)]
 
+#[path = "support/cpu_clock.rs"]
+mod cpu_clock;
 mod support;
 
+use cpu_clock::ThreadCpu;
+use criterion::measurement::Measurement;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use ringwire_codec::{Cbor, Codec, Envelope, Json, Kind, MessageId, Protobuf};
 use support::{sample_event, OrderEvent};
 
-fn bench_format<T, C: Codec<T>>(c: &mut Criterion, group: &str, codec: C, value: &T) {
+fn bench_format<T, C: Codec<T>, M: Measurement>(
+    c: &mut Criterion<M>,
+    group: &str,
+    codec: C,
+    value: &T,
+) {
     let mut encoded = Vec::new();
     codec.encode(value, &mut encoded).expect("encode");
     // Check the round trip before timing it.
@@ -37,24 +48,41 @@ fn bench_format<T, C: Codec<T>>(c: &mut Criterion, group: &str, codec: C, value:
     g.finish();
 }
 
-fn event(c: &mut Criterion) {
+fn event<M: Measurement>(c: &mut Criterion<M>, prefix: &str) {
     let e = sample_event();
-    bench_format::<OrderEvent, _>(c, "event", Json, &e);
-    bench_format::<OrderEvent, _>(c, "event", Cbor, &e);
-    bench_format::<OrderEvent, _>(c, "event", Protobuf, &e);
+    let group = format!("{prefix}event");
+    bench_format::<OrderEvent, _, M>(c, &group, Json, &e);
+    bench_format::<OrderEvent, _, M>(c, &group, Cbor, &e);
+    bench_format::<OrderEvent, _, M>(c, &group, Protobuf, &e);
 }
 
-fn envelope(c: &mut Criterion) {
+fn envelope<M: Measurement>(c: &mut Criterion<M>, prefix: &str) {
+    let group = format!("{prefix}envelope");
     let env = Envelope::new(
         MessageId::from_parts(1_764_115_200_123, 0x2f1e_3d4c_5b6a_7988_0102),
         Kind(7),
         1_764_115_200_123_456,
         sample_event(),
     );
-    bench_format::<Envelope<OrderEvent>, _>(c, "envelope", Json, &env);
-    bench_format::<Envelope<OrderEvent>, _>(c, "envelope", Cbor, &env);
-    bench_format::<Envelope<OrderEvent>, _>(c, "envelope", Protobuf, &env);
+    bench_format::<Envelope<OrderEvent>, _, M>(c, &group, Json, &env);
+    bench_format::<Envelope<OrderEvent>, _, M>(c, &group, Cbor, &env);
+    bench_format::<Envelope<OrderEvent>, _, M>(c, &group, Protobuf, &env);
 }
 
-criterion_group!(benches, event, envelope);
-criterion_main!(benches);
+fn wall(c: &mut Criterion) {
+    event(c, "");
+    envelope(c, "");
+}
+
+fn cpu(c: &mut Criterion<ThreadCpu>) {
+    event(c, "cpu/");
+    envelope(c, "cpu/");
+}
+
+criterion_group!(wall_clock, wall);
+criterion_group! {
+    name = cpu_clock;
+    config = Criterion::default().with_measurement(ThreadCpu);
+    targets = cpu
+}
+criterion_main!(wall_clock, cpu_clock);
