@@ -28,24 +28,57 @@ impl Outgoing {
 pub(crate) enum Phase {
     /// Reading the HTTP upgrade request; bytes so far (bounded by the header limit).
     Handshake { buf: Vec<u8>, deadline: Instant },
-    /// Upgraded: the protocol core runs.
-    Open(Box<Connection>),
+    /// Upgraded: the protocol core runs (inline: most connections are here).
+    Open(Connection),
     /// The WebSocket part is over (or never began); the socket closes once what is
     /// queued has gone out, or at the deadline.
     Draining { deadline: Instant },
 }
 
-/// A worker's record of one connection.
-pub(crate) struct Conn {
-    pub(crate) phase: Phase,
+/// Send-side state that only a connection with something queued needs; boxed and freed
+/// when empty, so an idle connection does not carry it.
+#[derive(Default)]
+pub(crate) struct Pending {
     /// Bytes to write before anything the protocol core queues: the handshake response,
     /// or the unsent rest of a partial write.
     pub(crate) unsent: Vec<Bytes>,
     /// Whole messages held back while the core's queue is full enough (backpressure).
-    pub(crate) backlog: VecDeque<Outgoing>,
-    pub(crate) backlog_bytes: usize,
+    backlog: VecDeque<Outgoing>,
+    backlog_bytes: usize,
+}
+
+impl Pending {
+    pub(crate) fn push_backlog(&mut self, o: Outgoing) {
+        self.backlog_bytes += o.len();
+        self.backlog.push_back(o);
+    }
+
+    pub(crate) fn pop_backlog(&mut self) -> Option<Outgoing> {
+        let o = self.backlog.pop_front()?;
+        self.backlog_bytes -= o.len();
+        Some(o)
+    }
+
+    pub(crate) fn clear_backlog(&mut self) {
+        self.backlog.clear();
+        self.backlog_bytes = 0;
+    }
+
+    fn bytes(&self) -> usize {
+        self.backlog_bytes + self.unsent.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.unsent.is_empty() && self.backlog.is_empty()
+    }
+}
+
+/// A worker's record of one connection.
+pub(crate) struct Conn {
+    pub(crate) phase: Phase,
+    pub(crate) pending: Option<Box<Pending>>,
     /// Bytes of the send in flight, if one is.
-    pub(crate) inflight: Option<usize>,
+    pub(crate) inflight: Option<u32>,
     pub(crate) recv_armed: bool,
     /// The socket is being closed: cancel sent, or close submitted.
     pub(crate) closing: bool,
@@ -56,16 +89,15 @@ pub(crate) struct Conn {
     pub(crate) dirty: bool,
     /// It went over the send limit; `on_writable` runs when it drains.
     pub(crate) over_limit: bool,
-    pub(crate) topics: Vec<Topic>,
+    /// Topics this connection is subscribed to (a boxed slice: 16 bytes when empty).
+    pub(crate) topics: Box<[Topic]>,
 }
 
 impl Conn {
     pub(crate) fn new(deadline: Instant) -> Self {
         Self {
             phase: Phase::Handshake { buf: Vec::new(), deadline },
-            unsent: Vec::new(),
-            backlog: VecDeque::new(),
-            backlog_bytes: 0,
+            pending: None,
             inflight: None,
             recv_armed: false,
             closing: false,
@@ -73,8 +105,42 @@ impl Conn {
             timer_at: 0,
             dirty: false,
             over_limit: false,
-            topics: Vec::new(),
+            topics: Box::default(),
         }
+    }
+
+    /// The send-side state, allocated on first use.
+    pub(crate) fn pend(&mut self) -> &mut Pending {
+        self.pending.get_or_insert_with(Box::default)
+    }
+
+    /// Frees the send-side state if nothing is in it.
+    pub(crate) fn shrink(&mut self) {
+        if self.pending.as_ref().is_some_and(|p| p.is_empty()) {
+            self.pending = None;
+        }
+    }
+
+    pub(crate) fn unsent_is_empty(&self) -> bool {
+        self.pending.as_ref().is_none_or(|p| p.unsent.is_empty())
+    }
+
+    pub(crate) fn backlog_is_empty(&self) -> bool {
+        self.pending.as_ref().is_none_or(|p| p.backlog.is_empty())
+    }
+
+    pub(crate) fn subscribe(&mut self, topic: Topic) {
+        let mut v = std::mem::take(&mut self.topics).into_vec();
+        v.push(topic);
+        self.topics = v.into_boxed_slice();
+    }
+
+    pub(crate) fn unsubscribe(&mut self, topic: &str) -> bool {
+        let Some(i) = self.topics.iter().position(|t| &**t == topic) else { return false };
+        let mut v = std::mem::take(&mut self.topics).into_vec();
+        v.swap_remove(i);
+        self.topics = v.into_boxed_slice();
+        true
     }
 
     pub(crate) fn ws(&mut self) -> Option<&mut Connection> {
@@ -90,9 +156,7 @@ impl Conn {
             Phase::Open(c) => c.queued_bytes(),
             _ => 0,
         };
-        core + self.backlog_bytes
-            + self.unsent.iter().map(Bytes::len).sum::<usize>()
-            + self.inflight.unwrap_or(0)
+        core + self.pending.as_ref().map_or(0, |p| p.bytes()) + self.inflight.unwrap_or(0) as usize
     }
 
     /// The next deadline this connection needs the timer wheel for.
@@ -101,5 +165,20 @@ impl Conn {
             Phase::Handshake { deadline, .. } | Phase::Draining { deadline } => Some(*deadline),
             Phase::Open(c) => c.poll_timeout(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// What an idle, upgraded connection costs in the worker's slab, beyond the kernel's
+    /// socket: this record with the protocol core inline, no heap allocation. A
+    /// regression guard for the memory-per-connection goal (docs/BENCHMARKS.md measures
+    /// the real RSS).
+    #[test]
+    fn idle_connection_record_stays_small() {
+        let conn = std::mem::size_of::<super::Conn>();
+        let core = std::mem::size_of::<ringwire_frame::Connection>();
+        assert!(core <= 192, "ringwire_frame::Connection grew to {core} bytes");
+        assert!(conn <= 256, "Conn grew to {conn} bytes");
     }
 }

@@ -231,8 +231,9 @@ impl Core {
                 }
                 Backpressure::DropOldest => {
                     while c.queued_bytes() + len > max {
-                        let Some(old) = c.backlog.pop_front() else { break };
-                        c.backlog_bytes -= old.len();
+                        if c.pending.as_mut().and_then(|p| p.pop_backlog()).is_none() {
+                            break;
+                        }
                         WorkerStats::add(&self.stats.drops, 1);
                     }
                     if c.queued_bytes() + len > max {
@@ -248,8 +249,9 @@ impl Core {
             }
         }
         let Some(c) = self.conns.get_mut(key) else { return Err(SendError::Closed) };
+        let backlog_empty = c.backlog_is_empty();
         let Phase::Open(ws) = &mut c.phase else { return Err(SendError::Closed) };
-        if c.backlog.is_empty() && ws.queued_bytes() < CORE_HIGH_WATER {
+        if backlog_empty && ws.queued_bytes() < CORE_HIGH_WATER {
             let r = match out {
                 Outgoing::Msg(m) => ws.send(m),
                 Outgoing::Frame(f) => ws.send_shared_frame(f),
@@ -258,8 +260,7 @@ impl Core {
                 return Err(SendError::Closed);
             }
         } else {
-            c.backlog_bytes += len;
-            c.backlog.push_back(out);
+            c.pend().push_backlog(out);
         }
         WorkerStats::add(&self.stats.messages_out, 1);
         self.mark_dirty(key);
@@ -281,13 +282,12 @@ impl Core {
             return;
         }
         self.topics.add(&topic, key);
-        c.topics.push(topic);
+        c.subscribe(topic);
     }
 
     fn unsubscribe(&mut self, key: Key, topic: &str) {
         let Some(c) = self.conns.get_mut(key) else { return };
-        if let Some(i) = c.topics.iter().position(|t| &**t == topic) {
-            c.topics.swap_remove(i);
+        if c.unsubscribe(topic) {
             self.topics.remove(topic, key);
         }
     }
@@ -306,15 +306,20 @@ impl Core {
         let deadline = self.now + self.frame_config.close_timeout;
         let Some(c) = self.conns.get_mut(key) else { return };
         if let Phase::Open(ws) = &mut c.phase {
+            let mut chunks = Vec::new();
             while let Some(chunk) = ws.poll_transmit() {
-                c.unsent.push(chunk);
+                chunks.push(chunk);
+            }
+            if !chunks.is_empty() {
+                c.pend().unsent.extend(chunks);
             }
         }
         c.phase = Phase::Draining { deadline };
-        c.backlog.clear();
-        c.backlog_bytes = 0;
-        for t in std::mem::take(&mut c.topics) {
-            self.topics.remove(&t, key);
+        if let Some(p) = c.pending.as_mut() {
+            p.clear_backlog();
+        }
+        for t in std::mem::take(&mut c.topics).iter() {
+            self.topics.remove(t, key);
         }
         self.mark_dirty(key);
         self.schedule(key);
@@ -327,7 +332,7 @@ impl Core {
             return;
         }
         c.closing = true;
-        c.unsent.clear();
+        c.pending = None;
         if c.recv_armed || c.inflight.is_some() {
             self.ops.push(Op::Cancel(key));
         } else {
@@ -503,7 +508,7 @@ impl Core {
         err.write_response(&mut resp);
         let deadline = self.now + REJECT_LINGER;
         let Some(c) = self.conns.get_mut(key) else { return };
-        c.unsent.push(Bytes::from(resp));
+        c.pend().unsent.push(Bytes::from(resp));
         c.phase = Phase::Draining { deadline };
         c.timer_at = 0;
         self.mark_dirty(key);
@@ -525,7 +530,7 @@ impl Core {
         }
         let ws = Connection::server(self.frame_config.clone(), self.now);
         let Some(c) = self.conns.get_mut(key) else { return };
-        c.phase = Phase::Open(Box::new(ws));
+        c.phase = Phase::Open(ws);
         let protocol = match handler.on_open(&mut Ctx { core: self, key }, req) {
             Upgrade::Accept => None,
             Upgrade::AcceptProtocol(p) => Some(p),
@@ -542,7 +547,7 @@ impl Core {
             return;
         }
         let Some(c) = self.conns.get_mut(key) else { return };
-        c.unsent.push(Bytes::from(resp));
+        c.pend().unsent.push(Bytes::from(resp));
         c.timer_at = 0; // the handshake deadline no longer applies
         self.mark_dirty(key);
         if !rest.is_empty() {
@@ -600,8 +605,11 @@ impl Core {
                             n = 0;
                         }
                     }
-                    rest.append(&mut c.unsent);
-                    c.unsent = rest;
+                    if !rest.is_empty() {
+                        let p = c.pend();
+                        rest.append(&mut p.unsent);
+                        p.unsent = rest;
+                    }
                 }
                 self.mark_dirty(key);
             }
@@ -625,7 +633,7 @@ impl Core {
 
     fn on_fd_closed(&mut self, key: Key) {
         if let Some(c) = self.conns.remove(key) {
-            for t in &c.topics {
+            for t in c.topics.iter() {
                 self.topics.remove(t, key);
             }
             WorkerStats::sub(&self.stats.connections, 1);
@@ -722,8 +730,9 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         if c.inflight.is_none() {
             if let Phase::Open(ws) = &mut c.phase {
                 while ws.queued_bytes() < CORE_HIGH_WATER {
-                    let Some(o) = c.backlog.pop_front() else { break };
-                    c.backlog_bytes -= o.len();
+                    let Some(o) = c.pending.as_mut().and_then(|p| p.pop_backlog()) else {
+                        break;
+                    };
                     let _ = match o {
                         Outgoing::Msg(m) => ws.send(m),
                         Outgoing::Frame(f) => ws.send_shared_frame(f),
@@ -732,9 +741,11 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             }
             let mut chunks = core.vec_pool.pop().unwrap_or_default();
             let mut bytes = 0;
-            for chunk in c.unsent.drain(..) {
-                bytes += chunk.len();
-                chunks.push(chunk);
+            if let Some(p) = c.pending.as_mut() {
+                for chunk in p.unsent.drain(..) {
+                    bytes += chunk.len();
+                    chunks.push(chunk);
+                }
             }
             if let Phase::Open(ws) = &mut c.phase {
                 while chunks.len() < MAX_CHUNKS && bytes < MAX_SEND_BYTES {
@@ -743,10 +754,11 @@ impl<D: Driver, H: Handler> Worker<D, H> {
                     chunks.push(chunk);
                 }
             }
+            c.shrink();
             if chunks.is_empty() {
                 core.vec_pool.push(chunks);
             } else {
-                c.inflight = Some(bytes);
+                c.inflight = Some(bytes as u32);
                 self.driver.send(key, chunks);
             }
         }
@@ -762,7 +774,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         }
         let core = &mut self.core;
         let Some(c) = core.conns.get_mut(key) else { return };
-        if matches!(c.phase, Phase::Draining { .. }) && c.inflight.is_none() && c.unsent.is_empty()
+        if matches!(c.phase, Phase::Draining { .. }) && c.inflight.is_none() && c.unsent_is_empty()
         {
             core.begin_close(key);
         }

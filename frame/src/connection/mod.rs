@@ -97,7 +97,38 @@ enum State {
 }
 
 /// Pings sent with [`Connection::send_ping`] and not yet answered, for RTT.
-const TRACKED_PINGS: usize = 4;
+const TRACKED_PINGS: usize = 2;
+
+/// The parts of a connection that only traffic needs.
+#[derive(Default)]
+struct Buffers {
+    /// Unmasked payload of the message being received.
+    msg_buf: BytesMut,
+    utf8: Utf8Validator,
+    /// Payload of the control frame being received (at most 125 bytes).
+    ctrl_buf: BytesMut,
+    out: SendQueue,
+    /// The payload of the latest unanswered ping (§5.5.3: only the latest needs a pong).
+    pending_pong: Option<Bytes>,
+    events: VecDeque<Event>,
+}
+
+impl Buffers {
+    /// Nothing queued either way and no message half received.
+    fn is_idle(&self) -> bool {
+        self.out.is_empty()
+            && self.pending_pong.is_none()
+            && self.events.is_empty()
+            && self.msg_buf.is_empty()
+            && self.ctrl_buf.is_empty()
+            && !self.utf8.is_incomplete()
+    }
+}
+
+/// The buffers, allocated on first use.
+fn bufs(b: &mut Option<Box<Buffers>>) -> &mut Buffers {
+    b.get_or_insert_with(Box::default)
+}
 
 /// One WebSocket connection's protocol state, after the HTTP upgrade.
 ///
@@ -132,18 +163,9 @@ pub struct Connection {
     recv: RecvState,
     /// The data message being received, if any: its opcode (Text or Binary).
     msg_opcode: Option<OpCode>,
-    /// Unmasked payload of the message being received. Empty with no allocation between
-    /// messages.
-    msg_buf: BytesMut,
-    utf8: Utf8Validator,
-    /// Payload of the control frame being received (at most 125 bytes).
-    ctrl_buf: BytesMut,
-
-    out: SendQueue,
-    /// The payload of the latest unanswered ping (§5.5.3: only the latest needs a pong).
-    pending_pong: Option<Bytes>,
-
-    events: VecDeque<Event>,
+    /// Buffers and queues, allocated while there is traffic and freed when the
+    /// connection is idle again, so an idle connection costs only this struct.
+    bufs: Option<Box<Buffers>>,
     timers: TimerTable,
     pings: [Option<(u64, Instant)>; TRACKED_PINGS],
     ping_seq: u64,
@@ -154,8 +176,8 @@ impl std::fmt::Debug for Connection {
         f.debug_struct("Connection")
             .field("role", &self.role)
             .field("state", &self.state)
-            .field("queued_bytes", &self.out.len())
-            .field("events", &self.events.len())
+            .field("queued_bytes", &self.queued_bytes())
+            .field("buffers", &self.bufs.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -188,12 +210,7 @@ impl Connection {
             masks,
             recv: RecvState::default(),
             msg_opcode: None,
-            msg_buf: BytesMut::new(),
-            utf8: Utf8Validator::new(),
-            ctrl_buf: BytesMut::new(),
-            out: SendQueue::default(),
-            pending_pong: None,
-            events: VecDeque::new(),
+            bufs: None,
             timers: TimerTable::default(),
             pings: [None; TRACKED_PINGS],
             ping_seq: 0,
@@ -224,7 +241,7 @@ impl Connection {
 
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.bufs.as_mut()?.events.pop_front()
     }
 
     /// The earliest deadline at which [`handle_timeout`](Self::handle_timeout) must run.
@@ -235,25 +252,40 @@ impl Connection {
     /// Bytes waiting in [`poll_transmit`](Self::poll_transmit), for backpressure.
     pub fn queued_bytes(&self) -> usize {
         let mask = if self.masks.is_some() { 4 } else { 0 };
-        self.out.len() + self.pending_pong.as_ref().map_or(0, |p| p.len() + 2 + mask)
+        self.bufs
+            .as_ref()
+            .map_or(0, |b| b.out.len() + b.pending_pong.as_ref().map_or(0, |p| p.len() + 2 + mask))
+    }
+
+    /// Whether the connection holds buffers (it frees them when idle).
+    pub fn has_buffers(&self) -> bool {
+        self.bufs.is_some()
     }
 
     /// Whether anything is waiting to be transmitted.
     pub fn has_transmit(&self) -> bool {
-        !self.out.is_empty() || self.pending_pong.is_some()
+        self.bufs.as_ref().is_some_and(|b| !b.out.is_empty() || b.pending_pong.is_some())
     }
 
     /// The next chunk of bytes to write to the transport, in order. Chunks may share
     /// memory with other connections (fan-out) and with messages the application sent.
+    ///
+    /// When it returns `None` and nothing else is pending, the connection frees its
+    /// buffers: an idle connection holds no allocation besides itself.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        if self.pending_pong.is_some() && self.out.at_frame_boundary() {
-            let payload = self.pending_pong.take().unwrap_or_default();
-            let mut b = BytesMut::with_capacity(MAX_HEADER_LEN + payload.len());
-            let mask = self.next_mask();
-            encode_frame(&mut b, OpCode::Pong, true, &payload, mask);
-            return Some(b.freeze());
+        let b = self.bufs.as_mut()?;
+        if b.pending_pong.is_some() && b.out.at_frame_boundary() {
+            let payload = b.pending_pong.take().unwrap_or_default();
+            let mut out = BytesMut::with_capacity(MAX_HEADER_LEN + payload.len());
+            let mask = self.masks.as_mut().map(|m| m.next_mask());
+            encode_frame(&mut out, OpCode::Pong, true, &payload, mask);
+            return Some(out.freeze());
         }
-        self.out.pop()
+        let chunk = b.out.pop();
+        if chunk.is_none() && b.is_idle() {
+            self.bufs = None;
+        }
+        chunk
     }
 
     /// Appends every pending chunk to `out`, for callers with one contiguous buffer.
@@ -332,8 +364,9 @@ impl Connection {
             let header = FrameHeader::new(opcode, payload.len() as u64);
             let mut h = [0u8; MAX_HEADER_LEN];
             let n = header.encode_into(&mut h).unwrap_or(0);
-            self.out.buf.put_slice(&h[..n]);
-            self.out.push_header_and_payload(n, payload);
+            let out = &mut bufs(&mut self.bufs).out;
+            out.buf.put_slice(&h[..n]);
+            out.push_header_and_payload(n, payload);
             return Ok(());
         }
         self.encode_data(opcode, &payload);
@@ -355,12 +388,13 @@ impl Connection {
     }
 
     fn encode_data(&mut self, opcode: OpCode, payload: &[u8]) {
-        let before = self.out.buf.len();
+        let out = &mut bufs(&mut self.bufs).out;
+        let before = out.buf.len();
         let frag = self.config.fragment_size;
         let masks = self.masks.as_deref_mut().map(|m| m as &mut dyn MaskSource);
-        encode_message(&mut self.out.buf, opcode, payload, frag, masks);
-        let n = self.out.buf.len() - before;
-        self.out.wrote(n);
+        encode_message(&mut out.buf, opcode, payload, frag, masks);
+        let n = out.buf.len() - before;
+        out.wrote(n);
     }
 
     /// Queues a frame encoded once for many server connections (see
@@ -371,7 +405,7 @@ impl Connection {
         if self.role != Role::Server {
             return Err(SendError::ClientSharedFrame);
         }
-        self.out.push_frame(frame);
+        bufs(&mut self.bufs).out.push_frame(frame);
         Ok(())
     }
 
@@ -381,10 +415,11 @@ impl Connection {
             return Err(SendError::ControlTooLong(payload.len()));
         }
         let mask = self.next_mask();
-        let before = self.out.buf.len();
-        encode_frame(&mut self.out.buf, opcode, true, payload, mask);
-        let n = self.out.buf.len() - before;
-        self.out.wrote(n);
+        let out = &mut bufs(&mut self.bufs).out;
+        let before = out.buf.len();
+        encode_frame(&mut out.buf, opcode, true, payload, mask);
+        let n = out.buf.len() - before;
+        out.wrote(n);
         Ok(())
     }
 
@@ -430,33 +465,36 @@ impl Connection {
     /// Queues the close frame: the last frame this connection sends.
     fn queue_close(&mut self, frame: Option<CloseFrame>) {
         // A pong still owed goes out first: nothing may follow the close frame.
-        if let Some(p) = self.pending_pong.take() {
-            let mask = self.next_mask();
-            let before = self.out.buf.len();
-            encode_frame(&mut self.out.buf, OpCode::Pong, true, &p, mask);
-            let n = self.out.buf.len() - before;
-            self.out.wrote(n);
+        let b = bufs(&mut self.bufs);
+        if let Some(p) = b.pending_pong.take() {
+            let mask = self.masks.as_mut().map(|m| m.next_mask());
+            let before = b.out.buf.len();
+            encode_frame(&mut b.out.buf, OpCode::Pong, true, &p, mask);
+            let n = b.out.buf.len() - before;
+            b.out.wrote(n);
         }
         let mut payload = Vec::with_capacity(125);
         if let Some(f) = &frame {
             f.encode(&mut payload);
         }
-        let mask = self.next_mask();
-        let before = self.out.buf.len();
-        encode_frame(&mut self.out.buf, OpCode::Close, true, &payload, mask);
-        let n = self.out.buf.len() - before;
-        self.out.wrote(n);
+        let mask = self.masks.as_mut().map(|m| m.next_mask());
+        let before = b.out.buf.len();
+        encode_frame(&mut b.out.buf, OpCode::Close, true, &payload, mask);
+        let n = b.out.buf.len() - before;
+        b.out.wrote(n);
     }
 
     /// Ends the connection: state, timers and buffers are released, `Closed` reported.
     fn finish(&mut self, code: CloseCode, reason: String, cause: CloseCause) {
         self.state = State::Closed;
         self.timers.clear();
-        self.msg_buf = BytesMut::new();
-        self.ctrl_buf = BytesMut::new();
         self.msg_opcode = None;
-        self.pending_pong = None;
-        self.events.push_back(Event::Closed(Closed { code, reason, cause }));
+        let b = bufs(&mut self.bufs);
+        b.msg_buf = BytesMut::new();
+        b.ctrl_buf = BytesMut::new();
+        b.utf8.reset();
+        b.pending_pong = None;
+        b.events.push_back(Event::Closed(Closed { code, reason, cause }));
     }
 
     /// Fails the connection (RFC 6455 §7.1.7): sends a close with the error's code if we

@@ -8,7 +8,7 @@ use crate::header::{FrameHeader, OpCode, MAX_HEADER_LEN};
 use crate::mask::apply_mask_offset;
 use crate::message::{Message, Utf8Bytes};
 
-use super::{CloseCause, Connection, Event, Pong, Role, State};
+use super::{bufs, CloseCause, Connection, Event, Pong, Role, State};
 
 /// Payload is unmasked and validated in pieces of this size, so that the bytes just
 /// copied are still in L1 cache for the mask and UTF-8 passes.
@@ -120,14 +120,14 @@ impl Connection {
             if h.payload_len > max as u64 {
                 return Err(ProtocolError::FrameTooLarge { size: h.payload_len, max });
             }
-            let total = self.msg_buf.len() as u64 + h.payload_len;
+            let total = self.bufs.as_ref().map_or(0, |b| b.msg_buf.len()) as u64 + h.payload_len;
             let max = self.config.max_message_size;
             if total > max as u64 {
                 return Err(ProtocolError::MessageTooLarge { size: total, max });
             }
             if h.opcode != OpCode::Continuation {
                 self.msg_opcode = Some(h.opcode);
-                self.utf8.reset();
+                bufs(&mut self.bufs).utf8.reset();
             }
         }
         self.recv = RecvState::Payload {
@@ -149,24 +149,25 @@ impl Connection {
             return Ok(());
         };
         let mut off = usize::from(offset);
+        let text = self.msg_opcode == Some(OpCode::Text);
+        let b = bufs(&mut self.bufs);
         if opcode.is_control() {
-            let start = self.ctrl_buf.len();
-            self.ctrl_buf.extend_from_slice(piece);
+            let start = b.ctrl_buf.len();
+            b.ctrl_buf.extend_from_slice(piece);
             if let Some(key) = mask {
-                off = apply_mask_offset(&mut self.ctrl_buf[start..], key, off);
+                off = apply_mask_offset(&mut b.ctrl_buf[start..], key, off);
             }
         } else {
-            let text = self.msg_opcode == Some(OpCode::Text);
-            self.msg_buf.reserve(piece.len());
+            b.msg_buf.reserve(piece.len());
             for chunk in piece.chunks(PIECE) {
-                let start = self.msg_buf.len();
-                self.msg_buf.extend_from_slice(chunk);
-                let new = &mut self.msg_buf[start..];
+                let start = b.msg_buf.len();
+                b.msg_buf.extend_from_slice(chunk);
+                let new = &mut b.msg_buf[start..];
                 if let Some(key) = mask {
                     off = apply_mask_offset(new, key, off);
                 }
                 // §8.1: fail as soon as the text can no longer be valid UTF-8.
-                if text && self.utf8.feed(new).is_err() {
+                if text && b.utf8.feed(new).is_err() {
                     return Err(ProtocolError::InvalidUtf8);
                 }
             }
@@ -185,36 +186,40 @@ impl Connection {
         self.recv = RecvState::default();
         match opcode {
             OpCode::Ping => {
-                let payload = std::mem::take(&mut self.ctrl_buf).freeze();
+                let auto = self.config.auto_pong && self.state == State::Open;
+                let b = bufs(&mut self.bufs);
+                let payload = std::mem::take(&mut b.ctrl_buf).freeze();
                 // §5.5.2: answer with a pong carrying the same payload, unless closing.
-                if self.config.auto_pong && self.state == State::Open {
-                    self.pending_pong = Some(payload.clone());
+                if auto {
+                    b.pending_pong = Some(payload.clone());
                 }
-                self.events.push_back(Event::Ping(payload));
+                b.events.push_back(Event::Ping(payload));
             }
             OpCode::Pong => {
-                let payload = std::mem::take(&mut self.ctrl_buf).freeze();
+                let payload = std::mem::take(&mut bufs(&mut self.bufs).ctrl_buf).freeze();
                 let rtt = self.match_pong(&payload, now);
-                self.events.push_back(Event::Pong(Pong { payload, rtt }));
+                bufs(&mut self.bufs).events.push_back(Event::Pong(Pong { payload, rtt }));
             }
             OpCode::Close => {
-                let payload = std::mem::take(&mut self.ctrl_buf);
+                let payload = std::mem::take(&mut bufs(&mut self.bufs).ctrl_buf);
                 let frame = CloseFrame::parse(&payload)?;
                 self.close_received(frame);
             }
             _ if fin => {
-                let data = std::mem::take(&mut self.msg_buf).freeze();
-                let msg = match self.msg_opcode.take() {
+                let op = self.msg_opcode.take();
+                let b = bufs(&mut self.bufs);
+                let data = std::mem::take(&mut b.msg_buf).freeze();
+                let msg = match op {
                     Some(OpCode::Text) => {
                         // §8.1: a message that ends inside a code point is invalid.
-                        if self.utf8.finish().is_err() {
+                        if b.utf8.finish().is_err() {
                             return Err(ProtocolError::InvalidUtf8);
                         }
                         Message::Text(Utf8Bytes::from_validated(data))
                     }
                     _ => Message::Binary(data),
                 };
-                self.events.push_back(Event::Message(msg));
+                b.events.push_back(Event::Message(msg));
             }
             _ => {}
         }
