@@ -423,11 +423,12 @@ impl Core {
                 _ => {}
             }
         }
-        if let Some(c) = self.conns.get_mut(key) {
-            if let Phase::Open(ws) = &c.phase {
-                if ws.has_transmit() {
-                    self.mark_dirty(key);
-                }
+        if let Some(ws) = self.conns.get_mut(key).and_then(Conn::ws) {
+            if ws.has_transmit() {
+                self.mark_dirty(key);
+            } else {
+                // Nothing to send: this lets the core free its buffers if it is idle.
+                let _ = ws.poll_transmit();
             }
         }
         self.schedule(key);
