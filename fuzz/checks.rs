@@ -1,0 +1,237 @@
+// The body of every fuzz target, shared by `fuzz/fuzz_targets/*.rs` and by the stable
+// seed replay `frame/tests/fuzz_seeds.rs`, which both `include!` this file inside a
+// module. Each function takes the fuzzer's bytes, must not panic on any input, and
+// asserts properties that hold whatever the input is.
+
+use std::time::{Duration, Instant};
+
+use ringwire_frame::handshake::{
+    parse_request, parse_response, ClientRequest, HandshakeError, HandshakeLimits,
+};
+use ringwire_frame::{
+    Config, Connection, Event, FixedMask, FrameHeader, Message, OpCode, ProtocolError, Role,
+    SendError, MAX_HEADER_LEN,
+};
+
+/// A target's check: panics if a property fails for this input.
+pub type Check = fn(&[u8]);
+
+/// Every fuzz target: its name (the folder of its seeds) and its check.
+pub const TARGETS: &[(&str, Check)] = &[
+    ("frame_header", frame_header),
+    ("handshake_request", handshake_request),
+    ("handshake_response", handshake_response),
+    ("connection_server", connection_server),
+    ("connection_client", connection_client),
+];
+
+/// `FrameHeader::decode` on arbitrary bytes: incomplete is `Ok(None)` at every prefix,
+/// and a decoded header encodes (minimally) to bytes that decode to the same header.
+pub fn frame_header(data: &[u8]) {
+    match FrameHeader::decode(data) {
+        Ok(Some((h, n))) => {
+            assert!(n >= 2 && n <= data.len() && n <= MAX_HEADER_LEN, "consumed {n}");
+            assert!(n >= h.encoded_len(), "decoded form is shorter than the minimal one");
+            assert!(h.rsv <= 7 && h.payload_len >> 63 == 0);
+            // STYLE 7: every strict prefix of a header is incomplete, not an error.
+            for i in 0..n {
+                assert_eq!(FrameHeader::decode(&data[..i]), Ok(None), "prefix {i} of {n}");
+            }
+            let mut v = Vec::new();
+            h.encode(&mut v);
+            assert_eq!(v.len(), h.encoded_len());
+            assert_eq!(FrameHeader::decode(&v), Ok(Some((h, v.len()))), "re-encode {v:02x?}");
+            let mut buf = [0u8; MAX_HEADER_LEN];
+            assert_eq!(h.encode_into(&mut buf), Some(v.len()));
+            assert_eq!(&buf[..v.len()], &v[..]);
+            assert_eq!(h.encode_into(&mut buf[..v.len() - 1]), None);
+        }
+        Ok(None) => assert!(data.len() < MAX_HEADER_LEN, "{} bytes are enough", data.len()),
+        Err(e) => {
+            // The header alone can only break §5.2's rule on the 64-bit length.
+            assert_eq!(e, ProtocolError::InvalidLength);
+            assert!(data.len() >= 10 && data[1] & 0x7f == 127 && data[2] & 0x80 != 0);
+        }
+    }
+}
+
+/// `parse_request` with the default limits: bounded, consistent, and an accepted request
+/// gets a 101, a refused one a complete error response.
+pub fn handshake_request(data: &[u8]) {
+    let limits = HandshakeLimits::default();
+    match parse_request(data, &limits) {
+        Ok(Some((req, n))) => {
+            assert!(n <= data.len() && n <= limits.max_header_bytes, "consumed {n}");
+            // The head alone parses the same: bytes after it are not looked at.
+            let again = parse_request(&data[..n], &limits);
+            assert_eq!(again, Ok(Some((req.clone(), n))));
+            let mut out = Vec::new();
+            req.accept(None, &[], &mut out).expect("accepting a parsed request");
+            assert!(out.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+            assert!(out.ends_with(b"\r\n\r\n"));
+            if let Some(p) = req.protocols.first() {
+                let mut out = Vec::new();
+                // A protocol read from the request may still hold bytes that cannot be
+                // written back (e.g. CR); then accept must refuse, not inject headers.
+                match req.accept(Some(p), &[], &mut out) {
+                    Ok(()) => assert_eq!(out.windows(4).filter(|w| w == b"\r\n\r\n").count(), 1),
+                    Err(e) => assert_eq!(e, HandshakeError::InvalidHeader),
+                }
+            }
+        }
+        Ok(None) => assert!(data.len() <= limits.max_header_bytes),
+        Err(e) => {
+            assert!((400..600).contains(&e.status()), "status {}", e.status());
+            let mut out = Vec::new();
+            e.write_response(&mut out);
+            assert!(out.starts_with(b"HTTP/1.1 4") || out.starts_with(b"HTTP/1.1 5"));
+        }
+    }
+}
+
+/// The client request the `handshake_response` target answers: RFC 6455 §1.3's nonce.
+pub fn fixed_client_request() -> ClientRequest {
+    ClientRequest::new("server.example.com", "/chat", *b"the sample nonce").protocol("chat")
+}
+
+/// `parse_response` against a fixed request: bounded and consistent.
+pub fn handshake_response(data: &[u8]) {
+    let req = fixed_client_request();
+    let limits = HandshakeLimits::default();
+    match parse_response(data, &req, &limits) {
+        Ok(Some((resp, n))) => {
+            assert!(n <= data.len() && n <= limits.max_header_bytes, "consumed {n}");
+            assert!(resp.protocol.is_none() || resp.protocol.as_deref() == Some("chat"));
+            assert_eq!(parse_response(&data[..n], &req, &limits), Ok(Some((resp, n))));
+        }
+        Ok(None) => assert!(data.len() <= limits.max_header_bytes),
+        Err(_) => {}
+    }
+}
+
+/// A server connection fed arbitrary bytes.
+pub fn connection_server(data: &[u8]) {
+    connection(Role::Server, data);
+}
+
+/// A client connection fed arbitrary bytes.
+pub fn connection_client(data: &[u8]) {
+    connection(Role::Client, data);
+}
+
+/// The mask key the client connection uses.
+const KEY: [u8; 4] = [0xa1, 0xb2, 0xc3, 0xd4];
+
+/// Tracks what a connection reported, asserting the event rules on the way.
+#[derive(Default)]
+struct Seen {
+    closed: bool,
+    wire: Vec<u8>,
+}
+
+impl Seen {
+    /// Drains events (echoing messages, as an echo server does) and transmit.
+    fn drain(&mut self, conn: &mut Connection) {
+        while let Some(ev) = conn.poll_event() {
+            assert!(!self.closed, "event after Closed: {ev:?}");
+            match ev {
+                Event::Message(m) => {
+                    if let Message::Text(t) = &m {
+                        assert!(std::str::from_utf8(t.as_bytes()).is_ok());
+                    }
+                    let open = !conn.is_closing() && !conn.is_closed();
+                    match conn.send(m) {
+                        Ok(()) => assert!(open, "send accepted while closing"),
+                        Err(SendError::Closed) => assert!(!open, "send refused while open"),
+                        Err(e) => panic!("echo refused: {e}"),
+                    }
+                }
+                Event::Ping(p) => assert!(p.len() <= 125),
+                Event::Pong(p) => assert!(p.payload.len() <= 125),
+                Event::Closed(_) => self.closed = true,
+                _ => {}
+            }
+        }
+        assert_eq!(conn.is_closed(), self.closed, "is_closed() vs the Closed event");
+        conn.poll_transmit_into(&mut self.wire);
+        assert!(!conn.has_transmit() && conn.queued_bytes() == 0);
+    }
+}
+
+/// Feeds `data[1..]` to a connection in reads whose sizes derive from `data[0]`, then
+/// runs the timers and ends the transport. Checks: no event after `Closed`, `Closed`
+/// exactly once by the end, nothing in or out once closed, and every byte sent is a
+/// well-formed frame for the role.
+fn connection(role: Role, data: &[u8]) {
+    let Some((&ctl, mut rest)) = data.split_first() else { return };
+    let now = Instant::now();
+    // Small limits so that short inputs reach the 1009 paths too.
+    let config = Config::default().max_frame_size(4096).max_message_size(8192);
+    let mut conn = match role {
+        Role::Server => Connection::server(config, now),
+        Role::Client => Connection::client(config, Box::new(FixedMask(KEY)), now),
+    };
+    let mut seen = Seen::default();
+    let max = usize::from(ctl) + 1;
+    let mut state = u32::from(ctl);
+    while !rest.is_empty() {
+        state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let n = (1 + (state >> 16) as usize % max).min(rest.len());
+        let (chunk, r) = rest.split_at(n);
+        rest = r;
+        let was_closed = seen.closed;
+        let before = seen.wire.len();
+        conn.handle_bytes(now, chunk);
+        seen.drain(&mut conn);
+        if was_closed {
+            assert_eq!(seen.wire.len(), before, "bytes sent for input after Closed");
+        }
+    }
+    // A close in flight times out; keepalive and idle timers are off by default.
+    let later = now + Duration::from_secs(3600);
+    let was_closing = conn.is_closing();
+    conn.handle_timeout(later);
+    seen.drain(&mut conn);
+    assert!(!was_closing || seen.closed, "close timeout did not end a closing connection");
+    let was_closed = seen.closed;
+    let before = seen.wire.len();
+    conn.handle_eof(later);
+    seen.drain(&mut conn);
+    assert!(seen.closed && conn.is_closed(), "not closed after end of stream");
+    if was_closed {
+        assert_eq!(seen.wire.len(), before);
+        conn.handle_bytes(later, &data[..data.len().min(64)]);
+        seen.drain(&mut conn);
+        assert_eq!(seen.wire.len(), before, "input after Closed produced bytes");
+    }
+    check_sent(role, &seen.wire);
+}
+
+/// Everything a connection sent must be whole frames: FIN set, no RSV, a known opcode,
+/// masked exactly when it is a client, control payloads of at most 125 bytes, and no data
+/// frame after a close.
+pub fn check_sent(role: Role, mut wire: &[u8]) {
+    let mut closed = false;
+    while !wire.is_empty() {
+        let (h, n) = match FrameHeader::decode(wire) {
+            Ok(Some(x)) => x,
+            other => panic!("sent bytes are not a frame header: {other:?}"),
+        };
+        assert!(h.fin && h.rsv == 0, "{h:?}");
+        assert_eq!(h.mask.is_some(), role == Role::Client, "{h:?}");
+        assert!(!h.opcode.is_reserved() && h.opcode != OpCode::Continuation, "{h:?}");
+        if h.opcode.is_control() {
+            assert!(h.payload_len <= 125);
+        } else {
+            assert!(!closed, "data frame after the close frame");
+        }
+        if h.opcode == OpCode::Close {
+            assert!(!closed, "two close frames");
+            assert!(h.payload_len != 1, "close payload of one byte");
+            closed = true;
+        }
+        let end = usize::try_from(h.payload_len).ok().and_then(|l| n.checked_add(l));
+        let end = end.filter(|e| *e <= wire.len()).expect("sent a truncated frame");
+        wire = &wire[end..];
+    }
+}
