@@ -1144,3 +1144,27 @@ fn harness_detects_wrong_outcomes() {
     assert_eq!(m.get("1.1 client"), Some(&"b"));
     assert_eq!(m.len(), 2);
 }
+
+/// A pong owed while a large zero-copy echo is half transmitted must wait for the end of
+/// that frame (RFC 6455 §5.4: control frames may be injected between frames, never inside
+/// one). The table drains everything after each read, so this drives it by hand.
+#[test]
+fn pong_waits_for_the_frame_in_flight() {
+    let now = Instant::now();
+    let mut conn = Connection::server(Config::default(), now);
+    let (big, _) = case("0.2", vec![text(ascii(5000))]).no_close().input(Role::Server);
+    conn.handle_bytes(now, &big);
+    let Some(Event::Message(m)) = conn.poll_event() else { panic!("no message") };
+    conn.send(m).unwrap();
+    // Take only the first chunk of the echo, then a ping arrives.
+    let mut wire = conn.poll_transmit().unwrap().to_vec();
+    let (p, _) = case("0.3", vec![ping("mid")]).no_close().input(Role::Server);
+    conn.handle_bytes(now, &p);
+    assert!(matches!(conn.poll_event(), Some(Event::Ping(_))));
+    conn.poll_transmit_into(&mut wire);
+    let sent = decode_sent(&wire, Role::Server).unwrap();
+    let ops: Vec<u8> = sent.iter().map(|f| f.op).collect();
+    assert!(ops == [OP_TEXT, OP_PONG] || ops == [OP_PONG, OP_TEXT], "{ops:?}");
+    assert_eq!(sent.iter().find(|f| f.op == OP_TEXT).unwrap().payload, ascii(5000));
+    assert_eq!(sent.iter().find(|f| f.op == OP_PONG).unwrap().payload, b"mid");
+}
