@@ -1,0 +1,245 @@
+#![allow(missing_docs)]
+//! Messages through the engine over loopback, on both backends: echo of every size and
+//! kind with tokio-tungstenite, client fragmentation from a raw client, ping/pong both
+//! ways, sends from other threads through `ConnHandle`, and a tokio task publishing.
+
+mod common;
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::*;
+use ringwire::frame::Message;
+use ringwire::{BackendChoice, Echo};
+
+fn echo_all_sizes(backend: BackendChoice) {
+    let server = builder(backend).start(|_| Echo).expect("engine starts");
+    let addr = server.local_addr();
+    let sizes = [0usize, 1, 125, 126, 127, 1000, 65_535, 65_536, 65_537, 300_000, 1 << 20];
+    runtime().block_on(async {
+        let mut ws = ws_connect(addr).await;
+        for &n in &sizes {
+            let bin: Vec<u8> = (0..n).map(|i| (i * 31 + n) as u8).collect();
+            ws.send(TMsg::binary(bin.clone())).await.unwrap();
+            match ws_data(&mut ws).await {
+                TMsg::Binary(b) => assert!(b[..] == bin[..], "binary echo of {n} bytes differs"),
+                other => panic!("binary {n}: got {other:?}"),
+            }
+            // Text with multi-byte characters (2, 3 and 4 bytes) up to about n bytes.
+            let text: String = "aé€😀".chars().cycle().take(n / 2).collect();
+            ws.send(TMsg::text(text.clone())).await.unwrap();
+            match ws_data(&mut ws).await {
+                TMsg::Text(t) => {
+                    assert!(t.as_str() == text, "text echo of {} bytes differs", text.len())
+                }
+                other => panic!("text {n}: got {other:?}"),
+            }
+        }
+        // Many small messages in one burst come back in order.
+        for i in 0..500 {
+            ws.feed(TMsg::text(format!("m{i}"))).await.unwrap();
+        }
+        ws.flush().await.unwrap();
+        for i in 0..500 {
+            assert_eq!(ws_data(&mut ws).await, TMsg::text(format!("m{i}")));
+        }
+        ws_close(&mut ws).await;
+    });
+    assert_eq!(server.stats().messages_in, 2 * sizes.len() as u64 + 500);
+    server.shutdown().unwrap();
+}
+
+fn fragmented_client_messages(backend: BackendChoice) {
+    let (tx, rx) = mpsc::channel();
+    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts");
+    let mut c = RawClient::open(server.local_addr());
+
+    // A text message in three fragments, a ping between them (RFC 6455 §5.4: control
+    // frames may be injected in the middle of a fragmented message), and a 4-byte
+    // character split across fragment boundaries.
+    let text = "frag-😀-ment";
+    let b = text.as_bytes();
+    c.send(false, OP_TEXT, &b[..6]);
+    c.send(true, OP_PING, b"mid");
+    c.send(false, OP_CONT, &b[6..8]);
+    c.send(true, OP_CONT, &b[8..]);
+    let pong = c.read_frame().unwrap();
+    assert_eq!((pong.opcode, pong.payload.as_slice()), (OP_PONG, &b"mid"[..]));
+    let echo = c.expect_data();
+    assert_eq!((echo.fin, echo.opcode, echo.payload.as_slice()), (true, OP_TEXT, b));
+
+    // A binary message in 100 fragments, every byte of the wire written separately.
+    let data: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+    let mut wire = Vec::new();
+    for (i, chunk) in data.chunks(10).enumerate() {
+        let op = if i == 0 { OP_BINARY } else { OP_CONT };
+        let fin = if i == 99 { 0x80 } else { 0 };
+        wire.extend(encode_raw(fin | op, chunk, true));
+    }
+    for byte in &wire {
+        c.write(std::slice::from_ref(byte));
+    }
+    let echo = c.expect_data();
+    assert_eq!((echo.fin, echo.opcode), (true, OP_BINARY));
+    assert!(echo.payload == data, "reassembled binary differs");
+
+    // The handler saw exactly the two whole messages.
+    let msgs: Vec<Message> = rx
+        .try_iter()
+        .chain(std::iter::from_fn(|| rx.recv_timeout(Duration::from_millis(200)).ok()))
+        .filter_map(|s| match s {
+            Seen::Msg(_, m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(msgs, vec![Message::text(text), Message::binary(data)]);
+
+    c.send_close(1000);
+    assert_eq!(c.expect_close().close_code(), 1000);
+    c.expect_eof();
+    server.shutdown().unwrap();
+}
+
+fn ping_pong_both_ways(backend: BackendChoice) {
+    let (tx, rx) = mpsc::channel();
+    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts");
+    let addr = server.local_addr();
+    runtime().block_on(async {
+        let mut ws = ws_connect(addr).await;
+        // Client ping: the engine answers with the same payload.
+        ws.send(TMsg::Ping(b"hello?".to_vec().into())).await.unwrap();
+        match ws_next(&mut ws).await {
+            Some(TMsg::Pong(p)) => assert_eq!(&p[..], b"hello?"),
+            other => panic!("expected a pong, got {other:?}"),
+        }
+        // Empty ping, and a ping of the maximum control payload (125 bytes).
+        for payload in [Vec::new(), vec![b'p'; 125]] {
+            ws.send(TMsg::Ping(payload.clone().into())).await.unwrap();
+            match ws_next(&mut ws).await {
+                Some(TMsg::Pong(p)) => assert_eq!(p[..], payload[..]),
+                other => panic!("expected a pong, got {other:?}"),
+            }
+        }
+        // Server ping (Ctx::ping): tungstenite answers, the handler sees the pong with an RTT.
+        ws.send(TMsg::text("ping")).await.unwrap();
+        match ws_next(&mut ws).await {
+            Some(TMsg::Ping(_)) => {}
+            other => panic!("expected the server's ping, got {other:?}"),
+        }
+        // tungstenite queues the pong on read; an echo round trip flushes it.
+        ws_echo(&mut ws, "after ping").await;
+        let rtt = expect_seen(&rx, "the pong", |s| match s {
+            Seen::Pong(_, rtt) => Some(rtt),
+            _ => None,
+        });
+        let rtt = rtt.expect("a pong answering Ctx::ping carries an RTT");
+        assert!(rtt < PATIENCE, "rtt {rtt:?}");
+        // An unsolicited pong is fine (RFC 6455 §5.5.3) and reaches on_pong without an RTT.
+        ws.send(TMsg::Pong(b"unsolicited".to_vec().into())).await.unwrap();
+        ws_echo(&mut ws, "still here").await;
+        let rtt = expect_seen(&rx, "the unsolicited pong", |s| match s {
+            Seen::Pong(_, rtt) => Some(rtt),
+            _ => None,
+        });
+        assert_eq!(rtt, None);
+        ws_close(&mut ws).await;
+    });
+    server.shutdown().unwrap();
+}
+
+fn send_from_other_threads(backend: BackendChoice) {
+    let (tx, rx) = mpsc::channel();
+    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts");
+    let addr = server.local_addr();
+    runtime().block_on(async {
+        let mut ws = ws_connect(addr).await;
+        let handle = expect_open(&rx);
+        // From this thread and from two others, interleaved per thread in order.
+        handle.send(Message::text("from the test thread")).unwrap();
+        assert_eq!(ws_data(&mut ws).await, TMsg::text("from the test thread"));
+        let threads: Vec<_> = (0..2)
+            .map(|t| {
+                let h = handle.clone();
+                std::thread::spawn(move || {
+                    for i in 0..100 {
+                        h.send(Message::text(format!("t{t}-{i}"))).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut next = [0usize; 2];
+        for _ in 0..200 {
+            let TMsg::Text(m) = ws_data(&mut ws).await else { panic!("not text") };
+            let (t, i) = m.as_str()[1..].split_once('-').unwrap();
+            let (t, i): (usize, usize) = (t.parse().unwrap(), i.parse().unwrap());
+            assert_eq!(i, next[t], "thread {t}'s messages out of order");
+            next[t] += 1;
+        }
+        // Binary too.
+        handle.send(Message::binary(vec![1u8, 2, 3])).unwrap();
+        assert_eq!(ws_data(&mut ws).await, TMsg::binary(vec![1u8, 2, 3]));
+        ws_close(&mut ws).await;
+        expect_closed(&rx, handle.id());
+        // The handle of a closed connection delivers nothing, not even to a new
+        // connection that reuses its slot on the same worker.
+        let mut others = Vec::new();
+        loop {
+            let mut ws2 = ws_connect(addr).await;
+            let h2 = expect_open(&rx);
+            if h2.id().worker() == handle.id().worker() {
+                assert_ne!(h2.id(), handle.id(), "a new connection got a closed one's id");
+                let _ = handle.send(Message::text("for the old connection"));
+                ws_echo(&mut ws2, "only mine").await;
+                for mut o in others {
+                    ws_close(&mut o).await;
+                }
+                ws_close(&mut ws2).await;
+                break;
+            }
+            others.push(ws2);
+            assert!(others.len() < 64, "no connection landed on worker {}", handle.id().worker());
+        }
+    });
+    server.shutdown().unwrap();
+}
+
+fn tokio_task_publishes(backend: BackendChoice) {
+    let (tx, rx) = mpsc::channel();
+    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts");
+    let addr = server.local_addr();
+    let publisher = server.publisher();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async move {
+        let mut ws = ws_connect(addr).await;
+        ws.send(TMsg::text("sub:ticks")).await.unwrap();
+        assert_eq!(ws_data(&mut ws).await, TMsg::text("ok"));
+        // An application task owning a Publisher, the way a tokio program embeds ringwire.
+        let ticker = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(10));
+            for n in 0..20u32 {
+                every.tick().await;
+                let took = publisher.publish("ticks", &Message::text(format!("tick {n}")));
+                assert_eq!(took, 2, "both workers take the publish");
+            }
+        });
+        for n in 0..20u32 {
+            assert_eq!(ws_data(&mut ws).await, TMsg::text(format!("tick {n}")));
+        }
+        ticker.await.unwrap();
+        ws_close(&mut ws).await;
+    });
+    drop(rx);
+    server.shutdown().unwrap();
+}
+
+both_backends! {
+    echo_all_sizes => echo_all_sizes_io_uring, echo_all_sizes_epoll;
+    fragmented_client_messages => fragmented_client_messages_io_uring, fragmented_client_messages_epoll;
+    ping_pong_both_ways => ping_pong_both_ways_io_uring, ping_pong_both_ways_epoll;
+    send_from_other_threads => send_from_other_threads_io_uring, send_from_other_threads_epoll;
+    tokio_task_publishes => tokio_task_publishes_io_uring, tokio_task_publishes_epoll;
+}
