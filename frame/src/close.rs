@@ -29,17 +29,26 @@ impl CloseCode {
     pub const MANDATORY_EXTENSION: Self = Self(1010);
     /// 1011: unexpected condition on the server.
     pub const INTERNAL_ERROR: Self = Self(1011);
+    /// 1012: the server is restarting.
+    pub const SERVICE_RESTART: Self = Self(1012);
+    /// 1013: try again later (temporary overload).
+    pub const TRY_AGAIN_LATER: Self = Self(1013);
+    /// 1014: a gateway or proxy got an invalid response upstream.
+    pub const BAD_GATEWAY: Self = Self(1014);
     /// 1015: TLS handshake failure (never sent on the wire).
     pub const TLS: Self = Self(1015);
 
     /// Whether this code may appear in a close frame on the wire.
     ///
     /// RFC 6455 §7.4.1/§7.4.2: 1000-1003 and 1007-1011 are defined for use, 3000-3999 are
-    /// registered by libraries and 4000-4999 are private. 1004 is reserved, 1005, 1006 and
-    /// 1015 MUST NOT be sent, and the rest of 0-2999 is unassigned, so a peer that sends
-    /// them fails the connection (Autobahn cases 7.9.x).
+    /// registered by libraries and 4000-4999 are private. 1012 (service restart), 1013
+    /// (try again later) and 1014 (bad gateway) were registered with IANA after the RFC
+    /// and are sent by real servers, so they are accepted too (the Autobahn suite agrees:
+    /// crossbario/autobahn-testsuite issue 52). 1004 is reserved, 1005, 1006 and 1015
+    /// MUST NOT be sent, and the rest of 0-2999 is unassigned: a peer that sends them
+    /// fails the connection (Autobahn cases 7.9.x).
     pub fn is_valid_on_wire(self) -> bool {
-        matches!(self.0, 1000..=1003 | 1007..=1011 | 3000..=4999)
+        matches!(self.0, 1000..=1003 | 1007..=1014 | 3000..=4999)
     }
 }
 
@@ -104,7 +113,7 @@ mod tests {
     #[test]
     fn valid_codes() {
         let valid: Vec<u16> = (0..=5000).filter(|c| CloseCode(*c).is_valid_on_wire()).collect();
-        let expect: Vec<u16> = (1000..=1003).chain(1007..=1011).chain(3000..=4999).collect();
+        let expect: Vec<u16> = (1000..=1003).chain(1007..=1014).chain(3000..=4999).collect();
         assert_eq!(valid, expect);
     }
 

@@ -735,7 +735,8 @@ fn group7() -> Vec<Case> {
     for (i, code) in valid.iter().enumerate() {
         v.push(case(&format!("7.7.{}", i + 1), vec![close(*code, "")]).no_close());
     }
-    // 7.9: codes that may not appear on the wire -> 1002.
+    // 7.9: codes that may not appear on the wire -> 1002; 7.9.6-7.9.8 (1012-1014) are
+    // IANA-registered since the RFC and accepted (docs/CONFORMANCE.md, deviation 4).
     let invalid = [0u16, 999, 1004, 1005, 1006, 1012, 1013, 1014, 1015, 1016, 1100, 2000, 2999];
     for (i, code) in invalid.iter().enumerate() {
         v.push(case(&format!("7.9.{}", i + 1), vec![close(*code, "")]).no_close());
