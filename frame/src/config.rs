@@ -20,8 +20,9 @@ pub struct Config {
     pub max_message_size: usize,
     /// Answer every ping with a pong automatically (RFC 6455 §5.5.2). Default `true`.
     ///
-    /// Pings the application has not yet flushed are coalesced: only the latest gets a
-    /// pong (§5.5.3 allows this), so a ping flood cannot grow the send queue.
+    /// Every ping gets its pong, but at most 32 pongs wait unflushed: beyond that the
+    /// oldest are dropped (§5.5.3 allows answering only the latest), so a ping flood
+    /// cannot grow the send queue.
     pub auto_pong: bool,
     /// Split outgoing messages larger than this into fragments of this size. Default
     /// `None` (one frame per message).

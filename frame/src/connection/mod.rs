@@ -96,6 +96,10 @@ enum State {
     Closed,
 }
 
+/// Pongs owed and not yet flushed beyond which the oldest are dropped: every ping of an
+/// ordinary burst gets its pong (Autobahn 2.10/2.11), a flood cannot grow the queue.
+const MAX_PENDING_PONGS: usize = 32;
+
 /// Pings sent with [`Connection::send_ping`] and not yet answered, for RTT.
 const TRACKED_PINGS: usize = 2;
 
@@ -108,8 +112,9 @@ struct Buffers {
     /// Payload of the control frame being received (at most 125 bytes).
     ctrl_buf: BytesMut,
     out: SendQueue,
-    /// The payload of the latest unanswered ping (§5.5.3: only the latest needs a pong).
-    pending_pong: Option<Bytes>,
+    /// Payloads of pings not yet answered, oldest first, at most [`MAX_PENDING_PONGS`]
+    /// (§5.5.3 allows answering only the latest, so a flood drops the oldest).
+    pongs: VecDeque<Bytes>,
     events: VecDeque<Event>,
 }
 
@@ -117,7 +122,7 @@ impl Buffers {
     /// Nothing queued either way and no message half received.
     fn is_idle(&self) -> bool {
         self.out.is_empty()
-            && self.pending_pong.is_none()
+            && self.pongs.is_empty()
             && self.events.is_empty()
             && self.msg_buf.is_empty()
             && self.ctrl_buf.is_empty()
@@ -254,7 +259,7 @@ impl Connection {
         let mask = if self.masks.is_some() { 4 } else { 0 };
         self.bufs
             .as_ref()
-            .map_or(0, |b| b.out.len() + b.pending_pong.as_ref().map_or(0, |p| p.len() + 2 + mask))
+            .map_or(0, |b| b.out.len() + b.pongs.iter().map(|p| p.len() + 2 + mask).sum::<usize>())
     }
 
     /// Whether the connection holds buffers (it frees them when idle).
@@ -264,7 +269,7 @@ impl Connection {
 
     /// Whether anything is waiting to be transmitted.
     pub fn has_transmit(&self) -> bool {
-        self.bufs.as_ref().is_some_and(|b| !b.out.is_empty() || b.pending_pong.is_some())
+        self.bufs.as_ref().is_some_and(|b| !b.out.is_empty() || !b.pongs.is_empty())
     }
 
     /// The next chunk of bytes to write to the transport, in order. Chunks may share
@@ -274,11 +279,13 @@ impl Connection {
     /// buffers: an idle connection holds no allocation besides itself.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
         let b = self.bufs.as_mut()?;
-        if b.pending_pong.is_some() && b.out.at_frame_boundary() {
-            let payload = b.pending_pong.take().unwrap_or_default();
-            let mut out = BytesMut::with_capacity(MAX_HEADER_LEN + payload.len());
-            let mask = self.masks.as_mut().map(|m| m.next_mask());
-            encode_frame(&mut out, OpCode::Pong, true, &payload, mask);
+        if !b.pongs.is_empty() && b.out.at_frame_boundary() {
+            // Control frames may go between frames (§5.4), never inside one.
+            let mut out = BytesMut::with_capacity(b.pongs.len() * (MAX_HEADER_LEN + 125));
+            for payload in b.pongs.drain(..) {
+                let mask = self.masks.as_mut().map(|m| m.next_mask());
+                encode_frame(&mut out, OpCode::Pong, true, &payload, mask);
+            }
             return Some(out.freeze());
         }
         let chunk = b.out.pop();
@@ -464,9 +471,9 @@ impl Connection {
 
     /// Queues the close frame: the last frame this connection sends.
     fn queue_close(&mut self, frame: Option<CloseFrame>) {
-        // A pong still owed goes out first: nothing may follow the close frame.
+        // Pongs still owed go out first: nothing may follow the close frame.
         let b = bufs(&mut self.bufs);
-        if let Some(p) = b.pending_pong.take() {
+        for p in std::mem::take(&mut b.pongs) {
             let mask = self.masks.as_mut().map(|m| m.next_mask());
             let before = b.out.buf.len();
             encode_frame(&mut b.out.buf, OpCode::Pong, true, &p, mask);
@@ -493,7 +500,7 @@ impl Connection {
         b.msg_buf = BytesMut::new();
         b.ctrl_buf = BytesMut::new();
         b.utf8.reset();
-        b.pending_pong = None;
+        b.pongs.clear();
         b.events.push_back(Event::Closed(Closed { code, reason, cause }));
     }
 

@@ -191,7 +191,10 @@ impl Connection {
                 let payload = std::mem::take(&mut b.ctrl_buf).freeze();
                 // §5.5.2: answer with a pong carrying the same payload, unless closing.
                 if auto {
-                    b.pending_pong = Some(payload.clone());
+                    if b.pongs.len() == super::MAX_PENDING_PONGS {
+                        b.pongs.pop_front();
+                    }
+                    b.pongs.push_back(payload.clone());
                 }
                 b.events.push_back(Event::Ping(payload));
             }
