@@ -210,7 +210,8 @@ mod cbor {
         for head in [0x5b_u8, 0x7b, 0x9b, 0xbb] {
             let mut input = vec![0x84, head];
             input.extend_from_slice(&[0xff; 8]);
-            expect_err::<Envelope<Reading>, _>(&Cbor, &input);
+            let e = expect_err::<Envelope<Reading>, _>(&Cbor, &input);
+            assert!(matches!(e.kind, DecodeErrorKind::Truncated | DecodeErrorKind::Data), "{e}");
             expect_err::<Reading, _>(&Cbor, &input[1..]);
         }
     }
