@@ -9,6 +9,6 @@ cargo --version
 rustc --version
 if command -v python3 >/dev/null 2>&1; then
     if ! python3 -c 'import google.protobuf' >/dev/null 2>&1; then
-        python3 -m pip install --quiet 'protobuf>=4,<7' || echo "warning: could not install python protobuf; the codec cross-check will report itself skipped"
+        python3 -m pip install --quiet 'protobuf>=5' || echo "warning: could not install python protobuf; the codec cross-check will report itself skipped"
     fi
 fi
