@@ -108,6 +108,8 @@ pub enum Seen {
 /// - `ping`: send a heartbeat ping (no answer);
 /// - `close:CODE`: start the close handshake with `CODE` and reason `by handler`;
 /// - `flood:N:SIZE`: send `N` binary messages of `SIZE` bytes (no answer);
+/// - `sendclose:N:SIZE:CODE`: send `N` numbered binary messages of `SIZE` bytes (at
+///   least 4), then close with `CODE`;
 /// - `quiet:...`: no answer.
 pub struct Probe {
     tx: Sender<Seen>,
@@ -151,6 +153,15 @@ impl Handler for Probe {
         } else if let Some(code) = t.strip_prefix("close:") {
             let code: u16 = code.parse().expect("close:CODE");
             cx.close(CloseCode(code), "by handler").expect("close an open connection");
+        } else if let Some(rest) = t.strip_prefix("sendclose:") {
+            let (n, rest) = rest.split_once(':').expect("sendclose:N:SIZE:CODE");
+            let (size, code) = rest.split_once(':').expect("sendclose:N:SIZE:CODE");
+            for i in 0..n.parse::<u32>().unwrap() {
+                let mut m = vec![0xCD; size.parse().unwrap()];
+                m[..4].copy_from_slice(&i.to_be_bytes());
+                cx.send(Message::binary(m)).expect("under the queue limit");
+            }
+            cx.close(CloseCode(code.parse().unwrap()), "after sends").expect("close");
         } else if let Some(rest) = t.strip_prefix("flood:") {
             let (n, size) = rest.split_once(':').expect("flood:N:SIZE");
             let (n, size): (usize, usize) = (n.parse().unwrap(), size.parse().unwrap());
