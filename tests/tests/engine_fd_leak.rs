@@ -1,0 +1,99 @@
+#![allow(missing_docs)]
+//! No file descriptor outlives an engine, on either backend: after hundreds of normal
+//! and aborted connections, sends cut off by a reset, connects racing the shutdown, and
+//! the shutdown itself, `/proc/self/fd` holds exactly what it held before.
+//!
+//! The count covers the whole process, so this file holds only these tests, and they
+//! take turns (a lock) instead of running in parallel.
+
+mod common;
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use ringwire::BackendChoice;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").expect("procfs").count()
+}
+
+fn no_fd_leak(backend: BackendChoice) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let before = open_fds();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = builder(backend)
+        .handshake_timeout(Duration::from_millis(300))
+        .start(Probe::factory(tx))
+        .expect("engine starts");
+    let addr = server.local_addr();
+
+    // 500 complete lives: upgrade, echo, close handshake.
+    for i in 0..500 {
+        let mut c = RawClient::open(addr);
+        c.echo(&format!("cycle {i}"));
+        c.send_close(1000);
+        assert_eq!(c.expect_close().close_code(), 1000);
+        c.expect_eof();
+    }
+    // Aborted ones.
+    for i in 0..40 {
+        match i % 4 {
+            // Connect and vanish before saying anything.
+            0 => drop(connect(addr)),
+            // Vanish in the middle of the handshake.
+            1 => connect(addr).write_all(b"GET / HTTP/1.1\r\nHost").unwrap(),
+            // Upgrade, then drop the TCP connection without a close frame.
+            2 => drop(RawClient::open(addr)),
+            // Make the server send a lot, then reset while its send is in flight.
+            _ => {
+                let mut c = RawClient::open(addr);
+                c.send(true, OP_TEXT, b"flood:64:65536");
+                let _ = c.read_frame();
+                drop(c);
+            }
+        }
+    }
+    // A handshake nobody finishes: the server's timeout closes it.
+    let mut stalled = connect(addr);
+    stalled.write_all(b"GET / HT").unwrap();
+    read_to_end_within(&mut stalled, PATIENCE);
+    drop(stalled);
+    assert!(
+        wait_until(PATIENCE, || server.stats().connections == 0),
+        "connections left: {}",
+        server.stats().connections
+    );
+
+    // Connects racing the shutdown: accepted sockets that arrive after it began must be
+    // closed too.
+    let stop = Arc::new(AtomicBool::new(false));
+    let hammer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) && n < 20_000 {
+                if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+                    let _ = s.write_all(upgrade_request("/race").as_bytes());
+                }
+                n += 1;
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    server.shutdown().expect("clean shutdown");
+    stop.store(true, Ordering::Relaxed);
+    hammer.join().unwrap();
+    drop(rx);
+
+    let after = open_fds();
+    assert_eq!(after, before, "file descriptors leaked: {before} before, {after} after");
+}
+
+both_backends! {
+    no_fd_leak => no_fd_leak_io_uring, no_fd_leak_epoll;
+}
