@@ -22,14 +22,15 @@ const MAX_QUEUED: usize = 1 << 20;
 /// here) if the policy never triggered.
 const MAX_PUBLISHES: u64 = 3_000;
 
-fn start(backend: BackendChoice, policy: Backpressure) -> (Server, Receiver<Seen>) {
+fn start(backend: BackendChoice, policy: Backpressure) -> (Guarded, Receiver<Seen>) {
     let (tx, rx) = mpsc::channel();
     let server = builder(backend)
         .max_queued_bytes(MAX_QUEUED)
         .low_watermark(MAX_QUEUED / 2)
         .backpressure(policy)
         .start(Probe::factory(tx))
-        .expect("engine starts");
+        .expect("engine starts")
+        .guarded();
     (server, rx)
 }
 
@@ -60,7 +61,7 @@ fn seq_of(m: &TMsg) -> u64 {
 
 /// Publishes numbered messages, pacing them so the engine flushes between them, until
 /// `done` holds (then `extra` more) or the bound is reached. Returns how many went out.
-fn flood(server: &Server, extra: u64, done: impl Fn(&Server) -> bool) -> u64 {
+fn flood(server: &Guarded, extra: u64, done: impl Fn(&Server) -> bool) -> u64 {
     let publisher = server.publisher();
     let mut seq = 0;
     let mut after = None;

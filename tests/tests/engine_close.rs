@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode as TCode
 
 fn client_initiated_close(backend: BackendChoice) {
     let (tx, rx) = mpsc::channel();
-    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts");
+    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts").guarded();
     let addr = server.local_addr();
     runtime().block_on(async {
         let mut ws = ws_connect(addr).await;
@@ -52,7 +52,7 @@ fn client_initiated_close(backend: BackendChoice) {
 
 fn handler_initiated_close(backend: BackendChoice) {
     let (tx, rx) = mpsc::channel();
-    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts");
+    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts").guarded();
     let addr = server.local_addr();
     runtime().block_on(async {
         let mut ws = ws_connect(addr).await;
@@ -76,7 +76,7 @@ fn handler_initiated_close(backend: BackendChoice) {
 
 fn other_thread_close(backend: BackendChoice) {
     let (tx, rx) = mpsc::channel();
-    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts");
+    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts").guarded();
     let addr = server.local_addr();
     runtime().block_on(async {
         let mut ws = ws_connect(addr).await;
@@ -110,8 +110,11 @@ fn other_thread_close(backend: BackendChoice) {
 /// connection, and the handler must see the same code with `CloseCause::Error`.
 fn fails_with(backend: BackendChoice, frame_config: FrameConfig, bad: &[u8], code: u16) {
     let (tx, rx) = mpsc::channel();
-    let server =
-        builder(backend).frame(frame_config).start(Probe::factory(tx)).expect("engine starts");
+    let server = builder(backend)
+        .frame(frame_config)
+        .start(Probe::factory(tx))
+        .expect("engine starts")
+        .guarded();
     let mut c = RawClient::open(server.local_addr());
     let id = expect_open(&rx).id();
     c.echo("fine so far");
@@ -162,7 +165,7 @@ fn too_big_closes_1009(backend: BackendChoice) {
 
 fn shutdown_closes_1001(backend: BackendChoice) {
     let (tx, rx) = mpsc::channel();
-    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts");
+    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts").guarded();
     let addr = server.local_addr();
     runtime().block_on(async {
         let mut ws = ws_connect(addr).await;
@@ -179,7 +182,7 @@ fn shutdown_closes_1001(backend: BackendChoice) {
 
 fn vanished_peer_is_1006(backend: BackendChoice) {
     let (tx, rx) = mpsc::channel();
-    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts");
+    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts").guarded();
     let addr = server.local_addr();
     // TCP FIN without a close frame.
     let mut c = RawClient::open(addr);
@@ -204,7 +207,7 @@ fn vanished_peer_is_1006(backend: BackendChoice) {
 /// close frame is the last one an endpoint sends; nothing accepted earlier is lost).
 fn close_after_queued_messages(backend: BackendChoice) {
     let (tx, rx) = mpsc::channel();
-    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts");
+    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts").guarded();
     let addr = server.local_addr();
     runtime().block_on(async {
         let mut ws = ws_connect(addr).await;

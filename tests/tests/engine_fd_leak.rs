@@ -29,7 +29,8 @@ fn no_fd_leak(backend: BackendChoice) {
     let server = builder(backend)
         .handshake_timeout(Duration::from_millis(300))
         .start(Probe::factory(tx))
-        .expect("engine starts");
+        .expect("engine starts")
+        .guarded();
     let addr = server.local_addr();
 
     // 500 complete lives: upgrade, echo, close handshake.

@@ -12,18 +12,19 @@ use std::time::{Duration, Instant};
 use common::*;
 use ringwire::frame::handshake::HandshakeLimits;
 use ringwire::frame::Config as FrameConfig;
-use ringwire::{BackendChoice, Echo, Server};
+use ringwire::{BackendChoice, Echo};
 
 const MAX_HEADER_BYTES: usize = 2048;
 const MAX_FRAME: usize = 64 * 1024;
 
-fn hostile_server(backend: BackendChoice) -> Server {
+fn hostile_server(backend: BackendChoice) -> Guarded {
     builder(backend)
         .handshake_timeout(Duration::from_millis(300))
         .handshake_limits(HandshakeLimits::default().max_header_bytes(MAX_HEADER_BYTES))
         .frame(FrameConfig::default().max_frame_size(MAX_FRAME).max_message_size(4 * MAX_FRAME))
         .start(|_| Echo)
         .expect("engine starts")
+        .guarded()
 }
 
 /// A well-behaved client beside the hostile ones, checked before and after.
@@ -257,7 +258,7 @@ fn rejected_by_handler(backend: BackendChoice) {
             let _ = cx.send(msg);
         }
     }
-    let server = builder(backend).start(|_| Gate).expect("engine starts");
+    let server = builder(backend).start(|_| Gate).expect("engine starts").guarded();
     let addr = server.local_addr();
     let good = good_client(addr);
     let answer = http_exchange(addr, upgrade_request("/secret").as_bytes());

@@ -15,7 +15,7 @@ use ringwire::{BackendChoice, Echo};
 
 fn graceful_shutdown(backend: BackendChoice) {
     const N: usize = 50;
-    let server = builder(backend).start(|_| Echo).expect("engine starts");
+    let server = builder(backend).start(|_| Echo).expect("engine starts").guarded();
     let addr = server.local_addr();
     let info = server.backend().clone();
     let expected = match backend {
@@ -58,7 +58,8 @@ fn shutdown_with_silent_clients(backend: BackendChoice) {
     let server = builder(backend)
         .shutdown_timeout(Duration::from_millis(500))
         .start(|_| Echo)
-        .expect("engine starts");
+        .expect("engine starts")
+        .guarded();
     let addr = server.local_addr();
     // Upgraded clients that will not answer the close, one with a message half sent,
     // and a connection still in its handshake.
@@ -85,7 +86,7 @@ fn shutdown_with_silent_clients(backend: BackendChoice) {
 }
 
 fn drop_shuts_down(backend: BackendChoice) {
-    let server = builder(backend).start(|_| Echo).expect("engine starts");
+    let server = builder(backend).start(|_| Echo).expect("engine starts").guarded();
     let addr = server.local_addr();
     let mut c = RawClient::open(addr);
     c.echo("hi");
@@ -99,7 +100,7 @@ fn drop_shuts_down(backend: BackendChoice) {
 
 fn restart_on_same_port(backend: BackendChoice) {
     // A shut-down engine leaves nothing bound: a new one can take the same port at once.
-    let server = builder(backend).start(|_| Echo).expect("engine starts");
+    let server = builder(backend).start(|_| Echo).expect("engine starts").guarded();
     let addr = server.local_addr();
     RawClient::open(addr).echo("first life");
     server.shutdown().unwrap();
@@ -109,7 +110,8 @@ fn restart_on_same_port(backend: BackendChoice) {
         .pin_cpus(false)
         .backend(backend)
         .start(|_| Echo)
-        .expect("restart on the same port");
+        .expect("restart on the same port")
+        .guarded();
     RawClient::open(addr).echo("second life");
     again.shutdown().unwrap();
 }

@@ -15,7 +15,7 @@ use ringwire::{BackendChoice, Echo};
 const CLIENTS: usize = 2_000;
 
 fn thousands_of_connections(backend: BackendChoice) {
-    let server = builder(backend).start(|_| Echo).expect("engine starts");
+    let server = builder(backend).start(|_| Echo).expect("engine starts").guarded();
     let addr = server.local_addr();
     let rt = runtime();
     // Every client upgrades and echoes, and stays connected.
@@ -59,7 +59,7 @@ fn thousands_of_connections(backend: BackendChoice) {
 fn fan_out_to_subscribers(backend: BackendChoice) {
     const SUBS: usize = 200;
     let (tx, rx) = mpsc::channel();
-    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts");
+    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts").guarded();
     let addr = server.local_addr();
     let publisher = server.publisher();
     let rt = runtime();

@@ -13,7 +13,7 @@ use ringwire::frame::Message;
 use ringwire::{BackendChoice, Echo};
 
 fn echo_all_sizes(backend: BackendChoice) {
-    let server = builder(backend).start(|_| Echo).expect("engine starts");
+    let server = builder(backend).start(|_| Echo).expect("engine starts").guarded();
     let addr = server.local_addr();
     let sizes = [0usize, 1, 125, 126, 127, 1000, 65_535, 65_536, 65_537, 300_000, 1 << 20];
     runtime().block_on(async {
@@ -51,7 +51,7 @@ fn echo_all_sizes(backend: BackendChoice) {
 
 fn fragmented_client_messages(backend: BackendChoice) {
     let (tx, rx) = mpsc::channel();
-    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts");
+    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts").guarded();
     let mut c = RawClient::open(server.local_addr());
 
     // A text message in three fragments, a ping between them (RFC 6455 §5.4: control
@@ -102,7 +102,7 @@ fn fragmented_client_messages(backend: BackendChoice) {
 
 fn ping_pong_both_ways(backend: BackendChoice) {
     let (tx, rx) = mpsc::channel();
-    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts");
+    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts").guarded();
     let addr = server.local_addr();
     runtime().block_on(async {
         let mut ws = ws_connect(addr).await;
@@ -149,7 +149,7 @@ fn ping_pong_both_ways(backend: BackendChoice) {
 
 fn send_from_other_threads(backend: BackendChoice) {
     let (tx, rx) = mpsc::channel();
-    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts");
+    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts").guarded();
     let addr = server.local_addr();
     runtime().block_on(async {
         let mut ws = ws_connect(addr).await;
@@ -208,7 +208,7 @@ fn send_from_other_threads(backend: BackendChoice) {
 
 fn tokio_task_publishes(backend: BackendChoice) {
     let (tx, rx) = mpsc::channel();
-    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts");
+    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts").guarded();
     let addr = server.local_addr();
     let publisher = server.publisher();
     let rt =

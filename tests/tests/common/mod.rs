@@ -12,7 +12,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use ringwire::frame::{CloseCode, Closed, Message};
-use ringwire::{BackendChoice, ConnHandle, ConnId, Ctx, Engine, EngineBuilder, Handler};
+use ringwire::{
+    BackendChoice, ConnHandle, ConnId, Ctx, Engine, EngineBuilder, EngineError, Handler, Server,
+};
 
 /// Generous bound for anything that should happen "soon": only catches hangs.
 pub const PATIENCE: Duration = Duration::from_secs(5);
@@ -63,6 +65,65 @@ pub fn builder(backend: BackendChoice) -> EngineBuilder {
         .workers(2)
         .pin_cpus(false)
         .backend(backend)
+}
+
+/// Longest a shutdown may take before the test calls it hung.
+pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(15);
+
+/// A [`Server`] that cannot hang a test: a failing test leaks it (its threads are not
+/// joined), and [`Guarded::shutdown`] gives up after [`SHUTDOWN_BOUND`].
+pub struct Guarded(Option<Server>);
+
+/// Wraps a started server in a [`Guarded`].
+pub trait GuardExt {
+    /// See [`Guarded`].
+    fn guarded(self) -> Guarded;
+}
+
+impl GuardExt for Server {
+    fn guarded(self) -> Guarded {
+        Guarded(Some(self))
+    }
+}
+
+impl std::ops::Deref for Guarded {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        self.0.as_ref().expect("not shut down yet")
+    }
+}
+
+/// Runs `f` on a helper thread; panics if it does not finish within `bound`.
+fn bounded<T: Send + 'static>(
+    what: &str,
+    bound: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(bound).unwrap_or_else(|_| panic!("{what} did not finish within {bound:?}"))
+}
+
+impl Guarded {
+    /// [`Server::shutdown`], bounded in time.
+    pub fn shutdown(mut self) -> Result<(), EngineError> {
+        let server = self.0.take().expect("shut down once");
+        bounded("Server::shutdown", SHUTDOWN_BOUND, move || server.shutdown())
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let Some(server) = self.0.take() else { return };
+        if std::thread::panicking() {
+            // The engine may be the reason: do not wait for it.
+            std::mem::forget(server);
+        } else {
+            bounded("dropping the Server", SHUTDOWN_BOUND, move || drop(server));
+        }
+    }
 }
 
 /// Polls `cond` every few milliseconds until it holds or `within` passes.

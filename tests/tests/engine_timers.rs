@@ -1,0 +1,116 @@
+#![allow(missing_docs)]
+//! Connections the timers end, on both backends: a peer that never answers our close
+//! (close timeout), one that answers nothing at all (heartbeat), one that goes quiet
+//! (idle timeout), and a peer that keeps answering pings (kept alive).
+
+mod common;
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use ringwire::frame::{CloseCause, CloseCode, Config as FrameConfig};
+use ringwire::BackendChoice;
+
+fn close_timeout_ends_silent_peer(backend: BackendChoice) {
+    let (tx, rx) = mpsc::channel();
+    let server = builder(backend)
+        .frame(FrameConfig::default().close_timeout(Duration::from_millis(300)))
+        .start(Probe::factory(tx))
+        .expect("engine starts")
+        .guarded();
+    let addr = server.local_addr();
+    let mut good = RawClient::open(addr);
+    let mut c = RawClient::open(addr);
+    let _ = expect_open(&rx);
+    let id = expect_open(&rx).id();
+    c.send(true, OP_TEXT, b"close:4004");
+    assert_eq!(c.expect_close().close_code(), 4004);
+    // We never answer: after close_timeout the server gives up and ends TCP.
+    let started = Instant::now();
+    c.expect_eof();
+    let closed = expect_seen(&rx, "the close", |s| match s {
+        Seen::Closed(i, c) if i == id => Some(c),
+        _ => None,
+    });
+    assert_eq!(closed.cause, CloseCause::CloseTimeout);
+    assert_eq!(closed.code, CloseCode::ABNORMAL);
+    assert!(started.elapsed() >= Duration::from_millis(150), "gave up before the timeout");
+    good.echo("unaffected");
+    good.send_close(1000);
+    assert_eq!(good.expect_close().close_code(), 1000);
+    server.shutdown().unwrap();
+}
+
+fn heartbeat_timeout_ends_dead_peer(backend: BackendChoice) {
+    let (tx, rx) = mpsc::channel();
+    let frame = FrameConfig::default()
+        .ping_interval(Some(Duration::from_millis(100)))
+        .pong_timeout(Duration::from_millis(200));
+    let server =
+        builder(backend).frame(frame).start(Probe::factory(tx)).expect("engine starts").guarded();
+    let addr = server.local_addr();
+    // A live client answers every ping (raw, by hand) for a while, on its own thread.
+    let mut live = RawClient::open(addr);
+    let live_id = expect_open(&rx).id();
+    let live = std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_millis(900);
+        let mut pings = 0;
+        while Instant::now() < until {
+            let f = live.read_frame().expect("a heartbeat ping");
+            assert_eq!(f.opcode, OP_PING, "{f:?}");
+            live.send(true, OP_PONG, &f.payload);
+            pings += 1;
+        }
+        (live, pings)
+    });
+    // A dead one reads nothing and answers nothing.
+    let dead = RawClient::open(addr);
+    let dead_id = expect_seen(&rx, "the dead client's open", |s| match s {
+        Seen::Open(h, _) if h.id() != live_id => Some(h.id()),
+        _ => None,
+    });
+    let closed = expect_closed(&rx, dead_id);
+    assert_eq!((closed.code, closed.cause), (CloseCode::ABNORMAL, CloseCause::HeartbeatTimeout));
+    let (mut live, pings) = live.join().unwrap();
+    assert!(pings >= 3, "only {pings} heartbeat pings in 900 ms at a 100 ms interval");
+    let rtt = expect_seen(&rx, "a heartbeat pong", |s| match s {
+        Seen::Pong(i, rtt) if i == live_id => Some(rtt),
+        _ => None,
+    });
+    assert!(rtt.is_some(), "a heartbeat pong carries an RTT");
+    live.echo("alive");
+    live.send_close(1000);
+    assert_eq!(live.expect_close().close_code(), 1000);
+    drop(dead);
+    server.shutdown().unwrap();
+}
+
+fn idle_timeout_closes_1001(backend: BackendChoice) {
+    let (tx, rx) = mpsc::channel();
+    let frame = FrameConfig::default().idle_timeout(Some(Duration::from_millis(300)));
+    let server =
+        builder(backend).frame(frame).start(Probe::factory(tx)).expect("engine starts").guarded();
+    let addr = server.local_addr();
+    runtime().block_on(async {
+        let mut ws = ws_connect(addr).await;
+        let id = expect_open(&rx).id();
+        // Traffic keeps it open past the timeout...
+        for i in 0..6 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            ws_echo(&mut ws, &format!("busy {i}")).await;
+        }
+        // ...silence closes it with 1001 (tungstenite answers the close).
+        assert_eq!(ws_expect_close(&mut ws).await, 1001);
+        ws_expect_end(&mut ws).await;
+        let closed = expect_closed(&rx, id);
+        assert_eq!((closed.code, closed.cause), (CloseCode::GOING_AWAY, CloseCause::Local));
+    });
+    server.shutdown().unwrap();
+}
+
+both_backends! {
+    close_timeout_ends_silent_peer => close_timeout_ends_silent_peer_io_uring, close_timeout_ends_silent_peer_epoll;
+    heartbeat_timeout_ends_dead_peer => heartbeat_timeout_ends_dead_peer_io_uring, heartbeat_timeout_ends_dead_peer_epoll;
+    idle_timeout_closes_1001 => idle_timeout_closes_1001_io_uring, idle_timeout_closes_1001_epoll;
+}
