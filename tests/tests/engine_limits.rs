@@ -1,0 +1,169 @@
+#![allow(missing_docs)]
+//! Resource limits, on both backends: the per-worker connection cap, the origin check,
+//! a full command queue, and receive pools and rings far too small for the load (the
+//! engine must slow down, not lose or corrupt data).
+
+mod common;
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::*;
+use futures_util::future::join_all;
+use ringwire::frame::Message;
+use ringwire::{BackendChoice, Echo, SendError};
+
+fn connection_cap_per_worker(backend: BackendChoice) {
+    const CAP: usize = 3;
+    let server = builder(backend)
+        .max_connections_per_worker(CAP)
+        .start(|_| Echo)
+        .expect("engine starts")
+        .guarded();
+    let addr = server.local_addr();
+    // Connect until refusals come back; the accepted ones never exceed 2 x CAP.
+    let mut open = Vec::new();
+    let mut refused = 0;
+    for _ in 0..40 {
+        let mut s = connect(addr);
+        std::io::Write::write_all(&mut s, upgrade_request("/").as_bytes()).unwrap();
+        match read_head(&mut s) {
+            Ok(head) if head.starts_with("HTTP/1.1 101") => open.push(RawClient { s }),
+            Ok(head) => panic!("unexpected answer: {head}"),
+            Err(_) => refused += 1,
+        }
+    }
+    assert!(
+        open.len() <= 2 * CAP,
+        "{} connections open past a cap of {CAP} per worker",
+        open.len()
+    );
+    assert!(refused > 0);
+    assert!(open.len() >= CAP, "only {} accepted", open.len());
+    assert_eq!(server.stats().rejected, refused);
+    assert!(server.stats().connections <= 2 * CAP as u64);
+    for c in &mut open {
+        c.echo("under the cap");
+    }
+    // Room frees up when connections end.
+    for mut c in open.drain(..) {
+        c.send_close(1000);
+        c.expect_close();
+        c.expect_eof();
+    }
+    assert!(wait_until(PATIENCE, || server.stats().connections == 0));
+    let mut again = RawClient::open(addr);
+    again.echo("room again");
+    again.send_close(1000);
+    again.expect_close();
+    server.shutdown().unwrap();
+}
+
+fn origin_check_refuses_403(backend: BackendChoice) {
+    let server = builder(backend)
+        .origin_check(|origin| origin == Some("https://good.example"))
+        .start(|_| Echo)
+        .expect("engine starts")
+        .guarded();
+    let addr = server.local_addr();
+    let with_origin = |o: &str| {
+        upgrade_request("/").replace("\r\n\r\n", &format!("\r\nOrigin: {o}\r\n\r\n")).into_bytes()
+    };
+    let answer = http_exchange(addr, &with_origin("https://evil.example"));
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    let answer = http_exchange(addr, upgrade_request("/").as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 403"), "no Origin: {answer}");
+    let mut s = connect(addr);
+    std::io::Write::write_all(&mut s, &with_origin("https://good.example")).unwrap();
+    assert!(read_head(&mut s).unwrap().starts_with("HTTP/1.1 101"));
+    let mut c = RawClient { s };
+    c.echo("allowed");
+    c.send_close(1000);
+    c.expect_close();
+    assert_eq!(server.stats().rejected, 2);
+    server.shutdown().unwrap();
+}
+
+fn full_command_queue(backend: BackendChoice) {
+    let (tx, rx) = mpsc::channel();
+    let server = builder(backend)
+        .command_queue(8)
+        .start(Probe::factory(tx))
+        .expect("engine starts")
+        .guarded();
+    let addr = server.local_addr();
+    runtime().block_on(async {
+        let mut ws = ws_connect(addr).await;
+        let handle = expect_open(&rx);
+        // Far more sends than the queue holds, as fast as possible: some are refused with
+        // QueueFull, none is lost or duplicated among those accepted.
+        let mut accepted = Vec::new();
+        for i in 0..2_000u32 {
+            match handle.send(Message::text(format!("{i}"))) {
+                Ok(()) => accepted.push(i),
+                Err(SendError::QueueFull) => {}
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert!(!accepted.is_empty());
+        for want in &accepted {
+            assert_eq!(ws_data(&mut ws).await, TMsg::text(format!("{want}")));
+        }
+        // Nothing more than what was accepted.
+        ws_echo(&mut ws, "end").await;
+        // Publishers skip a worker whose queue is full, but never block.
+        let p = server.publisher();
+        let mut took = 0;
+        for _ in 0..1_000 {
+            took += p.publish("none", &Message::text("x"));
+        }
+        assert!(took > 0);
+        ws_close(&mut ws).await;
+    });
+    server.shutdown().unwrap();
+}
+
+fn tiny_rings_and_receive_pools(backend: BackendChoice) {
+    const CLIENTS: usize = 64;
+    // 8 submission entries and 2 receive buffers of 512 bytes per worker, for 64 clients
+    // sending 40 KB messages at once: receives run out of buffers and submissions
+    // overflow the ring all the time.
+    let server = builder(backend)
+        .ring_entries(8)
+        .recv_buffers(2)
+        .recv_buffer_size(512)
+        .start(|_| Echo)
+        .expect("engine starts")
+        .guarded();
+    let addr = server.local_addr();
+    runtime().block_on(async {
+        let results = join_all((0..CLIENTS).map(|i| async move {
+            let mut ws = ws_connect(addr).await;
+            for round in 0..5u8 {
+                let msg: Vec<u8> = (0..40_000u32).map(|j| (j as u8) ^ (i as u8) ^ round).collect();
+                ws.send(TMsg::binary(msg.clone())).await.unwrap();
+                let back = tokio::time::timeout(Duration::from_secs(20), ws_data(&mut ws)).await;
+                match back {
+                    Ok(TMsg::Binary(b)) => {
+                        assert!(b[..] == msg[..], "client {i} round {round} corrupted")
+                    }
+                    Ok(other) => panic!("client {i}: {other:?}"),
+                    Err(_) => panic!("client {i} round {round}: no echo"),
+                }
+            }
+            ws_close(&mut ws).await;
+        }))
+        .await;
+        assert_eq!(results.len(), CLIENTS);
+    });
+    assert!(wait_until(PATIENCE, || server.stats().connections == 0));
+    assert_eq!(server.stats().messages_in, 5 * CLIENTS as u64);
+    server.shutdown().unwrap();
+}
+
+both_backends! {
+    connection_cap_per_worker => connection_cap_per_worker_io_uring, connection_cap_per_worker_epoll;
+    origin_check_refuses_403 => origin_check_refuses_403_io_uring, origin_check_refuses_403_epoll;
+    full_command_queue => full_command_queue_io_uring, full_command_queue_epoll;
+    tiny_rings_and_receive_pools => tiny_rings_and_receive_pools_io_uring, tiny_rings_and_receive_pools_epoll;
+}
