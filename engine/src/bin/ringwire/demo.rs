@@ -1,0 +1,292 @@
+//! `ringwire demo` (also what `ringwire` runs with no subcommand): starts the pub/sub
+//! gateway on loopback, drives it with the load generator in the same process (echo,
+//! fan-out, then many idle connections) and prints a short report. About ten seconds on
+//! defaults; exits non-zero if anything went wrong on either side.
+
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use ringwire::gateway::PubSub;
+use ringwire::{Engine, Server, StatsSnapshot};
+
+use crate::load::args::{ClientArgs, EchoArgs, FanoutArgs, IdleArgs};
+use crate::load::echo::run_echo;
+use crate::load::fanout::run_fanout;
+use crate::load::idle::run_idle;
+use crate::load::procfs::{fd_limit, ProcTarget};
+use crate::load::report::{Bytes, Count, Ns};
+
+/// Name prefix of the engine's worker threads (how their CPU time is told apart).
+const SERVER_THREADS: &str = "ringwire-w";
+
+/// `ringwire demo`.
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Server worker threads (default: one per CPU).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Load generator threads (unpinned: the server's workers own the CPUs).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Echo: connections.
+    #[arg(long, default_value_t = 200)]
+    pub echo_connections: usize,
+    /// Echo: messages in flight per connection.
+    #[arg(long, default_value_t = 4)]
+    pub in_flight: usize,
+    /// Echo: message size in bytes.
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Fan-out: subscribers.
+    #[arg(long, default_value_t = 1_000)]
+    pub subscribers: usize,
+    /// Fan-out: publishes per second.
+    #[arg(long, default_value_t = 200.0)]
+    pub rate: f64,
+    /// Idle: connections to hold.
+    #[arg(long, default_value_t = 5_000)]
+    pub idle_connections: usize,
+    /// Seconds measured for echo and for fan-out.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Print each scenario's full report too.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+impl Default for DemoArgs {
+    fn default() -> Self {
+        Self {
+            workers: None,
+            threads: 1,
+            echo_connections: 200,
+            in_flight: 4,
+            size: 64,
+            subscribers: 1_000,
+            rate: 200.0,
+            idle_connections: 5_000,
+            seconds: 3.0,
+            verbose: false,
+        }
+    }
+}
+
+fn start_server(workers: Option<usize>) -> Result<Server, String> {
+    let mut b = Engine::builder().listen(([127, 0, 0, 1], 0).into()).pin_cpus(true);
+    if let Some(w) = workers {
+        b = b.workers(w);
+    }
+    b.start(|_| PubSub).map_err(|e| format!("starting the gateway: {e}"))
+}
+
+/// Closes the server saw with codes other than a normal or going-away close.
+fn abnormal_closes(s: &StatsSnapshot) -> u64 {
+    s.closes_by_code.iter().filter(|(c, _)| !matches!(c, Some(1000 | 1001))).map(|(_, n)| n).sum()
+}
+
+fn closes_text(s: &StatsSnapshot) -> String {
+    let v: Vec<String> = s
+        .closes_by_code
+        .iter()
+        .map(|(c, n)| match c {
+            Some(c) => format!("{c} x {}", Count(*n)),
+            None => format!("other x {}", Count(*n)),
+        })
+        .collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// Runs the demo.
+pub fn run(a: DemoArgs) -> Result<(), String> {
+    let started = Instant::now();
+    let server = start_server(a.workers)?;
+    let addr = server.local_addr();
+    let info = server.backend().clone();
+    println!(
+        "ringwire demo: pub/sub gateway on {addr}, {} worker(s), backend {} [{}]{}",
+        server.workers(),
+        info.name,
+        info.features.join(", "),
+        info.fallback_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+    );
+    let client = ClientArgs {
+        addrs: vec![addr],
+        threads: a.threads,
+        connect_timeout: 20.0,
+        ..Default::default()
+    };
+    let server_cpu = Some(ProcTarget::SelfThreads(SERVER_THREADS));
+
+    // (1) echo. Text messages: the gateway echoes any text that is not a command, while a
+    // binary message would be read as a publish request.
+    let echo = run_echo(
+        &EchoArgs {
+            client: client.clone(),
+            connections: a.echo_connections,
+            in_flight: a.in_flight,
+            size: a.size,
+            duration: a.seconds,
+            warmup: 0.5,
+            text: true,
+        },
+        server_cpu.clone(),
+    )?;
+    if a.verbose {
+        println!("{echo}");
+    }
+
+    // (2) fan-out.
+    let fan = run_fanout(
+        &FanoutArgs {
+            client: client.clone(),
+            subscribers: a.subscribers,
+            rate: a.rate,
+            duration: a.seconds,
+            size: 64,
+            topic: "demo".into(),
+        },
+        server_cpu.clone(),
+        a.subscribers as u64 + 16,
+    )?;
+    if a.verbose {
+        println!("{fan}");
+    }
+
+    // (3) idle: both ends live in this process, so each connection costs two fds.
+    let pairs_max = (fd_limit().saturating_sub(256) / 2) as usize;
+    let idle_n = a.idle_connections.min(pairs_max).max(1);
+    let idle = run_idle(
+        &IdleArgs { client, connections: idle_n, hold: 1.0, settle: 0.5 },
+        Some((ProcTarget::SelfAll, "this process".into())),
+        server_cpu,
+        idle_n as u64 + 16,
+    )?;
+    if a.verbose {
+        println!("{idle}");
+    }
+
+    // Let the last close handshakes finish before reading the engine's counters.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while server.stats().connections > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stats = server.stats();
+    server.shutdown().map_err(|e| format!("gateway shutdown: {e}"))?;
+
+    let gen_errors = echo.errors.total() + fan.errors.total() + idle.errors.total();
+    let lost = echo.unanswered + fan.expected().saturating_sub(fan.delivered);
+    let server_errors = stats.drops
+        + stats.slow_closes
+        + stats.handshake_failures
+        + stats.accept_errors
+        + stats.rejected
+        + abnormal_closes(&stats);
+
+    println!(
+        "  echo            {} connections x {} in flight x {} B: {} msg/s, round trip p50 {}, p99 {}",
+        Count(echo.connections as u64),
+        echo.in_flight,
+        echo.size,
+        Count(echo.rate() as u64),
+        Ns(echo.latency.p50),
+        Ns(echo.latency.p99)
+    );
+    if let Some(s) = echo.cpu.server {
+        println!(
+            "                  server CPU {} per message ({:.0}% of a core)",
+            Ns(s.cpu_ns / echo.messages.max(1)),
+            s.percent()
+        );
+    }
+    println!(
+        "  fan-out         {} subscribers x {} publishes/s: {} of {} delivered, p50 {}, p99 {}; to all {}: p99 {}",
+        Count(fan.subscribers as u64),
+        fan.rate,
+        Count(fan.delivered),
+        Count(fan.expected()),
+        Ns(fan.latency.p50),
+        Ns(fan.latency.p99),
+        Count(fan.subscribed),
+        Ns(fan.to_all.p99)
+    );
+    let mem = idle.per_connection().map_or("not measured".into(), |b| {
+        format!(
+            "{} per connection, server and client ends together (this process's RSS; kernel socket buffers not included)",
+            Bytes(b)
+        )
+    });
+    println!(
+        "  idle            {} connections opened in {:.2} s ({} upgrades/s), {} held",
+        Count(idle.opened),
+        idle.setup.as_secs_f64(),
+        Count(idle.setup_rate() as u64),
+        Count(idle.still_open)
+    );
+    println!("  memory          {mem}");
+    if idle_n < a.idle_connections {
+        println!(
+            "                  (capped at {idle_n}: RLIMIT_NOFILE {} holds both ends)",
+            fd_limit()
+        );
+    }
+    println!(
+        "  server          {} accepted, {} messages in, {} out; drops {}, handshake failures {}, closes {}",
+        Count(stats.accepted),
+        Count(stats.messages_in),
+        Count(stats.messages_out),
+        stats.drops,
+        stats.handshake_failures,
+        closes_text(&stats)
+    );
+    println!(
+        "  errors          {} (client {}, lost messages {}, server {}); {:.1} s in all",
+        gen_errors + lost + server_errors,
+        gen_errors,
+        lost,
+        server_errors,
+        started.elapsed().as_secs_f64()
+    );
+    for e in echo.errors.samples.iter().chain(&fan.errors.samples).chain(&idle.errors.samples) {
+        println!("                  e.g. {e}");
+    }
+    if gen_errors + lost + server_errors > 0 {
+        return Err("the demo saw errors (see above)".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_clap() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            demo: DemoArgs,
+        }
+        let parsed = Cli::parse_from(["x"]).demo;
+        let d = DemoArgs::default();
+        assert_eq!(format!("{parsed:?}"), format!("{d:?}"));
+    }
+
+    #[test]
+    fn small_demo_runs_clean() {
+        let a = DemoArgs {
+            workers: Some(1),
+            echo_connections: 10,
+            subscribers: 20,
+            rate: 50.0,
+            idle_connections: 50,
+            seconds: 0.5,
+            ..DemoArgs::default()
+        };
+        run(a).unwrap();
+    }
+}

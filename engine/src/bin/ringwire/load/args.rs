@@ -1,0 +1,417 @@
+//! Command-line arguments of `ringwire load` and their validation.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+/// Largest message the generator sends (16 MiB): bounds its buffers.
+pub const MAX_SIZE: usize = 16 << 20;
+/// Most connections one run may ask for (the per-process fd limit binds much earlier).
+pub const MAX_CONNECTIONS: usize = 1_000_000;
+/// Most publishes one fan-out run may make (its per-sequence table is bounded by this).
+pub const MAX_PUBLISHES: f64 = 1_000_000.0;
+
+/// `ringwire load <scenario>`.
+#[derive(Args, Debug, Clone)]
+pub struct LoadArgs {
+    /// What to measure.
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+/// The scenarios.
+#[derive(Subcommand, Debug, Clone)]
+pub enum Scenario {
+    /// Echo round trips: msg/s and latency percentiles (any RFC 6455 echo server).
+    Echo(EchoArgs),
+    /// Hold many silent connections: setup rate and server memory per connection.
+    Idle(IdleArgs),
+    /// Pub/sub fan-out against `ringwire serve --mode pubsub`: delivery latency.
+    Fanout(FanoutArgs),
+}
+
+/// Where to connect and how to run the client engine; shared by every scenario.
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// Server URL, `ws://host:port/path` (repeat for several ports; round robin).
+    #[arg(long = "url")]
+    pub urls: Vec<String>,
+    /// Server address `ip:port` (repeat for several; round robin). Default 127.0.0.1:9001.
+    #[arg(long = "addr")]
+    pub addrs: Vec<SocketAddr>,
+    /// Worker threads of the generator, each with its own epoll loop.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Pin generator thread i to CPU cpus[i % len] (e.g. `--cpu 1`; comma-separated).
+    #[arg(long = "cpu", value_delimiter = ',')]
+    pub cpus: Vec<usize>,
+    /// Spread client sockets over source addresses 127.0.0.1 ..= 127.0.0.N (one source
+    /// address reaches one server ip:port ~28k times).
+    #[arg(long, default_value_t = 1)]
+    pub source_ips: u8,
+    /// Most new connections per second, over all threads (default: unlimited).
+    #[arg(long)]
+    pub connect_rate: Option<f64>,
+    /// Most handshakes in progress per thread at once.
+    #[arg(long, default_value_t = 256)]
+    pub max_pending: usize,
+    /// PID of the server, to report its CPU time per message and memory.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Give up on connections not open after this many seconds.
+    #[arg(long, default_value_t = 60.0)]
+    pub connect_timeout: f64,
+}
+
+impl Default for ClientArgs {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            addrs: Vec::new(),
+            threads: 1,
+            cpus: Vec::new(),
+            source_ips: 1,
+            connect_rate: None,
+            max_pending: 256,
+            server_pid: None,
+            connect_timeout: 60.0,
+        }
+    }
+}
+
+/// `ringwire load echo`.
+#[derive(Args, Debug, Clone)]
+pub struct EchoArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Connections.
+    #[arg(long, short = 'c', default_value_t = 100)]
+    pub connections: usize,
+    /// Messages outstanding per connection.
+    #[arg(long, default_value_t = 1)]
+    pub in_flight: usize,
+    /// Payload bytes per message.
+    #[arg(long, short = 's', default_value_t = 20)]
+    pub size: usize,
+    /// Measured seconds.
+    #[arg(long, short = 'd', default_value_t = 5.0)]
+    pub duration: f64,
+    /// Seconds of traffic before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Send text messages instead of binary.
+    #[arg(long)]
+    pub text: bool,
+}
+
+/// `ringwire load idle`.
+#[derive(Args, Debug, Clone)]
+pub struct IdleArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Connections to open and hold.
+    #[arg(long, short = 'c', default_value_t = 10_000)]
+    pub connections: usize,
+    /// Seconds to hold them once all are open (after the settle time).
+    #[arg(long, default_value_t = 5.0)]
+    pub hold: f64,
+    /// Seconds to wait after the last handshake before reading the server's memory.
+    #[arg(long, default_value_t = 1.0)]
+    pub settle: f64,
+}
+
+/// `ringwire load fanout`.
+#[derive(Args, Debug, Clone)]
+pub struct FanoutArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Subscriber connections (one more connection publishes).
+    #[arg(long, short = 'n', default_value_t = 1_000)]
+    pub subscribers: usize,
+    /// Publishes per second.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Seconds of publishing.
+    #[arg(long, short = 'd', default_value_t = 5.0)]
+    pub duration: f64,
+    /// Payload bytes per publish (at least 16: timestamp and sequence number).
+    #[arg(long, short = 's', default_value_t = 64)]
+    pub size: usize,
+    /// Topic name.
+    #[arg(long, default_value = "bench")]
+    pub topic: String,
+}
+
+/// One server endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// The `Host` header.
+    pub host: String,
+    /// The request path.
+    pub path: String,
+}
+
+/// `ClientArgs` checked and resolved.
+#[derive(Debug, Clone)]
+pub struct ClientPlan {
+    pub targets: Vec<Target>,
+    pub threads: usize,
+    pub cpus: Vec<usize>,
+    pub source_ips: u8,
+    pub connect_rate: Option<f64>,
+    pub max_pending: usize,
+    pub server_pid: Option<u32>,
+    pub connect_timeout: Duration,
+}
+
+/// Parses `ws://host[:port][/path]`.
+pub fn parse_url(url: &str) -> Result<Target, String> {
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or_else(|| format!("{url}: only ws:// URLs are supported (no TLS)"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() {
+        return Err(format!("{url}: no host"));
+    }
+    let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        && !authority.ends_with(']')
+    {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    let addr = with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("{url}: cannot resolve: {e}"))?
+        .find(SocketAddr::is_ipv4)
+        .ok_or_else(|| format!("{url}: no IPv4 address"))?;
+    Ok(Target { addr, host: authority.to_owned(), path: path.to_owned() })
+}
+
+fn secs(name: &str, v: f64, min: f64) -> Result<Duration, String> {
+    if !v.is_finite() || v < min || v > 86_400.0 {
+        return Err(format!("--{name} must be between {min} and 86400 seconds (got {v})"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+impl ClientArgs {
+    /// Checks the arguments and resolves the targets.
+    pub fn plan(&self) -> Result<ClientPlan, String> {
+        let mut targets: Vec<Target> =
+            self.urls.iter().map(|u| parse_url(u)).collect::<Result<_, _>>()?;
+        for a in &self.addrs {
+            if !a.is_ipv4() {
+                return Err(format!("--addr {a}: only IPv4 is supported"));
+            }
+            targets.push(Target { addr: *a, host: a.to_string(), path: "/".into() });
+        }
+        if targets.is_empty() {
+            let addr: SocketAddr = ([127, 0, 0, 1], 9001).into();
+            targets.push(Target { addr, host: addr.to_string(), path: "/".into() });
+        }
+        if !(1..=256).contains(&self.threads) {
+            return Err("--threads must be 1..=256".into());
+        }
+        if self.source_ips == 0 || self.source_ips > 254 {
+            return Err("--source-ips must be 1..=254".into());
+        }
+        let loopback = targets.iter().all(|t| t.addr.ip().is_loopback());
+        if self.source_ips > 1 && !loopback {
+            return Err("--source-ips > 1 needs loopback (127.x) servers".into());
+        }
+        if !self.cpus.is_empty() {
+            let ids = core_affinity::get_core_ids().unwrap_or_default();
+            if let Some(c) = self.cpus.iter().find(|c| !ids.iter().any(|i| i.id == **c)) {
+                return Err(format!("--cpu {c}: no such CPU available to this process"));
+            }
+        }
+        if let Some(r) = self.connect_rate {
+            if !r.is_finite() || r < 1.0 {
+                return Err("--connect-rate must be at least 1 per second".into());
+            }
+        }
+        if !(1..=100_000).contains(&self.max_pending) {
+            return Err("--max-pending must be 1..=100000".into());
+        }
+        if let Some(pid) = self.server_pid {
+            if !crate::load::procfs::exists(pid) {
+                return Err(format!("--server-pid {pid}: no such process"));
+            }
+        }
+        Ok(ClientPlan {
+            targets,
+            threads: self.threads,
+            cpus: self.cpus.clone(),
+            source_ips: self.source_ips,
+            connect_rate: self.connect_rate,
+            max_pending: self.max_pending,
+            server_pid: self.server_pid,
+            connect_timeout: secs("connect-timeout", self.connect_timeout, 0.1)?,
+        })
+    }
+}
+
+/// How many connections one process can hold: the fd limit less a margin for the
+/// process's own files (epoll, /proc reads, stdio; an in-process server's listeners).
+pub fn fd_capacity(limit: u64, reserved: u64) -> usize {
+    limit.saturating_sub(64 + reserved).min(MAX_CONNECTIONS as u64) as usize
+}
+
+/// Checks a connection count against the range and the fd limit. Returns the count to
+/// use and, when the limit forced a smaller one, a note saying so.
+pub fn cap_connections(
+    want: usize,
+    limit: u64,
+    reserved: u64,
+) -> Result<(usize, Option<String>), String> {
+    if want == 0 || want > MAX_CONNECTIONS {
+        return Err(format!("connections must be 1..={MAX_CONNECTIONS}"));
+    }
+    let cap = fd_capacity(limit, reserved);
+    if want > cap {
+        if cap == 0 {
+            return Err(format!("RLIMIT_NOFILE is {limit}: no room for connections"));
+        }
+        let note = format!(
+            "capped at {cap} of {want} connections: RLIMIT_NOFILE is {limit} per process; \
+             run several generator processes for more"
+        );
+        return Ok((cap, Some(note)));
+    }
+    Ok((want, None))
+}
+
+impl EchoArgs {
+    /// Validates the scenario's own arguments.
+    pub fn check(&self) -> Result<(Duration, Duration), String> {
+        if !(1..=1024).contains(&self.in_flight) {
+            return Err("--in-flight must be 1..=1024".into());
+        }
+        if self.size > MAX_SIZE {
+            return Err(format!("--size must be at most {MAX_SIZE}"));
+        }
+        Ok((secs("duration", self.duration, 0.1)?, secs("warmup", self.warmup, 0.0)?))
+    }
+}
+
+impl IdleArgs {
+    /// Validates the scenario's own arguments.
+    pub fn check(&self) -> Result<(Duration, Duration), String> {
+        Ok((secs("hold", self.hold, 0.0)?, secs("settle", self.settle, 0.0)?))
+    }
+}
+
+impl FanoutArgs {
+    /// Validates the scenario's own arguments; returns the duration and the number of
+    /// publishes it makes.
+    pub fn check(&self) -> Result<(Duration, usize), String> {
+        let d = secs("duration", self.duration, 0.1)?;
+        if !self.rate.is_finite() || self.rate <= 0.0 || self.rate > 1_000_000.0 {
+            return Err("--rate must be in (0, 1000000] per second".into());
+        }
+        let n = (self.rate * d.as_secs_f64()).ceil();
+        if n > MAX_PUBLISHES {
+            return Err(format!("rate x duration must be at most {MAX_PUBLISHES} publishes"));
+        }
+        if self.size < 16 || self.size > MAX_SIZE {
+            return Err(format!("--size must be 16..={MAX_SIZE} (timestamp and sequence)"));
+        }
+        if self.topic.is_empty() || self.topic.len() > 255 || self.topic.contains(' ') {
+            return Err("--topic must be 1..=255 bytes without spaces".into());
+        }
+        Ok((d, n as usize))
+    }
+}
+
+/// The source address of connection `i` (with `n` source addresses).
+pub fn source_ip(i: usize, n: u8) -> IpAddr {
+    IpAddr::from([127, 0, 0, 1 + (i % usize::from(n.max(1))) as u8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let t = parse_url("ws://127.0.0.1:9001/chat").unwrap();
+        assert_eq!(t.addr, "127.0.0.1:9001".parse().unwrap());
+        assert_eq!((t.host.as_str(), t.path.as_str()), ("127.0.0.1:9001", "/chat"));
+        let t = parse_url("ws://127.0.0.1").unwrap();
+        assert_eq!((t.addr.port(), t.path.as_str()), (80, "/"));
+        assert!(parse_url("wss://127.0.0.1:1").is_err());
+        assert!(parse_url("ws:///x").is_err());
+    }
+
+    #[test]
+    fn client_validation() {
+        let plan = ClientArgs::default().plan().unwrap();
+        assert_eq!(plan.targets[0].addr.port(), 9001);
+        let bad = |f: fn(&mut ClientArgs)| {
+            let mut a = ClientArgs::default();
+            f(&mut a);
+            a.plan().is_err()
+        };
+        assert!(bad(|a| a.threads = 0));
+        assert!(bad(|a| a.source_ips = 0));
+        assert!(bad(|a| a.source_ips = 255));
+        assert!(bad(|a| a.connect_rate = Some(0.0)));
+        assert!(bad(|a| a.connect_timeout = f64::NAN));
+        assert!(bad(|a| a.cpus = vec![100_000]));
+        assert!(bad(|a| {
+            a.source_ips = 2;
+            a.addrs = vec!["10.0.0.1:80".parse().unwrap()];
+        }));
+    }
+
+    #[test]
+    fn capping() {
+        assert_eq!(cap_connections(100, 20_000, 0), Ok((100, None)));
+        let (n, note) = cap_connections(30_000, 20_000, 0).unwrap();
+        assert_eq!(n, 19_936);
+        assert!(note.unwrap().contains("RLIMIT_NOFILE"));
+        assert!(cap_connections(0, 20_000, 0).is_err());
+        assert!(cap_connections(10, 10, 0).is_err());
+    }
+
+    #[test]
+    fn scenario_validation() {
+        let e = EchoArgs {
+            client: ClientArgs::default(),
+            connections: 1,
+            in_flight: 0,
+            size: 8,
+            duration: 1.0,
+            warmup: 0.0,
+            text: false,
+        };
+        assert!(e.check().is_err());
+        assert!(EchoArgs { in_flight: 1, ..e.clone() }.check().is_ok());
+        assert!(EchoArgs { in_flight: 1, duration: -1.0, ..e }.check().is_err());
+        let f = FanoutArgs {
+            client: ClientArgs::default(),
+            subscribers: 1,
+            rate: 10.0,
+            duration: 1.0,
+            size: 16,
+            topic: "t".into(),
+        };
+        assert_eq!(f.check().unwrap().1, 10);
+        assert!(FanoutArgs { size: 15, ..f.clone() }.check().is_err());
+        assert!(FanoutArgs { rate: 1e6, duration: 10.0, ..f.clone() }.check().is_err());
+        assert!(FanoutArgs { topic: "a b".into(), ..f }.check().is_err());
+    }
+
+    #[test]
+    fn sources() {
+        assert_eq!(source_ip(0, 1), IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(source_ip(5, 4), IpAddr::from([127, 0, 0, 2]));
+    }
+}

@@ -1,0 +1,152 @@
+//! What the kernel knows about a process: CPU time of its threads and resident memory,
+//! read from `/proc`. The parsers take text so they are tested on samples.
+
+use std::fs;
+use std::io;
+
+/// Whose CPU time and memory to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcTarget {
+    /// Every thread of another process.
+    Pid(u32),
+    /// The threads of this process whose name (`comm`) starts with the prefix: the
+    /// in-process server's workers or the generator's own threads.
+    SelfThreads(&'static str),
+    /// Every thread of this process.
+    SelfAll,
+}
+
+impl ProcTarget {
+    fn dir(&self) -> String {
+        match self {
+            Self::Pid(p) => format!("/proc/{p}"),
+            Self::SelfThreads(_) | Self::SelfAll => "/proc/self".to_owned(),
+        }
+    }
+}
+
+/// The first field of `/proc/PID/task/TID/schedstat`: time on CPU in nanoseconds.
+pub fn parse_schedstat(text: &str) -> Option<u64> {
+    text.split_ascii_whitespace().next()?.parse().ok()
+}
+
+/// utime + stime (fields 14 and 15, clock ticks) from `/proc/PID/stat`. The command
+/// name (field 2) is in parentheses and may hold spaces or ')' itself, so fields are
+/// counted from the last ')'.
+pub fn parse_stat_ticks(text: &str) -> Option<u64> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut f = rest.split_ascii_whitespace().skip(11); // field 3 is the first after ')'
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// `VmRSS` of `/proc/PID/status`, in bytes.
+pub fn parse_vmrss(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line["VmRSS:".len()..].trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Clock ticks per second for `/proc/PID/stat`. `sysconf(_SC_CLK_TCK)` is 100 on every
+/// Linux architecture we run on; it is only the fallback when schedstat is missing.
+const TICKS_PER_SEC: u64 = 100;
+
+/// CPU time (user + system, nanoseconds) consumed so far by the target's threads. Threads
+/// that exited are not counted, so read it over a window in which the threads live.
+pub fn cpu_ns(target: &ProcTarget) -> io::Result<u64> {
+    let dir = format!("{}/task", target.dir());
+    let mut total = 0u64;
+    for entry in fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if let ProcTarget::SelfThreads(prefix) = target {
+            match fs::read_to_string(path.join("comm")) {
+                Ok(c) if c.starts_with(prefix) => {}
+                _ => continue,
+            }
+        }
+        // A thread may exit between listing and reading: skip it.
+        let ns = match fs::read_to_string(path.join("schedstat")) {
+            Ok(s) => parse_schedstat(&s),
+            Err(_) => fs::read_to_string(path.join("stat"))
+                .ok()
+                .and_then(|s| parse_stat_ticks(&s))
+                .map(|t| t * (1_000_000_000 / TICKS_PER_SEC)),
+        };
+        total += ns.unwrap_or(0);
+    }
+    Ok(total)
+}
+
+/// Resident set size of the target's process, in bytes.
+pub fn rss_bytes(target: &ProcTarget) -> io::Result<u64> {
+    let text = fs::read_to_string(format!("{}/status", target.dir()))?;
+    parse_vmrss(&text).ok_or_else(|| io::Error::other("no VmRSS line in /proc status"))
+}
+
+/// Whether a process exists (its `/proc` directory does).
+pub fn exists(pid: u32) -> bool {
+    fs::metadata(format!("/proc/{pid}")).is_ok()
+}
+
+/// Most file descriptors this process may hold (RLIMIT_NOFILE soft limit).
+pub fn fd_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+/// Two CPU readings around a window.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuWindow {
+    /// CPU time used in the window, nanoseconds.
+    pub cpu_ns: u64,
+    /// Wall time of the window, nanoseconds.
+    pub wall_ns: u64,
+}
+
+impl CpuWindow {
+    /// CPU use as a percentage of one core.
+    pub fn percent(&self) -> f64 {
+        if self.wall_ns == 0 {
+            return 0.0;
+        }
+        self.cpu_ns as f64 * 100.0 / self.wall_ns as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedstat() {
+        assert_eq!(parse_schedstat("123456789 5000 42\n"), Some(123_456_789));
+        assert_eq!(parse_schedstat(""), None);
+        assert_eq!(parse_schedstat("x 1 2"), None);
+    }
+
+    #[test]
+    fn stat_with_odd_comm() {
+        let s = "4242 (ring wire) w)) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 75 0 0 20 0 3 0 \
+                 100 1000000 500 18446744073709551615";
+        assert_eq!(parse_stat_ticks(s), Some(325));
+        assert_eq!(parse_stat_ticks("4242 (x) S 1"), None);
+        assert_eq!(parse_stat_ticks("no paren"), None);
+    }
+
+    #[test]
+    fn vmrss() {
+        let s = "Name:\tringwire\nVmPeak:\t  10000 kB\nVmRSS:\t    5120 kB\nThreads:\t3\n";
+        assert_eq!(parse_vmrss(s), Some(5120 * 1024));
+        assert_eq!(parse_vmrss("Name: x\n"), None);
+        assert_eq!(parse_vmrss("VmRSS: lots kB\n"), None);
+    }
+
+    #[test]
+    fn reads_self() {
+        assert!(cpu_ns(&ProcTarget::SelfAll).is_ok());
+        assert!(rss_bytes(&ProcTarget::SelfAll).unwrap() > 0);
+        assert!(exists(std::process::id()));
+        let w = CpuWindow { cpu_ns: 500, wall_ns: 1000 };
+        assert_eq!(w.percent(), 50.0);
+    }
+}
