@@ -236,7 +236,92 @@ fn tokio_task_publishes(backend: BackendChoice) {
     server.shutdown().unwrap();
 }
 
+/// Greets in `on_open` and echoes.
+struct Greeter;
+
+impl ringwire::Handler for Greeter {
+    fn on_open(
+        &mut self,
+        cx: &mut ringwire::Ctx<'_>,
+        req: &ringwire::frame::handshake::Request,
+    ) -> ringwire::Upgrade {
+        cx.send_text(&format!("welcome to {}", req.path)).expect("send in on_open");
+        ringwire::Upgrade::Accept
+    }
+
+    fn on_message(&mut self, cx: &mut ringwire::Ctx<'_>, msg: Message) {
+        let _ = cx.send(msg);
+    }
+}
+
+fn upgrade_edge_cases(backend: BackendChoice) {
+    let server = builder(backend).start(|_| Greeter).expect("engine starts").guarded();
+    let addr = server.local_addr();
+    // The request and the first two frames in one write: the frames after the head must
+    // not be lost; the welcome sent in on_open comes right after the 101.
+    let mut s = connect(addr);
+    let mut wire = upgrade_request("/pipelined").into_bytes();
+    wire.extend(encode_raw(0x80 | OP_TEXT, b"first", true));
+    wire.extend(encode_raw(0x80 | OP_BINARY, &[1, 2, 3], true));
+    std::io::Write::write_all(&mut s, &wire).unwrap();
+    let head = read_head(&mut s).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut c = RawClient { s };
+    assert_eq!(c.expect_data().payload, b"welcome to /pipelined");
+    assert_eq!(c.expect_data().payload, b"first");
+    assert_eq!(c.expect_data().payload, vec![1, 2, 3]);
+    c.send_close(1000);
+    assert_eq!(c.expect_close().close_code(), 1000);
+    c.expect_eof();
+
+    // The request one byte per write, the last byte together with a frame.
+    let mut s = connect(addr);
+    let req = upgrade_request("/trickled").into_bytes();
+    for b in &req[..req.len() - 1] {
+        std::io::Write::write_all(&mut s, std::slice::from_ref(b)).unwrap();
+    }
+    let mut last = vec![req[req.len() - 1]];
+    last.extend(encode_raw(0x80 | OP_TEXT, b"right after", true));
+    std::io::Write::write_all(&mut s, &last).unwrap();
+    let head = read_head(&mut s).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut c = RawClient { s };
+    assert_eq!(c.expect_data().payload, b"welcome to /trickled");
+    assert_eq!(c.expect_data().payload, b"right after");
+    c.send_close(1000);
+    assert_eq!(c.expect_close().close_code(), 1000);
+    c.expect_eof();
+    server.shutdown().unwrap();
+}
+
+fn server_fragments_large_messages(backend: BackendChoice) {
+    let frame = ringwire::frame::Config::default().fragment_size(Some(1000));
+    let server = builder(backend).frame(frame).start(|_| Echo).expect("engine starts").guarded();
+    let mut c = RawClient::open(server.local_addr());
+    let data: Vec<u8> = (0..2500u32).map(|i| i as u8).collect();
+    c.send(true, OP_BINARY, &data);
+    let mut frames = Vec::new();
+    loop {
+        let f = c.read_frame().unwrap();
+        let fin = f.fin;
+        frames.push(f);
+        if fin {
+            break;
+        }
+    }
+    let ops: Vec<u8> = frames.iter().map(|f| f.opcode).collect();
+    assert_eq!(ops, vec![OP_BINARY, OP_CONT, OP_CONT]);
+    assert!(frames.iter().all(|f| f.payload.len() <= 1000));
+    let joined: Vec<u8> = frames.iter().flat_map(|f| f.payload.iter().copied()).collect();
+    assert_eq!(joined, data);
+    c.send_close(1000);
+    c.expect_close();
+    server.shutdown().unwrap();
+}
+
 both_backends! {
+    upgrade_edge_cases => upgrade_edge_cases_io_uring, upgrade_edge_cases_epoll;
+    server_fragments_large_messages => server_fragments_large_messages_io_uring, server_fragments_large_messages_epoll;
     echo_all_sizes => echo_all_sizes_io_uring, echo_all_sizes_epoll;
     fragmented_client_messages => fragmented_client_messages_io_uring, fragmented_client_messages_epoll;
     ping_pong_both_ways => ping_pong_both_ways_io_uring, ping_pong_both_ways_epoll;
