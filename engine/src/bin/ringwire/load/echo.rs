@@ -13,7 +13,7 @@ use hdrhistogram::Histogram;
 use ringwire::frame::{Connection, Message};
 
 use super::args::{cap_connections, EchoArgs};
-use super::procfs::{fd_limit, ProcTarget};
+use super::procfs::{fd_limit, CpuWindow, ProcTarget};
 use super::report::{line, merge, new_histogram, Count, ErrorKind, Errors, Latency, Ns};
 use super::session::{CpuProbe, CpuUse, Session, THREAD_PREFIX};
 use super::worker::{Clients, Cx, Gauge, Phase, Script};
@@ -230,17 +230,34 @@ pub(crate) fn cpu_lines(out: &mut String, cpu: &CpuUse, threads: usize, work: u6
         line(
             out,
             "server CPU",
-            format_args!("{:.1}% of a core, {} per {unit}", s.percent(), Ns(per)),
+            format_args!("{:.1}% of a core, {} per {unit}{}", s.percent(), Ns(per), waited(&s)),
         );
     }
     let g = cpu.generator;
     let of_threads = g.percent() / threads as f64;
-    let warn = if of_threads > 90.0 {
-        "  <- generator near its limit: msg/s is bounded by the generator, compare CPU per message"
+    // Time waiting for a CPU is time the generator wanted to run: count it as busy.
+    let busy = (g.percent() + g.wait_percent()) / threads as f64;
+    let warn = if busy > 90.0 {
+        "\n                  <- generator near its limit: msg/s is bounded by the generator; \
+         compare server CPU per message"
     } else {
         ""
     };
-    line(out, "generator CPU", format_args!("{:.1}% of {threads} thread(s){warn}", of_threads));
+    line(
+        out,
+        "generator CPU",
+        format_args!("{:.1}% of {threads} thread(s){}{warn}", of_threads, waited(&g)),
+    );
+}
+
+/// Notes run-queue wait above 5%: other work took CPU time from these threads, so
+/// throughput and latency understate them (CPU per message is unaffected).
+pub(crate) fn waited(w: &CpuWindow) -> String {
+    if w.wait_percent() > 5.0 {
+        format!(" (waited {:.0}% of the time for a CPU: shared cores)", w.wait_percent())
+    } else {
+        String::new()
+    }
 }
 
 impl fmt::Display for EchoReport {

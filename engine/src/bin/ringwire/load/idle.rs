@@ -135,12 +135,24 @@ impl fmt::Display for IdleReport {
                 &mut out,
                 "setup CPU",
                 format_args!(
-                    "server {:.1}% of a core, {} per upgrade",
+                    "server {:.1}% of a core, {} per upgrade{}",
                     s.percent(),
-                    super::report::Ns(per)
+                    super::report::Ns(per),
+                    super::echo::waited(&s)
                 ),
             );
         }
+        let g = self.cpu.generator;
+        line(
+            &mut out,
+            "generator CPU",
+            format_args!(
+                "{:.1}% of {} thread(s) during setup{}",
+                g.percent() / self.threads as f64,
+                self.threads,
+                super::echo::waited(&g)
+            ),
+        );
         match (self.rss, self.per_connection()) {
             (Some((a, b)), Some(per)) => {
                 line(

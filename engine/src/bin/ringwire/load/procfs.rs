@@ -25,9 +25,22 @@ impl ProcTarget {
     }
 }
 
-/// The first field of `/proc/PID/task/TID/schedstat`: time on CPU in nanoseconds.
-pub fn parse_schedstat(text: &str) -> Option<u64> {
-    text.split_ascii_whitespace().next()?.parse().ok()
+/// The first two fields of `/proc/PID/task/TID/schedstat`: time on a CPU and time
+/// runnable but waiting for one, in nanoseconds.
+pub fn parse_schedstat(text: &str) -> Option<CpuSample> {
+    let mut f = text.split_ascii_whitespace();
+    let run_ns = f.next()?.parse().ok()?;
+    let wait_ns = f.next()?.parse().ok()?;
+    Some(CpuSample { run_ns, wait_ns })
+}
+
+/// CPU accounting of a set of threads at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuSample {
+    /// Time on a CPU (user + system).
+    pub run_ns: u64,
+    /// Time runnable but waiting for a CPU: high when other work shares the cores.
+    pub wait_ns: u64,
 }
 
 /// utime + stime (fields 14 and 15, clock ticks) from `/proc/PID/stat`. The command
@@ -52,11 +65,11 @@ pub fn parse_vmrss(text: &str) -> Option<u64> {
 /// Linux architecture we run on; it is only the fallback when schedstat is missing.
 const TICKS_PER_SEC: u64 = 100;
 
-/// CPU time (user + system, nanoseconds) consumed so far by the target's threads. Threads
-/// that exited are not counted, so read it over a window in which the threads live.
-pub fn cpu_ns(target: &ProcTarget) -> io::Result<u64> {
+/// CPU time (user + system) and run-queue wait consumed so far by the target's threads.
+/// Threads that exited are not counted, so read it over a window in which they live.
+pub fn cpu_ns(target: &ProcTarget) -> io::Result<CpuSample> {
     let dir = format!("{}/task", target.dir());
-    let mut total = 0u64;
+    let mut total = CpuSample::default();
     for entry in fs::read_dir(&dir)? {
         let path = entry?.path();
         if let ProcTarget::SelfThreads(prefix) = target {
@@ -66,14 +79,16 @@ pub fn cpu_ns(target: &ProcTarget) -> io::Result<u64> {
             }
         }
         // A thread may exit between listing and reading: skip it.
-        let ns = match fs::read_to_string(path.join("schedstat")) {
+        let s = match fs::read_to_string(path.join("schedstat")) {
             Ok(s) => parse_schedstat(&s),
             Err(_) => fs::read_to_string(path.join("stat"))
                 .ok()
                 .and_then(|s| parse_stat_ticks(&s))
-                .map(|t| t * (1_000_000_000 / TICKS_PER_SEC)),
+                .map(|t| CpuSample { run_ns: t * (1_000_000_000 / TICKS_PER_SEC), wait_ns: 0 }),
         };
-        total += ns.unwrap_or(0);
+        let s = s.unwrap_or_default();
+        total.run_ns += s.run_ns;
+        total.wait_ns += s.wait_ns;
     }
     Ok(total)
 }
@@ -99,6 +114,8 @@ pub fn fd_limit() -> u64 {
 pub struct CpuWindow {
     /// CPU time used in the window, nanoseconds.
     pub cpu_ns: u64,
+    /// Time the threads waited for a CPU in the window, nanoseconds.
+    pub wait_ns: u64,
     /// Wall time of the window, nanoseconds.
     pub wall_ns: u64,
 }
@@ -111,6 +128,14 @@ impl CpuWindow {
         }
         self.cpu_ns as f64 * 100.0 / self.wall_ns as f64
     }
+
+    /// Run-queue wait as a percentage of the window: CPU taken by something else.
+    pub fn wait_percent(&self) -> f64 {
+        if self.wall_ns == 0 {
+            return 0.0;
+        }
+        self.wait_ns as f64 * 100.0 / self.wall_ns as f64
+    }
 }
 
 #[cfg(test)]
@@ -119,8 +144,10 @@ mod tests {
 
     #[test]
     fn schedstat() {
-        assert_eq!(parse_schedstat("123456789 5000 42\n"), Some(123_456_789));
+        let s = parse_schedstat("123456789 5000 42\n").unwrap();
+        assert_eq!((s.run_ns, s.wait_ns), (123_456_789, 5000));
         assert_eq!(parse_schedstat(""), None);
+        assert_eq!(parse_schedstat("1"), None);
         assert_eq!(parse_schedstat("x 1 2"), None);
     }
 
@@ -146,7 +173,7 @@ mod tests {
         assert!(cpu_ns(&ProcTarget::SelfAll).is_ok());
         assert!(rss_bytes(&ProcTarget::SelfAll).unwrap() > 0);
         assert!(exists(std::process::id()));
-        let w = CpuWindow { cpu_ns: 500, wall_ns: 1000 };
-        assert_eq!(w.percent(), 50.0);
+        let w = CpuWindow { cpu_ns: 500, wait_ns: 100, wall_ns: 1000 };
+        assert_eq!((w.percent(), w.wait_percent()), (50.0, 10.0));
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::args::ClientPlan;
 use super::clock::now_ns;
-use super::procfs::{self, CpuWindow, ProcTarget};
+use super::procfs::{self, CpuSample, CpuWindow, ProcTarget};
 use super::report::{Count, Errors};
 use super::worker::{Control, Gauge, Phase, Script, Worker, WorkerOutcome};
 
@@ -150,7 +150,7 @@ impl<S: Script> Drop for Session<S> {
 pub struct CpuProbe {
     server: Option<ProcTarget>,
     generator: ProcTarget,
-    start: Option<(u64, Option<u64>, u64)>,
+    start: Option<(u64, Option<CpuSample>, CpuSample)>,
 }
 
 /// The CPU figures of a window.
@@ -165,9 +165,9 @@ impl CpuProbe {
         Self { server, generator, start: None }
     }
 
-    fn read(&self) -> (u64, Option<u64>, u64) {
+    fn read(&self) -> (u64, Option<CpuSample>, CpuSample) {
         let s = self.server.as_ref().and_then(|t| procfs::cpu_ns(t).ok());
-        let g = procfs::cpu_ns(&self.generator).unwrap_or(0);
+        let g = procfs::cpu_ns(&self.generator).unwrap_or_default();
         (now_ns(), s, g)
     }
 
@@ -179,10 +179,12 @@ impl CpuProbe {
         let Some((t0, s0, g0)) = self.start else { return CpuUse::default() };
         let (t1, s1, g1) = self.read();
         let wall_ns = t1.saturating_sub(t0);
-        CpuUse {
-            server: s0.zip(s1).map(|(a, b)| CpuWindow { cpu_ns: b.saturating_sub(a), wall_ns }),
-            generator: CpuWindow { cpu_ns: g1.saturating_sub(g0), wall_ns },
-        }
+        let window = |a: CpuSample, b: CpuSample| CpuWindow {
+            cpu_ns: b.run_ns.saturating_sub(a.run_ns),
+            wait_ns: b.wait_ns.saturating_sub(a.wait_ns),
+            wall_ns,
+        };
+        CpuUse { server: s0.zip(s1).map(|(a, b)| window(a, b)), generator: window(g0, g1) }
     }
 }
 
