@@ -5,7 +5,7 @@ use bytes::Bytes;
 /// Bytes known to be valid UTF-8: the payload of a text message.
 ///
 /// The bytes were validated on receipt (or came from a `str`). This crate forbids
-/// `unsafe`, so [`Utf8Bytes::as_str`] checks them again (vectorised; several GB/s);
+/// `unsafe`, so [`Utf8Bytes::as_str`] checks them again (SIMD; many GB/s);
 /// [`Utf8Bytes::as_bytes`] and [`Utf8Bytes::into_bytes`] are free.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
 pub struct Utf8Bytes(Bytes);
@@ -13,7 +13,7 @@ pub struct Utf8Bytes(Bytes);
 impl Utf8Bytes {
     /// Wraps bytes if they are valid UTF-8.
     pub fn try_from_bytes(b: Bytes) -> Result<Self, Bytes> {
-        if std::str::from_utf8(&b).is_ok() {
+        if simdutf8::basic::from_utf8(&b).is_ok() {
             Ok(Self(b))
         } else {
             Err(b)
@@ -29,7 +29,7 @@ impl Utf8Bytes {
     /// The text.
     pub fn as_str(&self) -> &str {
         // The invariant of this type: the bytes are UTF-8, so this never takes the `Err` arm.
-        std::str::from_utf8(&self.0).unwrap_or_default()
+        simdutf8::basic::from_utf8(&self.0).unwrap_or_default()
     }
 
     /// The text's bytes.

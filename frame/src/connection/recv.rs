@@ -14,6 +14,11 @@ use super::{bufs, CloseCause, Connection, Event, Pong, Role, State};
 /// copied are still in L1 cache for the mask and UTF-8 passes.
 const PIECE: usize = 16 * 1024;
 
+/// Smallest allocation for message payloads: messages shorter than this are cut from one
+/// shared, refcounted buffer (freed when the last of them is dropped) instead of one
+/// allocation each.
+const SLAB: usize = 8 * 1024;
+
 /// Where the parser is within the current frame.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum RecvState {
@@ -158,7 +163,9 @@ impl Connection {
                 off = apply_mask_offset(&mut b.ctrl_buf[start..], key, off);
             }
         } else {
-            b.msg_buf.reserve(piece.len());
+            if b.msg_buf.capacity() - b.msg_buf.len() < piece.len() {
+                b.msg_buf.reserve(piece.len().max(SLAB));
+            }
             for chunk in piece.chunks(PIECE) {
                 let start = b.msg_buf.len();
                 b.msg_buf.extend_from_slice(chunk);
@@ -211,7 +218,7 @@ impl Connection {
             _ if fin => {
                 let op = self.msg_opcode.take();
                 let b = bufs(&mut self.bufs);
-                let data = std::mem::take(&mut b.msg_buf).freeze();
+                let data = b.msg_buf.split().freeze();
                 let msg = match op {
                     Some(OpCode::Text) => {
                         // §8.1: a message that ends inside a code point is invalid.
