@@ -14,9 +14,9 @@ use super::{bufs, CloseCause, Connection, Event, Pong, Role, State};
 /// copied are still in L1 cache for the mask and UTF-8 passes.
 const PIECE: usize = 16 * 1024;
 
-/// Smallest allocation for message payloads: messages shorter than this are cut from one
-/// shared, refcounted buffer (freed when the last of them is dropped) instead of one
-/// allocation each.
+/// Most extra room taken for the messages that follow in the same read: small messages
+/// that arrive together are cut from one shared, refcounted buffer (freed when the last
+/// of them is dropped) instead of one allocation each.
 const SLAB: usize = 8 * 1024;
 
 /// Where the parser is within the current frame.
@@ -78,7 +78,7 @@ impl Connection {
                     let take = data.len().min(usize::try_from(remaining).unwrap_or(usize::MAX));
                     let (piece, rest) = data.split_at(take);
                     data = rest;
-                    if let Err(e) = self.payload(piece, now) {
+                    if let Err(e) = self.payload(piece, rest.len(), now) {
                         self.fail(e);
                     }
                 }
@@ -148,8 +148,9 @@ impl Connection {
         Ok(())
     }
 
-    /// Takes payload bytes of the current frame (never more than it has left).
-    fn payload(&mut self, piece: &[u8], now: Instant) -> Result<(), ProtocolError> {
+    /// Takes payload bytes of the current frame (never more than it has left); `more` is
+    /// how many bytes of this read follow the piece.
+    fn payload(&mut self, piece: &[u8], more: usize, now: Instant) -> Result<(), ProtocolError> {
         let RecvState::Payload { opcode, fin, remaining, mask, offset } = self.recv else {
             return Ok(());
         };
@@ -164,7 +165,9 @@ impl Connection {
             }
         } else {
             if b.msg_buf.capacity() - b.msg_buf.len() < piece.len() {
-                b.msg_buf.reserve(piece.len().max(SLAB));
+                // When more messages follow in this read, take room for them too (they are
+                // cut from one allocation); the last message of a read gets exactly its size.
+                b.msg_buf.reserve(piece.len() + more.min(SLAB));
             }
             for chunk in piece.chunks(PIECE) {
                 let start = b.msg_buf.len();
