@@ -178,12 +178,13 @@ impl EngineBuilder {
         let mut listeners: Vec<Vec<OwnedFd>> = (0..n).map(|_| Vec::new()).collect();
         let mut local_addrs = Vec::new();
         for addr in &config.listen {
-            let first = net::listener(*addr, 4096).map_err(io_err("bind listener"))?;
+            let ka = config.tcp_keepalive;
+            let first = net::listener(*addr, 4096, ka).map_err(io_err("bind listener"))?;
             let bound = net::local_addr(&first).map_err(io_err("listener address"))?;
             local_addrs.push(bound);
             listeners[0].push(first);
             for l in listeners.iter_mut().skip(1) {
-                l.push(net::listener(bound, 4096).map_err(io_err("bind listener"))?);
+                l.push(net::listener(bound, 4096, ka).map_err(io_err("bind listener"))?);
             }
         }
 

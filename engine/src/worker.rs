@@ -24,7 +24,7 @@ use crate::handle::{
 use crate::handler::{Handler, Upgrade};
 use crate::slab::{Key, Slab};
 use crate::stats::WorkerStats;
-use crate::sys::{net, Completion, Driver, RecvEnd};
+use crate::sys::{Completion, Driver, RecvEnd};
 use crate::topics::Topics;
 use crate::wheel::Wheel;
 
@@ -447,8 +447,7 @@ impl Core {
             WorkerStats::add(&self.stats.rejected, 1);
             return; // dropping the fd closes it
         }
-        // Failing to set options is not worth refusing the connection over.
-        let _ = net::configure_accepted(&fd, self.config.tcp_keepalive);
+        // TCP_NODELAY and keepalive come from the listener (see `sys::net::listener`).
         let mut conn = Conn::new(self.now + self.config.handshake_timeout);
         conn.recv_armed = true;
         let key = self.conns.insert(conn);

@@ -250,11 +250,12 @@ pub(crate) fn cpu_lines(out: &mut String, cpu: &CpuUse, threads: usize, work: u6
     );
 }
 
-/// Notes run-queue wait above 5%: other work took CPU time from these threads, so
-/// throughput and latency understate them (CPU per message is unaffected).
+/// Notes run-queue wait above 5% of a core (summed over the threads): other work took
+/// CPU time from these threads, so throughput and latency understate them (CPU per
+/// message is unaffected).
 pub(crate) fn waited(w: &CpuWindow) -> String {
     if w.wait_percent() > 5.0 {
-        format!(" (waited {:.0}% of the time for a CPU: shared cores)", w.wait_percent())
+        format!(" (+{:.0}% of a core runnable but waiting: shared cores)", w.wait_percent())
     } else {
         String::new()
     }
