@@ -88,7 +88,7 @@ fn heartbeat_timeout_ends_dead_peer(backend: BackendChoice) {
 
 fn idle_timeout_closes_1001(backend: BackendChoice) {
     let (tx, rx) = mpsc::channel();
-    let frame = FrameConfig::default().idle_timeout(Some(Duration::from_millis(300)));
+    let frame = FrameConfig::default().idle_timeout(Some(Duration::from_millis(800)));
     let server =
         builder(backend).frame(frame).start(Probe::factory(tx)).expect("engine starts").guarded();
     let addr = server.local_addr();
@@ -96,7 +96,7 @@ fn idle_timeout_closes_1001(backend: BackendChoice) {
         let mut ws = ws_connect(addr).await;
         let id = expect_open(&rx).id();
         // Traffic keeps it open past the timeout...
-        for i in 0..6 {
+        for i in 0..10 {
             tokio::time::sleep(Duration::from_millis(100)).await;
             ws_echo(&mut ws, &format!("busy {i}")).await;
         }

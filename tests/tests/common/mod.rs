@@ -380,8 +380,18 @@ pub fn read_head(s: &mut TcpStream) -> io::Result<String> {
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        if s.read(&mut b)? == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "EOF in response head"));
+        let n = match s.read(&mut b) {
+            Ok(n) => n,
+            // See engine_eintr.rs: starting an io_uring engine can interrupt this thread.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let got = String::from_utf8_lossy(&head);
+                return Err(io::Error::new(e.kind(), format!("{e} after {got:?}")));
+            }
+        };
+        if n == 0 {
+            let got = String::from_utf8_lossy(&head);
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("EOF after {got:?}")));
         }
         head.push(b[0]);
         assert!(head.len() < 16 * 1024, "response head too long");
