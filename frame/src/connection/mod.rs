@@ -106,6 +106,12 @@ const TRACKED_PINGS: usize = 2;
 /// The parts of a connection that only traffic needs.
 #[derive(Default)]
 struct Buffers {
+    /// Where the parser is (a partial header is kept here between reads).
+    recv: RecvState,
+    /// The data message being received, if any: its opcode (Text or Binary).
+    msg_opcode: Option<OpCode>,
+    /// Tracked pings not yet answered: (sequence, sent at).
+    pings: [Option<(u64, Instant)>; TRACKED_PINGS],
     /// Unmasked payload of the message being received.
     msg_buf: BytesMut,
     utf8: Utf8Validator,
@@ -127,6 +133,9 @@ impl Buffers {
             && self.msg_buf.is_empty()
             && self.ctrl_buf.is_empty()
             && !self.utf8.is_incomplete()
+            && self.msg_opcode.is_none()
+            && self.recv.is_between_frames()
+            && self.pings.iter().all(Option::is_none)
     }
 }
 
@@ -165,14 +174,11 @@ pub struct Connection {
     state: State,
     masks: Option<Box<dyn MaskSource + Send>>,
 
-    recv: RecvState,
-    /// The data message being received, if any: its opcode (Text or Binary).
-    msg_opcode: Option<OpCode>,
-    /// Buffers and queues, allocated while there is traffic and freed when the
-    /// connection is idle again, so an idle connection costs only this struct.
+    /// Buffers, queues and receive state, allocated while there is traffic and freed
+    /// when the connection is idle again, so an idle connection costs only this struct.
     bufs: Option<Box<Buffers>>,
     timers: TimerTable,
-    pings: [Option<(u64, Instant)>; TRACKED_PINGS],
+    /// Sequence number of the last tracked ping.
     ping_seq: u64,
 }
 
@@ -213,11 +219,8 @@ impl Connection {
             config,
             state: State::Open,
             masks,
-            recv: RecvState::default(),
-            msg_opcode: None,
             bufs: None,
             timers: TimerTable::default(),
-            pings: [None; TRACKED_PINGS],
             ping_seq: 0,
         };
         c.note_activity(now);
@@ -437,7 +440,7 @@ impl Connection {
         let seq = self.ping_seq;
         self.send_control(OpCode::Ping, &seq.to_be_bytes())?;
         let slot = (seq as usize) % TRACKED_PINGS;
-        self.pings[slot] = Some((seq, now));
+        bufs(&mut self.bufs).pings[slot] = Some((seq, now));
         Ok(seq)
     }
 
@@ -495,8 +498,10 @@ impl Connection {
     fn finish(&mut self, code: CloseCode, reason: String, cause: CloseCause) {
         self.state = State::Closed;
         self.timers.clear();
-        self.msg_opcode = None;
         let b = bufs(&mut self.bufs);
+        b.msg_opcode = None;
+        b.recv = RecvState::default();
+        b.pings = [None; TRACKED_PINGS];
         b.msg_buf = BytesMut::new();
         b.ctrl_buf = BytesMut::new();
         b.utf8.reset();

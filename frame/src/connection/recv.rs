@@ -34,6 +34,13 @@ impl Default for RecvState {
     }
 }
 
+impl RecvState {
+    /// No frame is partly received.
+    pub(super) fn is_between_frames(&self) -> bool {
+        matches!(self, Self::Header { len: 0, .. })
+    }
+}
+
 impl Connection {
     /// Feeds bytes read from the transport at `now`. Any bytes count as sign of life for
     /// the heartbeat. Events and bytes to send result; a protocol violation fails the
@@ -46,7 +53,7 @@ impl Connection {
         }
         self.note_activity(now);
         while !data.is_empty() && self.state != State::Closed {
-            match self.recv {
+            match bufs(&mut self.bufs).recv {
                 RecvState::Header { mut buf, len } => {
                     let len = usize::from(len);
                     let decoded = if len == 0 {
@@ -60,7 +67,7 @@ impl Connection {
                         Ok(Some((header, used))) => {
                             // `used > len`: the stashed prefix alone did not decode.
                             data = &data[used - len..];
-                            self.recv = RecvState::default();
+                            bufs(&mut self.bufs).recv = RecvState::default();
                             if let Err(e) = self.begin_frame(header, now) {
                                 self.fail(e);
                             }
@@ -68,7 +75,8 @@ impl Connection {
                         Ok(None) => {
                             let take = (MAX_HEADER_LEN - len).min(data.len());
                             buf[len..len + take].copy_from_slice(&data[..take]);
-                            self.recv = RecvState::Header { buf, len: (len + take) as u8 };
+                            bufs(&mut self.bufs).recv =
+                                RecvState::Header { buf, len: (len + take) as u8 };
                             data = &data[take..];
                         }
                         Err(e) => self.fail(e),
@@ -114,7 +122,7 @@ impl Connection {
         } else {
             // §5.4: continuations only inside a fragmented message; no new data frame
             // until it ends.
-            match (h.opcode, self.msg_opcode) {
+            match (h.opcode, self.bufs.as_ref().and_then(|b| b.msg_opcode)) {
                 (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
                 (OpCode::Text | OpCode::Binary, Some(_)) => {
                     return Err(ProtocolError::ExpectedContinuation)
@@ -131,11 +139,12 @@ impl Connection {
                 return Err(ProtocolError::MessageTooLarge { size: total, max });
             }
             if h.opcode != OpCode::Continuation {
-                self.msg_opcode = Some(h.opcode);
-                bufs(&mut self.bufs).utf8.reset();
+                let b = bufs(&mut self.bufs);
+                b.msg_opcode = Some(h.opcode);
+                b.utf8.reset();
             }
         }
-        self.recv = RecvState::Payload {
+        bufs(&mut self.bufs).recv = RecvState::Payload {
             opcode: h.opcode,
             fin: h.fin,
             remaining: h.payload_len,
@@ -151,12 +160,13 @@ impl Connection {
     /// Takes payload bytes of the current frame (never more than it has left); `more` is
     /// how many bytes of this read follow the piece.
     fn payload(&mut self, piece: &[u8], more: usize, now: Instant) -> Result<(), ProtocolError> {
-        let RecvState::Payload { opcode, fin, remaining, mask, offset } = self.recv else {
+        let RecvState::Payload { opcode, fin, remaining, mask, offset } = bufs(&mut self.bufs).recv
+        else {
             return Ok(());
         };
         let mut off = usize::from(offset);
-        let text = self.msg_opcode == Some(OpCode::Text);
         let b = bufs(&mut self.bufs);
+        let text = b.msg_opcode == Some(OpCode::Text);
         if opcode.is_control() {
             let start = b.ctrl_buf.len();
             b.ctrl_buf.extend_from_slice(piece);
@@ -183,9 +193,10 @@ impl Connection {
             }
         }
         let remaining = remaining - piece.len() as u64;
-        self.recv = RecvState::Payload { opcode, fin, remaining, mask, offset: off as u8 };
+        bufs(&mut self.bufs).recv =
+            RecvState::Payload { opcode, fin, remaining, mask, offset: off as u8 };
         if remaining == 0 {
-            self.recv = RecvState::default();
+            bufs(&mut self.bufs).recv = RecvState::default();
             self.end_frame(opcode, fin, now)?;
         }
         Ok(())
@@ -193,7 +204,7 @@ impl Connection {
 
     /// A frame's payload is complete.
     fn end_frame(&mut self, opcode: OpCode, fin: bool, now: Instant) -> Result<(), ProtocolError> {
-        self.recv = RecvState::default();
+        bufs(&mut self.bufs).recv = RecvState::default();
         match opcode {
             OpCode::Ping => {
                 let auto = self.config.auto_pong && self.state == State::Open;
@@ -219,8 +230,8 @@ impl Connection {
                 self.close_received(frame);
             }
             _ if fin => {
-                let op = self.msg_opcode.take();
                 let b = bufs(&mut self.bufs);
+                let op = b.msg_opcode.take();
                 let data = b.msg_buf.split().freeze();
                 let msg = match op {
                     Some(OpCode::Text) => {
@@ -242,7 +253,8 @@ impl Connection {
     /// RTT of a pong answering one of our tracked pings.
     fn match_pong(&mut self, payload: &[u8], now: Instant) -> Option<std::time::Duration> {
         let seq = u64::from_be_bytes(payload.try_into().ok()?);
-        let slot = self.pings.iter_mut().find(|p| p.is_some_and(|(s, _)| s == seq))?;
+        let b = self.bufs.as_mut()?;
+        let slot = b.pings.iter_mut().find(|p| p.is_some_and(|(s, _)| s == seq))?;
         let (_, sent) = slot.take()?;
         Some(now.saturating_duration_since(sent))
     }
