@@ -78,7 +78,7 @@ pub(crate) struct Conn {
     pub(crate) phase: Phase,
     pub(crate) pending: Option<Box<Pending>>,
     /// Bytes of the send in flight, if one is.
-    pub(crate) inflight: Option<u32>,
+    pub(crate) inflight: Option<std::num::NonZeroU32>,
     pub(crate) recv_armed: bool,
     /// The socket is being closed: cancel sent, or close submitted.
     pub(crate) closing: bool,
@@ -156,7 +156,8 @@ impl Conn {
             Phase::Open(c) => c.queued_bytes(),
             _ => 0,
         };
-        core + self.pending.as_ref().map_or(0, |p| p.bytes()) + self.inflight.unwrap_or(0) as usize
+        core + self.pending.as_ref().map_or(0, |p| p.bytes())
+            + self.inflight.map_or(0, |n| n.get() as usize)
     }
 
     /// The next deadline this connection needs the timer wheel for.
@@ -178,7 +179,7 @@ mod tests {
     fn idle_connection_record_stays_small() {
         let conn = std::mem::size_of::<super::Conn>();
         let core = std::mem::size_of::<ringwire_frame::Connection>();
-        assert!(core <= 192, "ringwire_frame::Connection grew to {core} bytes");
-        assert!(conn <= 256, "Conn grew to {conn} bytes");
+        assert!(core <= 96, "ringwire_frame::Connection grew to {core} bytes");
+        assert!(conn <= 160, "Conn grew to {conn} bytes");
     }
 }

@@ -161,13 +161,21 @@ impl EngineBuilder {
             (BackendChoice::Auto, Some("io_uring" | "uring")) => BackendChoice::IoUring,
             (c, _) => c,
         };
+        // The probe's throwaway ring runs on a short-lived thread: tearing a ring down
+        // sends task work to the threads that used it, which would interrupt the
+        // caller's next blocking syscall with EINTR.
+        let probe = || {
+            std::thread::spawn(uring::probe)
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("io_uring probe panicked")))
+        };
         let (use_uring, fallback_reason) = match choice {
             BackendChoice::Epoll => (false, Some("epoll requested".to_owned())),
-            BackendChoice::IoUring => match uring::probe() {
+            BackendChoice::IoUring => match probe() {
                 Ok(_) => (true, None),
                 Err(e) => return Err(EngineError::NoIoUring(e.to_string())),
             },
-            BackendChoice::Auto => match uring::probe() {
+            BackendChoice::Auto => match probe() {
                 Ok(_) => (true, None),
                 // ENOSYS (old kernel), EPERM (seccomp, sysctl io_uring_disabled): fall back.
                 Err(e) => (false, Some(format!("io_uring unavailable ({e})"))),

@@ -242,8 +242,7 @@ impl Core {
                     }
                 }
                 Backpressure::Close => {
-                    WorkerStats::add(&self.stats.slow_closes, 1);
-                    let _ = self.close(key, CloseCode::POLICY, "slow consumer");
+                    self.close_slow(key);
                     return Err(SendError::Backpressure);
                 }
             }
@@ -267,13 +266,34 @@ impl Core {
         Ok(())
     }
 
+    /// Starts the close handshake behind every message already accepted for sending: the
+    /// backlog moves into the protocol core first, so the close frame is the last frame.
     fn close(&mut self, key: Key, code: CloseCode, reason: &str) -> Result<(), SendError> {
         let now = self.now;
-        let ws = self.conns.get_mut(key).and_then(Conn::ws).ok_or(SendError::Closed)?;
+        let c = self.conns.get_mut(key).ok_or(SendError::Closed)?;
+        let backlog: Vec<Outgoing> = match c.pending.as_mut() {
+            Some(p) => std::iter::from_fn(|| p.pop_backlog()).collect(),
+            None => Vec::new(),
+        };
+        let ws = c.ws().ok_or(SendError::Closed)?;
+        for o in backlog {
+            let _ = match o {
+                Outgoing::Msg(m) => ws.send(m),
+                Outgoing::Frame(f) => ws.send_shared_frame(f),
+            };
+        }
         ws.close(now, code, reason).map_err(|_| SendError::Closed)?;
         self.mark_dirty(key);
         self.schedule(key);
         Ok(())
+    }
+
+    /// Closes a slow consumer with 1008. Messages already accepted (at most
+    /// `max_queued_bytes`) still go out before the close frame: nothing accepted is lost
+    /// silently. Counted in `slow_closes`.
+    fn close_slow(&mut self, key: Key) {
+        WorkerStats::add(&self.stats.slow_closes, 1);
+        let _ = self.close(key, CloseCode::POLICY, "slow consumer");
     }
 
     fn subscribe(&mut self, key: Key, topic: Topic) {
@@ -380,9 +400,8 @@ impl Core {
                     c.phase = Phase::Draining { deadline };
                     self.mark_dirty(key);
                 }
-                Phase::Open(ws) => {
-                    let _ = ws.close(self.now, CloseCode::GOING_AWAY, "server shutdown");
-                    self.mark_dirty(key);
+                Phase::Open(_) => {
+                    let _ = self.close(key, CloseCode::GOING_AWAY, "server shutdown");
                     self.process_events(handler, key);
                 }
                 Phase::Draining { .. } => {}
@@ -758,7 +777,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             if chunks.is_empty() {
                 core.vec_pool.push(chunks);
             } else {
-                c.inflight = Some(bytes as u32);
+                c.inflight = std::num::NonZeroU32::new(bytes.clamp(1, u32::MAX as usize) as u32);
                 self.driver.send(key, chunks);
             }
         }

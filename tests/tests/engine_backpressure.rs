@@ -241,12 +241,8 @@ fn policy_drop_oldest(backend: BackendChoice) {
     policy_drop(backend, Backpressure::DropOldest);
 }
 
-both_backends_ignored! {
-    "bug: messages Ctx::send accepted (in the engine backlog) are discarded when the 1008 close is queued":
-    handler_flood_then_slow_close => handler_flood_then_slow_close_io_uring, handler_flood_then_slow_close_epoll;
-}
-
 both_backends! {
+    handler_flood_then_slow_close => handler_flood_then_slow_close_io_uring, handler_flood_then_slow_close_epoll;
     policy_close => policy_close_io_uring, policy_close_epoll;
     policy_drop_newest => policy_drop_newest_io_uring, policy_drop_newest_epoll;
     policy_drop_oldest => policy_drop_oldest_io_uring, policy_drop_oldest_epoll;

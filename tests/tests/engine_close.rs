@@ -233,12 +233,8 @@ fn close_after_queued_messages(backend: BackendChoice) {
     server.shutdown().unwrap();
 }
 
-both_backends_ignored! {
-    "bug: Ctx::close overtakes messages waiting in the engine backlog, which are then discarded":
-    close_after_queued_messages => close_after_queued_messages_io_uring, close_after_queued_messages_epoll;
-}
-
 both_backends! {
+    close_after_queued_messages => close_after_queued_messages_io_uring, close_after_queued_messages_epoll;
     client_initiated_close => client_initiated_close_io_uring, client_initiated_close_epoll;
     handler_initiated_close => handler_initiated_close_io_uring, handler_initiated_close_epoll;
     other_thread_close => other_thread_close_io_uring, other_thread_close_epoll;

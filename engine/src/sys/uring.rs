@@ -81,7 +81,11 @@ pub(crate) struct UringDriver {
 
 /// What the kernel offers, checked before choosing io_uring.
 pub(crate) fn probe() -> io::Result<Vec<&'static str>> {
-    let ring = IoUring::new(8)?;
+    probe_ring(&IoUring::new(8)?)
+}
+
+/// The opcodes the engine needs, checked on an existing ring.
+fn probe_ring(ring: &IoUring) -> io::Result<Vec<&'static str>> {
     let mut p = Probe::new();
     ring.submitter().register_probe(&mut p)?;
     let mut missing = Vec::new();
@@ -143,7 +147,7 @@ impl UringDriver {
             return Err(io::Error::other("io_uring lacks IORING_FEAT_EXT_ARG (kernel < 5.11)"));
         }
         let bufs = BufRing::new(&ring.submitter(), recv_buffers, recv_buffer_size, 0)?;
-        features.extend(probe()?);
+        features.extend(probe_ring(&ring)?);
         let mut d = Self {
             ring,
             bufs,
