@@ -160,7 +160,7 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
     let pairs_max = (fd_limit().saturating_sub(256) / 2) as usize;
     let idle_n = a.idle_connections.min(pairs_max).max(1);
     let idle = run_idle(
-        &IdleArgs { client, connections: idle_n, hold: 1.0, settle: 0.5 },
+        &IdleArgs { client, connections: idle_n, hold: 1.0, settle: 0.5, baseline: idle_n / 4 },
         Some((ProcTarget::SelfAll, "this process".into())),
         server_cpu,
         idle_n as u64 + 16,

@@ -119,6 +119,12 @@ pub struct IdleArgs {
     /// Seconds to wait after the last handshake before reading the server's memory.
     #[arg(long, default_value_t = 1.0)]
     pub settle: f64,
+    /// Open this many connections first and measure memory from there: the growth over
+    /// the remaining ones is the marginal cost per connection, without the server's fixed
+    /// per-worker pools (receive-buffer pages it touches once, slab and wheel capacity).
+    /// 0: measure from before the first connection.
+    #[arg(long, default_value_t = 0)]
+    pub baseline: usize,
 }
 
 /// `ringwire load fanout`.
@@ -304,6 +310,9 @@ impl EchoArgs {
 impl IdleArgs {
     /// Validates the scenario's own arguments.
     pub fn check(&self) -> Result<(Duration, Duration), String> {
+        if self.baseline > 0 && self.baseline >= self.connections {
+            return Err("--baseline must be smaller than --connections".into());
+        }
         Ok((secs("hold", self.hold, 0.0)?, secs("settle", self.settle, 0.0)?))
     }
 }

@@ -41,6 +41,8 @@ pub struct IdleReport {
     pub rss: Option<(u64, u64)>,
     /// What the memory figure covers.
     pub rss_of: String,
+    /// Connections opened before the memory baseline was read.
+    pub baseline: u64,
     /// Connections still open at the end of the hold.
     pub still_open: u64,
     pub hold: Duration,
@@ -60,7 +62,8 @@ impl IdleReport {
     /// RSS growth per opened connection, in bytes.
     pub fn per_connection(&self) -> Option<f64> {
         let (a, b) = self.rss?;
-        (self.opened > 0).then(|| (b as f64 - a as f64) / self.opened as f64)
+        let n = self.opened.saturating_sub(self.baseline);
+        (n > 0).then(|| (b as f64 - a as f64) / n as f64)
     }
     pub fn failed(&self) -> bool {
         self.errors.total() > 0 || self.still_open < self.opened
@@ -82,24 +85,44 @@ pub fn run_idle(
         memory.or(plan.server_pid.map(|p| (ProcTarget::Pid(p), format!("server (pid {p})"))));
     let server_cpu = server_cpu.or(plan.server_pid.map(ProcTarget::Pid));
     let threads = plan.threads;
+    // With a baseline, a first session opens that many connections and keeps them open
+    // while the second opens the rest; memory is read between the two.
+    let baseline = a.baseline.min(conns.saturating_sub(1));
+    let mut base = None;
+    if baseline > 0 {
+        let mut s0 =
+            Session::start(plan.clone(), baseline, "idle baseline", |_| IdleScript::default())?;
+        s0.wait_ready(baseline as u64);
+        s0.hold(Phase::Warmup, settle, "settle", |_| false);
+        base = Some(s0);
+    }
+    let base_opened = base.as_ref().map_or(0, |s0| s0.total_of(|g| &g.opened));
     let rss0 = memory.as_ref().and_then(|(t, _)| rss_bytes(t).ok());
     let mut probe = CpuProbe::new(server_cpu, ProcTarget::SelfThreads(THREAD_PREFIX));
     probe.begin();
-    let mut s = Session::start(plan, conns, "idle", |_| IdleScript::default())?;
-    let setup = s.wait_ready(conns as u64);
+    let rest = conns - baseline;
+    let mut s = Session::start(plan, rest, "idle", |_| IdleScript::default())?;
+    let setup = s.wait_ready(rest as u64);
     let cpu = probe.end();
-    let opened = s.total_of(|g| &g.opened);
+    let opened = base_opened + s.total_of(|g| &g.opened);
     s.hold(Phase::Warmup, settle, "settle", |_| false);
     let rss1 = memory.as_ref().and_then(|(t, _)| rss_bytes(t).ok());
     s.hold(Phase::Measure, hold, "hold", |_| false);
-    let still_open = opened.saturating_sub(s.total_of(|g| &g.done));
-    let (scripts, errors) = s.finish()?;
+    let done = s.total_of(|g| &g.done) + base.as_ref().map_or(0, |s0| s0.total_of(|g| &g.done));
+    let still_open = opened.saturating_sub(done);
+    let (mut scripts, mut errors) = s.finish()?;
+    if let Some(s0) = base {
+        let (more, e0) = s0.finish()?;
+        scripts.extend(more);
+        errors.merge(&e0);
+    }
     Ok(IdleReport {
         connections: conns,
         opened,
         setup,
         rss: rss0.zip(rss1),
         rss_of: memory.map(|(_, d)| d).unwrap_or_default(),
+        baseline: base_opened,
         still_open,
         hold,
         cpu,
@@ -155,11 +178,20 @@ impl fmt::Display for IdleReport {
         );
         match (self.rss, self.per_connection()) {
             (Some((a, b)), Some(per)) => {
+                let over = if self.baseline > 0 {
+                    format!(
+                        " (marginal: over the last {} after {} already open)",
+                        Count(self.opened - self.baseline),
+                        Count(self.baseline)
+                    )
+                } else {
+                    String::new()
+                };
                 line(
                     &mut out,
                     "memory",
                     format_args!(
-                        "{} RSS {} -> {}: {} per connection",
+                        "{} RSS {} -> {}: {} per connection{over}",
                         self.rss_of,
                         Bytes(a as f64),
                         Bytes(b as f64),

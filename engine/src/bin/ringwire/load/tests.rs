@@ -70,10 +70,11 @@ fn tiny_fanout_and_idle_runs() {
         connections: 50,
         hold: 0.2,
         settle: 0.0,
+        baseline: 10,
     };
     let r = super::idle::run_idle(&a, Some((ProcTarget::SelfAll, "this process".into())), None, 0)
         .unwrap();
-    assert_eq!((r.opened, r.still_open), (50, 50), "{r}");
+    assert_eq!((r.opened, r.still_open, r.baseline), (50, 50, 10), "{r}");
     assert!(r.rss.is_some() && !r.failed(), "{r}");
     server.shutdown().unwrap();
 }
