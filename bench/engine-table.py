@@ -1,0 +1,343 @@
+#!/usr/bin/env python3
+"""Turns the raw reports of bench/run-engine-matrix.sh into the markdown of the
+"Engine (issue 3)" section of docs/BENCHMARKS.md.
+
+    python3 bench/engine-table.py RESULTS_DIR [--doc docs/BENCHMARKS.md]
+
+RESULTS_DIR holds one `SERVER.SCENARIO.REPEAT.txt` (the text report of `ringwire load`)
+and `.cmd` (the exact commands) per measurement, and `machine.txt`. With --doc the
+section's generated part (between the `<!-- engine-matrix:begin -->` and
+`<!-- engine-matrix:end -->` markers, or the whole section body when they are absent) is
+replaced; the rest of the file is left alone. Numbers of repeated runs are averaged, and
+the spread of server CPU per message is shown.
+"""
+
+import os
+import re
+import sys
+from statistics import mean
+
+SERVERS = ["ringwire", "fastwebsockets", "fastwebsockets-batch", "tokio-websockets",
+           "tokio-tungstenite", "monoio-frame", "tokio-uring-frame"]
+PEERS = SERVERS[1:]
+ECHO = {
+    # scenario: (title, goal kind, CPU ratio goal)
+    "c100x1x20": ("100 connections x 1 in flight x 20 B", "syscall", 2.0),
+    "c1000x1x512": ("1,000 connections x 1 in flight x 512 B", "syscall", 2.0),
+    "c100x16x32": ("100 connections x 16 in flight x 32 B", "batch", 1.3),
+    "c100x16x4k": ("100 connections x 16 in flight x 4 KiB", "batch", 1.3),
+    "latency": ("1 connection x 1 in flight x 32 B (round-trip latency)", "latency", None),
+}
+BEGIN, END = "<!-- engine-matrix:begin -->", "<!-- engine-matrix:end -->"
+
+UNITS = {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}
+SIZES = {"B": 1, "KiB": 1024, "MiB": 1024 * 1024}
+
+
+def ns(text):
+    v, u = text.split()
+    return float(v) * UNITS[u]
+
+
+def count(text):
+    return int(text.replace(",", ""))
+
+
+def field(report, label):
+    m = re.search(r"^  " + re.escape(label) + r"\s+(.*)$", report, re.M)
+    return m.group(1) if m else None
+
+
+def cpu(line):
+    """'41.0% of a core, 6.1 us per message (+46% ... waiting ...)' -> (pct, per, wait)."""
+    if line is None:
+        return None, None, 0.0
+    pct = float(re.match(r"([\d.]+)%", line).group(1))
+    per = re.search(r", ([\d.]+ (?:ns|us|ms|s)) per ", line)
+    wait = re.search(r"\(\+([\d.]+)%|waited ([\d.]+)%", line)
+    w = float(next(g for g in wait.groups() if g)) if wait else 0.0
+    return pct, ns(per.group(1)) if per else None, w
+
+
+def parse_echo(report):
+    msgs = re.search(r"([\d,]+) echoed \(([\d,]+) msg/s\)", field(report, "messages") or "")
+    rt = field(report, "round trip") or ""
+    lat = {k: ns(v) for k, v in re.findall(r"(p50|p99\.9|p99|max) ([\d.]+ (?:ns|us|ms|s))", rt)}
+    s_pct, s_per, s_wait = cpu(field(report, "server CPU"))
+    g_pct, _, g_wait = cpu(field(report, "generator CPU"))
+    errors = field(report, "errors") or "?"
+    unanswered = field(report, "unanswered")
+    if not msgs:
+        return None
+    return {
+        "rate": count(msgs.group(2)), "p50": lat.get("p50"), "p99": lat.get("p99"),
+        "p999": lat.get("p99.9"), "cpu_pct": s_pct, "cpu_per": s_per, "srv_wait": s_wait,
+        "gen_pct": g_pct, "gen_wait": g_wait,
+        "errors": errors.split()[0] + (f", {unanswered} unanswered" if unanswered else ""),
+    }
+
+
+def size(text):
+    v, u = text.split()
+    return float(v) * SIZES[u]
+
+
+def parse_idle(report):
+    opened = re.search(r"([\d,]+) in ([\d.]+) s \(([\d,]+) upgrades/s\)", field(report, "opened") or "")
+    mem = re.search(r"RSS (\S+ \S+) -> (\S+ \S+): (-?\S+ \S+) per connection", field(report, "memory") or "")
+    setup = field(report, "setup CPU")
+    per_up = re.search(r", ([\d.]+ (?:ns|us|ms|s)) per upgrade", setup or "")
+    if not opened or not mem:
+        return None
+    return {
+        "opened": count(opened.group(1)), "setup_rate": count(opened.group(3)),
+        "rss0": size(mem.group(1)), "rss1": size(mem.group(2)), "per": size(mem.group(3)),
+        "per_upgrade": ns(per_up.group(1)) if per_up else None,
+        "errors": (field(report, "errors") or "?").split()[0],
+    }
+
+
+def parse_fanout(report):
+    to_all = field(report, "to all") or ""
+    lat = {k: ns(v) for k, v in re.findall(r"(p50|p99|max) ([\d.]+ (?:ns|us|ms|s))", to_all)}
+    delivered = re.search(r"([\d,]+) of ([\d,]+) \(([\d,]+) publishes", field(report, "delivered") or "")
+    s_pct, s_per, _ = cpu(field(report, "server CPU"))
+    if not lat or not delivered:
+        return None
+    return {
+        "p50": lat.get("p50"), "p99": lat.get("p99"), "max": lat.get("max"),
+        "delivered": count(delivered.group(1)), "expected": count(delivered.group(2)),
+        "publishes": count(delivered.group(3)), "cpu_per": s_per, "cpu_pct": s_pct,
+        "errors": (field(report, "errors") or "?").split()[0],
+    }
+
+
+def load(results):
+    runs = {}
+    for name in sorted(os.listdir(results)):
+        m = re.fullmatch(r"(.+)\.(\w+)\.(\d+)\.txt", name)
+        if not m:
+            continue
+        server, scenario, _ = m.groups()
+        with open(os.path.join(results, name)) as f:
+            report = f.read()
+        parse = parse_idle if scenario == "idle" else parse_fanout if scenario == "fanout" else parse_echo
+        runs.setdefault((server, scenario), []).append(parse(report))
+    return runs
+
+
+def avg(rs, key):
+    vals = [r[key] for r in rs if r and r.get(key) is not None]
+    return mean(vals) if vals else None
+
+
+def t(v):
+    """A time in ns, human-readable."""
+    if v is None:
+        return "n/a"
+    if v < 1e3:
+        return f"{v:.0f} ns"
+    if v < 1e6:
+        return f"{v / 1e3:.1f} us"
+    return f"{v / 1e6:.2f} ms"
+
+
+def k(v):
+    return "n/a" if v is None else f"{v / 1e3:,.0f}k"
+
+
+def spread(rs, key):
+    vals = [r[key] for r in rs if r and r.get(key) is not None]
+    if len(vals) < 2:
+        return ""
+    return f" ({t(min(vals))}-{t(max(vals))})"
+
+
+def echo_section(runs, scenario, out):
+    title, kind, goal = ECHO[scenario]
+    rows = [(s, runs[(s, scenario)]) for s in SERVERS if (s, scenario) in runs]
+    if not rows:
+        return None
+    out.append(f"**{title}**\n")
+    out.append("| server | msg/s | server CPU per msg | server CPU | p50 | p99 | p99.9 "
+               "| generator CPU | errors |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for s, rs in rows:
+        ok = [r for r in rs if r]
+        if not ok:
+            out.append(f"| {s} | failed | | | | | | | see raw report |")
+            continue
+        gen = f"{avg(ok, 'gen_pct'):.0f}%"
+        if avg(ok, "gen_wait") and avg(ok, "gen_wait") > 5:
+            gen += f" (+{avg(ok, 'gen_wait'):.0f}% waiting)"
+        srv = f"{avg(ok, 'cpu_pct'):.0f}%"
+        if avg(ok, "srv_wait") and avg(ok, "srv_wait") > 5:
+            srv += f" (+{avg(ok, 'srv_wait'):.0f}% waiting)"
+        errs = "/".join(r["errors"] for r in ok)
+        out.append(f"| {s} | {k(avg(ok, 'rate'))} | {t(avg(ok, 'cpu_per'))}{spread(ok, 'cpu_per')} "
+                   f"| {srv} | {t(avg(ok, 'p50'))} | {t(avg(ok, 'p99'))} | {t(avg(ok, 'p999'))} "
+                   f"| {gen} | {errs} |")
+    out.append("")
+    # The verdict: ringwire against the best peer of this run.
+    rw = [r for r in runs.get(("ringwire", scenario), []) if r]
+    peers = {s: [r for r in runs.get((s, scenario), []) if r] for s in PEERS}
+    peers = {s: rs for s, rs in peers.items() if rs}
+    if not rw or not peers:
+        return None
+
+    def best(key, lowest=True):
+        vals = {s: avg(rs, key) for s, rs in peers.items() if avg(rs, key) is not None}
+        pick = (min if lowest else max)(vals, key=vals.get)
+        return pick, vals[pick]
+
+    verdict = []
+    bp, bcpu = best("cpu_per")
+    cpu_ratio = avg(rw, "cpu_per") / bcpu
+    rp, brate = best("rate", lowest=False)
+    rate_ratio = avg(rw, "rate") / brate
+    if kind == "latency":
+        lp50, b50 = best("p50")
+        lp99, b99 = best("p99")
+        met50, met99 = avg(rw, "p50") <= b50, avg(rw, "p99") <= b99
+        verdict.append(("p50 <= best peer's", f"{t(avg(rw, 'p50'))} vs {t(b50)} ({lp50})",
+                        f"{avg(rw, 'p50') / b50:.2f}x", met50))
+        verdict.append(("p99 <= best peer's", f"{t(avg(rw, 'p99'))} vs {t(b99)} ({lp99})",
+                        f"{avg(rw, 'p99') / b99:.2f}x", met99))
+    else:
+        met = cpu_ratio <= 1 / goal
+        verdict.append((f"server CPU per msg <= 1/{goal:g} of best peer's",
+                        f"{t(avg(rw, 'cpu_per'))} vs {t(bcpu)} ({bp})", f"{cpu_ratio:.2f}x", met))
+    verdict.append(("msg/s >= best peer's", f"{k(avg(rw, 'rate'))} vs {k(brate)} ({rp})",
+                    f"{rate_ratio:.2f}x", rate_ratio >= 1))
+    return title, verdict
+
+
+def idle_section(runs, out):
+    rows = [(s, [r for r in runs[(s, "idle")] if r]) for s in SERVERS if (s, "idle") in runs]
+    if not rows:
+        return None
+    out.append("**Idle connections** (RSS growth of the server process over the held "
+               "connections, read after the last upgrade plus 1 s)\n")
+    out.append("| server | connections | RSS before -> after | per connection | upgrades/s "
+               "| server CPU per upgrade | errors |")
+    out.append("|---|---:|---:|---:|---:|---:|---|")
+    mib = lambda b: f"{b / 1048576:.1f} MiB"  # noqa: E731
+    for s, rs in rows:
+        if not rs:
+            out.append(f"| {s} | failed | | | | | see raw report |")
+            continue
+        out.append(f"| {s} | {avg(rs, 'opened'):,.0f} | {mib(avg(rs, 'rss0'))} -> {mib(avg(rs, 'rss1'))} "
+                   f"| {avg(rs, 'per'):,.0f} B | {avg(rs, 'setup_rate'):,.0f} "
+                   f"| {t(avg(rs, 'per_upgrade'))} | {'/'.join(r['errors'] for r in rs)} |")
+    out.append("")
+    rw = dict(rows).get("ringwire")
+    if rw:
+        per = avg(rw, "per")
+        return "Idle connections", [("<= 128 B userspace per idle connection", f"{per:,.0f} B",
+                                     f"{per / 128:.1f}x the goal", per <= 128)]
+    return None
+
+
+def fanout_section(runs, out):
+    rs = [r for r in runs.get(("ringwire", "fanout"), []) if r]
+    if not rs:
+        return None
+    out.append("**Fan-out** (ringwire `serve --mode pubsub`; the peers have no pub/sub)\n")
+    out.append("| server | subscribers x publishes | delivered | to all: p50 | p99 | max "
+               "| server CPU per delivery | errors |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---|")
+    for r in rs:
+        subs = r["expected"] // max(r["publishes"], 1)
+        out.append(f"| ringwire | {subs:,} x {r['publishes']} | {r['delivered']:,} of {r['expected']:,} "
+                   f"| {t(r['p50'])} | {t(r['p99'])} | {t(r['max'])} | {t(r['cpu_per'])} | {r['errors']} |")
+    out.append("")
+    p99 = avg(rs, "p99")
+    mx = max(r["max"] for r in rs)
+    complete = all(r["delivered"] == r["expected"] for r in rs)
+    return "Fan-out", [("one message to all subscribers in <= 15 ms (p99 of publishes)",
+                        f"p99 {t(p99)}, max {t(mx)}", f"{p99 / 15e6:.2f}x the budget",
+                        p99 <= 15e6 and complete)]
+
+
+def render(results):
+    runs = load(results)
+    with open(os.path.join(results, "machine.txt")) as f:
+        machine = f.read().strip()
+    body, verdicts = [], []
+    for scenario in ECHO:
+        v = echo_section(runs, scenario, body)
+        if v:
+            verdicts.append(v)
+    for fn in (idle_section, fanout_section):
+        v = fn(runs, body)
+        if v:
+            verdicts.append(v)
+    out = [BEGIN, "", "Run: " + "; ".join(machine.splitlines()) + ".", ""]
+    out.append("| scenario | goal | ringwire vs best peer | ratio | goal met |")
+    out.append("|---|---|---|---:|---|")
+    for title, vs in verdicts:
+        for goal, what, ratio, met in vs:
+            out.append(f"| {title} | {goal} | {what} | {ratio} | {'yes' if met else '**no**'} |")
+    out.append("")
+    out.extend(body)
+    servers, loads = {}, {}
+    for name in sorted(os.listdir(results)):
+        m = re.fullmatch(r"(.+)\.(\w+)\.1\.cmd", name)
+        if not m:
+            continue
+        with open(os.path.join(results, name)) as f:
+            text = f.read()
+        srv = re.search(r"^server: (.*)$", text, re.M).group(1)
+        load_cmd = re.search(r"^load: (.*)$", text, re.M).group(1)
+        srv = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:$PORT", srv)
+        load_cmd = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:$PORT", load_cmd)
+        load_cmd = re.sub(r"--server-pid \d+", "--server-pid $PID", load_cmd)
+        servers.setdefault(m.group(1) + (" fanout" if m.group(2) == "fanout" else ""), srv)
+        loads.setdefault(m.group(2), load_cmd)
+    out.append("<details><summary>Exact commands of this run: each load command against each "
+               "server, a fresh server process per measurement</summary>\n")
+    out.append("```text")
+    out.append("# servers (CPU 0)")
+    out.extend(servers[s] for s in ["ringwire fanout"] + SERVERS if s in servers)
+    out.append("# load (CPU 1); $PID is the server's pid, $PORT a fresh port")
+    out.extend(loads[sc] for sc in list(ECHO) + ["idle", "fanout"] if sc in loads)
+    out.append("```")
+    out.append("</details>")
+    out.append("")
+    out.append(END)
+    return "\n".join(out) + "\n"
+
+
+def write_doc(doc, table):
+    with open(doc) as f:
+        text = f.read()
+    if BEGIN in text and END in text:
+        a, b = text.index(BEGIN), text.index(END) + len(END) + 1
+        text = text[:a] + table + text[b:]
+    else:
+        head = "## Engine (issue 3)\n"
+        a = text.index(head) + len(head)
+        nxt = text.find("\n## ", a)
+        nxt = len(text) if nxt < 0 else nxt + 1
+        text = text[:a] + "\n" + table + "\n" + text[nxt:]
+    with open(doc, "w") as f:
+        f.write(text)
+
+
+def main():
+    args = sys.argv[1:]
+    doc = None
+    if "--doc" in args:
+        i = args.index("--doc")
+        doc = args[i + 1]
+        del args[i:i + 2]
+    if len(args) != 1:
+        sys.exit(__doc__)
+    table = render(args[0])
+    if doc:
+        write_doc(doc, table)
+    sys.stdout.write(table)
+
+
+if __name__ == "__main__":
+    main()
