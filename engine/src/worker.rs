@@ -56,7 +56,7 @@ pub(crate) struct Core {
     frame_config: Arc<FrameConfig>,
     conns: Slab<Conn>,
     topics: Topics,
-    wheel: Wheel<(Key, u64)>,
+    wheel: Wheel<Key>,
     epoch: Instant,
     now: Instant,
     dirty: Vec<Key>,
@@ -201,15 +201,36 @@ impl Core {
         }
     }
 
-    /// Puts the connection on the wheel if its next deadline is earlier than what is
-    /// scheduled.
+    /// Keeps the connection's one wheel entry at or before its next deadline. A deadline
+    /// that moved later keeps the entry (it fires early and is re-filed: cheap, since
+    /// heartbeats move later on every read); one that moved earlier replaces it.
     fn schedule(&mut self, key: Key) {
         let Some(deadline) = self.conns.get(key).and_then(Conn::deadline) else { return };
         let tick = self.tick_of(deadline).max(1);
         let Some(c) = self.conns.get_mut(key) else { return };
-        if c.timer_at == 0 || tick < c.timer_at {
-            c.timer_at = tick;
-            self.wheel.insert(tick, (key, tick));
+        match c.timer.and_then(|h| self.wheel.when(h)) {
+            Some(at) if at <= tick => return,
+            Some(_) => self.unschedule(key),
+            None => {}
+        }
+        let h = self.wheel.insert(tick, key);
+        if let Some(c) = self.conns.get_mut(key) {
+            c.timer = Some(h);
+        }
+    }
+
+    /// Takes the connection's entry off the wheel.
+    fn unschedule(&mut self, key: Key) {
+        let Some(h) = self.conns.get_mut(key).and_then(|c| c.timer.take()) else { return };
+        if let Some((_, Some((moved, mh)))) = self.wheel.remove(h) {
+            self.rehandle(moved, mh);
+        }
+    }
+
+    /// An entry of `key` moved within the wheel.
+    fn rehandle(&mut self, key: Key, h: crate::wheel::Handle) {
+        if let Some(c) = self.conns.get_mut(key) {
+            c.timer = Some(h);
         }
     }
 
@@ -529,7 +550,7 @@ impl Core {
         let Some(c) = self.conns.get_mut(key) else { return };
         c.pend().unsent.push(Bytes::from(resp));
         c.phase = Phase::Draining { deadline };
-        c.timer_at = 0;
+        self.unschedule(key);
         self.mark_dirty(key);
         self.schedule(key);
     }
@@ -567,7 +588,7 @@ impl Core {
         }
         let Some(c) = self.conns.get_mut(key) else { return };
         c.pend().unsent.push(Bytes::from(resp));
-        c.timer_at = 0; // the handshake deadline no longer applies
+        self.unschedule(key); // the handshake deadline no longer applies
         self.mark_dirty(key);
         if !rest.is_empty() {
             let now = self.now;
@@ -651,6 +672,7 @@ impl Core {
     }
 
     fn on_fd_closed(&mut self, key: Key) {
+        self.unschedule(key);
         if let Some(c) = self.conns.remove(key) {
             for t in c.topics.iter() {
                 self.topics.remove(t, key);
@@ -671,33 +693,43 @@ impl Core {
         }
     }
 
-    fn fire_timers<H: Handler>(&mut self, handler: &mut H) {
+    /// The wheel entries due now.
+    fn due_timers(&mut self) -> Vec<(u64, Key)> {
         // Deadlines were rounded up to a tick; a tick is due once it has fully passed.
         let floor = self.now.saturating_duration_since(self.epoch).as_millis() as u64;
-        let mut due = Vec::new();
-        self.wheel.poll(floor, &mut due);
-        for (key, tick) in due {
-            let Some(c) = self.conns.get_mut(key) else { continue };
-            if c.timer_at != tick {
-                continue; // superseded by an earlier deadline
-            }
-            c.timer_at = 0;
-            let now = self.now;
-            match &mut c.phase {
-                Phase::Handshake { deadline, .. } if now >= *deadline => {
-                    // Slowloris: the upgrade did not complete in time.
-                    WorkerStats::add(&self.stats.handshake_failures, 1);
-                    self.begin_close(key);
-                }
-                Phase::Draining { deadline } if now >= *deadline => self.begin_close(key),
-                Phase::Open(ws) => {
-                    ws.handle_timeout(now);
-                    self.process_events(handler, key);
-                }
-                _ => {}
-            }
-            self.schedule(key);
+        let (mut due, mut moved) = (Vec::new(), Vec::new());
+        self.wheel.poll(floor, &mut due, &mut moved);
+        for (key, h) in moved {
+            self.rehandle(key, h);
         }
+        // Fired entries are off the wheel: forget their handles now, before any callback
+        // could reschedule one of these connections through a stale handle.
+        for (_, key) in &due {
+            if let Some(c) = self.conns.get_mut(*key) {
+                c.timer = None;
+            }
+        }
+        due
+    }
+
+    /// Runs one connection's due timer.
+    fn fire_timer<H: Handler>(&mut self, handler: &mut H, key: Key) {
+        let Some(c) = self.conns.get_mut(key) else { return };
+        let now = self.now;
+        match &mut c.phase {
+            Phase::Handshake { deadline, .. } if now >= *deadline => {
+                // Slowloris: the upgrade did not complete in time.
+                WorkerStats::add(&self.stats.handshake_failures, 1);
+                self.begin_close(key);
+            }
+            Phase::Draining { deadline } if now >= *deadline => self.begin_close(key),
+            Phase::Open(ws) => {
+                ws.handle_timeout(now);
+                self.process_events(handler, key);
+            }
+            _ => {}
+        }
+        self.schedule(key);
     }
 }
 
@@ -799,6 +831,18 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         }
     }
 
+    /// Fires due timers. A connection whose timer queued a frame (a heartbeat ping, a
+    /// close) is flushed at once, so its protocol buffers are freed before the next one:
+    /// heartbeats of many connections due together never hold buffers all at once.
+    fn fire_timers(&mut self) {
+        for (_, key) in self.core.due_timers() {
+            self.core.fire_timer(&mut self.handler, key);
+            if self.core.conns.get(key).is_some_and(|c| c.dirty) {
+                self.flush_one(key);
+            }
+        }
+    }
+
     fn drain_commands(&mut self) {
         self.core.me.clear_notified();
         for _ in 0..COMMANDS_PER_TURN {
@@ -812,7 +856,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         loop {
             self.core.now = clock::now();
             self.drain_commands();
-            self.core.fire_timers(&mut self.handler);
+            self.fire_timers();
             if let Some(deadline) = self.core.shutdown_deadline {
                 if self.core.now >= deadline {
                     self.core.force_close_all(&mut self.handler);
