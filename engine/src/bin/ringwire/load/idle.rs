@@ -43,6 +43,8 @@ pub struct IdleReport {
     pub rss_of: String,
     /// Connections opened before the memory baseline was read.
     pub baseline: u64,
+    /// Memory of the measured process at the end of the hold (heartbeats have run).
+    pub rss_end: Option<u64>,
     /// Connections still open at the end of the hold.
     pub still_open: u64,
     pub hold: Duration,
@@ -108,6 +110,7 @@ pub fn run_idle(
     s.hold(Phase::Warmup, settle, "settle", |_| false);
     let rss1 = memory.as_ref().and_then(|(t, _)| rss_bytes(t).ok());
     s.hold(Phase::Measure, hold, "hold", |_| false);
+    let rss_end = memory.as_ref().and_then(|(t, _)| rss_bytes(t).ok());
     let done = s.total_of(|g| &g.done) + base.as_ref().map_or(0, |s0| s0.total_of(|g| &g.done));
     let still_open = opened.saturating_sub(done);
     let (mut scripts, mut errors) = s.finish()?;
@@ -123,6 +126,7 @@ pub fn run_idle(
         rss: rss0.zip(rss1),
         rss_of: memory.map(|(_, d)| d).unwrap_or_default(),
         baseline: base_opened,
+        rss_end,
         still_open,
         hold,
         cpu,
@@ -200,6 +204,18 @@ impl fmt::Display for IdleReport {
                 );
             }
             _ => line(&mut out, "memory", "not measured (give --server-pid)"),
+        }
+        if let (Some((a, _)), Some(end)) = (self.rss, self.rss_end) {
+            let n = self.opened.saturating_sub(self.baseline).max(1);
+            line(
+                &mut out,
+                "after the hold",
+                format_args!(
+                    "RSS {}: {} per connection (includes what heartbeats during the hold used)",
+                    Bytes(end as f64),
+                    Bytes((end as f64 - a as f64) / n as f64)
+                ),
+            );
         }
         line(
             &mut out,
