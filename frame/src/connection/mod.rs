@@ -100,9 +100,6 @@ enum State {
 /// ordinary burst gets its pong (Autobahn 2.10/2.11), a flood cannot grow the queue.
 const MAX_PENDING_PONGS: usize = 32;
 
-/// Pings sent with [`Connection::send_ping`] and not yet answered, for RTT.
-const TRACKED_PINGS: usize = 2;
-
 /// The parts of a connection that only traffic needs.
 #[derive(Default)]
 struct Buffers {
@@ -110,8 +107,6 @@ struct Buffers {
     recv: RecvState,
     /// The data message being received, if any: its opcode (Text or Binary).
     msg_opcode: Option<OpCode>,
-    /// Tracked pings not yet answered: (sequence, sent at).
-    pings: [Option<(u64, Instant)>; TRACKED_PINGS],
     /// Unmasked payload of the message being received.
     msg_buf: BytesMut,
     utf8: Utf8Validator,
@@ -135,7 +130,6 @@ impl Buffers {
             && !self.utf8.is_incomplete()
             && self.msg_opcode.is_none()
             && self.recv.is_between_frames()
-            && self.pings.iter().all(Option::is_none)
     }
 }
 
@@ -178,8 +172,11 @@ pub struct Connection {
     /// when the connection is idle again, so an idle connection costs only this struct.
     bufs: Option<Box<Buffers>>,
     timers: TimerTable,
-    /// Sequence number of the last tracked ping.
-    ping_seq: u64,
+    /// The last ping sent with [`Connection::send_ping`]: its sequence number, and when
+    /// it was sent while its pong is outstanding. Kept here rather than in the buffers so
+    /// that an idle connection waiting for a heartbeat pong holds no allocation.
+    ping_seq: u32,
+    ping_sent: Option<Instant>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -222,6 +219,7 @@ impl Connection {
             bufs: None,
             timers: TimerTable::default(),
             ping_seq: 0,
+            ping_sent: None,
         };
         c.note_activity(now);
         c
@@ -434,13 +432,14 @@ impl Connection {
     }
 
     /// Sends a ping whose pong will report its round-trip time; returns its sequence
-    /// number (the 8-byte big-endian payload).
+    /// number (the 8-byte big-endian payload). Only the latest such ping is tracked: a
+    /// pong for an earlier one reports no RTT.
     pub fn send_ping(&mut self, now: Instant) -> Result<u64, SendError> {
-        self.ping_seq = self.ping_seq.wrapping_add(1);
-        let seq = self.ping_seq;
+        let seq = self.ping_seq.wrapping_add(1);
+        self.ping_seq = seq;
+        let seq = u64::from(seq);
         self.send_control(OpCode::Ping, &seq.to_be_bytes())?;
-        let slot = (seq as usize) % TRACKED_PINGS;
-        bufs(&mut self.bufs).pings[slot] = Some((seq, now));
+        self.ping_sent = Some(now);
         Ok(seq)
     }
 
@@ -501,7 +500,6 @@ impl Connection {
         let b = bufs(&mut self.bufs);
         b.msg_opcode = None;
         b.recv = RecvState::default();
-        b.pings = [None; TRACKED_PINGS];
         b.msg_buf = BytesMut::new();
         b.ctrl_buf = BytesMut::new();
         b.utf8.reset();

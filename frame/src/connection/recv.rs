@@ -250,12 +250,13 @@ impl Connection {
         Ok(())
     }
 
-    /// RTT of a pong answering one of our tracked pings.
+    /// RTT of a pong answering the latest ping sent with `send_ping`.
     fn match_pong(&mut self, payload: &[u8], now: Instant) -> Option<std::time::Duration> {
         let seq = u64::from_be_bytes(payload.try_into().ok()?);
-        let b = self.bufs.as_mut()?;
-        let slot = b.pings.iter_mut().find(|p| p.is_some_and(|(s, _)| s == seq))?;
-        let (_, sent) = slot.take()?;
+        if seq != u64::from(self.ping_seq) {
+            return None;
+        }
+        let sent = self.ping_sent.take()?;
         Some(now.saturating_duration_since(sent))
     }
 
