@@ -2,7 +2,7 @@
 
 use base64::Engine as _;
 
-use super::{accept_key, has_token, valid_header, HandshakeError, HandshakeLimits};
+use super::{accept_key, has_token, head_len, valid_header, HandshakeError, HandshakeLimits};
 
 /// A client's upgrade request (RFC 6455 §4.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,23 +98,9 @@ pub fn parse_response(
 ) -> Result<Option<(Response, usize)>, HandshakeError> {
     let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
     let mut resp = httparse::Response::new(&mut headers);
-    let used = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            return if buf.len() > limits.max_header_bytes {
-                Err(HandshakeError::TooLarge(limits.max_header_bytes))
-            } else {
-                Ok(None)
-            };
-        }
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(HandshakeError::TooManyHeaders(limits.max_headers))
-        }
-        Err(_) => return Err(HandshakeError::Malformed("response head")),
+    let Some(used) = head_len(resp.parse(buf), buf, limits, "response head")? else {
+        return Ok(None);
     };
-    if used > limits.max_header_bytes {
-        return Err(HandshakeError::TooLarge(limits.max_header_bytes));
-    }
     // §4.1 1: "If the status code received from the server is not 101, the client
     // handles the response per HTTP procedures" — for us, a failed handshake.
     let code = resp.code.unwrap_or(0);

@@ -162,6 +162,27 @@ impl HandshakeError {
     }
 }
 
+/// Applies the limits to the outcome of an `httparse` parse of `buf`: the length of a
+/// complete head, `None` for an incomplete one within the limits, or the error.
+fn head_len(
+    parsed: Result<httparse::Status<usize>, httparse::Error>,
+    buf: &[u8],
+    limits: &HandshakeLimits,
+    what: &'static str,
+) -> Result<Option<usize>, HandshakeError> {
+    let too_large = HandshakeError::TooLarge(limits.max_header_bytes);
+    match parsed {
+        Ok(httparse::Status::Complete(n)) if n > limits.max_header_bytes => Err(too_large),
+        Ok(httparse::Status::Complete(n)) => Ok(Some(n)),
+        Ok(httparse::Status::Partial) if buf.len() > limits.max_header_bytes => Err(too_large),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            Err(HandshakeError::TooManyHeaders(limits.max_headers))
+        }
+        Err(_) => Err(HandshakeError::Malformed(what)),
+    }
+}
+
 /// Whether a comma-separated header value holds `token`, ignoring ASCII case.
 fn has_token(value: &[u8], token: &str) -> bool {
     value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))

@@ -2,7 +2,7 @@
 
 use base64::Engine as _;
 
-use super::{accept_key, has_token, valid_header, HandshakeError, HandshakeLimits};
+use super::{accept_key, has_token, head_len, valid_header, HandshakeError, HandshakeLimits};
 
 /// A valid WebSocket upgrade request (RFC 6455 §4.2.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,23 +77,9 @@ pub fn parse_request(
 ) -> Result<Option<(Request, usize)>, HandshakeError> {
     let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
     let mut req = httparse::Request::new(&mut headers);
-    let used = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            return if buf.len() > limits.max_header_bytes {
-                Err(HandshakeError::TooLarge(limits.max_header_bytes))
-            } else {
-                Ok(None)
-            };
-        }
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(HandshakeError::TooManyHeaders(limits.max_headers))
-        }
-        Err(_) => return Err(HandshakeError::Malformed("request head")),
+    let Some(used) = head_len(req.parse(buf), buf, limits, "request head")? else {
+        return Ok(None);
     };
-    if used > limits.max_header_bytes {
-        return Err(HandshakeError::TooLarge(limits.max_header_bytes));
-    }
     // §4.2.1 1: "An HTTP/1.1 or higher GET request".
     if req.method != Some("GET") {
         return Err(HandshakeError::MethodNotGet);
