@@ -8,8 +8,9 @@ use std::convert::Infallible;
 
 use cbor4ii::core::{dec, enc};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::borrow::BorrowCodec;
 use crate::codec::Codec;
 use crate::error::{DecodeError, DecodeErrorKind, EncodeError, Position};
 use crate::format::Format;
@@ -35,30 +36,58 @@ impl<T: Serialize + DeserializeOwned> Codec<T> for Cbor {
     }
 
     fn encode(&self, value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        let start = out.len();
-        let mut ser = cbor4ii::serde::Serializer::new(VecWriter(out));
-        let res = value.serialize(&mut ser);
-        let VecWriter(out) = ser.into_inner();
-        res.map_err(|e| {
-            out.truncate(start);
-            EncodeError::new(Format::Cbor, format!("{e:?}"))
-        })
+        encode(value, out)
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<T, DecodeError> {
-        let mut de = cbor4ii::serde::Deserializer::new(CountingReader::new(bytes));
-        let res = T::deserialize(&mut de);
-        let reader = de.into_inner();
-        match res {
-            Ok(v) if reader.rest.is_empty() => Ok(v),
-            Ok(_) => Err(DecodeError::new(
-                Format::Cbor,
-                DecodeErrorKind::TrailingBytes,
-                Position::Offset(reader.pos),
-                format!("{} bytes after the end of the value", reader.rest.len()),
-            )),
-            Err(e) => Err(cbor_error(&e, reader.pos)),
-        }
+        decode(bytes)
+    }
+}
+
+/// Zero-copy decoding: definite-length text and byte strings borrow from
+/// the message (`Cow<'de, str>` or `&'de str` with `#[serde(borrow)]`); see
+/// [`BorrowCodec`].
+impl<'de, T: Serialize + Deserialize<'de>> BorrowCodec<'de, T> for Cbor {
+    fn wire_format(&self) -> Format {
+        Format::Cbor
+    }
+
+    fn encode_borrowed(&self, value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        encode(value, out)
+    }
+
+    fn decode_borrowed(&self, bytes: &'de [u8]) -> Result<T, DecodeError> {
+        decode(bytes)
+    }
+}
+
+fn encode<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let start = out.len();
+    let mut ser = cbor4ii::serde::Serializer::new(VecWriter(out));
+    let res = value.serialize(&mut ser);
+    let VecWriter(out) = ser.into_inner();
+    res.map_err(|e| {
+        out.truncate(start);
+        EncodeError::new(Format::Cbor, format!("{e:?}"))
+    })
+}
+
+/// One decode path for both APIs: our reader lends cbor4ii slices of the
+/// input (`Reference::Long`), so strings reach the visitor as
+/// `visit_borrowed_str` and the target type decides whether to copy them.
+fn decode<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, DecodeError> {
+    let mut de = cbor4ii::serde::Deserializer::new(CountingReader::new(bytes));
+    let res = T::deserialize(&mut de);
+    let reader = de.into_inner();
+    match res {
+        Ok(v) if reader.rest.is_empty() => Ok(v),
+        Ok(_) => Err(DecodeError::new(
+            Format::Cbor,
+            DecodeErrorKind::TrailingBytes,
+            Position::Offset(reader.pos),
+            format!("{} bytes after the end of the value", reader.rest.len()),
+        )),
+        Err(e) => Err(cbor_error(&e, reader.pos)),
     }
 }
 
@@ -111,6 +140,7 @@ impl<'de> CountingReader<'de> {
 impl<'de> dec::Read<'de> for CountingReader<'de> {
     type Error = Infallible;
 
+    #[inline]
     fn fill<'short>(
         &'short mut self,
         want: usize,
@@ -120,6 +150,7 @@ impl<'de> dec::Read<'de> for CountingReader<'de> {
         Ok(dec::Reference::Long(rest.get(..n).unwrap_or_default()))
     }
 
+    #[inline]
     fn advance(&mut self, n: usize) {
         let n = n.min(self.rest.len());
         let rest: &'de [u8] = self.rest;
@@ -127,6 +158,7 @@ impl<'de> dec::Read<'de> for CountingReader<'de> {
         self.pos += n;
     }
 
+    #[inline]
     fn step_in(&mut self) -> bool {
         match self.depth_left.checked_sub(1) {
             Some(left) => {
@@ -137,6 +169,7 @@ impl<'de> dec::Read<'de> for CountingReader<'de> {
         }
     }
 
+    #[inline]
     fn step_out(&mut self) {
         self.depth_left += 1;
     }

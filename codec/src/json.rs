@@ -1,8 +1,9 @@
 //! JSON through `serde_json`. Messages travel in text frames.
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::borrow::BorrowCodec;
 use crate::codec::Codec;
 use crate::error::{DecodeError, DecodeErrorKind, EncodeError, Position};
 use crate::format::Format;
@@ -22,16 +23,44 @@ impl<T: Serialize + DeserializeOwned> Codec<T> for Json {
     }
 
     fn encode(&self, value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        let start = out.len();
-        serde_json::to_writer(&mut *out, value).map_err(|e| {
-            out.truncate(start);
-            EncodeError::new(Format::Json, e.to_string())
-        })
+        encode(value, out)
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<T, DecodeError> {
-        serde_json::from_slice(bytes).map_err(json_error)
+        decode(bytes)
     }
+}
+
+/// Zero-copy decoding: strings without escapes borrow from the message
+/// (declare them `Cow<'de, str>` with `#[serde(borrow)]`); see
+/// [`BorrowCodec`].
+impl<'de, T: Serialize + Deserialize<'de>> BorrowCodec<'de, T> for Json {
+    fn wire_format(&self) -> Format {
+        Format::Json
+    }
+
+    fn encode_borrowed(&self, value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        encode(value, out)
+    }
+
+    fn decode_borrowed(&self, bytes: &'de [u8]) -> Result<T, DecodeError> {
+        decode(bytes)
+    }
+}
+
+fn encode<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let start = out.len();
+    serde_json::to_writer(&mut *out, value).map_err(|e| {
+        out.truncate(start);
+        EncodeError::new(Format::Json, e.to_string())
+    })
+}
+
+/// One decode path for both APIs: serde_json hands `visit_borrowed_str` a
+/// slice of the input whenever a string has no escapes, and the target type
+/// decides whether to copy it.
+fn decode<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, DecodeError> {
+    serde_json::from_slice(bytes).map_err(json_error)
 }
 
 /// Maps a serde_json error, keeping its line and column.

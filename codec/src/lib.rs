@@ -52,6 +52,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod borrow;
 mod codec;
 mod envelope;
 mod error;
@@ -66,7 +67,10 @@ mod envelope_proto;
 mod json;
 #[cfg(feature = "protobuf")]
 mod protobuf;
+#[cfg(feature = "protobuf")]
+pub mod protobuf_borrowed;
 
+pub use crate::borrow::BorrowCodec;
 pub use crate::codec::Codec;
 pub use crate::envelope::{Envelope, Kind};
 pub use crate::error::{DecodeError, DecodeErrorKind, EncodeError, Position};
@@ -80,3 +84,5 @@ pub use crate::cbor::{Cbor, MAX_DEPTH as CBOR_MAX_DEPTH};
 pub use crate::json::Json;
 #[cfg(feature = "protobuf")]
 pub use crate::protobuf::Protobuf;
+#[cfg(feature = "protobuf")]
+pub use crate::protobuf_borrowed::BorrowedMessage;

@@ -4,7 +4,22 @@
 //! One Rust type derives both serde and `prost::Message`, so every format
 //! encodes exactly the same data. The enum is an `i32` field, as in Go
 //! (`iota` constants marshal as numbers) and in prost.
+//!
+//! [`OrderEventRef`] is its borrowed twin: the same fields, names and tags,
+//! so the same bytes on the wire, but strings are `Cow<'a, str>` borrowed
+//! from the message. It derives serde (with `#[serde(borrow)]`) and
+//! implements `ringwire_codec::BorrowedMessage` by hand, as prost's derive
+//! would write `prost::Message`.
 
+#![allow(dead_code)]
+
+use std::borrow::Cow;
+
+use prost::bytes::BufMut;
+use prost::encoding::{self, DecodeContext, WireType};
+use prost::DecodeError;
+use ringwire_codec::protobuf_borrowed::{self as pb, BorrowContext};
+use ringwire_codec::BorrowedMessage;
 use serde::{Deserialize, Serialize};
 
 /// What happened to the order.
@@ -151,4 +166,291 @@ pub fn sample_event() -> OrderEvent {
                with the concierge if nobody answers. Call +44 20 7946 0000 on arrival."
             .to_owned(),
     }
+}
+
+// ---- The borrowed twin ----
+
+/// [`Address`], borrowing its strings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressRef<'a> {
+    #[serde(borrow)]
+    pub street: Cow<'a, str>,
+    #[serde(borrow)]
+    pub city: Cow<'a, str>,
+    #[serde(borrow)]
+    pub postal_code: Cow<'a, str>,
+    #[serde(borrow)]
+    pub country: Cow<'a, str>,
+}
+
+/// [`Customer`], borrowing its strings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerRef<'a> {
+    pub id: u64,
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(borrow)]
+    pub email: Cow<'a, str>,
+    #[serde(borrow)]
+    pub address: Option<AddressRef<'a>>,
+}
+
+/// [`LineItem`], borrowing its strings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineItemRef<'a> {
+    #[serde(borrow)]
+    pub sku: Cow<'a, str>,
+    #[serde(borrow)]
+    pub title: Cow<'a, str>,
+    pub quantity: u32,
+    pub unit_price_cents: u64,
+}
+
+/// [`OrderEvent`], borrowing its strings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderEventRef<'a> {
+    #[serde(borrow)]
+    pub event_id: Cow<'a, str>,
+    pub event_type: i32,
+    pub occurred_at_us: u64,
+    #[serde(borrow)]
+    pub source: Cow<'a, str>,
+    #[serde(borrow)]
+    pub customer: Option<CustomerRef<'a>>,
+    #[serde(borrow)]
+    pub items: Vec<LineItemRef<'a>>,
+    pub total_cents: u64,
+    #[serde(borrow)]
+    pub currency: Cow<'a, str>,
+    #[serde(borrow)]
+    pub tags: Vec<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub note: Cow<'a, str>,
+}
+
+/// Scalars go through prost's own functions, which ignore the context.
+fn ctx0() -> DecodeContext {
+    DecodeContext::default()
+}
+
+fn len_str(tag: u32, s: &str) -> usize {
+    if s.is_empty() {
+        0
+    } else {
+        pb::encoded_len_str(tag, s)
+    }
+}
+
+fn put_str(tag: u32, s: &str, buf: &mut impl BufMut) {
+    if !s.is_empty() {
+        pb::encode_str(tag, s, buf);
+    }
+}
+
+impl<'a> BorrowedMessage<'a> for AddressRef<'a> {
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wt: WireType,
+        buf: &mut &'a [u8],
+        _ctx: BorrowContext,
+    ) -> Result<(), DecodeError> {
+        match tag {
+            1 => pb::merge_str(wt, &mut self.street, buf),
+            2 => pb::merge_str(wt, &mut self.city, buf),
+            3 => pb::merge_str(wt, &mut self.postal_code, buf),
+            4 => pb::merge_str(wt, &mut self.country, buf),
+            _ => pb::skip_field(wt, tag, buf),
+        }
+    }
+
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        put_str(1, &self.street, buf);
+        put_str(2, &self.city, buf);
+        put_str(3, &self.postal_code, buf);
+        put_str(4, &self.country, buf);
+    }
+
+    fn encoded_len(&self) -> usize {
+        len_str(1, &self.street)
+            + len_str(2, &self.city)
+            + len_str(3, &self.postal_code)
+            + len_str(4, &self.country)
+    }
+}
+
+impl<'a> BorrowedMessage<'a> for CustomerRef<'a> {
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wt: WireType,
+        buf: &mut &'a [u8],
+        ctx: BorrowContext,
+    ) -> Result<(), DecodeError> {
+        match tag {
+            1 => encoding::uint64::merge(wt, &mut self.id, buf, ctx0()),
+            2 => pb::merge_str(wt, &mut self.name, buf),
+            3 => pb::merge_str(wt, &mut self.email, buf),
+            4 => pb::merge_optional_message(wt, &mut self.address, buf, ctx),
+            _ => pb::skip_field(wt, tag, buf),
+        }
+    }
+
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        if self.id != 0 {
+            encoding::uint64::encode(1, &self.id, buf);
+        }
+        put_str(2, &self.name, buf);
+        put_str(3, &self.email, buf);
+        if let Some(a) = &self.address {
+            pb::encode_message(4, a, buf);
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        (if self.id != 0 { encoding::uint64::encoded_len(1, &self.id) } else { 0 })
+            + len_str(2, &self.name)
+            + len_str(3, &self.email)
+            + self.address.as_ref().map_or(0, |a| pb::encoded_len_message(4, a))
+    }
+}
+
+impl<'a> BorrowedMessage<'a> for LineItemRef<'a> {
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wt: WireType,
+        buf: &mut &'a [u8],
+        _ctx: BorrowContext,
+    ) -> Result<(), DecodeError> {
+        match tag {
+            1 => pb::merge_str(wt, &mut self.sku, buf),
+            2 => pb::merge_str(wt, &mut self.title, buf),
+            3 => encoding::uint32::merge(wt, &mut self.quantity, buf, ctx0()),
+            4 => encoding::uint64::merge(wt, &mut self.unit_price_cents, buf, ctx0()),
+            _ => pb::skip_field(wt, tag, buf),
+        }
+    }
+
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        put_str(1, &self.sku, buf);
+        put_str(2, &self.title, buf);
+        if self.quantity != 0 {
+            encoding::uint32::encode(3, &self.quantity, buf);
+        }
+        if self.unit_price_cents != 0 {
+            encoding::uint64::encode(4, &self.unit_price_cents, buf);
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        len_str(1, &self.sku)
+            + len_str(2, &self.title)
+            + (if self.quantity != 0 { encoding::uint32::encoded_len(3, &self.quantity) } else { 0 })
+            + (if self.unit_price_cents != 0 {
+                encoding::uint64::encoded_len(4, &self.unit_price_cents)
+            } else {
+                0
+            })
+    }
+}
+
+impl<'a> BorrowedMessage<'a> for OrderEventRef<'a> {
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wt: WireType,
+        buf: &mut &'a [u8],
+        ctx: BorrowContext,
+    ) -> Result<(), DecodeError> {
+        match tag {
+            1 => pb::merge_str(wt, &mut self.event_id, buf),
+            2 => encoding::int32::merge(wt, &mut self.event_type, buf, ctx0()),
+            3 => encoding::uint64::merge(wt, &mut self.occurred_at_us, buf, ctx0()),
+            4 => pb::merge_str(wt, &mut self.source, buf),
+            5 => pb::merge_optional_message(wt, &mut self.customer, buf, ctx),
+            6 => pb::merge_repeated_message(wt, &mut self.items, buf, ctx),
+            7 => encoding::uint64::merge(wt, &mut self.total_cents, buf, ctx0()),
+            8 => pb::merge_str(wt, &mut self.currency, buf),
+            9 => pb::merge_repeated_str(wt, &mut self.tags, buf),
+            10 => pb::merge_str(wt, &mut self.note, buf),
+            _ => pb::skip_field(wt, tag, buf),
+        }
+    }
+
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        put_str(1, &self.event_id, buf);
+        if self.event_type != 0 {
+            encoding::int32::encode(2, &self.event_type, buf);
+        }
+        if self.occurred_at_us != 0 {
+            encoding::uint64::encode(3, &self.occurred_at_us, buf);
+        }
+        put_str(4, &self.source, buf);
+        if let Some(c) = &self.customer {
+            pb::encode_message(5, c, buf);
+        }
+        pb::encode_repeated_message(6, &self.items, buf);
+        if self.total_cents != 0 {
+            encoding::uint64::encode(7, &self.total_cents, buf);
+        }
+        put_str(8, &self.currency, buf);
+        pb::encode_repeated_str(9, &self.tags, buf);
+        put_str(10, &self.note, buf);
+    }
+
+    fn encoded_len(&self) -> usize {
+        len_str(1, &self.event_id)
+            + (if self.event_type != 0 { encoding::int32::encoded_len(2, &self.event_type) } else { 0 })
+            + (if self.occurred_at_us != 0 {
+                encoding::uint64::encoded_len(3, &self.occurred_at_us)
+            } else {
+                0
+            })
+            + len_str(4, &self.source)
+            + self.customer.as_ref().map_or(0, |c| pb::encoded_len_message(5, c))
+            + pb::encoded_len_repeated_message(6, &self.items)
+            + (if self.total_cents != 0 { encoding::uint64::encoded_len(7, &self.total_cents) } else { 0 })
+            + len_str(8, &self.currency)
+            + pb::encoded_len_repeated_str(9, &self.tags)
+            + len_str(10, &self.note)
+    }
+}
+
+/// Asserts, field by field, that a borrowed decode equals the owned one.
+pub fn assert_same_event(owned: &OrderEvent, borrowed: &OrderEventRef<'_>) {
+    assert_eq!(owned.event_id, borrowed.event_id, "event_id");
+    assert_eq!(owned.event_type, borrowed.event_type, "event_type");
+    assert_eq!(owned.occurred_at_us, borrowed.occurred_at_us, "occurred_at_us");
+    assert_eq!(owned.source, borrowed.source, "source");
+    match (&owned.customer, &borrowed.customer) {
+        (None, None) => {}
+        (Some(o), Some(b)) => {
+            assert_eq!(o.id, b.id, "customer.id");
+            assert_eq!(o.name, b.name, "customer.name");
+            assert_eq!(o.email, b.email, "customer.email");
+            match (&o.address, &b.address) {
+                (None, None) => {}
+                (Some(o), Some(b)) => {
+                    assert_eq!(o.street, b.street, "address.street");
+                    assert_eq!(o.city, b.city, "address.city");
+                    assert_eq!(o.postal_code, b.postal_code, "address.postal_code");
+                    assert_eq!(o.country, b.country, "address.country");
+                }
+                (o, b) => panic!("address: {:?} vs {:?}", o.is_some(), b.is_some()),
+            }
+        }
+        (o, b) => panic!("customer: {:?} vs {:?}", o.is_some(), b.is_some()),
+    }
+    assert_eq!(owned.items.len(), borrowed.items.len(), "items.len");
+    for (o, b) in owned.items.iter().zip(&borrowed.items) {
+        assert_eq!(o.sku, b.sku, "item.sku");
+        assert_eq!(o.title, b.title, "item.title");
+        assert_eq!(o.quantity, b.quantity, "item.quantity");
+        assert_eq!(o.unit_price_cents, b.unit_price_cents, "item.unit_price_cents");
+    }
+    assert_eq!(owned.total_cents, borrowed.total_cents, "total_cents");
+    assert_eq!(owned.currency, borrowed.currency, "currency");
+    assert_eq!(owned.tags, borrowed.tags, "tags");
+    assert_eq!(owned.note, borrowed.note, "note");
 }
