@@ -115,13 +115,13 @@ def parse_fanout(report):
 def load(results):
     runs = {}
     for name in sorted(os.listdir(results)):
-        m = re.fullmatch(r"(.+)\.(\w+)\.(\d+)\.txt", name)
+        m = re.fullmatch(r"(.+)\.([\w-]+)\.(\d+)\.txt", name)
         if not m:
             continue
         server, scenario, _ = m.groups()
         with open(os.path.join(results, name)) as f:
             report = f.read()
-        parse = parse_idle if scenario == "idle" else parse_fanout if scenario == "fanout" else parse_echo
+        parse = parse_idle if scenario.startswith("idle") else parse_fanout if scenario == "fanout" else parse_echo
         runs.setdefault((server, scenario), []).append(parse(report))
     return runs
 
@@ -212,12 +212,17 @@ def echo_section(runs, scenario, out):
     return title, verdict
 
 
-def idle_section(runs, out):
-    rows = [(s, [r for r in runs[(s, "idle")] if r]) for s in SERVERS if (s, "idle") in runs]
+def idle_section(runs, out, scenario="idle"):
+    rows = [(s, [r for r in runs[(s, scenario)] if r]) for s in SERVERS if (s, scenario) in runs]
     if not rows:
         return None
-    out.append("**Idle connections** (RSS growth of the server process over the held "
-               "connections, read after the last upgrade plus 1 s)\n")
+    if scenario == "idle":
+        out.append("**Idle connections** (RSS growth of the server process from before the first "
+                   "connection to 1 s after the last upgrade, divided by the connections)\n")
+    else:
+        out.append("**Idle connections, marginal** (`--baseline`: the RSS growth over the "
+                   "connections opened after the first `IDLE_BASELINE` (1,000) were open, i.e. "
+                   "without the server's fixed pools; the connections column counts all; diagnostic)\n")
     out.append("| server | connections | RSS before -> after | per connection | upgrades/s "
                "| server CPU per upgrade | errors |")
     out.append("|---|---:|---:|---:|---:|---:|---|")
@@ -233,7 +238,8 @@ def idle_section(runs, out):
     rw = dict(rows).get("ringwire")
     if rw:
         per = avg(rw, "per")
-        return "Idle connections", [("<= 128 B userspace per idle connection", f"{per:,.0f} B",
+        title = "Idle connections" + (" (marginal)" if scenario != "idle" else "")
+        return title, [("<= 128 B userspace per idle connection", f"{per:,.0f} B",
                                      f"{per / 128:.1f}x the goal", per <= 128)]
     return None
 
@@ -261,18 +267,21 @@ def fanout_section(runs, out):
 
 def render(results):
     runs = load(results)
-    with open(os.path.join(results, "machine.txt")) as f:
-        machine = f.read().strip()
+    machine = []
+    for name in sorted(os.listdir(results)):
+        if name.startswith("machine"):
+            with open(os.path.join(results, name)) as f:
+                machine.append("; ".join(f.read().strip().splitlines()))
     body, verdicts = [], []
     for scenario in ECHO:
         v = echo_section(runs, scenario, body)
         if v:
             verdicts.append(v)
-    for fn in (idle_section, fanout_section):
+    for fn in (idle_section, lambda r, b: idle_section(r, b, "idle-marginal"), fanout_section):
         v = fn(runs, body)
         if v:
             verdicts.append(v)
-    out = [BEGIN, "", "Run: " + "; ".join(machine.splitlines()) + ".", ""]
+    out = [BEGIN, ""] + [f"Run: {m}." for m in machine] + [""]
     out.append("| scenario | goal | ringwire vs best peer | ratio | goal met |")
     out.append("|---|---|---|---:|---|")
     for title, vs in verdicts:
@@ -282,7 +291,7 @@ def render(results):
     out.extend(body)
     servers, loads = {}, {}
     for name in sorted(os.listdir(results)):
-        m = re.fullmatch(r"(.+)\.(\w+)\.1\.cmd", name)
+        m = re.fullmatch(r"(.+)\.([\w-]+)\.1\.cmd", name)
         if not m:
             continue
         with open(os.path.join(results, name)) as f:
@@ -300,7 +309,7 @@ def render(results):
     out.append("# servers (CPU 0)")
     out.extend(servers[s] for s in ["ringwire fanout"] + SERVERS if s in servers)
     out.append("# load (CPU 1); $PID is the server's pid, $PORT a fresh port")
-    out.extend(loads[sc] for sc in list(ECHO) + ["idle", "fanout"] if sc in loads)
+    out.extend(loads[sc] for sc in list(ECHO) + ["idle", "idle-marginal", "fanout"] if sc in loads)
     out.append("```")
     out.append("</details>")
     out.append("")

@@ -7,12 +7,14 @@
 #   DURATION=1 WARMUP=0.3 IDLE_CONNS=2000 FANOUT_SUBS=2000 bench/run-engine-matrix.sh   # smoke
 #   SERVERS="ringwire fastwebsockets" SCENARIOS="c100x1x20 latency" bench/run-engine-matrix.sh
 #   REPEAT=2 bench/run-engine-matrix.sh                 # every measurement twice (variation)
+#   KEEP_RESULTS=1 SCENARIOS=idle-marginal bench/run-engine-matrix.sh   # add to the last run
 #
 # Environment: DURATION (measured s, default 5), WARMUP (s, 1), REPEAT (1), IDLE_CONNS
-# (15000), IDLE_HOLD (s, 2), FANOUT_SUBS (15000), FANOUT_RATE (publishes/s, 10),
+# (15000), IDLE_HOLD (s, 2), FANOUT_SUBS (15000), FANOUT_RATE (publishes/s, 2: one at a time),
 # FANOUT_DURATION (s, 5), SERVERS, SCENARIOS (subsets of the lists below), PORT (first
 # port, 19100), RESULTS (directory for the raw reports, default
-# $CARGO_TARGET_DIR/engine-matrix), WRITE_DOC (1: write the table into docs/BENCHMARKS.md;
+# $CARGO_TARGET_DIR/engine-matrix; KEEP_RESULTS=1 adds to it instead of starting afresh),
+# IDLE_BASELINE (connections opened before the memory baseline of idle-marginal, 1000), WRITE_DOC (1: write the table into docs/BENCHMARKS.md;
 # 0: only print it), SERVER_CPU / LOAD_CPU (0 / 1).
 #
 # Compare figures within one run only: the server CPU time per message (from the kernel's
@@ -27,25 +29,27 @@ WARMUP="${WARMUP:-1}"
 REPEAT="${REPEAT:-1}"
 IDLE_CONNS="${IDLE_CONNS:-15000}"
 IDLE_HOLD="${IDLE_HOLD:-2}"
+IDLE_BASELINE="${IDLE_BASELINE:-1000}"
 FANOUT_SUBS="${FANOUT_SUBS:-15000}"
-FANOUT_RATE="${FANOUT_RATE:-10}"
+FANOUT_RATE="${FANOUT_RATE:-2}"
 FANOUT_DURATION="${FANOUT_DURATION:-5}"
 SERVER_CPU="${SERVER_CPU:-0}"
 LOAD_CPU="${LOAD_CPU:-1}"
 PORT="${PORT:-19100}"
 RESULTS="${RESULTS:-$CARGO_TARGET_DIR/engine-matrix}"
 WRITE_DOC="${WRITE_DOC:-1}"
+KEEP_RESULTS="${KEEP_RESULTS:-0}"
 
 ALL_SERVERS="ringwire fastwebsockets fastwebsockets-batch tokio-websockets tokio-tungstenite monoio-frame tokio-uring-frame"
 # name: connections in-flight size
-ALL_SCENARIOS="c100x1x20 c1000x1x512 c100x16x32 c100x16x4k latency idle fanout"
+ALL_SCENARIOS="c100x1x20 c1000x1x512 c100x16x32 c100x16x4k latency idle idle-marginal fanout"
 SERVERS="${SERVERS:-$ALL_SERVERS}"
 SCENARIOS="${SCENARIOS:-$ALL_SCENARIOS}"
 
 cargo build --release -p ringwire -p ringwire-bench --bins
 BIN="$CARGO_TARGET_DIR/release"
 
-rm -rf "$RESULTS"
+[ "$KEEP_RESULTS" = 1 ] || rm -rf "$RESULTS"
 mkdir -p "$RESULTS"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
@@ -56,7 +60,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
     echo "rustc: $(rustc --version)"
     echo "fd limit: $(ulimit -n)"
     echo "durations: warmup ${WARMUP} s, measured ${DURATION} s, repeat ${REPEAT}"
-} >"$RESULTS/machine.txt"
+} >"$RESULTS/machine.$(date +%s).txt"
 
 server_cmd() { # name port mode
     local name=$1 addr="127.0.0.1:$2" mode=${3:-echo}
@@ -76,6 +80,8 @@ load_args() { # scenario -> arguments of `ringwire load` after the address
         c100x16x4k) echo "echo -c 100 --in-flight 16 -s 4096 -d $DURATION --warmup $WARMUP" ;;
         latency) echo "echo -c 1 --in-flight 1 -s 32 -d $DURATION --warmup $WARMUP" ;;
         idle) echo "idle -c $IDLE_CONNS --hold $IDLE_HOLD --settle 1" ;;
+        # The growth over the last connections only, after the server's fixed pools.
+        idle-marginal) echo "idle -c $IDLE_CONNS --baseline $IDLE_BASELINE --hold $IDLE_HOLD --settle 1" ;;
         fanout) echo "fanout -n $FANOUT_SUBS --rate $FANOUT_RATE -d $FANOUT_DURATION -s 64" ;;
     esac
 }
@@ -98,6 +104,9 @@ run_one() { # server scenario repeat
     local server=$1 scenario=$2 rep=$3 mode=echo
     [ "$scenario" = fanout ] && mode=pubsub
     PORT=$((PORT + 1))
+    # Skip ports a kept run already used.
+    while [ -e "$RESULTS/port.$PORT" ]; do PORT=$((PORT + 1)); done
+    touch "$RESULTS/port.$PORT"
     local tag="$server.$scenario.$rep" cmd
     cmd=$(server_cmd "$server" "$PORT" "$mode")
     taskset -c "$SERVER_CPU" $cmd >"$RESULTS/$tag.server.log" 2>&1 &
