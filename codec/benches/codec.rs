@@ -44,8 +44,7 @@ where
     C: for<'de> BorrowCodec<'de, Envelope<OrderEventRef<'de>>> + Copy,
 {
     move |bytes, owned| {
-        let b: Envelope<OrderEventRef<'_>> =
-            codec.decode_borrowed(bytes).expect("decode_borrowed");
+        let b: Envelope<OrderEventRef<'_>> = codec.decode_borrowed(bytes).expect("decode_borrowed");
         assert_eq!((b.id, b.kind, b.timestamp_us), (owned.id, owned.kind, owned.timestamp_us));
         assert_same_event(&owned.payload, &b.payload);
     }
@@ -117,8 +116,7 @@ fn envelope<M: Measurement>(c: &mut Criterion<M>, prefix: &str) {
         black_box(&v).payload.items.len()
     });
     bench_format(c, &group, Protobuf, &env, borrowed_envelope(Protobuf), |b| {
-        let v: Envelope<OrderEventRef<'_>> =
-            Protobuf.decode_borrowed(b).expect("decode_borrowed");
+        let v: Envelope<OrderEventRef<'_>> = Protobuf.decode_borrowed(b).expect("decode_borrowed");
         black_box(&v).payload.items.len()
     });
 }

@@ -17,6 +17,11 @@
 //!   `ringwire_frame::Message` (text for JSON, binary otherwise) and
 //!   [`Codec::decode_message`] reads one; a [`DecodeError`] carries the format,
 //!   the position and the [`CloseCode`] to send (1007 for garbage).
+//! - Zero-copy decoding: [`BorrowCodec::decode_borrowed`] decodes into a
+//!   type whose strings borrow from the message (`Cow<'de, str>` fields for
+//!   JSON and CBOR, a `BorrowedMessage` for Protobuf), with no allocation
+//!   per string and UTF-8 still checked. Same bytes on the wire as the owned
+//!   type; see [`BorrowCodec`] for when to use which.
 //! - [`IdGenerator`]: strictly increasing ids from a clock reading and random
 //!   bits that the caller supplies; this crate reads no clock and does no I/O.
 //!
@@ -48,6 +53,19 @@
 //! assert!(matches!(m, ringwire_codec::Message::Text(_)));
 //! let back: Envelope<Chat> = Json.decode_message(&m).unwrap();
 //! assert_eq!(back, msg);
+//!
+//! // Zero-copy: the same bytes into a type that borrows its strings.
+//! use ringwire_codec::BorrowCodec;
+//! use std::borrow::Cow;
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct ChatRef<'a> {
+//!     #[serde(borrow)]
+//!     room: Cow<'a, str>,
+//!     #[serde(borrow)]
+//!     text: Cow<'a, str>,
+//! }
+//! let view: Envelope<ChatRef<'_>> = Json.decode_message_borrowed(&m).unwrap();
+//! assert!(matches!(view.payload.room, Cow::Borrowed("rust")));
 //! # }
 //! ```
 #![forbid(unsafe_code)]
@@ -70,7 +88,7 @@ mod protobuf;
 #[cfg(feature = "protobuf")]
 pub mod protobuf_borrowed;
 
-pub use crate::borrow::BorrowCodec;
+pub use crate::borrow::{borrow_cow_strs, BorrowCodec};
 pub use crate::codec::Codec;
 pub use crate::envelope::{Envelope, Kind};
 pub use crate::error::{DecodeError, DecodeErrorKind, EncodeError, Position};

@@ -2,9 +2,9 @@
 
 use crate::borrow::BorrowCodec;
 use crate::codec::Codec;
-use crate::protobuf_borrowed::{BorrowContext, BorrowedMessage};
 use crate::error::{DecodeError, DecodeErrorKind, EncodeError, Position};
 use crate::format::Format;
+use crate::protobuf_borrowed::{BorrowContext, BorrowedMessage};
 
 /// The Protobuf codec, for any `prost::Message + Default`: types with
 /// `#[derive(prost::Message)]` written by hand (no `protoc` needed), and

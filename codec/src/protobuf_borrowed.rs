@@ -178,11 +178,23 @@ pub fn merge_message<'de, M: BorrowedMessage<'de>>(
     buf: &mut &'de [u8],
     ctx: BorrowContext,
 ) -> Result<(), DecodeError> {
-    let mut inner = take_length_delimited(wire_type, buf)?;
+    // prost's `message::merge` and `merge_loop` step by step (wire type,
+    // depth, length, fields up to the limit, exact end), so that both APIs
+    // fail on the same inputs with the same errors.
+    encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
     let ctx = ctx.enter()?;
-    while !inner.is_empty() {
-        let (tag, wire_type) = decode_key(&mut inner)?;
-        msg.merge_field(tag, wire_type, &mut inner, ctx)?;
+    let len = decode_varint(buf)?;
+    let remaining = buf.len();
+    let limit = usize::try_from(len)
+        .ok()
+        .and_then(|len| remaining.checked_sub(len))
+        .ok_or_else(|| DecodeError::new("buffer underflow"))?;
+    while buf.len() > limit {
+        let (tag, wire_type) = decode_key(buf)?;
+        msg.merge_field(tag, wire_type, buf, ctx)?;
+    }
+    if buf.len() != limit {
+        return Err(DecodeError::new("delimited length exceeded"));
     }
     Ok(())
 }

@@ -222,7 +222,7 @@ pub struct OrderEventRef<'a> {
     pub total_cents: u64,
     #[serde(borrow)]
     pub currency: Cow<'a, str>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "ringwire_codec::borrow_cow_strs")]
     pub tags: Vec<Cow<'a, str>>,
     #[serde(borrow)]
     pub note: Cow<'a, str>,
@@ -346,7 +346,11 @@ impl<'a> BorrowedMessage<'a> for LineItemRef<'a> {
     fn encoded_len(&self) -> usize {
         len_str(1, &self.sku)
             + len_str(2, &self.title)
-            + (if self.quantity != 0 { encoding::uint32::encoded_len(3, &self.quantity) } else { 0 })
+            + (if self.quantity != 0 {
+                encoding::uint32::encoded_len(3, &self.quantity)
+            } else {
+                0
+            })
             + (if self.unit_price_cents != 0 {
                 encoding::uint64::encoded_len(4, &self.unit_price_cents)
             } else {
@@ -401,7 +405,11 @@ impl<'a> BorrowedMessage<'a> for OrderEventRef<'a> {
 
     fn encoded_len(&self) -> usize {
         len_str(1, &self.event_id)
-            + (if self.event_type != 0 { encoding::int32::encoded_len(2, &self.event_type) } else { 0 })
+            + (if self.event_type != 0 {
+                encoding::int32::encoded_len(2, &self.event_type)
+            } else {
+                0
+            })
             + (if self.occurred_at_us != 0 {
                 encoding::uint64::encoded_len(3, &self.occurred_at_us)
             } else {
@@ -410,7 +418,11 @@ impl<'a> BorrowedMessage<'a> for OrderEventRef<'a> {
             + len_str(4, &self.source)
             + self.customer.as_ref().map_or(0, |c| pb::encoded_len_message(5, c))
             + pb::encoded_len_repeated_message(6, &self.items)
-            + (if self.total_cents != 0 { encoding::uint64::encoded_len(7, &self.total_cents) } else { 0 })
+            + (if self.total_cents != 0 {
+                encoding::uint64::encoded_len(7, &self.total_cents)
+            } else {
+                0
+            })
             + len_str(8, &self.currency)
             + pb::encoded_len_repeated_str(9, &self.tags)
             + len_str(10, &self.note)

@@ -100,3 +100,165 @@ prop_compose! {
         Envelope::new(MessageId(id), Kind(kind), ts, payload)
     }
 }
+
+// ---- Borrowed twins: same fields and tags, strings borrowed ----
+
+/// [`Inner`] with its string borrowed from the message.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct InnerRef<'a> {
+    #[serde(borrow)]
+    pub label: std::borrow::Cow<'a, str>,
+    pub delta: i64,
+}
+
+/// [`Reading`] with its strings borrowed from the message.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReadingRef<'a> {
+    #[serde(borrow)]
+    pub name: std::borrow::Cow<'a, str>,
+    pub count: u64,
+    pub value: f64,
+    pub ok: bool,
+    pub level: i32,
+    #[serde(borrow)]
+    pub inner: Option<InnerRef<'a>>,
+    #[serde(borrow, deserialize_with = "ringwire_codec::borrow_cow_strs")]
+    pub tags: Vec<std::borrow::Cow<'a, str>>,
+}
+
+impl<'a> ReadingRef<'a> {
+    /// A twin that borrows every string from `r`.
+    pub fn borrowing(r: &'a Reading) -> Self {
+        ReadingRef {
+            name: r.name.as_str().into(),
+            count: r.count,
+            value: r.value,
+            ok: r.ok,
+            level: r.level,
+            inner: r
+                .inner
+                .as_ref()
+                .map(|i| InnerRef { label: i.label.as_str().into(), delta: i.delta }),
+            tags: r.tags.iter().map(|t| t.as_str().into()).collect(),
+        }
+    }
+}
+
+/// Asserts, field by field, that a borrowed decode equals the owned one.
+pub fn assert_same_reading(owned: &Reading, borrowed: &ReadingRef<'_>) {
+    assert_eq!(owned.name, borrowed.name, "name");
+    assert_eq!(owned.count, borrowed.count, "count");
+    assert_eq!(owned.value.to_bits(), borrowed.value.to_bits(), "value");
+    assert_eq!(owned.ok, borrowed.ok, "ok");
+    assert_eq!(owned.level, borrowed.level, "level");
+    match (&owned.inner, &borrowed.inner) {
+        (None, None) => {}
+        (Some(o), Some(b)) => {
+            assert_eq!(o.label, b.label, "inner.label");
+            assert_eq!(o.delta, b.delta, "inner.delta");
+        }
+        (o, b) => panic!("inner: owned {:?}, borrowed {:?}", o.is_some(), b.is_some()),
+    }
+    assert_eq!(owned.tags, borrowed.tags, "tags");
+}
+
+#[cfg(feature = "protobuf")]
+mod proto_ref {
+    use super::{InnerRef, ReadingRef};
+    use prost::bytes::BufMut;
+    use prost::encoding::{self, DecodeContext, WireType};
+    use prost::DecodeError;
+    use ringwire_codec::protobuf_borrowed::{self as pb, BorrowContext};
+    use ringwire_codec::BorrowedMessage;
+
+    fn c() -> DecodeContext {
+        DecodeContext::default()
+    }
+
+    impl<'a> BorrowedMessage<'a> for InnerRef<'a> {
+        fn merge_field(
+            &mut self,
+            tag: u32,
+            wt: WireType,
+            buf: &mut &'a [u8],
+            _ctx: BorrowContext,
+        ) -> Result<(), DecodeError> {
+            match tag {
+                1 => pb::merge_str(wt, &mut self.label, buf),
+                2 => encoding::sint64::merge(wt, &mut self.delta, buf, c()),
+                _ => pb::skip_field(wt, tag, buf),
+            }
+        }
+
+        fn encode_raw(&self, buf: &mut impl BufMut) {
+            if !self.label.is_empty() {
+                pb::encode_str(1, &self.label, buf);
+            }
+            if self.delta != 0 {
+                encoding::sint64::encode(2, &self.delta, buf);
+            }
+        }
+
+        fn encoded_len(&self) -> usize {
+            (if self.label.is_empty() { 0 } else { pb::encoded_len_str(1, &self.label) })
+                + (if self.delta != 0 { encoding::sint64::encoded_len(2, &self.delta) } else { 0 })
+        }
+    }
+
+    impl<'a> BorrowedMessage<'a> for ReadingRef<'a> {
+        fn merge_field(
+            &mut self,
+            tag: u32,
+            wt: WireType,
+            buf: &mut &'a [u8],
+            ctx: BorrowContext,
+        ) -> Result<(), DecodeError> {
+            match tag {
+                1 => pb::merge_str(wt, &mut self.name, buf),
+                2 => encoding::uint64::merge(wt, &mut self.count, buf, c()),
+                3 => encoding::double::merge(wt, &mut self.value, buf, c()),
+                4 => encoding::bool::merge(wt, &mut self.ok, buf, c()),
+                5 => encoding::int32::merge(wt, &mut self.level, buf, c()),
+                6 => pb::merge_optional_message(wt, &mut self.inner, buf, ctx),
+                7 => pb::merge_repeated_str(wt, &mut self.tags, buf),
+                _ => pb::skip_field(wt, tag, buf),
+            }
+        }
+
+        fn encode_raw(&self, buf: &mut impl BufMut) {
+            if !self.name.is_empty() {
+                pb::encode_str(1, &self.name, buf);
+            }
+            if self.count != 0 {
+                encoding::uint64::encode(2, &self.count, buf);
+            }
+            if self.value != 0.0 {
+                encoding::double::encode(3, &self.value, buf);
+            }
+            if self.ok {
+                encoding::bool::encode(4, &self.ok, buf);
+            }
+            if self.level != 0 {
+                encoding::int32::encode(5, &self.level, buf);
+            }
+            if let Some(i) = &self.inner {
+                pb::encode_message(6, i, buf);
+            }
+            pb::encode_repeated_str(7, &self.tags, buf);
+        }
+
+        fn encoded_len(&self) -> usize {
+            (if self.name.is_empty() { 0 } else { pb::encoded_len_str(1, &self.name) })
+                + (if self.count != 0 { encoding::uint64::encoded_len(2, &self.count) } else { 0 })
+                + (if self.value != 0.0 {
+                    encoding::double::encoded_len(3, &self.value)
+                } else {
+                    0
+                })
+                + (if self.ok { encoding::bool::encoded_len(4, &self.ok) } else { 0 })
+                + (if self.level != 0 { encoding::int32::encoded_len(5, &self.level) } else { 0 })
+                + self.inner.as_ref().map_or(0, |i| pb::encoded_len_message(6, i))
+                + pb::encoded_len_repeated_str(7, &self.tags)
+        }
+    }
+}
