@@ -84,10 +84,10 @@ fn decode<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, DecodeError> 
         Ok(_) => Err(DecodeError::new(
             Format::Cbor,
             DecodeErrorKind::TrailingBytes,
-            Position::Offset(reader.pos),
+            Position::Offset(bytes.len() - reader.rest.len()),
             format!("{} bytes after the end of the value", reader.rest.len()),
         )),
-        Err(e) => Err(cbor_error(&e, reader.pos)),
+        Err(e) => Err(cbor_error(&e, bytes.len() - reader.rest.len())),
     }
 }
 
@@ -124,16 +124,16 @@ impl enc::Write for VecWriter<'_> {
     }
 }
 
-/// A slice reader that knows how far it has read and how deep it is.
+/// A slice reader that bounds nesting depth; the offset of an error is
+/// the input length minus what is left.
 struct CountingReader<'de> {
     rest: &'de [u8],
-    pos: usize,
     depth_left: usize,
 }
 
 impl<'de> CountingReader<'de> {
     fn new(bytes: &'de [u8]) -> Self {
-        CountingReader { rest: bytes, pos: 0, depth_left: MAX_DEPTH }
+        CountingReader { rest: bytes, depth_left: MAX_DEPTH }
     }
 }
 
@@ -143,19 +143,19 @@ impl<'de> dec::Read<'de> for CountingReader<'de> {
     #[inline]
     fn fill<'short>(
         &'short mut self,
-        want: usize,
+        _want: usize,
     ) -> Result<dec::Reference<'de, 'short>, Infallible> {
-        let n = want.min(self.rest.len());
-        let rest: &'de [u8] = self.rest;
-        Ok(dec::Reference::Long(rest.get(..n).unwrap_or_default()))
+        // "Returns the available bytes": all of them, lent for 'de, so that
+        // cbor4ii can borrow strings and never needs a second fill.
+        Ok(dec::Reference::Long(self.rest))
     }
 
     #[inline]
     fn advance(&mut self, n: usize) {
-        let n = n.min(self.rest.len());
+        // cbor4ii advances only over bytes it was given; past the end would
+        // leave nothing, never panic.
         let rest: &'de [u8] = self.rest;
         self.rest = rest.get(n..).unwrap_or_default();
-        self.pos += n;
     }
 
     #[inline]

@@ -58,7 +58,9 @@ impl<'de, T: BorrowedMessage<'de>> BorrowCodec<'de, T> for Protobuf {
 }
 
 /// The top-level field loop shared by both APIs, keeping the offset of each
-/// field for the error.
+/// field for the error. Always inlined, so that the (large) message is
+/// built in the caller's return slot rather than moved out of here.
+#[inline(always)]
 fn decode_fields<'de, T>(
     bytes: &'de [u8],
     mut msg: T,

@@ -129,7 +129,7 @@ pub fn decode_key(buf: &mut &[u8]) -> Result<(u32, WireType), DecodeError> {
 
 /// Decodes a `string` field as a slice of the input, after checking that it
 /// is UTF-8 (proto3 requires it of `string` fields; prost checks it too).
-#[inline]
+#[inline(always)]
 pub fn merge_str<'de, S: From<&'de str>>(
     wire_type: WireType,
     value: &mut S,
@@ -140,7 +140,7 @@ pub fn merge_str<'de, S: From<&'de str>>(
 }
 
 /// Decodes one element of a `repeated string` field.
-#[inline]
+#[inline(always)]
 pub fn merge_repeated_str<'de, S: From<&'de str>>(
     wire_type: WireType,
     values: &mut Vec<S>,
