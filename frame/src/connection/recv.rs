@@ -177,7 +177,13 @@ impl Connection {
             if b.msg_buf.capacity() - b.msg_buf.len() < piece.len() {
                 // When more messages follow in this read, take room for them too (they are
                 // cut from one allocation); the last message of a read gets exactly its size.
-                b.msg_buf.reserve(piece.len() + more.min(SLAB));
+                // A message arriving over many reads grows geometrically (no quadratic
+                // copying), but never past what its frame has declared is still to come, so
+                // a peer that announces a large frame and trickles it holds at most twice
+                // what it sent.
+                let frame_rest = usize::try_from(remaining).unwrap_or(usize::MAX) - piece.len();
+                let grow = b.msg_buf.len().min(frame_rest);
+                b.msg_buf.reserve(piece.len() + more.min(SLAB).max(grow));
             }
             for chunk in piece.chunks(PIECE) {
                 let start = b.msg_buf.len();
