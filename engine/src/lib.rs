@@ -49,6 +49,8 @@ mod slab;
 mod stats;
 mod sys;
 mod topics;
+#[cfg(feature = "codec")]
+mod typed;
 mod wheel;
 mod worker;
 
@@ -60,3 +62,8 @@ pub use handler::{Echo, Handler, Upgrade};
 pub use server::{BackendInfo, Engine, EngineBuilder, EngineError, Server};
 pub use stats::{StatsSnapshot, WorkerStats};
 pub use worker::Ctx;
+
+#[cfg(feature = "codec")]
+pub use ringwire_codec as codec;
+#[cfg(feature = "codec")]
+pub use typed::TypedSendError;
