@@ -16,7 +16,7 @@ use rustix::event::epoll::{self, Event, EventData, EventFlags};
 use rustix::io::Errno;
 use rustix::net::{self, SendAncillaryBuffer, SendFlags, SocketFlags};
 
-use super::{Completion, Driver, RecvEnd};
+use super::{accept_exhausted, Completion, Driver, RecvEnd, ACCEPT_PAUSE};
 use crate::slab::Key;
 
 const WAKE: u64 = u64::MAX;
@@ -67,6 +67,8 @@ pub(crate) struct EpollDriver {
     events: Vec<Event>,
     wake_fd: Arc<OwnedFd>,
     waiting_sends: usize,
+    /// When accepting paused for lack of resources (listeners out of the epoll set).
+    accept_paused_at: Option<std::time::Instant>,
 }
 
 fn try_send(fd: &OwnedFd, chunks: &[Bytes]) -> Result<usize, Errno> {
@@ -93,6 +95,7 @@ impl EpollDriver {
             events: Vec::with_capacity(1024),
             wake_fd,
             waiting_sends: 0,
+            accept_paused_at: None,
         })
     }
 
@@ -159,10 +162,37 @@ impl EpollDriver {
                 Ok(fd) => f(Completion::Accepted(fd)),
                 Err(Errno::AGAIN) => break,
                 Err(Errno::INTR | Errno::CONNABORTED) => continue,
-                Err(_) => {
+                Err(e) => {
                     f(Completion::AcceptFailed);
+                    if accept_exhausted(e) {
+                        self.pause_accepts();
+                    }
                     break;
                 }
+            }
+        }
+    }
+
+    /// Takes the listeners out of the epoll set: level-triggered, a listener with a
+    /// connection we cannot accept would report it again at once, forever.
+    fn pause_accepts(&mut self) {
+        if self.accept_paused_at.is_some() {
+            return;
+        }
+        for l in self.listeners.iter().flatten() {
+            let _ = epoll::delete(&self.ep, l);
+        }
+        self.accept_paused_at = Some(crate::clock::now());
+    }
+
+    fn resume_accepts(&mut self) {
+        if self.accept_paused_at.take().is_none() {
+            return;
+        }
+        for (i, l) in self.listeners.iter().enumerate() {
+            if let Some(l) = l {
+                let data = EventData::new_u64(LISTENER_BASE + i as u64);
+                let _ = epoll::add(&self.ep, l, data, EventFlags::IN);
             }
         }
     }
@@ -185,6 +215,7 @@ impl Driver for EpollDriver {
     }
 
     fn close_listeners(&mut self) {
+        self.accept_paused_at = None;
         for l in self.listeners.iter_mut() {
             if let Some(fd) = l.take() {
                 let _ = epoll::delete(&self.ep, &fd);
@@ -258,6 +289,8 @@ impl Driver for EpollDriver {
             }
         }
         self.pending.push(Pending::FdClosed(key));
+        // A descriptor was freed: a paused listener may accept again.
+        self.resume_accepts();
     }
 
     fn wait(
@@ -265,7 +298,16 @@ impl Driver for EpollDriver {
         timeout: Option<Duration>,
         f: &mut dyn FnMut(Completion<'_>),
     ) -> io::Result<()> {
-        let timeout = if self.pending.is_empty() { timeout } else { Some(Duration::ZERO) };
+        let mut timeout = if self.pending.is_empty() { timeout } else { Some(Duration::ZERO) };
+        if let Some(at) = self.accept_paused_at {
+            let left =
+                ACCEPT_PAUSE.saturating_sub(crate::clock::now().saturating_duration_since(at));
+            if left.is_zero() {
+                self.resume_accepts();
+            } else {
+                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            }
+        }
         let ts = timeout.map(|t| rustix::time::Timespec {
             tv_sec: t.as_secs() as _,
             tv_nsec: t.subsec_nanos() as _,

@@ -22,6 +22,16 @@ use rustix::io::Errno;
 
 use crate::slab::Key;
 
+/// How long accepting pauses after it failed for lack of resources (EMFILE, ENFILE,
+/// ENOBUFS, ENOMEM), unless a connection closes first and frees a descriptor. Without the
+/// pause a listener whose queue holds a connection that cannot be accepted would spin.
+pub(crate) const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Whether an accept error means "out of resources" (pause) rather than a one-off.
+pub(crate) fn accept_exhausted(e: Errno) -> bool {
+    matches!(e, Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM)
+}
+
 /// Why a connection's receive stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RecvEnd {

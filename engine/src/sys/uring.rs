@@ -18,7 +18,7 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 use rustix::io::Errno;
 
 use super::bufring::BufRing;
-use super::{Completion, Driver, RecvEnd};
+use super::{accept_exhausted, Completion, Driver, RecvEnd, ACCEPT_PAUSE};
 use crate::slab::Key;
 
 const TAG_ACCEPT: u64 = 1;
@@ -56,6 +56,8 @@ struct Listener {
     armed: bool,
     /// Stop re-arming (shutdown); the fd is dropped once the accept ends.
     closing: bool,
+    /// Out of descriptors: not re-armed until `resume_accepts`.
+    paused: bool,
 }
 
 pub(crate) struct UringDriver {
@@ -74,6 +76,8 @@ pub(crate) struct UringDriver {
     wake_fd: Arc<OwnedFd>,
     wake_buf: Box<[u8; 8]>,
     wake_armed: bool,
+    /// When accepting paused for lack of resources.
+    accept_paused_at: Option<std::time::Instant>,
     in_flight: usize,
     cqes: Vec<cqueue::Entry>,
     features: Vec<&'static str>,
@@ -159,6 +163,7 @@ impl UringDriver {
             wake_fd,
             wake_buf: Box::new([0; 8]),
             wake_armed: false,
+            accept_paused_at: None,
             in_flight: 0,
             cqes: Vec::with_capacity(1024),
             features,
@@ -205,6 +210,38 @@ impl UringDriver {
         self.listeners[i].armed = true;
     }
 
+    /// Stops listener `i` until descriptors free up (see `ACCEPT_PAUSE`).
+    fn pause_accept(&mut self, i: usize, armed: bool) {
+        let Some(l) = self.listeners.get_mut(i) else { return };
+        if l.paused || l.closing {
+            return;
+        }
+        l.paused = true;
+        if armed {
+            let e = opcode::AsyncCancel::new(ud(TAG_ACCEPT, i as u64))
+                .build()
+                .user_data(ud(TAG_CANCEL, 0));
+            self.push(e);
+        }
+        self.accept_paused_at = Some(crate::clock::now());
+    }
+
+    /// Re-arms paused listeners.
+    fn resume_accepts(&mut self) {
+        if self.accept_paused_at.take().is_none() {
+            return;
+        }
+        for i in 0..self.listeners.len() {
+            let l = &mut self.listeners[i];
+            if l.paused {
+                l.paused = false;
+                if !l.armed && !l.closing {
+                    self.arm_accept(i);
+                }
+            }
+        }
+    }
+
     fn raw(&self, key: Key) -> Option<RawFd> {
         self.fds.get(key.slot as usize)?.as_ref().map(|f| f.as_raw_fd())
     }
@@ -232,13 +269,16 @@ impl UringDriver {
                     f(Completion::Accepted(unsafe { OwnedFd::from_raw_fd(res) }));
                 } else if res != -libc::ECANCELED {
                     f(Completion::AcceptFailed);
+                    if accept_exhausted(Errno::from_raw_os_error(-res)) {
+                        self.pause_accept(i, more);
+                    }
                 }
                 if !more {
                     if let Some(l) = self.listeners.get_mut(i) {
                         l.armed = false;
                         if l.closing {
                             l.fd = None;
-                        } else {
+                        } else if !l.paused {
                             self.arm_accept(i);
                         }
                     }
@@ -287,7 +327,11 @@ impl UringDriver {
                     self.send_pool.push(op);
                 }
             }
-            TAG_CLOSE => f(Completion::FdClosed { key: Key::unpack(low) }),
+            TAG_CLOSE => {
+                // A descriptor was freed: a paused listener may accept again.
+                self.resume_accepts();
+                f(Completion::FdClosed { key: Key::unpack(low) });
+            }
             TAG_WAKE => {
                 self.wake_armed = false;
                 f(Completion::Wake);
@@ -308,7 +352,7 @@ impl Driver for UringDriver {
     }
 
     fn add_listener(&mut self, fd: OwnedFd) -> io::Result<()> {
-        self.listeners.push(Listener { fd: Some(fd), armed: false, closing: false });
+        self.listeners.push(Listener { fd: Some(fd), armed: false, closing: false, paused: false });
         self.arm_accept(self.listeners.len() - 1);
         Ok(())
     }
@@ -407,6 +451,16 @@ impl Driver for UringDriver {
         timeout: Option<Duration>,
         f: &mut dyn FnMut(Completion<'_>),
     ) -> io::Result<()> {
+        let mut timeout = timeout;
+        if let Some(at) = self.accept_paused_at {
+            let left =
+                ACCEPT_PAUSE.saturating_sub(crate::clock::now().saturating_duration_since(at));
+            if left.is_zero() {
+                self.resume_accepts();
+            } else {
+                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            }
+        }
         let res = match timeout {
             Some(t) => {
                 let ts = types::Timespec::from(t);
