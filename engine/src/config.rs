@@ -60,6 +60,12 @@ pub struct EngineConfig {
     pub recv_buffers: u32,
     /// Size of each provided receive buffer. Default 16 KiB.
     pub recv_buffer_size: u32,
+    /// With io_uring, accept connections as direct descriptors (the ring's fixed-file
+    /// table) rather than process file descriptors. Default `true`. Operations skip the
+    /// fd-table lookup and connections do not count against RLIMIT_NOFILE; the table is
+    /// sized `max_connections_per_worker` + 64, capped at RLIMIT_NOFILE (the kernel's
+    /// limit for it). Falls back to plain descriptors if the kernel refuses the table.
+    pub direct_descriptors: bool,
     /// Most open connections per worker; further accepts are closed at once. Default
     /// 100,000. Stops a connection flood from exhausting memory.
     pub max_connections_per_worker: usize,
@@ -101,6 +107,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("ring_entries", &self.ring_entries)
             .field("recv_buffers", &self.recv_buffers)
             .field("recv_buffer_size", &self.recv_buffer_size)
+            .field("direct_descriptors", &self.direct_descriptors)
             .field("max_connections_per_worker", &self.max_connections_per_worker)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("frame", &self.frame)
@@ -120,6 +127,7 @@ impl Default for EngineConfig {
             ring_entries: 4096,
             recv_buffers: 1024,
             recv_buffer_size: 16 * 1024,
+            direct_descriptors: true,
             max_connections_per_worker: 100_000,
             handshake_timeout: Duration::from_secs(10),
             handshake_limits: HandshakeLimits::default(),

@@ -113,6 +113,8 @@ impl EngineBuilder {
         recv_buffers: u32);
     setter!(/// See [`EngineConfig::recv_buffer_size`].
         recv_buffer_size: u32);
+    setter!(/// See [`EngineConfig::direct_descriptors`].
+        direct_descriptors: bool);
     setter!(/// See [`EngineConfig::max_connections_per_worker`].
         max_connections_per_worker: usize);
     setter!(/// See [`EngineConfig::handshake_timeout`].
@@ -240,6 +242,7 @@ impl EngineBuilder {
                             config.ring_entries,
                             config.recv_buffers as u16,
                             config.recv_buffer_size,
+                            direct_table(&config),
                             wake.clone(),
                         ) {
                             Ok(d) => return run(d, handler, core, ls, None, &ready),
@@ -277,6 +280,19 @@ impl EngineBuilder {
         }
         Ok(Server { threads, shared, stats, local_addrs, backend })
     }
+}
+
+/// The fixed-file table size for direct descriptors, if they are wanted: room for the
+/// connection limit plus some refused ones in flight, capped at RLIMIT_NOFILE.
+fn direct_table(config: &EngineConfig) -> Option<u32> {
+    if !config.direct_descriptors {
+        return None;
+    }
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::from(u32::MAX));
+    let want = config.max_connections_per_worker as u64 + 64;
+    Some(want.min(limit).min(u64::from(u32::MAX)) as u32)
 }
 
 fn run<D: Driver, H: Handler>(

@@ -7,7 +7,6 @@
 //! submitted together), then wait for completions and feed them to the protocol core
 //! and the handler.
 
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +23,7 @@ use crate::handle::{
 use crate::handler::{Handler, Upgrade};
 use crate::slab::{Key, Slab};
 use crate::stats::WorkerStats;
-use crate::sys::{Completion, Driver, RecvEnd};
+use crate::sys::{Completion, Driver, RecvEnd, Socket};
 use crate::topics::Topics;
 use crate::wheel::Wheel;
 
@@ -42,7 +41,8 @@ const REJECT_LINGER: Duration = Duration::from_secs(1);
 /// Socket work the state machine asks for while the driver is busy reporting
 /// completions; applied right after.
 enum Op {
-    AddConn(Key, OwnedFd),
+    AddConn(Key, Socket),
+    Discard(Socket),
     StartRecv(Key),
     Cancel(Key),
     Close(Key),
@@ -479,19 +479,20 @@ impl Core {
         handler.on_close(&mut Ctx { core: self, key }, closed);
     }
 
-    fn on_accept(&mut self, fd: OwnedFd) {
+    fn on_accept(&mut self, sock: Socket) {
         WorkerStats::add(&self.stats.accepted, 1);
         if self.conns.len() >= self.config.max_connections_per_worker
             || self.shutdown_deadline.is_some()
         {
             WorkerStats::add(&self.stats.rejected, 1);
-            return; // dropping the fd closes it
+            self.ops.push(Op::Discard(sock));
+            return;
         }
         // TCP_NODELAY and keepalive come from the listener (see `sys::net::listener`).
         let mut conn = Conn::new(self.now + self.config.handshake_timeout);
         conn.recv_armed = true;
         let key = self.conns.insert(conn);
-        self.ops.push(Op::AddConn(key, fd));
+        self.ops.push(Op::AddConn(key, sock));
         self.ops.push(Op::StartRecv(key));
         WorkerStats::add(&self.stats.connections, 1);
         self.schedule(key);
@@ -683,7 +684,7 @@ impl Core {
 
     pub(crate) fn on_completion<H: Handler>(&mut self, handler: &mut H, c: Completion<'_>) {
         match c {
-            Completion::Accepted(fd) => self.on_accept(fd),
+            Completion::Accepted(sock) => self.on_accept(sock),
             Completion::AcceptFailed => WorkerStats::add(&self.stats.accept_errors, 1),
             Completion::Recv { key, data } => self.on_recv(handler, key, data),
             Completion::RecvEnded { key, why } => self.on_recv_ended(handler, key, why),
@@ -744,7 +745,8 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     fn apply_ops(&mut self) {
         for op in self.core.ops.drain(..) {
             match op {
-                Op::AddConn(key, fd) => self.driver.add_conn(key, fd),
+                Op::AddConn(key, sock) => self.driver.add_conn(key, sock),
+                Op::Discard(sock) => self.driver.discard(sock),
                 Op::StartRecv(key) => self.driver.start_recv(key),
                 Op::Cancel(key) => self.driver.cancel(key),
                 Op::Close(key) => self.driver.close(key),

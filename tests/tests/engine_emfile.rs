@@ -6,38 +6,56 @@
 
 mod common;
 
-use std::net::TcpStream;
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use common::*;
 use ringwire::{BackendChoice, Echo};
+use rustix::net::{connect, socket, AddressFamily, SocketType};
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 
 fn open_fds() -> u64 {
     std::fs::read_dir("/proc/self/fd").unwrap().count() as u64
 }
 
-fn paused_accepts_do_not_spin(backend: BackendChoice) {
-    let server = builder(backend).workers(1).start(|_| Echo).unwrap();
-    let addr = server.local_addr();
+/// Makes 30 client sockets, then lowers RLIMIT_NOFILE to leave `room` more descriptors.
+/// Returns the sockets (unconnected: connecting needs no new descriptor) and the saved
+/// limit.
+fn sockets_under_a_tight_limit(room: u64) -> (Vec<OwnedFd>, Rlimit) {
+    let socks: Vec<OwnedFd> =
+        (0..30).map(|_| socket(AddressFamily::INET, SocketType::STREAM, None).unwrap()).collect();
     let saved = getrlimit(Resource::Nofile);
-    // Room for 30 client sockets and a few server accepts, then EMFILE for the server.
-    let limit = open_fds() + 36;
+    let limit = open_fds() + room;
     setrlimit(Resource::Nofile, Rlimit { current: Some(limit), maximum: saved.maximum }).unwrap();
-    let mut clients = Vec::new();
-    for _ in 0..30 {
-        match TcpStream::connect(addr) {
-            Ok(c) => clients.push(c),
-            Err(_) => break,
-        }
+    (socks, saved)
+}
+
+fn connect_all(socks: &[OwnedFd], addr: std::net::SocketAddr) {
+    for s in socks {
+        connect(s, &addr).unwrap();
     }
+}
+
+fn paused_accepts_do_not_spin(backend: BackendChoice) {
+    // The limit is lowered before the server starts: io_uring reads it when an accept is
+    // armed. Room for the server's own descriptors (listener, eventfd, ring or epoll, a
+    // short-lived probe ring) and about five connections.
+    let (clients, saved) = sockets_under_a_tight_limit(12);
+    // Plain descriptors, so that connections count against the process's limit.
+    let server = builder(backend)
+        .workers(1)
+        .direct_descriptors(false)
+        .shutdown_timeout(Duration::from_millis(300))
+        .start(|_| Echo)
+        .unwrap();
+    let addr = server.local_addr();
+    connect_all(&clients, addr);
     // Let the server run into the limit for half a second.
     std::thread::sleep(Duration::from_millis(500));
     let errors = server.stats().accept_errors;
     let accepted = server.stats().accepted;
     setrlimit(Resource::Nofile, saved).unwrap();
-    assert!(clients.len() >= 20, "only {} client sockets", clients.len());
-    assert!(accepted < clients.len() as u64, "the server accepted all {accepted}: no EMFILE");
+    assert!(accepted < 30, "{backend:?}: the server accepted all {accepted}: no EMFILE");
     // A spinning accept loop fails hundreds of thousands of times in half a second; a
     // paused one once per pause (100 ms).
     assert!((1..200).contains(&errors), "{errors} accept errors in 0.5 s");
@@ -49,8 +67,32 @@ fn paused_accepts_do_not_spin(backend: BackendChoice) {
     server.shutdown().unwrap();
 }
 
+/// io_uring direct descriptors live in the ring's table, not the process's: under the
+/// same lowered limit every connection is accepted.
+fn direct_descriptors_do_not_use_process_fds() {
+    let server = builder(BackendChoice::IoUring)
+        .workers(1)
+        .shutdown_timeout(Duration::from_millis(300))
+        .start(|_| Echo)
+        .unwrap();
+    assert!(server.backend().features.contains(&"direct descriptors"), "{:?}", server.backend());
+    let addr = server.local_addr();
+    let (clients, saved) = sockets_under_a_tight_limit(5);
+    connect_all(&clients, addr);
+    let all = wait_until(PATIENCE, || server.stats().accepted == 30);
+    let errors = server.stats().accept_errors;
+    setrlimit(Resource::Nofile, saved).unwrap();
+    assert!(all, "accepted {} of 30", server.stats().accepted);
+    assert_eq!(errors, 0);
+    drop(clients);
+    let mut c = RawClient::open(addr);
+    c.echo("direct");
+    server.shutdown().unwrap();
+}
+
 #[test]
-fn paused_accepts_do_not_spin_on_both_backends() {
+fn out_of_descriptors() {
     paused_accepts_do_not_spin(BackendChoice::IoUring);
     paused_accepts_do_not_spin(BackendChoice::Epoll);
+    direct_descriptors_do_not_use_process_fds();
 }

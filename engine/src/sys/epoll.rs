@@ -16,7 +16,7 @@ use rustix::event::epoll::{self, Event, EventData, EventFlags};
 use rustix::io::Errno;
 use rustix::net::{self, SendAncillaryBuffer, SendFlags, SocketFlags};
 
-use super::{accept_exhausted, Completion, Driver, RecvEnd, ACCEPT_PAUSE};
+use super::{accept_exhausted, Completion, Driver, RecvEnd, Socket, ACCEPT_PAUSE};
 use crate::slab::Key;
 
 const WAKE: u64 = u64::MAX;
@@ -159,7 +159,7 @@ impl EpollDriver {
         let Some(Some(l)) = self.listeners.get(i) else { return };
         for _ in 0..ACCEPTS_PER_EVENT {
             match net::accept_with(l, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK) {
-                Ok(fd) => f(Completion::Accepted(fd)),
+                Ok(fd) => f(Completion::Accepted(Socket::Fd(fd))),
                 Err(Errno::AGAIN) => break,
                 Err(Errno::INTR | Errno::CONNABORTED) => continue,
                 Err(e) => {
@@ -223,7 +223,15 @@ impl Driver for EpollDriver {
         }
     }
 
-    fn add_conn(&mut self, key: Key, fd: OwnedFd) {
+    fn discard(&mut self, sock: Socket) {
+        drop(sock); // epoll only ever hands out plain descriptors: dropping closes it
+    }
+
+    fn add_conn(&mut self, key: Key, sock: Socket) {
+        let Socket::Fd(fd) = sock else {
+            // This backend never produces direct descriptors.
+            return;
+        };
         let slot = key.slot as usize;
         if self.conns.len() <= slot {
             self.conns.resize_with(slot + 1, || None);

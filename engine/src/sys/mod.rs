@@ -27,9 +27,11 @@ use crate::slab::Key;
 /// pause a listener whose queue holds a connection that cannot be accepted would spin.
 pub(crate) const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
-/// Whether an accept error means "out of resources" (pause) rather than a one-off.
+/// Whether accepting should pause after this error: everything but the errors that
+/// concern one connection only. Out of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM) is the
+/// usual case; any other persistent error would otherwise make the listener spin.
 pub(crate) fn accept_exhausted(e: Errno) -> bool {
-    matches!(e, Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM)
+    !matches!(e, Errno::CONNABORTED | Errno::INTR | Errno::AGAIN | Errno::PERM | Errno::PROTO)
 }
 
 /// Why a connection's receive stopped.
@@ -47,10 +49,18 @@ pub(crate) enum RecvEnd {
     Rearm,
 }
 
+/// An accepted connection's socket: a plain descriptor, or an io_uring direct
+/// descriptor (an index in the ring's fixed-file table, not in the process's fd table).
+#[derive(Debug)]
+pub(crate) enum Socket {
+    Fd(OwnedFd),
+    Fixed(u32),
+}
+
 /// Something the driver finished.
 pub(crate) enum Completion<'a> {
     /// A new connection.
-    Accepted(OwnedFd),
+    Accepted(Socket),
     /// An accept failed (e.g. EMFILE); the driver keeps accepting.
     AcceptFailed,
     /// Bytes received. The slice is only valid during the callback: the buffer goes back
@@ -81,7 +91,9 @@ pub(crate) trait Driver {
     /// Takes ownership of a connection's socket under `key`. The driver owns every
     /// connection socket, so it can later hold them as io_uring direct descriptors or
     /// spread them over several rings without the worker noticing.
-    fn add_conn(&mut self, key: Key, fd: OwnedFd);
+    fn add_conn(&mut self, key: Key, sock: Socket);
+    /// Closes an accepted socket that was never added (a refused connection).
+    fn discard(&mut self, sock: Socket);
     /// Starts receiving on a connection until it ends (one `RecvEnded` per start).
     fn start_recv(&mut self, key: Key);
     /// Cancels the receive and any send of `key`; each reports its end (`RecvEnded`,

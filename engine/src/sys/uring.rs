@@ -18,7 +18,7 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 use rustix::io::Errno;
 
 use super::bufring::BufRing;
-use super::{accept_exhausted, Completion, Driver, RecvEnd, ACCEPT_PAUSE};
+use super::{accept_exhausted, Completion, Driver, RecvEnd, Socket, ACCEPT_PAUSE};
 use crate::slab::Key;
 
 const TAG_ACCEPT: u64 = 1;
@@ -34,6 +34,29 @@ fn ud(tag: u64, low: u64) -> u64 {
 
 fn split_ud(v: u64) -> (u64, u64) {
     (v >> 56, v & ((1 << 56) - 1))
+}
+
+/// A connection's socket as an operation addresses it.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Fd(RawFd),
+    Fixed(u32),
+}
+
+/// Builds an entry for either kind of target (the crate's target types are distinct).
+macro_rules! on_target {
+    ($t:expr, |$fd:ident| $build:expr) => {
+        match $t {
+            Target::Fd(raw) => {
+                let $fd = types::Fd(raw);
+                $build
+            }
+            Target::Fixed(i) => {
+                let $fd = types::Fixed(i);
+                $build
+            }
+        }
+    };
 }
 
 /// A send in flight: everything the kernel reads lives here, at a stable heap address.
@@ -67,7 +90,9 @@ pub(crate) struct UringDriver {
     bufs: BufRing,
     listeners: Vec<Listener>,
     /// Connection sockets by slab slot.
-    fds: Vec<Option<OwnedFd>>,
+    fds: Vec<Option<Socket>>,
+    /// Accept into the ring's fixed-file table (direct descriptors).
+    direct: bool,
     sends: Vec<Option<Box<SendOp>>>,
     free_sends: Vec<usize>,
     /// Boxed so that a recycled op keeps a stable address for the kernel's pointers.
@@ -119,6 +144,7 @@ impl UringDriver {
         entries: u32,
         recv_buffers: u16,
         recv_buffer_size: u32,
+        direct_table: Option<u32>,
         wake_fd: Arc<OwnedFd>,
     ) -> io::Result<Self> {
         let mut features = Vec::new();
@@ -152,11 +178,28 @@ impl UringDriver {
         }
         let bufs = BufRing::new(&ring.submitter(), recv_buffers, recv_buffer_size, 0)?;
         features.extend(probe_ring(&ring)?);
+        // Direct descriptors: accepted sockets live in the ring's fixed-file table, so each
+        // operation skips the fd-table lookup and connections do not count against the
+        // process's RLIMIT_NOFILE (the table itself is capped at that limit).
+        let direct = match direct_table {
+            Some(n) if n > 0 => match ring.submitter().register_files_sparse(n) {
+                Ok(()) => {
+                    features.push("direct descriptors");
+                    true
+                }
+                Err(_) => {
+                    features.push("plain descriptors (fixed-file table refused)");
+                    false
+                }
+            },
+            _ => false,
+        };
         let mut d = Self {
             ring,
             bufs,
             listeners: Vec::new(),
             fds: Vec::new(),
+            direct: false,
             sends: Vec::new(),
             free_sends: Vec::new(),
             send_pool: Vec::new(),
@@ -168,6 +211,7 @@ impl UringDriver {
             cqes: Vec::with_capacity(1024),
             features,
         };
+        d.direct = direct;
         d.arm_wake();
         Ok(d)
     }
@@ -202,8 +246,12 @@ impl UringDriver {
 
     fn arm_accept(&mut self, i: usize) {
         let Some(fd) = self.listeners[i].fd.as_ref().map(|f| f.as_raw_fd()) else { return };
+        // Direct descriptors are not in the fd table, so close-on-exec does not apply (the
+        // kernel refuses the flag with them).
+        let flags = if self.direct { 0 } else { libc::SOCK_CLOEXEC };
         let e = opcode::AcceptMulti::new(types::Fd(fd))
-            .flags(libc::SOCK_CLOEXEC)
+            .allocate_file_index(self.direct)
+            .flags(flags)
             .build()
             .user_data(ud(TAG_ACCEPT, i as u64));
         self.push(e);
@@ -242,15 +290,27 @@ impl UringDriver {
         }
     }
 
-    fn raw(&self, key: Key) -> Option<RawFd> {
-        self.fds.get(key.slot as usize)?.as_ref().map(|f| f.as_raw_fd())
+    fn target(&self, key: Key) -> Option<Target> {
+        match self.fds.get(key.slot as usize)?.as_ref()? {
+            Socket::Fd(f) => Some(Target::Fd(f.as_raw_fd())),
+            Socket::Fixed(i) => Some(Target::Fixed(*i)),
+        }
     }
 
-    fn arm_recv(&mut self, key: Key, fd: RawFd) {
-        let e = opcode::RecvMulti::new(types::Fd(fd), self.bufs.bgid())
-            .build()
+    fn arm_recv(&mut self, key: Key, t: Target) {
+        let bgid = self.bufs.bgid();
+        let e = on_target!(t, |fd| opcode::RecvMulti::new(fd, bgid).build())
             .user_data(ud(TAG_RECV, key.pack()));
         self.push(e);
+    }
+
+    /// Closes a socket through the ring; `user_data` says who hears of it.
+    fn close_socket(&mut self, sock: Socket, user_data: u64) {
+        let e = match sock {
+            Socket::Fd(fd) => opcode::Close::new(types::Fd(fd.into_raw_fd())).build(),
+            Socket::Fixed(i) => opcode::Close::new(types::Fixed(i)).build(),
+        };
+        self.push(e.user_data(user_data));
     }
 
     fn handle(&mut self, cqe: &cqueue::Entry, f: &mut dyn FnMut(Completion<'_>)) {
@@ -263,10 +323,13 @@ impl UringDriver {
         match tag {
             TAG_ACCEPT => {
                 let i = low as usize;
-                if res >= 0 {
+                if res >= 0 && self.direct {
+                    // With IORING_FILE_INDEX_ALLOC the result is the fixed-file slot.
+                    f(Completion::Accepted(Socket::Fixed(res as u32)));
+                } else if res >= 0 {
                     // SAFETY: a successful accept returns a new descriptor that nothing
                     // else owns.
-                    f(Completion::Accepted(unsafe { OwnedFd::from_raw_fd(res) }));
+                    f(Completion::Accepted(Socket::Fd(unsafe { OwnedFd::from_raw_fd(res) })));
                 } else if res != -libc::ECANCELED {
                     f(Completion::AcceptFailed);
                     if accept_exhausted(Errno::from_raw_os_error(-res)) {
@@ -375,31 +438,35 @@ impl Driver for UringDriver {
         }
     }
 
-    fn add_conn(&mut self, key: Key, fd: OwnedFd) {
+    fn add_conn(&mut self, key: Key, sock: Socket) {
         let slot = key.slot as usize;
         if self.fds.len() <= slot {
             self.fds.resize_with(slot + 1, || None);
         }
-        self.fds[slot] = Some(fd);
+        self.fds[slot] = Some(sock);
+    }
+
+    fn discard(&mut self, sock: Socket) {
+        self.close_socket(sock, ud(TAG_CANCEL, 0));
     }
 
     fn start_recv(&mut self, key: Key) {
-        if let Some(fd) = self.raw(key) {
-            self.arm_recv(key, fd);
+        if let Some(t) = self.target(key) {
+            self.arm_recv(key, t);
         }
     }
 
     fn cancel(&mut self, key: Key) {
-        let Some(fd) = self.raw(key) else { return };
+        let Some(t) = self.target(key) else { return };
         // Every request on this socket: the multishot receive and a send in flight.
-        let e = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
-            .build()
-            .user_data(ud(TAG_CANCEL, 0));
+        let e = on_target!(t, |fd| opcode::AsyncCancel2::new(types::CancelBuilder::fd(fd).all())
+            .build())
+        .user_data(ud(TAG_CANCEL, 0));
         self.push(e);
     }
 
     fn send(&mut self, key: Key, chunks: Vec<Bytes>) {
-        let Some(fd) = self.raw(key) else { return };
+        let Some(t) = self.target(key) else { return };
         let mut op = self.send_pool.pop().unwrap_or_else(|| {
             Box::new(SendOp {
                 key,
@@ -425,25 +492,23 @@ impl Driver for UringDriver {
             self.sends.len() - 1
         });
         let e = if op.iov.len() == 1 {
-            opcode::Send::new(
-                types::Fd(fd),
-                op.iov[0].iov_base as *const u8,
-                op.iov[0].iov_len as u32,
-            )
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
+            let (ptr, len) = (op.iov[0].iov_base as *const u8, op.iov[0].iov_len as u32);
+            on_target!(t, |fd| opcode::Send::new(fd, ptr, len).flags(libc::MSG_NOSIGNAL).build())
         } else {
-            opcode::SendMsg::new(types::Fd(fd), &op.msg).flags(libc::MSG_NOSIGNAL as u32).build()
+            let msg = &op.msg as *const libc::msghdr;
+            on_target!(t, |fd| opcode::SendMsg::new(fd, msg)
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .build())
         };
         self.sends[i] = Some(op);
         self.push(e.user_data(ud(TAG_SEND, i as u64)));
     }
 
     fn close(&mut self, key: Key) {
-        let Some(fd) = self.fds.get_mut(key.slot as usize).and_then(Option::take) else { return };
-        let raw = fd.into_raw_fd();
-        let e = opcode::Close::new(types::Fd(raw)).build().user_data(ud(TAG_CLOSE, key.pack()));
-        self.push(e);
+        let Some(sock) = self.fds.get_mut(key.slot as usize).and_then(Option::take) else {
+            return;
+        };
+        self.close_socket(sock, ud(TAG_CLOSE, key.pack()));
     }
 
     fn wait(
@@ -510,7 +575,7 @@ impl Drop for UringDriver {
             let cqes: Vec<cqueue::Entry> = self.ring.completion().collect();
             for cqe in cqes {
                 let (tag, _) = split_ud(cqe.user_data());
-                if tag == TAG_ACCEPT && cqe.result() >= 0 {
+                if tag == TAG_ACCEPT && cqe.result() >= 0 && !self.direct {
                     // SAFETY: a new descriptor from accept that nothing else owns.
                     drop(unsafe { OwnedFd::from_raw_fd(cqe.result()) });
                 }

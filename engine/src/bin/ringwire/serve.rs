@@ -70,6 +70,9 @@ pub struct ServeArgs {
     /// Size of each receive buffer.
     #[arg(long, default_value_t = 16 * 1024)]
     pub recv_buffer_size: u32,
+    /// With io_uring, use plain file descriptors instead of direct descriptors.
+    #[arg(long)]
+    pub no_direct: bool,
     /// Most connections per worker.
     #[arg(long, default_value_t = 100_000)]
     pub max_connections: usize,
@@ -104,7 +107,8 @@ impl ServeArgs {
             .handshake_timeout(Duration::from_secs(self.handshake_secs))
             .recv_buffers(self.recv_buffers)
             .recv_buffer_size(self.recv_buffer_size)
-            .max_connections_per_worker(self.max_connections);
+            .max_connections_per_worker(self.max_connections)
+            .direct_descriptors(!self.no_direct);
         if let Some(w) = self.workers {
             b = b.workers(w);
         }
