@@ -319,7 +319,7 @@ impl Core {
 
     fn subscribe(&mut self, key: Key, topic: Topic) {
         let Some(c) = self.conns.get_mut(key) else { return };
-        if !matches!(c.phase, Phase::Open(_)) || c.topics.contains(&topic) {
+        if !matches!(c.phase, Phase::Open(_)) || c.topics().contains(&topic) {
             return;
         }
         self.topics.add(&topic, key);
@@ -359,8 +359,8 @@ impl Core {
         if let Some(p) = c.pending.as_mut() {
             p.clear_backlog();
         }
-        for t in std::mem::take(&mut c.topics).iter() {
-            self.topics.remove(t, key);
+        for t in c.topics.take().into_iter().flat_map(|v| v.into_iter()) {
+            self.topics.remove(&t, key);
         }
         self.mark_dirty(key);
         self.schedule(key);
@@ -675,7 +675,7 @@ impl Core {
     fn on_fd_closed(&mut self, key: Key) {
         self.unschedule(key);
         if let Some(c) = self.conns.remove(key) {
-            for t in c.topics.iter() {
+            for t in c.topics() {
                 self.topics.remove(t, key);
             }
             WorkerStats::sub(&self.stats.connections, 1);
