@@ -186,7 +186,7 @@ mod tests {
     fn idle_connection_record_stays_small() {
         let conn = std::mem::size_of::<super::Conn>();
         let core = std::mem::size_of::<ringwire_frame::Connection>();
-        assert!(core <= 96, "ringwire_frame::Connection grew to {core} bytes");
-        assert!(conn <= 136, "Conn grew to {conn} bytes");
+        assert!(core <= 80, "ringwire_frame::Connection grew to {core} bytes");
+        assert!(conn <= 120, "Conn grew to {conn} bytes");
     }
 }

@@ -177,11 +177,13 @@ pub struct Connection {
     /// when the connection is idle again, so an idle connection costs only this struct.
     bufs: Option<Box<Buffers>>,
     timers: TimerTable,
-    /// The last ping sent with [`Connection::send_ping`]: its sequence number, and when
-    /// it was sent while its pong is outstanding. Kept here rather than in the buffers so
-    /// that an idle connection waiting for a heartbeat pong holds no allocation.
+    /// The sequence number of the last ping sent with [`Connection::send_ping`]. It and
+    /// `ping_sent` live here rather than in the buffers, so that an idle connection
+    /// waiting for a heartbeat pong holds no allocation.
     ping_seq: u32,
-    ping_sent: Option<Instant>,
+    /// When that ping was sent, as an offset in `timers`' time base (`u64::MAX`: its pong
+    /// arrived or none was sent).
+    ping_sent: u64,
 }
 
 impl std::fmt::Debug for Connection {
@@ -217,9 +219,9 @@ impl Connection {
             state: State::Open,
             masks,
             bufs: None,
-            timers: TimerTable::default(),
+            timers: TimerTable::new(now),
             ping_seq: 0,
-            ping_sent: None,
+            ping_sent: u64::MAX,
         };
         c.note_activity(now);
         c
@@ -439,7 +441,7 @@ impl Connection {
         self.ping_seq = seq;
         let seq = u64::from(seq);
         self.send_control(OpCode::Ping, &seq.to_be_bytes())?;
-        self.ping_sent = Some(now);
+        self.ping_sent = self.timers.offset(now);
         Ok(seq)
     }
 

@@ -262,8 +262,11 @@ impl Connection {
         if seq != u64::from(self.ping_seq) {
             return None;
         }
-        let sent = self.ping_sent.take()?;
-        Some(now.saturating_duration_since(sent))
+        let sent = std::mem::replace(&mut self.ping_sent, u64::MAX);
+        if sent == u64::MAX {
+            return None;
+        }
+        Some(now.saturating_duration_since(self.timers.instant(sent)))
     }
 
     /// The peer's close frame arrived (§5.5.1, §7.1.3).
