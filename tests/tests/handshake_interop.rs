@@ -9,16 +9,16 @@
 // `Err` variant is its API, not ours.
 #![allow(clippy::result_large_err)]
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
-use std::io::{self, Read, Write};
-use std::rc::Rc;
 use std::time::Instant;
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use ringwire_frame::handshake::{
     accept_key, parse_request, parse_response, ClientRequest, HandshakeError, HandshakeLimits,
 };
 use ringwire_frame::{Config, Connection, Event, Message, XorShiftMask};
+use ringwire_tests::duplex::{duplex, End};
 use tungstenite::handshake::client::ClientHandshake;
 use tungstenite::handshake::server::{ErrorResponse, Request as TsRequest, Response as TsResponse};
 use tungstenite::handshake::{HandshakeError as TsHandshakeError, HandshakeRole};
@@ -26,65 +26,6 @@ use tungstenite::http::{StatusCode, Uri};
 use tungstenite::protocol::WebSocket;
 use tungstenite::{ClientRequestBuilder, Message as TsMessage};
 
-// ---- the in-memory duplex -------------------------------------------------------------
-
-#[derive(Default)]
-struct Pipe {
-    buf: VecDeque<u8>,
-    eof: bool,
-}
-
-/// One end of an in-memory duplex; reads return at most `max_read` bytes, and
-/// `WouldBlock` when the pipe is empty.
-struct End {
-    rx: Rc<RefCell<Pipe>>,
-    tx: Rc<RefCell<Pipe>>,
-    max_read: usize,
-}
-
-fn duplex(max_read: usize) -> (End, End) {
-    let a = Rc::new(RefCell::new(Pipe::default()));
-    let b = Rc::new(RefCell::new(Pipe::default()));
-    (End { rx: a.clone(), tx: b.clone(), max_read }, End { rx: b, tx: a, max_read })
-}
-
-impl End {
-    fn take_all(&self) -> Vec<u8> {
-        self.rx.borrow_mut().buf.drain(..).collect()
-    }
-    fn put(&self, data: &[u8]) {
-        self.tx.borrow_mut().buf.extend(data);
-    }
-    fn hang_up(&self) {
-        self.tx.borrow_mut().eof = true;
-    }
-}
-
-impl Read for End {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let mut p = self.rx.borrow_mut();
-        if p.buf.is_empty() {
-            return if p.eof { Ok(0) } else { Err(io::ErrorKind::WouldBlock.into()) };
-        }
-        let n = out.len().min(p.buf.len()).min(self.max_read);
-        for (o, b) in out[..n].iter_mut().zip(p.buf.drain(..n)) {
-            *o = b;
-        }
-        Ok(n)
-    }
-}
-
-impl Write for End {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.put(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Resumes an interrupted tungstenite handshake until it finishes or fails.
 fn expect_interrupted<R: HandshakeRole>(
     r: Result<R::FinalResult, TsHandshakeError<R>>,
 ) -> tungstenite::handshake::MidHandshake<R> {
