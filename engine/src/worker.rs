@@ -335,10 +335,13 @@ impl Core {
 
     /// Hands a shared frame to every local subscriber.
     fn deliver(&mut self, topic: &str, frame: &Bytes) {
-        let members: Vec<Key> = self.topics.members(topic).to_vec();
-        for key in members {
-            let _ = self.enqueue(key, Outgoing::Frame(frame.clone()));
+        // Walk the members without copying them: enqueueing never changes subscriptions
+        // (a connection leaves its topics only when its Closed event is processed).
+        let Some((name, members)) = self.topics.take(topic) else { return };
+        for key in &members {
+            let _ = self.enqueue(*key, Outgoing::Frame(frame.clone()));
         }
+        self.topics.restore(name, members);
     }
 
     /// The WebSocket part of a connection ended: the rest of its output goes to
