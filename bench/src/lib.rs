@@ -6,6 +6,8 @@
 //! measurement and `bench-table.py` turns criterion's estimates into the markdown table of
 //! `docs/BENCHMARKS.md`.
 
+pub mod frame_echo;
+
 use ringwire_frame::{encode_frame, OpCode};
 
 /// Payload sizes of the protocol-core benchmarks: 16 B, 125 B (the largest 7-bit length),

@@ -19,24 +19,19 @@ use std::time::Instant;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
-use ringwire_frame::handshake::{parse_request, HandshakeLimits};
-use ringwire_frame::{Config, Connection, Event};
+use ringwire_bench::frame_echo;
+use ringwire_frame::Config;
 
 const NAME: &str = "peer-monoio-frame";
 const READ_BUF: usize = 16 * 1024;
 
-fn invalid(e: impl std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
-}
-
 async fn serve(mut stream: TcpStream, config: Arc<Config>) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    let limits = HandshakeLimits::default();
     let mut buf: Vec<u8> = Vec::with_capacity(READ_BUF);
     let mut out: Vec<u8> = Vec::new();
     // The upgrade request (it may arrive in pieces, and frames may follow it).
     let mut head = Vec::new();
-    let (req, used) = loop {
+    let mut ws = loop {
         buf.clear();
         let (r, b) = stream.read(buf).await;
         buf = b;
@@ -45,43 +40,25 @@ async fn serve(mut stream: TcpStream, config: Arc<Config>) -> io::Result<()> {
             return Ok(());
         }
         head.extend_from_slice(&buf[..n]);
-        match parse_request(&head, &limits) {
-            Ok(Some(done)) => break done,
+        match frame_echo::upgrade(&head, &config, &mut out) {
+            Ok(Some(ws)) => break ws,
             Ok(None) => {}
             Err(e) => {
-                e.write_response(&mut out);
                 let _ = stream.write_all(out).await;
-                return Err(invalid(e));
+                return Err(e);
             }
         }
     };
-    req.accept(None, &[], &mut out).map_err(invalid)?;
-    let (r, o) = stream.write_all(out).await;
-    out = o;
-    r?;
-    let mut ws = Connection::server(config, Instant::now());
-    if head.len() > used {
-        ws.handle_bytes(Instant::now(), &head[used..]);
-    }
     drop(head);
     loop {
-        let mut closed = false;
-        while let Some(ev) = ws.poll_event() {
-            match ev {
-                Event::Message(m) => {
-                    let _ = ws.send(m);
-                }
-                Event::Closed(_) => closed = true,
-                _ => {}
-            }
-        }
-        out.clear();
-        if ws.poll_transmit_into(&mut out) > 0 {
+        let closed = frame_echo::echo_pending(&mut ws, &mut out);
+        if !out.is_empty() {
             let (r, o) = stream.write_all(out).await;
             out = o;
             r?;
+            out.clear();
         }
-        if closed || ws.is_closed() {
+        if closed {
             return Ok(());
         }
         buf.clear();
