@@ -232,6 +232,20 @@ pub(crate) fn cpu_lines(out: &mut String, cpu: &CpuUse, threads: usize, work: u6
             "server CPU",
             format_args!("{:.1}% of a core, {} per {unit}{}", s.percent(), Ns(per), waited(&s)),
         );
+        if let Some(k) = s.kernel_percent() {
+            let kernel = per as f64 * k / 100.0;
+            line(
+                out,
+                "server split",
+                format_args!(
+                    "{:.0}% kernel, {:.0}% user: {} and {} per {unit}",
+                    k,
+                    100.0 - k,
+                    Ns(kernel as u64),
+                    Ns(per.saturating_sub(kernel as u64))
+                ),
+            );
+        }
     }
     let g = cpu.generator;
     let of_threads = g.percent() / threads as f64;

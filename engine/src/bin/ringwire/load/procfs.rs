@@ -31,7 +31,7 @@ pub fn parse_schedstat(text: &str) -> Option<CpuSample> {
     let mut f = text.split_ascii_whitespace();
     let run_ns = f.next()?.parse().ok()?;
     let wait_ns = f.next()?.parse().ok()?;
-    Some(CpuSample { run_ns, wait_ns })
+    Some(CpuSample { run_ns, wait_ns, ..CpuSample::default() })
 }
 
 /// CPU accounting of a set of threads at one moment.
@@ -41,17 +41,20 @@ pub struct CpuSample {
     pub run_ns: u64,
     /// Time runnable but waiting for a CPU: high when other work shares the cores.
     pub wait_ns: u64,
+    /// User and system time from `/proc/.../stat`, in clock ticks (coarse: 10 ms).
+    pub user_ticks: u64,
+    pub sys_ticks: u64,
 }
 
-/// utime + stime (fields 14 and 15, clock ticks) from `/proc/PID/stat`. The command
+/// utime and stime (fields 14 and 15, clock ticks) from `/proc/PID/stat`. The command
 /// name (field 2) is in parentheses and may hold spaces or ')' itself, so fields are
 /// counted from the last ')'.
-pub fn parse_stat_ticks(text: &str) -> Option<u64> {
+pub fn parse_stat_user_sys(text: &str) -> Option<(u64, u64)> {
     let rest = &text[text.rfind(')')? + 1..];
     let mut f = rest.split_ascii_whitespace().skip(11); // field 3 is the first after ')'
     let utime: u64 = f.next()?.parse().ok()?;
     let stime: u64 = f.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 /// `VmRSS` of `/proc/PID/status`, in bytes.
@@ -79,16 +82,22 @@ pub fn cpu_ns(target: &ProcTarget) -> io::Result<CpuSample> {
             }
         }
         // A thread may exit between listing and reading: skip it.
+        let (user, sys) = fs::read_to_string(path.join("stat"))
+            .ok()
+            .and_then(|s| parse_stat_user_sys(&s))
+            .unwrap_or_default();
         let s = match fs::read_to_string(path.join("schedstat")) {
             Ok(s) => parse_schedstat(&s),
-            Err(_) => fs::read_to_string(path.join("stat"))
-                .ok()
-                .and_then(|s| parse_stat_ticks(&s))
-                .map(|t| CpuSample { run_ns: t * (1_000_000_000 / TICKS_PER_SEC), wait_ns: 0 }),
+            Err(_) => Some(CpuSample {
+                run_ns: (user + sys) * (1_000_000_000 / TICKS_PER_SEC),
+                ..CpuSample::default()
+            }),
         };
         let s = s.unwrap_or_default();
         total.run_ns += s.run_ns;
         total.wait_ns += s.wait_ns;
+        total.user_ticks += user;
+        total.sys_ticks += sys;
     }
     Ok(total)
 }
@@ -118,6 +127,9 @@ pub struct CpuWindow {
     pub wait_ns: u64,
     /// Wall time of the window, nanoseconds.
     pub wall_ns: u64,
+    /// User and system clock ticks in the window.
+    pub user_ticks: u64,
+    pub sys_ticks: u64,
 }
 
 impl CpuWindow {
@@ -127,6 +139,13 @@ impl CpuWindow {
             return 0.0;
         }
         self.cpu_ns as f64 * 100.0 / self.wall_ns as f64
+    }
+
+    /// The kernel's share of the CPU time, in percent (from clock ticks; `None` if too
+    /// few ticks to say).
+    pub fn kernel_percent(&self) -> Option<f64> {
+        let total = self.user_ticks + self.sys_ticks;
+        (total >= 10).then(|| self.sys_ticks as f64 * 100.0 / total as f64)
     }
 
     /// Run-queue wait as a percentage of the window: CPU taken by something else.
@@ -155,9 +174,13 @@ mod tests {
     fn stat_with_odd_comm() {
         let s = "4242 (ring wire) w)) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 75 0 0 20 0 3 0 \
                  100 1000000 500 18446744073709551615";
-        assert_eq!(parse_stat_ticks(s), Some(325));
-        assert_eq!(parse_stat_ticks("4242 (x) S 1"), None);
-        assert_eq!(parse_stat_ticks("no paren"), None);
+        let (u, k) = parse_stat_user_sys(s).unwrap();
+        assert_eq!(u + k, 325);
+        let w = CpuWindow { user_ticks: 8, sys_ticks: 92, ..CpuWindow::default() };
+        assert_eq!(w.kernel_percent(), Some(92.0));
+        assert_eq!(CpuWindow { user_ticks: 1, ..CpuWindow::default() }.kernel_percent(), None);
+        assert_eq!(parse_stat_user_sys("4242 (x) S 1"), None);
+        assert_eq!(parse_stat_user_sys("no paren"), None);
     }
 
     #[test]
@@ -173,7 +196,7 @@ mod tests {
         assert!(cpu_ns(&ProcTarget::SelfAll).is_ok());
         assert!(rss_bytes(&ProcTarget::SelfAll).unwrap() > 0);
         assert!(exists(std::process::id()));
-        let w = CpuWindow { cpu_ns: 500, wait_ns: 100, wall_ns: 1000 };
+        let w = CpuWindow { cpu_ns: 500, wait_ns: 100, wall_ns: 1000, ..CpuWindow::default() };
         assert_eq!((w.percent(), w.wait_percent()), (50.0, 10.0));
     }
 }

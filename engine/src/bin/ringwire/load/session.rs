@@ -183,6 +183,8 @@ impl CpuProbe {
             cpu_ns: b.run_ns.saturating_sub(a.run_ns),
             wait_ns: b.wait_ns.saturating_sub(a.wait_ns),
             wall_ns,
+            user_ticks: b.user_ticks.saturating_sub(a.user_ticks),
+            sys_ticks: b.sys_ticks.saturating_sub(a.sys_ticks),
         };
         CpuUse { server: s0.zip(s1).map(|(a, b)| window(a, b)), generator: window(g0, g1) }
     }
