@@ -380,13 +380,20 @@ fn eof_before_close_is_abnormal() {
 #[test]
 fn idle_connection_holds_no_buffers_after_a_message() {
     // Not a memory measurement, a behavioural check: after a message is delivered and
-    // the output drained, nothing is queued.
+    // the output drained, nothing is queued and the traffic buffers are freed.
     let t0 = Instant::now();
     let mut s = Connection::server(Config::default(), t0);
+    assert!(!s.has_buffers());
     s.handle_bytes(t0, &cframe(OpCode::Binary, true, &[1u8; 3000]));
+    assert!(s.has_buffers());
     s.send_binary(&[2u8; 3000]).unwrap();
     assert_eq!(events(&mut s).len(), 1);
     assert_eq!(sent_frames(&mut s).len(), 1);
     assert!(!s.has_transmit());
     assert_eq!(s.queued_bytes(), 0);
+    assert!(!s.has_buffers(), "an idle connection holds no buffers");
+    // A tracked ping waiting for its pong keeps none either.
+    s.send_ping(t0).unwrap();
+    assert_eq!(sent_frames(&mut s).len(), 1);
+    assert!(!s.has_buffers());
 }
