@@ -884,7 +884,12 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             if let Some(d) = self.core.shutdown_deadline {
                 timeout = timeout.min(d.saturating_duration_since(clock::now()));
             }
-            if !self.core.me.queue.is_empty() || !self.core.ops.is_empty() {
+            // Work already known (commands, socket ops, connections left dirty by a busy
+            // flush) must not wait for the next completion.
+            if !self.core.me.queue.is_empty()
+                || !self.core.ops.is_empty()
+                || !self.core.dirty.is_empty()
+            {
                 timeout = Duration::ZERO;
             }
             let Self { driver, handler, core } = &mut self;
