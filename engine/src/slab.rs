@@ -25,13 +25,19 @@ impl Key {
 }
 
 enum Entry<T> {
-    Occupied { gen: u32, value: T },
-    Vacant { gen: u32, next_free: u32 },
+    Occupied(T),
+    Vacant { next_free: u32 },
 }
 
 /// Values by [`Key`]. Insert, remove and lookup are O(1).
+///
+/// Generations live in their own array rather than beside each value: a value with a
+/// niche (such as a connection record) then makes `Entry<T>` no bigger than `T`, and
+/// each slot costs `size_of::<T>() + 4` bytes instead of rounding `T + 4` up to `T`'s
+/// alignment.
 pub(crate) struct Slab<T> {
     entries: Vec<Entry<T>>,
+    gens: Vec<u32>,
     free_head: u32,
     len: usize,
 }
@@ -40,7 +46,7 @@ const NONE: u32 = u32::MAX;
 
 impl<T> Default for Slab<T> {
     fn default() -> Self {
-        Self { entries: Vec::new(), free_head: NONE, len: 0 }
+        Self { entries: Vec::new(), gens: Vec::new(), free_head: NONE, len: 0 }
     }
 }
 
@@ -54,48 +60,68 @@ impl<T> Slab<T> {
         if self.free_head != NONE {
             let slot = self.free_head;
             let e = &mut self.entries[slot as usize];
-            let Entry::Vacant { gen, next_free } = *e else {
+            let Entry::Vacant { next_free } = *e else {
                 unreachable!("free list points at an occupied slot")
             };
-            let gen = gen.wrapping_add(1) & GEN_MASK;
+            let gen = &mut self.gens[slot as usize];
+            *gen = gen.wrapping_add(1) & GEN_MASK;
             self.free_head = next_free;
-            *e = Entry::Occupied { gen, value };
-            Key { slot, gen }
+            *e = Entry::Occupied(value);
+            Key { slot, gen: *gen }
         } else {
             let slot = self.entries.len() as u32;
-            self.entries.push(Entry::Occupied { gen: 0, value });
+            self.entries.push(Entry::Occupied(value));
+            self.gens.push(0);
             Key { slot, gen: 0 }
         }
     }
 
+    fn current(&self, key: Key) -> bool {
+        self.gens.get(key.slot as usize) == Some(&key.gen)
+    }
+
     pub(crate) fn get(&self, key: Key) -> Option<&T> {
+        if !self.current(key) {
+            return None;
+        }
         match self.entries.get(key.slot as usize)? {
-            Entry::Occupied { gen, value } if *gen == key.gen => Some(value),
-            _ => None,
+            Entry::Occupied(value) => Some(value),
+            Entry::Vacant { .. } => None,
         }
     }
 
     pub(crate) fn get_mut(&mut self, key: Key) -> Option<&mut T> {
+        if !self.current(key) {
+            return None;
+        }
         match self.entries.get_mut(key.slot as usize)? {
-            Entry::Occupied { gen, value } if *gen == key.gen => Some(value),
-            _ => None,
+            Entry::Occupied(value) => Some(value),
+            Entry::Vacant { .. } => None,
         }
     }
 
     pub(crate) fn remove(&mut self, key: Key) -> Option<T> {
+        if !self.current(key) {
+            return None;
+        }
         let e = self.entries.get_mut(key.slot as usize)?;
-        match e {
-            Entry::Occupied { gen, .. } if *gen == key.gen => {
-                let old =
-                    std::mem::replace(e, Entry::Vacant { gen: key.gen, next_free: self.free_head });
-                self.free_head = key.slot;
-                self.len -= 1;
-                match old {
-                    Entry::Occupied { value, .. } => Some(value),
-                    Entry::Vacant { .. } => None,
-                }
-            }
-            _ => None,
+        if matches!(e, Entry::Vacant { .. }) {
+            return None;
+        }
+        let old = std::mem::replace(e, Entry::Vacant { next_free: self.free_head });
+        self.free_head = key.slot;
+        self.len -= 1;
+        match old {
+            Entry::Occupied(value) => Some(value),
+            Entry::Vacant { .. } => None,
+        }
+    }
+
+    /// The key of the value in `slot`, if one is there.
+    pub(crate) fn key_at(&self, slot: u32) -> Option<Key> {
+        match self.entries.get(slot as usize)? {
+            Entry::Occupied(_) => Some(Key { slot, gen: self.gens[slot as usize] }),
+            Entry::Vacant { .. } => None,
         }
     }
 
@@ -103,12 +129,19 @@ impl<T> Slab<T> {
     pub(crate) fn keys(&self) -> Vec<Key> {
         self.entries
             .iter()
+            .zip(&self.gens)
             .enumerate()
-            .filter_map(|(i, e)| match e {
-                Entry::Occupied { gen, .. } => Some(Key { slot: i as u32, gen: *gen }),
+            .filter_map(|(i, (e, gen))| match e {
+                Entry::Occupied(_) => Some(Key { slot: i as u32, gen: *gen }),
                 Entry::Vacant { .. } => None,
             })
             .collect()
+    }
+
+    /// Bytes one slot takes (the value's record and its generation).
+    #[cfg(test)]
+    pub(crate) fn slot_bytes() -> usize {
+        std::mem::size_of::<Entry<T>>() + std::mem::size_of::<u32>()
     }
 }
 

@@ -7,42 +7,35 @@
 //! redistributed ("cascaded") into lower levels when time reaches it. Each level keeps
 //! a bitmap of occupied slots, so finding the next deadline is a few bit scans.
 //!
-//! `insert` returns a [`Handle`] (level, slot, index) with which `remove` takes an entry
-//! out in O(1) by swapping the slot's last entry into its place; the entry that moved,
-//! and every entry that a cascade re-files, is reported with its new handle so the owner
-//! can keep its handle current. The worker keeps exactly one entry per connection this
-//! way, however its deadlines move.
+//! Entries are keyed by a small integer id (the connection's slab slot) and live in one
+//! array indexed by it: a node of 16 bytes (deadline, next, prev) per id, linked into its
+//! slot's circular list behind a sentinel node. Filing, moving and removing an entry is
+//! O(1) and never allocates; a cascade relinks nodes instead of copying them. The array
+//! grows with the highest id seen (as the slab does), so a connection's timer costs 16
+//! bytes whether or not it is armed, and heartbeats cause no allocator traffic.
 
 const LEVELS: usize = 6;
 const SLOTS: usize = 64;
 const MAX_SPAN: u64 = (1 << (6 * LEVELS)) - 1;
+/// Sentinel nodes, one per slot, come first in the node array.
+const HEADS: usize = LEVELS * SLOTS;
+/// `next` of a node that is not filed.
+const UNFILED: u32 = u32::MAX;
 
-/// A removed entry `(tick, value)`, and the entry that moved into its place.
-pub(crate) type Removed<T> = ((u64, T), Option<(T, Handle)>);
-
-/// Where an entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Handle {
-    level: u8,
-    slot: u8,
-    index: u32,
+#[derive(Clone, Copy)]
+struct Node {
+    when: u64,
+    next: u32,
+    prev: u32,
 }
 
-struct Level<T> {
-    occupied: u64,
-    slots: Vec<Vec<(u64, T)>>,
-}
+const FREE: Node = Node { when: 0, next: UNFILED, prev: UNFILED };
 
-impl<T> Level<T> {
-    fn new() -> Self {
-        Self { occupied: 0, slots: (0..SLOTS).map(|_| Vec::new()).collect() }
-    }
-}
-
-/// A timer wheel of values `T` keyed by deadline tick.
-pub(crate) struct Wheel<T> {
+/// A timer wheel of ids keyed by deadline tick.
+pub(crate) struct Wheel {
     elapsed: u64,
-    levels: Vec<Level<T>>,
+    occupied: [u64; LEVELS],
+    nodes: Vec<Node>,
     len: usize,
 }
 
@@ -52,66 +45,85 @@ fn level_for(elapsed: u64, when: u64) -> usize {
     (significant / 6).min(LEVELS - 1)
 }
 
-impl<T: Copy> Wheel<T> {
+/// The node index of an id.
+fn node_of(id: u32) -> usize {
+    HEADS + id as usize
+}
+
+impl Wheel {
     pub(crate) fn new() -> Self {
-        Self { elapsed: 0, levels: (0..LEVELS).map(|_| Level::new()).collect(), len: 0 }
+        let nodes = (0..HEADS as u32).map(|i| Node { when: 0, next: i, prev: i }).collect();
+        Self { elapsed: 0, occupied: [0; LEVELS], nodes, len: 0 }
     }
 
+    /// Entries filed.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
 
-    /// Schedules `value` at tick `when` (a past tick fires at the next poll; a tick more
-    /// than 2^36 ms ahead may fire early, at the end of the wheel's range).
-    pub(crate) fn insert(&mut self, when: u64, value: T) -> Handle {
-        // Past deadlines fire at the next poll. Deadlines beyond the top level's current
-        // range are parked at its end; the caller re-checks and re-inserts on firing.
+    /// The tick `id` is filed for, if it is.
+    pub(crate) fn when(&self, id: u32) -> Option<u64> {
+        let n = self.nodes.get(node_of(id))?;
+        (n.next != UNFILED).then_some(n.when)
+    }
+
+    /// Files `id` at tick `when`, in place of any entry it had (a past tick fires at the
+    /// next poll; a tick more than 2^36 ms ahead may fire early, at the end of the
+    /// wheel's range, and the owner re-checks and re-files it then).
+    pub(crate) fn insert(&mut self, id: u32, when: u64) {
+        let i = node_of(id);
+        if i >= self.nodes.len() {
+            self.nodes.resize(i + 1, FREE);
+        }
+        self.remove(id);
+        self.link(i, when);
+    }
+
+    /// Links the unfiled node `i` into the slot for `when`.
+    fn link(&mut self, i: usize, when: u64) {
         let when = when.clamp(self.elapsed, self.elapsed | MAX_SPAN);
         let level = level_for(self.elapsed, when);
         let slot = ((when >> (6 * level)) as usize) & (SLOTS - 1);
-        let l = &mut self.levels[level];
-        l.slots[slot].push((when, value));
-        l.occupied |= 1 << slot;
+        let head = level * SLOTS + slot;
+        let first = self.nodes[head].next;
+        self.nodes[i] = Node { when, next: first, prev: head as u32 };
+        self.nodes[first as usize].prev = i as u32;
+        self.nodes[head].next = i as u32;
+        self.occupied[level] |= 1 << slot;
         self.len += 1;
-        Handle { level: level as u8, slot: slot as u8, index: (l.slots[slot].len() - 1) as u32 }
     }
 
-    /// The tick the entry at `h` is filed for.
-    pub(crate) fn when(&self, h: Handle) -> Option<u64> {
-        let l = self.levels.get(usize::from(h.level))?;
-        l.slots.get(usize::from(h.slot))?.get(h.index as usize).map(|(w, _)| *w)
-    }
-
-    /// Removes the entry at `h` and returns it; if another entry moved into its place,
-    /// that entry and its new handle come back too.
-    pub(crate) fn remove(&mut self, h: Handle) -> Option<Removed<T>> {
-        let l = self.levels.get_mut(usize::from(h.level))?;
-        let v = l.slots.get_mut(usize::from(h.slot))?;
-        let i = h.index as usize;
-        if i >= v.len() {
-            return None;
+    /// Takes `id`'s entry off the wheel; whether it had one.
+    pub(crate) fn remove(&mut self, id: u32) -> bool {
+        let i = node_of(id);
+        let Some(&Node { next, prev, .. }) = self.nodes.get(i) else { return false };
+        if next == UNFILED {
+            return false;
         }
-        let removed = v.swap_remove(i);
+        self.nodes[prev as usize].next = next;
+        self.nodes[next as usize].prev = prev;
+        self.nodes[i] = FREE;
         self.len -= 1;
-        let moved = v.get(i).map(|(_, t)| (*t, h));
-        if v.is_empty() {
-            l.occupied &= !(1 << h.slot);
+        // Unlinking the last entry of a slot leaves its sentinel pointing at itself.
+        if prev == next && (prev as usize) < HEADS {
+            let head = prev as usize;
+            self.occupied[head / SLOTS] &= !(1 << (head % SLOTS));
         }
-        Some((removed, moved))
+        true
     }
 
     /// The earliest (level, slot, slot start tick) holding entries.
     fn next_slot(&self) -> Option<(usize, usize, u64)> {
         let mut best: Option<(usize, usize, u64)> = None;
-        for (level, l) in self.levels.iter().enumerate() {
-            if l.occupied == 0 {
+        for (level, &occupied) in self.occupied.iter().enumerate() {
+            if occupied == 0 {
                 continue;
             }
             let shift = 6 * level;
             let now_slot = ((self.elapsed >> shift) as usize) & (SLOTS - 1);
             // Entries at this level lie at or after the current slot (see `level_for`).
-            let ahead = l.occupied >> now_slot;
+            let ahead = occupied >> now_slot;
             if ahead == 0 {
                 continue;
             }
@@ -130,25 +142,31 @@ impl<T: Copy> Wheel<T> {
         self.next_slot().map(|(_, _, start)| start)
     }
 
-    /// Advances to tick `now`, appending every value due by then to `out` (with its
-    /// tick) and every value re-filed by a cascade to `moved` (with its new handle).
-    pub(crate) fn poll(&mut self, now: u64, out: &mut Vec<(u64, T)>, moved: &mut Vec<(T, Handle)>) {
+    /// Advances to tick `now`, appending the id of every entry due by then to `out`
+    /// (those entries are off the wheel) and re-filing the rest of each slot it passes.
+    pub(crate) fn poll(&mut self, now: u64, out: &mut Vec<u32>) {
         while let Some((level, slot, start)) = self.next_slot() {
             if start > now {
                 break;
             }
             self.elapsed = start;
-            let l = &mut self.levels[level];
-            l.occupied &= !(1 << slot);
-            let entries = std::mem::take(&mut l.slots[slot]);
-            self.len -= entries.len();
-            for (when, value) in entries {
+            self.occupied[level] &= !(1 << slot);
+            // Detach the slot's whole list, then walk it: each node's `next` is read
+            // before the node is relinked elsewhere.
+            let head = level * SLOTS + slot;
+            let mut cur = self.nodes[head].next as usize;
+            self.nodes[head].next = head as u32;
+            self.nodes[head].prev = head as u32;
+            while cur != head {
+                let Node { when, next, .. } = self.nodes[cur];
+                self.nodes[cur] = FREE;
+                self.len -= 1;
                 if when <= now {
-                    out.push((when, value));
+                    out.push((cur - HEADS) as u32);
                 } else {
-                    let h = self.insert(when, value);
-                    moved.push((value, h));
+                    self.link(cur, when);
                 }
+                cur = next as usize;
             }
         }
         self.elapsed = self.elapsed.max(now);
@@ -159,20 +177,25 @@ impl<T: Copy> Wheel<T> {
 mod tests {
     use super::*;
 
-    fn drain_until(w: &mut Wheel<u64>, now: u64) -> Vec<u64> {
+    /// Polls up to `now`; the ids that fired, sorted.
+    fn drain_until(w: &mut Wheel, now: u64) -> Vec<u32> {
         let mut out = Vec::new();
-        w.poll(now, &mut out, &mut Vec::new());
-        let mut out: Vec<u64> = out.into_iter().map(|(_, v)| v).collect();
+        w.poll(now, &mut out);
         out.sort();
         out
+    }
+
+    #[test]
+    fn node_is_16_bytes() {
+        assert_eq!(std::mem::size_of::<Node>(), 16);
     }
 
     #[test]
     fn fires_exactly_when_due_across_levels() {
         let mut w = Wheel::new();
         let deadlines = [0u64, 1, 5, 63, 64, 65, 100, 4095, 4096, 4097, 300_000, 20_000_000];
-        for d in deadlines {
-            w.insert(d, d);
+        for (id, d) in deadlines.iter().enumerate() {
+            w.insert(id as u32, *d);
         }
         assert_eq!(w.len(), deadlines.len());
         // Step through time and check each fires at its tick, not before.
@@ -182,11 +205,12 @@ mod tests {
             let next = w.next_deadline().unwrap();
             assert!(next >= t);
             t = next;
-            let got = drain_until(&mut w, t);
-            for g in &got {
-                assert!(*g <= t, "{g} fired at {t}");
+            for id in drain_until(&mut w, t) {
+                let d = deadlines[id as usize];
+                assert!(d <= t, "{d} fired at {t}");
+                assert!(d == t, "{d} fired late, at {t}");
+                fired.push(d);
             }
-            fired.extend(got);
         }
         fired.sort();
         assert_eq!(fired, deadlines);
@@ -195,25 +219,24 @@ mod tests {
     #[test]
     fn jump_far_ahead_fires_everything_due() {
         let mut w = Wheel::new();
-        for d in (0..10_000u64).step_by(7) {
-            w.insert(d, d);
+        for d in (0..10_000u32).step_by(7) {
+            w.insert(d, u64::from(d));
         }
         let got = drain_until(&mut w, 5_000);
-        assert_eq!(got, (0..=5_000u64).step_by(7).collect::<Vec<_>>());
+        assert_eq!(got, (0..=5_000u32).step_by(7).collect::<Vec<_>>());
         let got = drain_until(&mut w, 20_000);
-        assert_eq!(got, (5_005..10_000u64).step_by(7).collect::<Vec<_>>());
+        assert_eq!(got, (5_005..10_000u32).step_by(7).collect::<Vec<_>>());
         assert_eq!(w.len(), 0);
         assert_eq!(w.next_deadline(), None);
     }
 
-    /// Handles stay exact through removals and cascades: every removal takes out the
-    /// entry its owner expects, and what remains fires at its tick.
+    /// Removals and re-filings stay exact through cascades: what remains fires at its
+    /// tick, once, and the occupied bitmaps never point at an empty slot for long.
     #[test]
-    fn handles_follow_moves_and_cascades() {
+    fn removals_and_refiling_through_cascades() {
         use std::collections::HashMap;
         let mut w = Wheel::new();
-        let mut handles: HashMap<u64, Handle> = HashMap::new();
-        let mut due: HashMap<u64, u64> = HashMap::new();
+        let mut due: HashMap<u32, u64> = HashMap::new();
         let mut x: u64 = 42;
         let mut rnd = || {
             x ^= x << 13;
@@ -221,58 +244,72 @@ mod tests {
             x ^= x << 17;
             x
         };
-        for id in 0..3000u64 {
+        for id in 0..3000u32 {
             let when = rnd() % 100_000;
-            handles.insert(id, w.insert(when, id));
+            w.insert(id, when);
             due.insert(id, when);
         }
         let mut now = 0;
-        while now < 120_000 {
-            // Remove a few entries by handle.
+        while now < 200_000 {
             for _ in 0..5 {
-                let id = rnd() % 3000;
-                if let Some(h) = handles.remove(&id) {
-                    let ((when, v), moved) = w.remove(h).expect("handle valid");
-                    assert_eq!((v, when), (id, due[&id]));
-                    if let Some((m, mh)) = moved {
-                        handles.insert(m, mh);
-                    }
-                    due.remove(&id);
+                let id = (rnd() % 3000) as u32;
+                assert_eq!(w.when(id), due.get(&id).copied());
+                assert_eq!(w.remove(id), due.remove(&id).is_some());
+            }
+            // Move a few (later or earlier), as a heartbeat does.
+            for _ in 0..5 {
+                let id = (rnd() % 3000) as u32;
+                if due.contains_key(&id) {
+                    let when = now + rnd() % 50_000;
+                    w.insert(id, when);
+                    due.insert(id, when);
                 }
             }
-            let (mut out, mut moved) = (Vec::new(), Vec::new());
-            w.poll(now, &mut out, &mut moved);
-            for (m, mh) in moved {
-                handles.insert(m, mh);
-            }
-            for (when, id) in out {
-                assert_eq!(due.remove(&id), Some(when));
+            let mut out = Vec::new();
+            w.poll(now, &mut out);
+            for id in out {
+                let when = due.remove(&id).expect("fired once");
                 assert!(when <= now);
-                handles.remove(&id);
+                assert_eq!(w.when(id), None);
             }
+            assert_eq!(w.len(), due.len());
             now += 500;
         }
         assert!(due.is_empty() && w.len() == 0);
+        assert_eq!(w.next_deadline(), None, "bitmaps cleared with the last entry");
     }
 
     #[test]
     fn far_future_deadline_is_parked_not_lost() {
         let mut w = Wheel::new();
-        w.poll((1 << 36) - 10, &mut Vec::new(), &mut Vec::new());
-        w.insert(u64::MAX, 7);
+        w.poll((1 << 36) - 10, &mut Vec::new());
+        w.insert(7, u64::MAX);
         assert_eq!(drain_until(&mut w, (1 << 36) - 1), [7], "parked at the end of the range");
     }
 
     #[test]
     fn insert_after_advancing() {
         let mut w = Wheel::new();
-        w.poll(1_000_000, &mut Vec::new(), &mut Vec::new());
-        w.insert(1_000_050, 1);
-        w.insert(999_999, 2); // in the past: due immediately
+        w.poll(1_000_000, &mut Vec::new());
+        w.insert(1, 1_000_050);
+        w.insert(2, 999_999); // in the past: due immediately
         assert_eq!(w.next_deadline(), Some(1_000_000));
         assert_eq!(drain_until(&mut w, 1_000_000), [2]);
-        assert_eq!(drain_until(&mut w, 1_000_049), Vec::<u64>::new());
+        assert_eq!(drain_until(&mut w, 1_000_049), Vec::<u32>::new());
         assert_eq!(drain_until(&mut w, 1_000_050), [1]);
+    }
+
+    #[test]
+    fn reinserting_replaces_the_entry() {
+        let mut w = Wheel::new();
+        w.insert(3, 10_000);
+        w.insert(3, 20);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w.when(3), Some(20));
+        assert_eq!(drain_until(&mut w, 20), [3]);
+        assert_eq!(drain_until(&mut w, 20_000), Vec::<u32>::new());
+        assert!(!w.remove(3));
+        assert!(!w.remove(1_000), "an id never seen");
     }
 
     #[test]
@@ -280,19 +317,19 @@ mod tests {
         let mut w = Wheel::new();
         let mut x: u64 = 0x1234_5678;
         let mut all = Vec::new();
-        for i in 0..5_000u64 {
+        for i in 0..5_000u32 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             let d = x % 200_000;
-            all.push((d, i));
-            w.insert(d, i);
+            all.push(d);
+            w.insert(i, d);
         }
         let mut t = 0;
         let mut out = Vec::new();
         while t <= 200_000 {
             for i in drain_until(&mut w, t) {
-                let (d, _) = all[i as usize];
+                let d = all[i as usize];
                 assert!(d <= t && (t < 1000 || d + 1000 > t), "entry {i} due {d} fired at {t}");
                 out.push(i);
             }

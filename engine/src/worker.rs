@@ -56,7 +56,9 @@ pub(crate) struct Core {
     frame_config: Arc<FrameConfig>,
     conns: Slab<Conn>,
     topics: Topics,
-    wheel: Wheel<Key>,
+    wheel: Wheel,
+    /// Reused by `due_timers`.
+    due_scratch: Vec<u32>,
     epoch: Instant,
     now: Instant,
     dirty: Vec<Key>,
@@ -174,6 +176,7 @@ impl Core {
             conns: Slab::default(),
             topics: Topics::default(),
             wheel: Wheel::new(),
+            due_scratch: Vec::new(),
             epoch: now,
             now,
             dirty: Vec::new(),
@@ -194,8 +197,8 @@ impl Core {
 
     fn mark_dirty(&mut self, key: Key) {
         if let Some(c) = self.conns.get_mut(key) {
-            if !c.dirty {
-                c.dirty = true;
+            if !c.dirty() {
+                c.set_dirty(true);
                 self.dirty.push(key);
             }
         }
@@ -207,30 +210,16 @@ impl Core {
     fn schedule(&mut self, key: Key) {
         let Some(deadline) = self.conns.get(key).and_then(Conn::deadline) else { return };
         let tick = self.tick_of(deadline).max(1);
-        let Some(c) = self.conns.get_mut(key) else { return };
-        match c.timer.and_then(|h| self.wheel.when(h)) {
-            Some(at) if at <= tick => return,
-            Some(_) => self.unschedule(key),
-            None => {}
-        }
-        let h = self.wheel.insert(tick, key);
-        if let Some(c) = self.conns.get_mut(key) {
-            c.timer = Some(h);
+        match self.wheel.when(key.slot) {
+            Some(at) if at <= tick => {}
+            _ => self.wheel.insert(key.slot, tick),
         }
     }
 
     /// Takes the connection's entry off the wheel.
     fn unschedule(&mut self, key: Key) {
-        let Some(h) = self.conns.get_mut(key).and_then(|c| c.timer.take()) else { return };
-        if let Some((_, Some((moved, mh)))) = self.wheel.remove(h) {
-            self.rehandle(moved, mh);
-        }
-    }
-
-    /// An entry of `key` moved within the wheel.
-    fn rehandle(&mut self, key: Key, h: crate::wheel::Handle) {
-        if let Some(c) = self.conns.get_mut(key) {
-            c.timer = Some(h);
+        if self.conns.get(key).is_some() {
+            self.wheel.remove(key.slot);
         }
     }
 
@@ -244,7 +233,7 @@ impl Core {
         }
         let len = out.len();
         if c.queued_bytes() + len > max {
-            c.over_limit = true;
+            c.set_over_limit(true);
             match policy {
                 Backpressure::DropNewest => {
                     WorkerStats::add(&self.stats.drops, 1);
@@ -372,15 +361,15 @@ impl Core {
     /// Starts closing the socket: cancel what is in flight, then close.
     fn begin_close(&mut self, key: Key) {
         let Some(c) = self.conns.get_mut(key) else { return };
-        if c.closing {
+        if c.closing() {
             return;
         }
-        c.closing = true;
+        c.set_closing(true);
         c.pending = None;
-        if c.recv_armed || c.inflight.is_some() {
+        if c.recv_armed() || c.inflight.is_some() {
             self.ops.push(Op::Cancel(key));
         } else {
-            c.close_submitted = true;
+            c.set_close_submitted(true);
             self.ops.push(Op::Close(key));
         }
     }
@@ -388,8 +377,8 @@ impl Core {
     /// Closes the socket once nothing is in flight any more.
     fn maybe_finish_close(&mut self, key: Key) {
         let Some(c) = self.conns.get_mut(key) else { return };
-        if c.closing && !c.close_submitted && !c.recv_armed && c.inflight.is_none() {
-            c.close_submitted = true;
+        if c.closing() && !c.close_submitted() && !c.recv_armed() && c.inflight.is_none() {
+            c.set_close_submitted(true);
             self.ops.push(Op::Close(key));
         }
     }
@@ -493,7 +482,7 @@ impl Core {
         }
         // TCP_NODELAY and keepalive come from the listener (see `sys::net::listener`).
         let mut conn = Conn::new(self.now + self.config.handshake_timeout);
-        conn.recv_armed = true;
+        conn.set_recv_armed(true);
         let key = self.conns.insert(conn);
         self.ops.push(Op::AddConn(key, sock));
         self.ops.push(Op::StartRecv(key));
@@ -505,7 +494,7 @@ impl Core {
         WorkerStats::add(&self.stats.bytes_in, data.len() as u64);
         let now = self.now;
         let Some(c) = self.conns.get_mut(key) else { return };
-        if c.closing {
+        if c.closing() {
             return;
         }
         match &mut c.phase {
@@ -605,13 +594,13 @@ impl Core {
 
     fn on_recv_ended<H: Handler>(&mut self, handler: &mut H, key: Key, why: RecvEnd) {
         let Some(c) = self.conns.get_mut(key) else { return };
-        c.recv_armed = false;
+        c.set_recv_armed(false);
         match why {
-            RecvEnd::Rearm | RecvEnd::NoBuffers if !c.closing => {
-                c.recv_armed = true;
+            RecvEnd::Rearm | RecvEnd::NoBuffers if !c.closing() => {
+                c.set_recv_armed(true);
                 self.ops.push(Op::StartRecv(key));
             }
-            RecvEnd::Eof | RecvEnd::Error(_) if !c.closing => {
+            RecvEnd::Eof | RecvEnd::Error(_) if !c.closing() => {
                 if matches!(c.phase, Phase::Handshake { .. }) {
                     WorkerStats::add(&self.stats.handshake_failures, 1);
                 }
@@ -638,7 +627,7 @@ impl Core {
         match result {
             Ok(mut n) => {
                 WorkerStats::add(&self.stats.bytes_out, n as u64);
-                if !c.closing {
+                if !c.closing() {
                     // Keep what did not go out, in order, ahead of anything newer.
                     let mut rest = Vec::new();
                     for mut chunk in chunks.drain(..) {
@@ -657,7 +646,7 @@ impl Core {
                 }
                 self.mark_dirty(key);
             }
-            Err(_) if !c.closing => {
+            Err(_) if !c.closing() => {
                 // The peer is gone (reset, broken pipe).
                 let now = self.now;
                 if let Some(ws) = c.ws() {
@@ -697,23 +686,16 @@ impl Core {
         }
     }
 
-    /// The wheel entries due now.
-    fn due_timers(&mut self) -> Vec<(u64, Key)> {
+    /// The connections whose wheel entries are due now (those entries are off the wheel).
+    fn due_timers(&mut self) -> Vec<Key> {
         // Deadlines were rounded up to a tick; a tick is due once it has fully passed.
         let floor = self.now.saturating_duration_since(self.epoch).as_millis() as u64;
-        let (mut due, mut moved) = (Vec::new(), Vec::new());
-        self.wheel.poll(floor, &mut due, &mut moved);
-        for (key, h) in moved {
-            self.rehandle(key, h);
-        }
-        // Fired entries are off the wheel: forget their handles now, before any callback
-        // could reschedule one of these connections through a stale handle.
-        for (_, key) in &due {
-            if let Some(c) = self.conns.get_mut(*key) {
-                c.timer = None;
-            }
-        }
-        due
+        let mut due = std::mem::take(&mut self.due_scratch);
+        self.wheel.poll(floor, &mut due);
+        let keys = due.iter().filter_map(|&slot| self.conns.key_at(slot)).collect();
+        due.clear();
+        self.due_scratch = due;
+        keys
     }
 
     /// Runs one connection's due timer.
@@ -779,8 +761,8 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     fn flush_one(&mut self, key: Key) {
         let core = &mut self.core;
         let Some(c) = core.conns.get_mut(key) else { return };
-        c.dirty = false;
-        if c.closing {
+        c.set_dirty(false);
+        if c.closing() {
             return;
         }
         if c.inflight.is_none() {
@@ -822,8 +804,8 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             Some(c) => c,
             None => return,
         };
-        if c.over_limit && c.queued_bytes() <= core.config.low_watermark {
-            c.over_limit = false;
+        if c.over_limit() && c.queued_bytes() <= core.config.low_watermark {
+            c.set_over_limit(false);
             if matches!(c.phase, Phase::Open(_)) {
                 self.handler.on_writable(&mut Ctx { core: &mut self.core, key });
             }
@@ -840,9 +822,9 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     /// close) is flushed at once, so its protocol buffers are freed before the next one:
     /// heartbeats of many connections due together never hold buffers all at once.
     fn fire_timers(&mut self) {
-        for (_, key) in self.core.due_timers() {
+        for key in self.core.due_timers() {
             self.core.fire_timer(&mut self.handler, key);
-            if self.core.conns.get(key).is_some_and(|c| c.dirty) {
+            if self.core.conns.get(key).is_some_and(|c| c.dirty()) {
                 self.flush_one(key);
             }
         }

@@ -397,3 +397,26 @@ fn idle_connection_holds_no_buffers_after_a_message() {
     assert_eq!(sent_frames(&mut s).len(), 1);
     assert!(!s.has_buffers());
 }
+
+#[test]
+fn idle_connection_struct_stays_small() {
+    // The engine keeps this struct inline in every connection's record; 56 bytes is what
+    // the memory-per-connection goal (128 B in all, docs/BENCHMARKS.md) leaves for it.
+    let size = std::mem::size_of::<Connection>();
+    assert!(size <= 56, "Connection grew to {size} bytes");
+}
+
+#[test]
+fn timers_before_the_first_connection_still_order_correctly() {
+    // Deadlines are offsets from a process-wide epoch fixed on first use; an instant taken
+    // before it (a caller's `t0`) must still give exact timers.
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_millis(2));
+    let cfg = Config::default().idle_timeout(Some(Duration::from_millis(10)));
+    let mut s = Connection::server(cfg, t0);
+    assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(10)));
+    s.handle_timeout(t0 + Duration::from_millis(9));
+    assert!(events(&mut s).is_empty());
+    s.handle_timeout(t0 + Duration::from_millis(10));
+    assert!(s.is_closing() || s.is_closed());
+}

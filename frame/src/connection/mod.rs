@@ -181,7 +181,7 @@ pub struct Connection {
     /// `ping_sent` live here rather than in the buffers, so that an idle connection
     /// waiting for a heartbeat pong holds no allocation.
     ping_seq: u32,
-    /// When that ping was sent, as an offset in `timers`' time base (`u64::MAX`: its pong
+    /// When that ping was sent, as an offset from the timers' epoch (`u64::MAX`: its pong
     /// arrived or none was sent).
     ping_sent: u64,
 }
@@ -219,7 +219,7 @@ impl Connection {
             state: State::Open,
             masks,
             bufs: None,
-            timers: TimerTable::new(now),
+            timers: TimerTable::new(),
             ping_seq: 0,
             ping_sent: u64::MAX,
         };
@@ -441,7 +441,7 @@ impl Connection {
         self.ping_seq = seq;
         let seq = u64::from(seq);
         self.send_control(OpCode::Ping, &seq.to_be_bytes())?;
-        self.ping_sent = self.timers.offset(now);
+        self.ping_sent = timer::offset(now);
         Ok(seq)
     }
 

@@ -266,7 +266,7 @@ impl Connection {
         if sent == u64::MAX {
             return None;
         }
-        Some(now.saturating_duration_since(self.timers.instant(sent)))
+        Some(now.saturating_duration_since(super::timer::instant(sent)))
     }
 
     /// The peer's close frame arrived (§5.5.1, §7.1.3).

@@ -4,9 +4,10 @@
 //! Timers that are never armed together share a slot, which keeps an idle connection
 //! small: the keepalive ping and the pong timeout take turns, and so do the idle
 //! timeout and the close timeout (closing stops the idle timer). Deadlines are stored as
-//! nanoseconds since the connection was created (8 bytes each rather than 24 for an
-//! `Option<(Instant, Timer)>`).
+//! nanoseconds since a process-wide epoch (8 bytes each rather than 24 for an
+//! `Option<(Instant, Timer)>`, and no 16-byte creation instant on every connection).
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// "No deadline" in a slot.
@@ -26,65 +27,92 @@ pub(crate) enum Timer {
     Idle,
 }
 
+/// The top bit of a slot's value tells its two timers apart; offsets stay below it.
+const KIND_BIT: u64 = 1 << 63;
+
 impl Timer {
-    fn slot(self) -> usize {
+    /// The slot and the kind bit.
+    fn slot(self) -> (usize, u64) {
         match self {
-            Timer::Keepalive | Timer::PongTimeout => 0,
-            Timer::Idle | Timer::Close => 1,
+            Timer::Keepalive => (0, 0),
+            Timer::PongTimeout => (0, KIND_BIT),
+            Timer::Close => (1, 0),
+            Timer::Idle => (1, KIND_BIT),
         }
     }
 }
 
-/// Deadlines by [`Timer`], two slots, as offsets from the connection's creation.
+/// The instant every offset counts from: fixed on first use, set well before it (where
+/// the platform's clock can go back that far) so that instants a caller took a little
+/// earlier, such as a test's virtual `t0`, still map to distinct offsets.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(|| {
+        let now = Instant::now();
+        // 2^32 s (136 years) back keeps offsets far below 2^63 ns; the shorter steps
+        // serve clocks that start at boot and cannot represent earlier instants.
+        [1u64 << 32, 86_400, 1]
+            .into_iter()
+            .find_map(|s| now.checked_sub(Duration::from_secs(s)))
+            .unwrap_or(now)
+    })
+}
+
+/// `t` as nanoseconds since the epoch (saturating: before the epoch is 0, and the result
+/// stays below [`KIND_BIT`], some 160 years past the epoch).
+pub(crate) fn offset(t: Instant) -> u64 {
+    let n = t.saturating_duration_since(epoch()).as_nanos();
+    u64::try_from(n).unwrap_or(KIND_BIT - 1).min(KIND_BIT - 1)
+}
+
+/// The instant of an offset.
+pub(crate) fn instant(offset: u64) -> Instant {
+    epoch() + Duration::from_nanos(offset)
+}
+
+/// Deadlines by [`Timer`], two slots, as offsets from the process-wide epoch; the top
+/// bit of each says which of the slot's two timers it is (16 bytes in all).
 #[derive(Debug, Clone)]
 pub(crate) struct TimerTable {
-    born: Instant,
     at: [u64; 2],
-    kind: [Timer; 2],
 }
 
 impl TimerTable {
-    /// A table for a connection created at `born`.
-    pub(crate) fn new(born: Instant) -> Self {
-        Self { born, at: [NONE; 2], kind: [Timer::Close; 2] }
-    }
-
-    /// `t` as an offset from creation (saturating; before creation is 0).
-    pub(crate) fn offset(&self, t: Instant) -> u64 {
-        let n = t.saturating_duration_since(self.born).as_nanos();
-        u64::try_from(n).unwrap_or(NONE - 1).min(NONE - 1)
-    }
-
-    /// The instant of an offset.
-    pub(crate) fn instant(&self, offset: u64) -> Instant {
-        self.born + Duration::from_nanos(offset)
+    /// An empty table.
+    pub(crate) fn new() -> Self {
+        Self { at: [NONE; 2] }
     }
 
     /// Arms `t` (replacing the other timer of its slot).
     pub(crate) fn set(&mut self, t: Timer, at: Instant) {
-        self.at[t.slot()] = self.offset(at);
-        self.kind[t.slot()] = t;
+        let (i, bit) = t.slot();
+        self.at[i] = offset(at) | bit;
+    }
+
+    /// `t`'s deadline as an offset, if `t` is armed.
+    fn armed(&self, t: Timer) -> Option<u64> {
+        let (i, bit) = t.slot();
+        let v = self.at[i];
+        (v != NONE && v & KIND_BIT == bit).then_some(v & !KIND_BIT)
     }
 
     pub(crate) fn stop(&mut self, t: Timer) {
-        if self.get(t).is_some() {
-            self.at[t.slot()] = NONE;
+        if self.armed(t).is_some() {
+            self.at[t.slot().0] = NONE;
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn get(&self, t: Timer) -> Option<Instant> {
-        let i = t.slot();
-        (self.at[i] != NONE && self.kind[i] == t).then(|| self.instant(self.at[i]))
+        self.armed(t).map(instant)
     }
 
     pub(crate) fn is_expired(&self, t: Timer, now: Instant) -> bool {
-        let i = t.slot();
-        self.at[i] != NONE && self.kind[i] == t && self.at[i] <= self.offset(now)
+        self.armed(t).is_some_and(|at| at <= offset(now))
     }
 
     pub(crate) fn next(&self) -> Option<Instant> {
-        let min = self.at[0].min(self.at[1]);
-        (min != NONE).then(|| self.instant(min))
+        self.at.iter().filter(|&&v| v != NONE).map(|v| v & !KIND_BIT).min().map(instant)
     }
 
     pub(crate) fn clear(&mut self) {
@@ -100,7 +128,7 @@ mod tests {
     #[test]
     fn slot_partners_replace_each_other() {
         let t0 = Instant::now();
-        let mut t = TimerTable::new(t0);
+        let mut t = TimerTable::new();
         t.set(Timer::Keepalive, t0 + Duration::from_secs(10));
         t.set(Timer::Idle, t0 + Duration::from_secs(60));
         assert_eq!(t.next(), Some(t0 + Duration::from_secs(10)));
