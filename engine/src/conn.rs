@@ -192,6 +192,11 @@ impl Conn {
 
     /// The next deadline this connection needs the timer wheel for.
     pub(crate) fn deadline(&self) -> Option<Instant> {
+        // Once the socket is being closed only completions remain: a past deadline kept
+        // on the wheel would fire on every turn of the loop until they arrive.
+        if self.closing() {
+            return None;
+        }
         match &self.phase {
             Phase::Handshake { deadline, .. } | Phase::Draining { deadline } => Some(*deadline),
             Phase::Open(c) => c.poll_timeout(),

@@ -241,7 +241,49 @@ fn policy_drop_oldest(backend: BackendChoice) {
     policy_drop(backend, Backpressure::DropOldest);
 }
 
+/// A client that never reads again: the 1008 close cannot go out (a send stays blocked on
+/// the full socket), so the close timeout must end the connection, which takes cancelling
+/// that blocked send as well as the receive. Afterwards the socket is gone and the other
+/// client is served as before.
+fn stalled_forever_is_cut_off(backend: BackendChoice) {
+    let (tx, rx) = mpsc::channel();
+    let frame = ringwire::frame::Config::default().close_timeout(Duration::from_millis(300));
+    let server = builder(backend)
+        .max_queued_bytes(MAX_QUEUED)
+        .low_watermark(MAX_QUEUED / 2)
+        .backpressure(Backpressure::Close)
+        .frame(frame)
+        .start(Probe::factory(tx))
+        .expect("engine starts")
+        .guarded();
+    let addr = server.local_addr();
+    let rt = runtime();
+    let (slow, mut good) = rt.block_on(async { (slow_client(addr).await, ws_connect(addr).await) });
+    let slow_id: ConnId = expect_seen(&rx, "the slow client", |s| match s {
+        Seen::Open(h, path) if path == "/slow" => Some(h.id()),
+        _ => None,
+    });
+    flood(&server, 0, |s| s.stats().slow_closes >= 1);
+    // `slow` is held, unread, until the end: the server must not wait for it.
+    // The peer never answered the close: the handler hears 1006 (abnormal closure).
+    let closed = expect_closed(&rx, slow_id);
+    assert_eq!(closed.code.0, 1006);
+    assert_eq!(server.stats().slow_closes, 1);
+    assert!(
+        wait_until(Duration::from_secs(10), || server.stats().connections == 1),
+        "the stalled connection was not released: {:?}",
+        server.stats()
+    );
+    rt.block_on(async {
+        ws_echo(&mut good, "unaffected").await;
+        ws_close(&mut good).await;
+    });
+    drop(slow);
+    server.shutdown().unwrap();
+}
+
 both_backends! {
+    stalled_forever_is_cut_off => stalled_forever_is_cut_off_io_uring, stalled_forever_is_cut_off_epoll;
     handler_flood_then_slow_close => handler_flood_then_slow_close_io_uring, handler_flood_then_slow_close_epoll;
     policy_close => policy_close_io_uring, policy_close_epoll;
     policy_drop_newest => policy_drop_newest_io_uring, policy_drop_newest_epoll;
