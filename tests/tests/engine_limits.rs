@@ -161,7 +161,48 @@ fn tiny_rings_and_receive_pools(backend: BackendChoice) {
     server.shutdown().unwrap();
 }
 
+fn fanout_through_a_tiny_ring(backend: BackendChoice) {
+    const SUBSCRIBERS: usize = 300;
+    const PUBLISHES: u32 = 20;
+    // 8 submission entries (16 completion entries) for 300 subscribers: every publish is
+    // 300 sends, so the submission queue fills again and again within one loop turn and
+    // completions overflow the completion queue (the kernel keeps them aside until they
+    // are reaped). Every subscriber must still get every message, in order.
+    let (tx, _rx) = mpsc::channel();
+    let server = builder(backend)
+        .ring_entries(8)
+        .start(Probe::factory(tx))
+        .expect("engine starts")
+        .guarded();
+    let addr = server.local_addr();
+    let rt = runtime();
+    let mut subs = rt.block_on(join_all((0..SUBSCRIBERS).map(|_| async move {
+        let mut ws = ws_connect(addr).await;
+        ws.send(TMsg::text("sub:tiny")).await.unwrap();
+        assert_eq!(ws_data(&mut ws).await, TMsg::text("ok"));
+        ws
+    })));
+    let publisher = server.publisher();
+    for i in 0..PUBLISHES {
+        assert_eq!(publisher.publish("tiny", &Message::binary(i.to_be_bytes().to_vec())), 2);
+    }
+    rt.block_on(join_all(subs.iter_mut().enumerate().map(|(n, ws)| async move {
+        for i in 0..PUBLISHES {
+            let got = tokio::time::timeout(Duration::from_secs(20), ws_data(ws)).await;
+            assert_eq!(
+                got.unwrap_or_else(|_| panic!("subscriber {n}: publish {i} never came")),
+                TMsg::binary(i.to_be_bytes().to_vec()),
+                "subscriber {n}"
+            );
+        }
+    })));
+    rt.block_on(join_all(subs.iter_mut().map(ws_close)));
+    assert!(wait_until(PATIENCE, || server.stats().connections == 0), "{:?}", server.stats());
+    server.shutdown().unwrap();
+}
+
 both_backends! {
+    fanout_through_a_tiny_ring => fanout_through_a_tiny_ring_io_uring, fanout_through_a_tiny_ring_epoll;
     connection_cap_per_worker => connection_cap_per_worker_io_uring, connection_cap_per_worker_epoll;
     origin_check_refuses_403 => origin_check_refuses_403_io_uring, origin_check_refuses_403_epoll;
     full_command_queue => full_command_queue_io_uring, full_command_queue_epoll;

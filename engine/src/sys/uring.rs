@@ -8,7 +8,7 @@
 //! socket only after its receive and send have completed. `user_data` is an 8-bit tag
 //! and a slab key or table index.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
@@ -58,6 +58,11 @@ macro_rules! on_target {
             }
         }
     };
+}
+
+/// Whether a submit error only means "not now": reap completions and try again.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN | libc::EINTR))
 }
 
 /// Hashes a slab slot (a dense small integer) with one multiply.
@@ -131,6 +136,10 @@ pub(crate) struct UringDriver {
     /// hash table, while a cancel by descriptor scans every armed request of the ring
     /// (with 15,000 connections that made closing them all quadratic).
     send_of: HashMap<u32, u32, BuildSlotHasher>,
+    /// Entries the submission queue had no room for (see `push`).
+    overflow: VecDeque<squeue::Entry>,
+    /// A submit error met outside `wait`, reported by the next `wait`.
+    failed: Option<io::Error>,
     /// Boxed so that a recycled op keeps a stable address for the kernel's pointers.
     #[allow(clippy::vec_box)]
     send_pool: Vec<Box<SendOp>>,
@@ -239,6 +248,8 @@ impl UringDriver {
             sends: Vec::new(),
             free_sends: Vec::new(),
             send_of: HashMap::default(),
+            overflow: VecDeque::new(),
+            failed: None,
             send_pool: Vec::new(),
             wake_fd,
             wake_buf: Box::new([0; 8]),
@@ -253,21 +264,47 @@ impl UringDriver {
         Ok(d)
     }
 
+    /// Queues an entry. When the submission queue is full it is handed to the kernel
+    /// first; if the kernel takes no more right now (EBUSY: its completion queue must be
+    /// reaped first), the entry waits in `overflow` for the next [`Driver::wait`], which
+    /// reaps and then submits it. Never blocks, never panics; a hard submit error is
+    /// reported by the next `wait`.
     fn push(&mut self, e: squeue::Entry) {
-        loop {
-            // SAFETY: every entry built in this module points only at memory that lives
-            // until its completion: listener and connection fds stay open until their
-            // ops end, send data is parked in `sends`, the wake buffer lives in `self`.
-            if unsafe { self.ring.submission().push(&e) }.is_ok() {
-                self.in_flight += 1;
-                return;
-            }
-            // The submission queue is full: hand it to the kernel and retry.
-            if let Err(err) = self.ring.submit() {
-                if err.raw_os_error() != Some(libc::EBUSY) {
-                    // Nothing sensible is left to do with a ring that refuses entries.
-                    panic!("io_uring submit failed: {err}");
+        if self.overflow.is_empty() && self.try_push(&e) {
+            return;
+        }
+        if self.overflow.is_empty() {
+            match self.ring.submit() {
+                Ok(_) if self.try_push(&e) => return,
+                Ok(_) => {}
+                Err(err) if is_transient(&err) => {}
+                Err(err) => {
+                    self.failed.get_or_insert(err);
                 }
+            }
+        }
+        self.overflow.push_back(e);
+    }
+
+    /// Puts `e` in the submission queue if there is room.
+    fn try_push(&mut self, e: &squeue::Entry) -> bool {
+        // SAFETY: every entry built in this module points only at memory that lives
+        // until its completion: listener and connection fds stay open until their ops
+        // end, send data is parked in `sends`, the wake buffer lives in `self`. An entry
+        // waiting in `overflow` points at the same memory, which stays put meanwhile.
+        let ok = unsafe { self.ring.submission().push(e) }.is_ok();
+        if ok {
+            self.in_flight += 1;
+        }
+        ok
+    }
+
+    /// Moves entries from `overflow` into the submission queue while there is room.
+    fn drain_overflow(&mut self) {
+        while let Some(e) = self.overflow.pop_front() {
+            if !self.try_push(&e) {
+                self.overflow.push_front(e);
+                break;
             }
         }
     }
@@ -568,18 +605,24 @@ impl Driver for UringDriver {
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
             }
         }
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        self.drain_overflow();
+        // With entries still waiting for room, only submit and reap: do not sleep.
+        let (want, timeout) =
+            if self.overflow.is_empty() { (1, timeout) } else { (0, Some(Duration::ZERO)) };
         let res = match timeout {
             Some(t) => {
                 let ts = types::Timespec::from(t);
                 let args = types::SubmitArgs::new().timespec(&ts);
-                self.ring.submitter().submit_with_args(1, &args)
+                self.ring.submitter().submit_with_args(want, &args)
             }
-            None => self.ring.submit_and_wait(1),
+            None => self.ring.submit_and_wait(want),
         };
         if let Err(e) = res {
-            match e.raw_os_error() {
-                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) => {}
-                _ => return Err(e),
+            if !is_transient(&e) && e.raw_os_error() != Some(libc::ETIME) {
+                return Err(e);
             }
         }
         let mut cqes = std::mem::take(&mut self.cqes);
@@ -590,17 +633,20 @@ impl Driver for UringDriver {
         cqes.clear();
         self.cqes = cqes;
         self.bufs.commit();
+        self.drain_overflow();
         Ok(())
     }
 
     fn in_flight(&self) -> usize {
         // The wake-up read is always armed and is not work to wait for.
-        self.in_flight - usize::from(self.wake_armed)
+        self.in_flight + self.overflow.len() - usize::from(self.wake_armed)
     }
 }
 
 impl Drop for UringDriver {
     fn drop(&mut self) {
+        // Entries that never reached the kernel reference nothing the kernel holds.
+        self.overflow.clear();
         // Cancel the wake-up read and collect what is still in flight, so that no
         // operation outlives the memory it uses.
         if self.wake_armed {
@@ -608,6 +654,7 @@ impl Drop for UringDriver {
             self.push(e);
         }
         for _ in 0..100 {
+            self.drain_overflow();
             if self.in_flight == 0 {
                 break;
             }
