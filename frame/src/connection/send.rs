@@ -19,6 +19,14 @@ pub(crate) struct SendQueue {
 }
 
 impl SendQueue {
+    /// Drops the chunk queue's storage if it grew past `items` (called on an empty queue
+    /// that is about to be kept for reuse).
+    pub(crate) fn trim(&mut self, items: usize) {
+        if self.chunks.capacity() > items {
+            self.chunks = VecDeque::new();
+        }
+    }
+
     /// Call after appending whole frames to `buf`.
     pub(crate) fn wrote(&mut self, n: usize) {
         self.len += n;
