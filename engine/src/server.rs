@@ -243,6 +243,7 @@ impl EngineBuilder {
                             config.recv_buffers as u16,
                             config.recv_buffer_size,
                             direct_table(&config),
+                            config.max_connections_per_worker,
                             wake.clone(),
                         ) {
                             Ok(d) => return run(d, handler, core, ls, None, &ready),
@@ -253,7 +254,11 @@ impl EngineBuilder {
                             Err(e) => uring_err = Some(format!("io_uring setup failed ({e})")),
                         }
                     }
-                    let d = match EpollDriver::new(config.recv_buffer_size as usize, wake) {
+                    let d = match EpollDriver::new(
+                        config.recv_buffer_size as usize,
+                        config.max_connections_per_worker,
+                        wake,
+                    ) {
                         Ok(d) => d,
                         Err(e) => {
                             let _ = ready.send(Err(format!("epoll setup: {e}")));

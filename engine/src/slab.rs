@@ -51,6 +51,11 @@ impl<T> Default for Slab<T> {
 }
 
 impl<T> Slab<T> {
+    /// A slab with room for `n` values before it grows.
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Self { entries: Vec::with_capacity(n), gens: Vec::with_capacity(n), ..Self::default() }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.len
     }

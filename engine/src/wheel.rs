@@ -51,8 +51,15 @@ fn node_of(id: u32) -> usize {
 }
 
 impl Wheel {
+    #[cfg(test)]
     pub(crate) fn new() -> Self {
-        let nodes = (0..HEADS as u32).map(|i| Node { when: 0, next: i, prev: i }).collect();
+        Self::with_capacity(0)
+    }
+
+    /// A wheel with room for ids below `n` before its node array grows.
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        let mut nodes = Vec::with_capacity(HEADS + n);
+        nodes.extend((0..HEADS as u32).map(|i| Node { when: 0, next: i, prev: i }));
         Self { elapsed: 0, occupied: [0; LEVELS], nodes, len: 0 }
     }
 

@@ -169,13 +169,16 @@ impl Core {
         all: Arc<[Arc<WorkerShared>]>,
     ) -> Self {
         let now = clock::now();
+        let max_conns = config.max_connections_per_worker;
         Self {
             id,
             frame_config: Arc::new(config.frame.clone()),
             config,
-            conns: Slab::default(),
+            // Reserved up front (address space only: pages are touched as connections
+            // arrive), so growing never copies a large table in the middle of a burst.
+            conns: Slab::with_capacity(max_conns),
             topics: Topics::default(),
-            wheel: Wheel::new(),
+            wheel: Wheel::with_capacity(max_conns),
             due_scratch: Vec::new(),
             epoch: now,
             now,

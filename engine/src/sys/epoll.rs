@@ -83,13 +83,17 @@ fn try_send(fd: &OwnedFd, chunks: &[Bytes]) -> Result<usize, Errno> {
 }
 
 impl EpollDriver {
-    pub(crate) fn new(scratch_size: usize, wake_fd: Arc<OwnedFd>) -> io::Result<Self> {
+    pub(crate) fn new(
+        scratch_size: usize,
+        max_conns: usize,
+        wake_fd: Arc<OwnedFd>,
+    ) -> io::Result<Self> {
         let ep = epoll::create(epoll::CreateFlags::CLOEXEC)?;
         epoll::add(&ep, &*wake_fd, EventData::new_u64(WAKE), EventFlags::IN)?;
         Ok(Self {
             ep,
             listeners: Vec::new(),
-            conns: Vec::new(),
+            conns: Vec::with_capacity(max_conns),
             pending: Vec::new(),
             scratch: vec![0; scratch_size.max(4096)],
             events: Vec::with_capacity(1024),

@@ -190,6 +190,7 @@ impl UringDriver {
         recv_buffers: u16,
         recv_buffer_size: u32,
         direct_table: Option<u32>,
+        max_conns: usize,
         wake_fd: Arc<OwnedFd>,
     ) -> io::Result<Self> {
         let mut features = Vec::new();
@@ -243,7 +244,7 @@ impl UringDriver {
             ring,
             bufs,
             listeners: Vec::new(),
-            fds: Vec::new(),
+            fds: Vec::with_capacity(max_conns),
             direct: false,
             sends: Vec::new(),
             free_sends: Vec::new(),
