@@ -610,9 +610,13 @@ impl Driver for UringDriver {
             return Err(e);
         }
         self.drain_overflow();
-        // With entries still waiting for room, only submit and reap: do not sleep.
-        let (want, timeout) =
-            if self.overflow.is_empty() { (1, timeout) } else { (0, Some(Duration::ZERO)) };
+        // With entries still waiting for room, submit and reap without sleeping (a zero
+        // timeout, not `want` 0: without GETEVENTS the kernel would not run the deferred
+        // completions at all).
+        if !self.overflow.is_empty() {
+            timeout = Some(Duration::ZERO);
+        }
+        let want = 1;
         let res = match timeout {
             Some(t) => {
                 let ts = types::Timespec::from(t);
