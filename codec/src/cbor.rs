@@ -7,13 +7,11 @@
 use std::convert::Infallible;
 
 use cbor4ii::core::{dec, enc};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::borrow::BorrowCodec;
-use crate::codec::Codec;
 use crate::error::{DecodeError, DecodeErrorKind, EncodeError, Position};
 use crate::format::Format;
+use crate::serde_codec::serde_codec_impls;
 
 /// How deeply arrays, maps and tags may nest in a decoded message.
 ///
@@ -30,35 +28,17 @@ pub const MAX_DEPTH: usize = 128;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Cbor;
 
-impl<T: Serialize + DeserializeOwned> Codec<T> for Cbor {
-    fn format(&self) -> Format {
-        Format::Cbor
-    }
-
-    fn encode(&self, value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        encode(value, out)
-    }
-
-    fn decode(&self, bytes: &[u8]) -> Result<T, DecodeError> {
-        decode(bytes)
-    }
-}
-
-/// Zero-copy decoding: definite-length text and byte strings borrow from
-/// the message (`Cow<'de, str>` or `&'de str` with `#[serde(borrow)]`); see
-/// [`BorrowCodec`].
-impl<'de, T: Serialize + Deserialize<'de>> BorrowCodec<'de, T> for Cbor {
-    fn wire_format(&self) -> Format {
-        Format::Cbor
-    }
-
-    fn encode_borrowed(&self, value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        encode(value, out)
-    }
-
-    fn decode_borrowed(&self, bytes: &'de [u8]) -> Result<T, DecodeError> {
-        decode(bytes)
-    }
+// `Codec<T>` and `BorrowCodec<'de, T>` for Cbor, both through `encode` and
+// `decode` below.
+serde_codec_impls! {
+    codec: Cbor,
+    format: Format::Cbor,
+    encode: encode,
+    decode: decode,
+    /// Zero-copy decoding: definite-length text and byte strings borrow from
+    /// the message (`Cow<'de, str>` or `&'de str` with `#[serde(borrow)]`); see
+    /// [`BorrowCodec`](crate::BorrowCodec).
+    impl BorrowCodec
 }
 
 fn encode<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {

@@ -1,12 +1,10 @@
 //! JSON through `serde_json`. Messages travel in text frames.
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::borrow::BorrowCodec;
-use crate::codec::Codec;
 use crate::error::{DecodeError, DecodeErrorKind, EncodeError, Position};
 use crate::format::Format;
+use crate::serde_codec::serde_codec_impls;
 
 /// The JSON codec (RFC 8259), for any `Serialize + DeserializeOwned` type.
 ///
@@ -17,35 +15,17 @@ use crate::format::Format;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Json;
 
-impl<T: Serialize + DeserializeOwned> Codec<T> for Json {
-    fn format(&self) -> Format {
-        Format::Json
-    }
-
-    fn encode(&self, value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        encode(value, out)
-    }
-
-    fn decode(&self, bytes: &[u8]) -> Result<T, DecodeError> {
-        decode(bytes)
-    }
-}
-
-/// Zero-copy decoding: strings without escapes borrow from the message
-/// (declare them `Cow<'de, str>` with `#[serde(borrow)]`); see
-/// [`BorrowCodec`].
-impl<'de, T: Serialize + Deserialize<'de>> BorrowCodec<'de, T> for Json {
-    fn wire_format(&self) -> Format {
-        Format::Json
-    }
-
-    fn encode_borrowed(&self, value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        encode(value, out)
-    }
-
-    fn decode_borrowed(&self, bytes: &'de [u8]) -> Result<T, DecodeError> {
-        decode(bytes)
-    }
+// `Codec<T>` and `BorrowCodec<'de, T>` for Json, both through `encode` and
+// `decode` below.
+serde_codec_impls! {
+    codec: Json,
+    format: Format::Json,
+    encode: encode,
+    decode: decode,
+    /// Zero-copy decoding: strings without escapes borrow from the message
+    /// (declare them `Cow<'de, str>` with `#[serde(borrow)]`); see
+    /// [`BorrowCodec`](crate::BorrowCodec).
+    impl BorrowCodec
 }
 
 fn encode<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {

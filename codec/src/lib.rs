@@ -87,6 +87,8 @@ mod json;
 mod protobuf;
 #[cfg(feature = "protobuf")]
 pub mod protobuf_borrowed;
+#[cfg(any(feature = "json", feature = "cbor"))]
+mod serde_codec;
 
 pub use crate::borrow::{borrow_cow_strs, BorrowCodec};
 pub use crate::codec::Codec;

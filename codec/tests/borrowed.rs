@@ -8,9 +8,6 @@
 )]
 
 mod common;
-#[cfg(all(feature = "json", feature = "cbor", feature = "protobuf"))]
-#[path = "../benches/support/mod.rs"]
-mod support;
 
 use std::borrow::Cow;
 
@@ -340,7 +337,7 @@ mod protobuf {
 #[cfg(all(feature = "json", feature = "cbor", feature = "protobuf"))]
 mod bench_event {
     use super::*;
-    use crate::support::{assert_same_event, sample_event, OrderEvent, OrderEventRef};
+    use crate::common::support::{assert_same_event, sample_event, OrderEvent, OrderEventRef};
     use ringwire_codec::{Cbor, Json, Kind, MessageId, Protobuf};
 
     fn check<C>(codec: C)

@@ -9,18 +9,26 @@
 //! so the same bytes on the wire, but strings are `Cow<'a, str>` borrowed
 //! from the message. It derives serde (with `#[serde(borrow)]`) and
 //! implements `ringwire_codec::BorrowedMessage` by hand, as prost's derive
-//! would write `prost::Message`.
+//! would write `prost::Message`, with the proto3 field helpers in
+//! [`proto3`].
+//!
+//! The tests use this same file: `tests/common/mod.rs` includes it by path
+//! as `common::support`.
 
 #![allow(dead_code)]
+
+pub mod proto3;
 
 use std::borrow::Cow;
 
 use prost::bytes::BufMut;
-use prost::encoding::{self, DecodeContext, WireType};
+use prost::encoding::{self, WireType};
 use prost::DecodeError;
 use ringwire_codec::protobuf_borrowed::{self as pb, BorrowContext};
 use ringwire_codec::BorrowedMessage;
 use serde::{Deserialize, Serialize};
+
+use self::proto3::{ctx0, len, len_str, put, put_str};
 
 /// What happened to the order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
@@ -228,25 +236,6 @@ pub struct OrderEventRef<'a> {
     pub note: Cow<'a, str>,
 }
 
-/// Scalars go through prost's own functions, which ignore the context.
-fn ctx0() -> DecodeContext {
-    DecodeContext::default()
-}
-
-fn len_str(tag: u32, s: &str) -> usize {
-    if s.is_empty() {
-        0
-    } else {
-        pb::encoded_len_str(tag, s)
-    }
-}
-
-fn put_str(tag: u32, s: &str, buf: &mut impl BufMut) {
-    if !s.is_empty() {
-        pb::encode_str(tag, s, buf);
-    }
-}
-
 impl<'a> BorrowedMessage<'a> for AddressRef<'a> {
     fn merge_field(
         &mut self,
@@ -297,9 +286,7 @@ impl<'a> BorrowedMessage<'a> for CustomerRef<'a> {
     }
 
     fn encode_raw(&self, buf: &mut impl BufMut) {
-        if self.id != 0 {
-            encoding::uint64::encode(1, &self.id, buf);
-        }
+        put(1, &self.id, buf, encoding::uint64::encode);
         put_str(2, &self.name, buf);
         put_str(3, &self.email, buf);
         if let Some(a) = &self.address {
@@ -308,7 +295,7 @@ impl<'a> BorrowedMessage<'a> for CustomerRef<'a> {
     }
 
     fn encoded_len(&self) -> usize {
-        (if self.id != 0 { encoding::uint64::encoded_len(1, &self.id) } else { 0 })
+        len(1, &self.id, encoding::uint64::encoded_len)
             + len_str(2, &self.name)
             + len_str(3, &self.email)
             + self.address.as_ref().map_or(0, |a| pb::encoded_len_message(4, a))
@@ -335,27 +322,15 @@ impl<'a> BorrowedMessage<'a> for LineItemRef<'a> {
     fn encode_raw(&self, buf: &mut impl BufMut) {
         put_str(1, &self.sku, buf);
         put_str(2, &self.title, buf);
-        if self.quantity != 0 {
-            encoding::uint32::encode(3, &self.quantity, buf);
-        }
-        if self.unit_price_cents != 0 {
-            encoding::uint64::encode(4, &self.unit_price_cents, buf);
-        }
+        put(3, &self.quantity, buf, encoding::uint32::encode);
+        put(4, &self.unit_price_cents, buf, encoding::uint64::encode);
     }
 
     fn encoded_len(&self) -> usize {
         len_str(1, &self.sku)
             + len_str(2, &self.title)
-            + (if self.quantity != 0 {
-                encoding::uint32::encoded_len(3, &self.quantity)
-            } else {
-                0
-            })
-            + (if self.unit_price_cents != 0 {
-                encoding::uint64::encoded_len(4, &self.unit_price_cents)
-            } else {
-                0
-            })
+            + len(3, &self.quantity, encoding::uint32::encoded_len)
+            + len(4, &self.unit_price_cents, encoding::uint64::encoded_len)
     }
 }
 
@@ -384,20 +359,14 @@ impl<'a> BorrowedMessage<'a> for OrderEventRef<'a> {
 
     fn encode_raw(&self, buf: &mut impl BufMut) {
         put_str(1, &self.event_id, buf);
-        if self.event_type != 0 {
-            encoding::int32::encode(2, &self.event_type, buf);
-        }
-        if self.occurred_at_us != 0 {
-            encoding::uint64::encode(3, &self.occurred_at_us, buf);
-        }
+        put(2, &self.event_type, buf, encoding::int32::encode);
+        put(3, &self.occurred_at_us, buf, encoding::uint64::encode);
         put_str(4, &self.source, buf);
         if let Some(c) = &self.customer {
             pb::encode_message(5, c, buf);
         }
         pb::encode_repeated_message(6, &self.items, buf);
-        if self.total_cents != 0 {
-            encoding::uint64::encode(7, &self.total_cents, buf);
-        }
+        put(7, &self.total_cents, buf, encoding::uint64::encode);
         put_str(8, &self.currency, buf);
         pb::encode_repeated_str(9, &self.tags, buf);
         put_str(10, &self.note, buf);
@@ -405,24 +374,12 @@ impl<'a> BorrowedMessage<'a> for OrderEventRef<'a> {
 
     fn encoded_len(&self) -> usize {
         len_str(1, &self.event_id)
-            + (if self.event_type != 0 {
-                encoding::int32::encoded_len(2, &self.event_type)
-            } else {
-                0
-            })
-            + (if self.occurred_at_us != 0 {
-                encoding::uint64::encoded_len(3, &self.occurred_at_us)
-            } else {
-                0
-            })
+            + len(2, &self.event_type, encoding::int32::encoded_len)
+            + len(3, &self.occurred_at_us, encoding::uint64::encoded_len)
             + len_str(4, &self.source)
             + self.customer.as_ref().map_or(0, |c| pb::encoded_len_message(5, c))
             + pb::encoded_len_repeated_message(6, &self.items)
-            + (if self.total_cents != 0 {
-                encoding::uint64::encoded_len(7, &self.total_cents)
-            } else {
-                0
-            })
+            + len(7, &self.total_cents, encoding::uint64::encoded_len)
             + len_str(8, &self.currency)
             + pb::encoded_len_repeated_str(9, &self.tags)
             + len_str(10, &self.note)

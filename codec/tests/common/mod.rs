@@ -7,6 +7,13 @@ use proptest::prelude::*;
 use ringwire_codec::{Envelope, Kind, MessageId};
 use serde::{Deserialize, Serialize};
 
+/// The benchmark's ~1 KB event and its borrowed twin, and the proto3 field
+/// helpers that both borrowed twins (that one and [`ReadingRef`]) are
+/// written with: one definition for the benches and the tests.
+#[cfg(feature = "protobuf")]
+#[path = "../../benches/support/mod.rs"]
+pub mod support;
+
 /// Mood of a reading (a protobuf enum, an `i32` on the Rust side).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "protobuf", derive(prost::Enumeration))]
@@ -164,16 +171,13 @@ pub fn assert_same_reading(owned: &Reading, borrowed: &ReadingRef<'_>) {
 
 #[cfg(feature = "protobuf")]
 mod proto_ref {
+    use super::support::proto3::{ctx0, len, len_str, put, put_str};
     use super::{InnerRef, ReadingRef};
     use prost::bytes::BufMut;
-    use prost::encoding::{self, DecodeContext, WireType};
+    use prost::encoding::{self, WireType};
     use prost::DecodeError;
     use ringwire_codec::protobuf_borrowed::{self as pb, BorrowContext};
     use ringwire_codec::BorrowedMessage;
-
-    fn c() -> DecodeContext {
-        DecodeContext::default()
-    }
 
     impl<'a> BorrowedMessage<'a> for InnerRef<'a> {
         fn merge_field(
@@ -185,23 +189,18 @@ mod proto_ref {
         ) -> Result<(), DecodeError> {
             match tag {
                 1 => pb::merge_str(wt, &mut self.label, buf),
-                2 => encoding::sint64::merge(wt, &mut self.delta, buf, c()),
+                2 => encoding::sint64::merge(wt, &mut self.delta, buf, ctx0()),
                 _ => pb::skip_field(wt, tag, buf),
             }
         }
 
         fn encode_raw(&self, buf: &mut impl BufMut) {
-            if !self.label.is_empty() {
-                pb::encode_str(1, &self.label, buf);
-            }
-            if self.delta != 0 {
-                encoding::sint64::encode(2, &self.delta, buf);
-            }
+            put_str(1, &self.label, buf);
+            put(2, &self.delta, buf, encoding::sint64::encode);
         }
 
         fn encoded_len(&self) -> usize {
-            (if self.label.is_empty() { 0 } else { pb::encoded_len_str(1, &self.label) })
-                + (if self.delta != 0 { encoding::sint64::encoded_len(2, &self.delta) } else { 0 })
+            len_str(1, &self.label) + len(2, &self.delta, encoding::sint64::encoded_len)
         }
     }
 
@@ -215,10 +214,10 @@ mod proto_ref {
         ) -> Result<(), DecodeError> {
             match tag {
                 1 => pb::merge_str(wt, &mut self.name, buf),
-                2 => encoding::uint64::merge(wt, &mut self.count, buf, c()),
-                3 => encoding::double::merge(wt, &mut self.value, buf, c()),
-                4 => encoding::bool::merge(wt, &mut self.ok, buf, c()),
-                5 => encoding::int32::merge(wt, &mut self.level, buf, c()),
+                2 => encoding::uint64::merge(wt, &mut self.count, buf, ctx0()),
+                3 => encoding::double::merge(wt, &mut self.value, buf, ctx0()),
+                4 => encoding::bool::merge(wt, &mut self.ok, buf, ctx0()),
+                5 => encoding::int32::merge(wt, &mut self.level, buf, ctx0()),
                 6 => pb::merge_optional_message(wt, &mut self.inner, buf, ctx),
                 7 => pb::merge_repeated_str(wt, &mut self.tags, buf),
                 _ => pb::skip_field(wt, tag, buf),
@@ -226,21 +225,11 @@ mod proto_ref {
         }
 
         fn encode_raw(&self, buf: &mut impl BufMut) {
-            if !self.name.is_empty() {
-                pb::encode_str(1, &self.name, buf);
-            }
-            if self.count != 0 {
-                encoding::uint64::encode(2, &self.count, buf);
-            }
-            if self.value != 0.0 {
-                encoding::double::encode(3, &self.value, buf);
-            }
-            if self.ok {
-                encoding::bool::encode(4, &self.ok, buf);
-            }
-            if self.level != 0 {
-                encoding::int32::encode(5, &self.level, buf);
-            }
+            put_str(1, &self.name, buf);
+            put(2, &self.count, buf, encoding::uint64::encode);
+            put(3, &self.value, buf, encoding::double::encode);
+            put(4, &self.ok, buf, encoding::bool::encode);
+            put(5, &self.level, buf, encoding::int32::encode);
             if let Some(i) = &self.inner {
                 pb::encode_message(6, i, buf);
             }
@@ -248,15 +237,11 @@ mod proto_ref {
         }
 
         fn encoded_len(&self) -> usize {
-            (if self.name.is_empty() { 0 } else { pb::encoded_len_str(1, &self.name) })
-                + (if self.count != 0 { encoding::uint64::encoded_len(2, &self.count) } else { 0 })
-                + (if self.value != 0.0 {
-                    encoding::double::encoded_len(3, &self.value)
-                } else {
-                    0
-                })
-                + (if self.ok { encoding::bool::encoded_len(4, &self.ok) } else { 0 })
-                + (if self.level != 0 { encoding::int32::encoded_len(5, &self.level) } else { 0 })
+            len_str(1, &self.name)
+                + len(2, &self.count, encoding::uint64::encoded_len)
+                + len(3, &self.value, encoding::double::encoded_len)
+                + len(4, &self.ok, encoding::bool::encoded_len)
+                + len(5, &self.level, encoding::int32::encoded_len)
                 + self.inner.as_ref().map_or(0, |i| pb::encoded_len_message(6, i))
                 + pb::encoded_len_repeated_str(7, &self.tags)
         }
