@@ -65,7 +65,13 @@ pub struct EngineConfig {
     /// fd-table lookup and connections do not count against RLIMIT_NOFILE; the table is
     /// sized `max_connections_per_worker` + 64, capped at RLIMIT_NOFILE (the kernel's
     /// limit for it). Falls back to plain descriptors if the kernel refuses the table.
+    /// When a ring's table fills up the worker opens another ring with its own table
+    /// (and its own receive buffers), as many as `max_connections_per_worker` needs, at
+    /// most 64: that is how one worker holds more connections than RLIMIT_NOFILE.
     pub direct_descriptors: bool,
+    /// Fixed-file slots per ring with direct descriptors (`None`: the default size
+    /// above). Smaller tables make the worker spread its connections over more rings.
+    pub fixed_files_per_ring: Option<u32>,
     /// Most open connections per worker; further accepts are closed at once. Default
     /// 100,000. Stops a connection flood from exhausting memory.
     pub max_connections_per_worker: usize,
@@ -108,6 +114,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("recv_buffers", &self.recv_buffers)
             .field("recv_buffer_size", &self.recv_buffer_size)
             .field("direct_descriptors", &self.direct_descriptors)
+            .field("fixed_files_per_ring", &self.fixed_files_per_ring)
             .field("max_connections_per_worker", &self.max_connections_per_worker)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("frame", &self.frame)
@@ -128,6 +135,7 @@ impl Default for EngineConfig {
             recv_buffers: 1024,
             recv_buffer_size: 16 * 1024,
             direct_descriptors: true,
+            fixed_files_per_ring: None,
             max_connections_per_worker: 100_000,
             handshake_timeout: Duration::from_secs(10),
             handshake_limits: HandshakeLimits::default(),
@@ -174,6 +182,9 @@ impl EngineConfig {
         }
         if self.max_connections_per_worker == 0 {
             return err("max_connections_per_worker must be at least 1");
+        }
+        if self.fixed_files_per_ring.is_some_and(|n| !(1..=(1 << 20)).contains(&n)) {
+            return err("fixed_files_per_ring must be in 1..=1048576");
         }
         if self.max_queued_bytes == 0 || self.low_watermark > self.max_queued_bytes {
             return err("need 0 < low_watermark <= max_queued_bytes");

@@ -15,7 +15,8 @@ use crate::config::{BackendChoice, Backpressure, ConfigError, EngineConfig, Orig
 use crate::handle::{Command, Publisher, WorkerShared};
 use crate::handler::Handler;
 use crate::stats::{StatsSnapshot, WorkerStats};
-use crate::sys::{epoll::EpollDriver, net, uring, uring::UringDriver, Driver};
+use crate::sys::uring::{RingConfig, UringDriver};
+use crate::sys::{epoll::EpollDriver, net, uring, Driver};
 use crate::worker::{Core, Worker};
 
 /// Why an engine could not start or stopped badly.
@@ -115,6 +116,8 @@ impl EngineBuilder {
         recv_buffer_size: u32);
     setter!(/// See [`EngineConfig::direct_descriptors`].
         direct_descriptors: bool);
+    setter!(/// See [`EngineConfig::fixed_files_per_ring`].
+        fixed_files_per_ring: Option<u32>);
     setter!(/// See [`EngineConfig::max_connections_per_worker`].
         max_connections_per_worker: usize);
     setter!(/// See [`EngineConfig::handshake_timeout`].
@@ -238,14 +241,18 @@ impl EngineBuilder {
                     let handler = factory(i);
                     let mut uring_err = None;
                     if use_uring {
-                        match UringDriver::new(
-                            config.ring_entries,
-                            config.recv_buffers as u16,
-                            config.recv_buffer_size,
-                            direct_table(&config),
-                            config.max_connections_per_worker,
-                            wake.clone(),
-                        ) {
+                        let direct_table = direct_table(&config);
+                        let rings = RingConfig {
+                            entries: config.ring_entries,
+                            recv_buffers: config.recv_buffers as u16,
+                            recv_buffer_size: config.recv_buffer_size,
+                            direct_table,
+                            max_rings: direct_table.map_or(1, |n| {
+                                (config.max_connections_per_worker + 64).div_ceil(n as usize)
+                            }),
+                            max_conns: config.max_connections_per_worker,
+                        };
+                        match UringDriver::new(rings, wake.clone()) {
                             Ok(d) => return run(d, handler, core, ls, None, &ready),
                             Err(e) if choice == BackendChoice::IoUring => {
                                 let _ = ready.send(Err(format!("io_uring setup: {e}")));
@@ -296,8 +303,11 @@ fn direct_table(config: &EngineConfig) -> Option<u32> {
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
         .unwrap_or(u64::from(u32::MAX));
-    let want = config.max_connections_per_worker as u64 + 64;
-    Some(want.min(limit).min(u64::from(u32::MAX)) as u32)
+    let want = match config.fixed_files_per_ring {
+        Some(n) => u64::from(n),
+        None => config.max_connections_per_worker as u64 + 64,
+    };
+    Some(want.min(limit).min(1 << 20).max(1) as u32)
 }
 
 fn run<D: Driver, H: Handler>(

@@ -20,6 +20,7 @@ pub struct WorkerStats {
     pub(crate) drops: AtomicU64,
     pub(crate) slow_closes: AtomicU64,
     pub(crate) loop_turns: AtomicU64,
+    pub(crate) rings: AtomicU64,
     pub(crate) closes: [AtomicU64; TRACKED_CODES.len() + 1],
 }
 
@@ -62,6 +63,7 @@ impl WorkerStats {
             drops: self.drops.load(Relaxed),
             slow_closes: self.slow_closes.load(Relaxed),
             loop_turns: self.loop_turns.load(Relaxed),
+            rings: self.rings.load(Relaxed),
             closes_by_code,
         }
     }
@@ -95,6 +97,9 @@ pub struct StatsSnapshot {
     pub slow_closes: u64,
     /// Event-loop iterations.
     pub loop_turns: u64,
+    /// io_uring instances open (a worker opens more when its fixed-file tables fill; 0
+    /// on the epoll backend).
+    pub rings: u64,
     /// Ended WebSocket connections by close code (`None`: any other code).
     pub closes_by_code: Vec<(Option<u16>, u64)>,
 }
@@ -114,6 +119,7 @@ impl StatsSnapshot {
         self.drops += o.drops;
         self.slow_closes += o.slow_closes;
         self.loop_turns += o.loop_turns;
+        self.rings += o.rings;
         for (code, n) in &o.closes_by_code {
             match self.closes_by_code.iter_mut().find(|(c, _)| c == code) {
                 Some((_, m)) => *m += n,

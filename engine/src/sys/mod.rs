@@ -113,4 +113,8 @@ pub(crate) trait Driver {
     ) -> io::Result<()>;
     /// Operations in flight (the worker waits for zero before it exits).
     fn in_flight(&self) -> usize;
+    /// io_uring instances in use (0 for a backend without rings).
+    fn rings(&self) -> usize {
+        0
+    }
 }

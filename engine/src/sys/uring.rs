@@ -2,6 +2,15 @@
 //! ring, one vectored send per connection, close through the ring, and an eventfd read
 //! for cross-thread wake-ups.
 //!
+//! With direct descriptors a worker can hold more connections than one fixed-file table
+//! takes (the kernel caps a table at RLIMIT_NOFILE): when the table of the ring that
+//! accepts fills up, the driver opens another ring (up to a configured number) and
+//! accepts there. Every connection lives on one ring for its whole life; its
+//! `Socket::Fixed` index carries the ring's number in its top bits. The worker sleeps in
+//! the first ring only: every further ring has an eventfd registered, which the kernel
+//! signals when that ring has completion work, and the first ring keeps a read armed on
+//! each of those eventfds.
+//!
 //! Ownership rule (STYLE 3): an operation owns its buffer and its fd until its
 //! completion arrives. Sends keep their chunks and iovecs in a boxed [`SendOp`] parked in
 //! `sends` until the CQE; receives write only into ring buffers; the worker closes a
@@ -28,6 +37,24 @@ const TAG_SEND: u64 = 3;
 const TAG_CLOSE: u64 = 4;
 const TAG_CANCEL: u64 = 5;
 const TAG_WAKE: u64 = 6;
+/// A further ring's eventfd fired (low bits: the ring's number).
+const TAG_RING: u64 = 7;
+/// A refused connection's socket was closed (it frees a fixed-file slot).
+const TAG_DISCARD: u64 = 8;
+
+/// Bits of a `Socket::Fixed` value that hold the slot in its ring's table; the bits
+/// above hold the ring's number.
+const RING_SHIFT: u32 = 24;
+/// Most rings per worker (the ring number must fit above `RING_SHIFT`).
+pub(crate) const MAX_RINGS: usize = 64;
+
+fn fixed(ring: usize, slot: u32) -> u32 {
+    ((ring as u32) << RING_SHIFT) | slot
+}
+
+fn split_fixed(v: u32) -> (usize, u32) {
+    ((v >> RING_SHIFT) as usize, v & ((1 << RING_SHIFT) - 1))
+}
 
 fn ud(tag: u64, low: u64) -> u64 {
     (tag << 56) | (low & ((1 << 56) - 1))
@@ -111,23 +138,145 @@ unsafe impl Send for SendOp {}
 
 struct Listener {
     fd: Option<OwnedFd>,
-    /// Whether a multishot accept is armed.
-    armed: bool,
+    /// The ring its multishot accept is armed on, if it is.
+    armed: Option<usize>,
     /// Stop re-arming (shutdown); the fd is dropped once the accept ends.
     closing: bool,
     /// Out of descriptors: not re-armed until `resume_accepts`.
     paused: bool,
 }
 
-pub(crate) struct UringDriver {
+/// One io_uring instance: its queues, its provided-buffer ring and (with direct
+/// descriptors) its fixed-file table.
+struct Ring {
     // Field order matters for drop: the ring goes first, so the kernel stops using the
-    // buffer ring and the send ops before their memory is freed.
+    // buffer ring before its memory is freed.
     ring: IoUring,
     bufs: BufRing,
+    /// Entries pushed and not yet completed (multishot ones until their last CQE).
+    in_flight: usize,
+    /// Entries the submission queue had no room for (see `UringDriver::push`).
+    overflow: VecDeque<squeue::Entry>,
+    /// Fixed-file slots in use and the table's size (both 0 without direct descriptors).
+    files_used: u32,
+    files: u32,
+    /// For every ring but the first: the eventfd the kernel signals when this ring has
+    /// completion work, the buffer the first ring reads it into, and whether that read
+    /// is armed.
+    evfd: Option<OwnedFd>,
+    evfd_buf: Box<[u8; 8]>,
+    evfd_armed: bool,
+    /// Its eventfd fired: run and reap its completions.
+    ready: bool,
+}
+
+impl Ring {
+    /// A ring for the calling thread (SINGLE_ISSUER and DEFER_TASKRUN tie it to the
+    /// thread that submits) with its buffer ring and, if `files` > 0, a sparse fixed-file
+    /// table of that size (`files` is 0 afterwards if the kernel refused the table).
+    fn new(
+        entries: u32,
+        recv_buffers: u16,
+        recv_buffer_size: u32,
+        files: u32,
+        features: &mut Vec<&'static str>,
+    ) -> io::Result<Self> {
+        let ring = match IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_coop_taskrun()
+            .setup_cqsize(entries * 4)
+            .build(entries)
+        {
+            Ok(r) => {
+                features.extend(["SINGLE_ISSUER", "DEFER_TASKRUN", "COOP_TASKRUN"]);
+                r
+            }
+            Err(_) => match IoUring::builder()
+                .setup_coop_taskrun()
+                .setup_cqsize(entries * 4)
+                .build(entries)
+            {
+                Ok(r) => {
+                    features.push("COOP_TASKRUN");
+                    r
+                }
+                Err(_) => IoUring::builder().setup_cqsize(entries * 4).build(entries)?,
+            },
+        };
+        if !ring.params().is_feature_ext_arg() {
+            return Err(io::Error::other("io_uring lacks IORING_FEAT_EXT_ARG (kernel < 5.11)"));
+        }
+        let bufs = BufRing::new(&ring.submitter(), recv_buffers, recv_buffer_size, 0)?;
+        features.extend(probe_ring(&ring)?);
+        // Direct descriptors: accepted sockets live in the ring's fixed-file table, so each
+        // operation skips the fd-table lookup and connections do not count against the
+        // process's RLIMIT_NOFILE (the table itself is capped at that limit).
+        let files = match files {
+            0 => 0,
+            n => match ring.submitter().register_files_sparse(n) {
+                Ok(()) => n,
+                Err(_) => 0,
+            },
+        };
+        Ok(Self {
+            ring,
+            bufs,
+            in_flight: 0,
+            overflow: VecDeque::new(),
+            files_used: 0,
+            files,
+            evfd: None,
+            evfd_buf: Box::new([0; 8]),
+            evfd_armed: false,
+            ready: false,
+        })
+    }
+
+    /// Puts `e` in the submission queue if there is room.
+    fn try_push(&mut self, e: &squeue::Entry) -> bool {
+        // SAFETY: every entry built in this module points only at memory that lives
+        // until its completion: listener and connection fds stay open until their ops
+        // end, send data is parked in the driver's `sends`, the wake and eventfd buffers
+        // live in the driver and its rings. An entry waiting in `overflow` points at the
+        // same memory, which stays put meanwhile.
+        let ok = unsafe { self.ring.submission().push(e) }.is_ok();
+        if ok {
+            self.in_flight += 1;
+        }
+        ok
+    }
+
+    /// Moves entries from `overflow` into the submission queue while there is room.
+    fn drain_overflow(&mut self) {
+        while let Some(e) = self.overflow.pop_front() {
+            if !self.try_push(&e) {
+                self.overflow.push_front(e);
+                break;
+            }
+        }
+    }
+
+    /// Whether another connection can be accepted into this ring's table.
+    fn has_room(&self) -> bool {
+        self.files_used < self.files
+    }
+}
+
+pub(crate) struct UringDriver {
+    // Field order matters for drop: the rings go first, so the kernel stops using the
+    // send ops before their memory is freed.
+    rings: Vec<Ring>,
+    /// Settings for rings opened later.
+    entries: u32,
+    recv_buffers: u16,
+    recv_buffer_size: u32,
+    files_per_ring: u32,
+    max_rings: usize,
     listeners: Vec<Listener>,
     /// Connection sockets by slab slot.
     fds: Vec<Option<Socket>>,
-    /// Accept into the ring's fixed-file table (direct descriptors).
+    /// Accept into the rings' fixed-file tables (direct descriptors).
     direct: bool,
     sends: Vec<Option<Box<SendOp>>>,
     free_sends: Vec<usize>,
@@ -136,8 +285,6 @@ pub(crate) struct UringDriver {
     /// hash table, while a cancel by descriptor scans every armed request of the ring
     /// (with 15,000 connections that made closing them all quadratic).
     send_of: HashMap<u32, u32, BuildSlotHasher>,
-    /// Entries the submission queue had no room for (see `push`).
-    overflow: VecDeque<squeue::Entry>,
     /// A submit error met outside `wait`, reported by the next `wait`.
     failed: Option<io::Error>,
     /// Boxed so that a recycled op keeps a stable address for the kernel's pointers.
@@ -148,7 +295,6 @@ pub(crate) struct UringDriver {
     wake_armed: bool,
     /// When accepting paused for lack of resources.
     accept_paused_at: Option<std::time::Instant>,
-    in_flight: usize,
     cqes: Vec<cqueue::Entry>,
     features: Vec<&'static str>,
 }
@@ -182,101 +328,126 @@ fn probe_ring(ring: &IoUring) -> io::Result<Vec<&'static str>> {
     Ok(vec!["multishot accept", "multishot recv + provided buffer ring", "sendmsg", "close"])
 }
 
+/// Sizes of the driver's rings.
+pub(crate) struct RingConfig {
+    /// Submission queue entries per ring.
+    pub(crate) entries: u32,
+    /// Provided receive buffers per ring, and their size.
+    pub(crate) recv_buffers: u16,
+    pub(crate) recv_buffer_size: u32,
+    /// Fixed-file slots per ring (`None`: plain descriptors).
+    pub(crate) direct_table: Option<u32>,
+    /// Most rings (only with direct descriptors; 1 otherwise).
+    pub(crate) max_rings: usize,
+    /// Connections the socket table reserves room for.
+    pub(crate) max_conns: usize,
+}
+
 impl UringDriver {
-    /// Sets up a ring for the calling thread (SINGLE_ISSUER and DEFER_TASKRUN tie it to
-    /// the thread that submits), the buffer ring and the wake-up read.
-    pub(crate) fn new(
-        entries: u32,
-        recv_buffers: u16,
-        recv_buffer_size: u32,
-        direct_table: Option<u32>,
-        max_conns: usize,
-        wake_fd: Arc<OwnedFd>,
-    ) -> io::Result<Self> {
+    /// Sets up the first ring for the calling thread, its buffer ring and the wake-up
+    /// read; further rings open on demand.
+    pub(crate) fn new(cfg: RingConfig, wake_fd: Arc<OwnedFd>) -> io::Result<Self> {
         let mut features = Vec::new();
-        let ring = match IoUring::builder()
-            .setup_single_issuer()
-            .setup_defer_taskrun()
-            .setup_coop_taskrun()
-            .setup_cqsize(entries * 4)
-            .build(entries)
-        {
-            Ok(r) => {
-                features.push("SINGLE_ISSUER");
-                features.push("DEFER_TASKRUN");
-                features.push("COOP_TASKRUN");
-                r
+        let files = cfg.direct_table.unwrap_or(0);
+        let first = Ring::new(
+            cfg.entries,
+            cfg.recv_buffers,
+            cfg.recv_buffer_size,
+            files,
+            &mut features,
+        )?;
+        let direct = first.files > 0;
+        match (cfg.direct_table, direct) {
+            (Some(_), true) => {
+                features.push("direct descriptors");
+                if cfg.max_rings > 1 {
+                    features.push("further rings as fixed-file tables fill");
+                }
             }
-            Err(_) => match IoUring::builder()
-                .setup_coop_taskrun()
-                .setup_cqsize(entries * 4)
-                .build(entries)
-            {
-                Ok(r) => {
-                    features.push("COOP_TASKRUN");
-                    r
-                }
-                Err(_) => IoUring::builder().setup_cqsize(entries * 4).build(entries)?,
-            },
-        };
-        if !ring.params().is_feature_ext_arg() {
-            return Err(io::Error::other("io_uring lacks IORING_FEAT_EXT_ARG (kernel < 5.11)"));
+            (Some(_), false) => features.push("plain descriptors (fixed-file table refused)"),
+            (None, _) => {}
         }
-        let bufs = BufRing::new(&ring.submitter(), recv_buffers, recv_buffer_size, 0)?;
-        features.extend(probe_ring(&ring)?);
-        // Direct descriptors: accepted sockets live in the ring's fixed-file table, so each
-        // operation skips the fd-table lookup and connections do not count against the
-        // process's RLIMIT_NOFILE (the table itself is capped at that limit).
-        let direct = match direct_table {
-            Some(n) if n > 0 => match ring.submitter().register_files_sparse(n) {
-                Ok(()) => {
-                    features.push("direct descriptors");
-                    true
-                }
-                Err(_) => {
-                    features.push("plain descriptors (fixed-file table refused)");
-                    false
-                }
-            },
-            _ => false,
-        };
         let mut d = Self {
-            ring,
-            bufs,
+            rings: vec![first],
+            entries: cfg.entries,
+            recv_buffers: cfg.recv_buffers,
+            recv_buffer_size: cfg.recv_buffer_size,
+            files_per_ring: files,
+            max_rings: if direct { cfg.max_rings.clamp(1, MAX_RINGS) } else { 1 },
             listeners: Vec::new(),
-            fds: Vec::with_capacity(max_conns),
-            direct: false,
+            fds: Vec::with_capacity(cfg.max_conns),
+            direct,
             sends: Vec::new(),
             free_sends: Vec::new(),
             send_of: HashMap::default(),
-            overflow: VecDeque::new(),
             failed: None,
             send_pool: Vec::new(),
             wake_fd,
             wake_buf: Box::new([0; 8]),
             wake_armed: false,
             accept_paused_at: None,
-            in_flight: 0,
             cqes: Vec::with_capacity(1024),
             features,
         };
-        d.direct = direct;
         d.arm_wake();
         Ok(d)
     }
 
-    /// Queues an entry. When the submission queue is full it is handed to the kernel
-    /// first; if the kernel takes no more right now (EBUSY: its completion queue must be
-    /// reaped first), the entry waits in `overflow` for the next [`Driver::wait`], which
-    /// reaps and then submits it. Never blocks, never panics; a hard submit error is
-    /// reported by the next `wait`.
-    fn push(&mut self, e: squeue::Entry) {
-        if self.overflow.is_empty() && self.try_push(&e) {
+    /// Opens one more ring (with its own table and buffer ring) and arms the first
+    /// ring's read of its eventfd. Its number, or `None` if no more may or can be opened.
+    fn add_ring(&mut self) -> Option<usize> {
+        if self.rings.len() >= self.max_rings {
+            return None;
+        }
+        let mut features = Vec::new();
+        let mut ring = Ring::new(
+            self.entries,
+            self.recv_buffers,
+            self.recv_buffer_size,
+            self.files_per_ring,
+            &mut features,
+        )
+        .ok()?;
+        if ring.files == 0 {
+            return None;
+        }
+        let evfd = rustix::event::eventfd(
+            0,
+            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+        )
+        .ok()?;
+        ring.ring.submitter().register_eventfd(evfd.as_raw_fd()).ok()?;
+        ring.evfd = Some(evfd);
+        self.rings.push(ring);
+        let r = self.rings.len() - 1;
+        self.arm_ring_read(r);
+        Some(r)
+    }
+
+    /// Arms the first ring's read of ring `r`'s eventfd.
+    fn arm_ring_read(&mut self, r: usize) {
+        let ring = &mut self.rings[r];
+        let Some(fd) = ring.evfd.as_ref().map(|f| f.as_raw_fd()) else { return };
+        let e = opcode::Read::new(types::Fd(fd), ring.evfd_buf.as_mut_ptr(), 8)
+            .build()
+            .user_data(ud(TAG_RING, r as u64));
+        ring.evfd_armed = true;
+        self.push(0, e);
+    }
+
+    /// Queues an entry on ring `r`. When the submission queue is full it is handed to
+    /// the kernel first; if the kernel takes no more right now (EBUSY: its completion
+    /// queue must be reaped first), the entry waits in the ring's `overflow` for the next
+    /// [`Driver::wait`], which reaps and then submits it. Never blocks, never panics; a
+    /// hard submit error is reported by the next `wait`.
+    fn push(&mut self, r: usize, e: squeue::Entry) {
+        let ring = &mut self.rings[r];
+        if ring.overflow.is_empty() && ring.try_push(&e) {
             return;
         }
-        if self.overflow.is_empty() {
-            match self.ring.submit() {
-                Ok(_) if self.try_push(&e) => return,
+        if ring.overflow.is_empty() {
+            match ring.ring.submit() {
+                Ok(_) if ring.try_push(&e) => return,
                 Ok(_) => {}
                 Err(err) if is_transient(&err) => {}
                 Err(err) => {
@@ -284,30 +455,7 @@ impl UringDriver {
                 }
             }
         }
-        self.overflow.push_back(e);
-    }
-
-    /// Puts `e` in the submission queue if there is room.
-    fn try_push(&mut self, e: &squeue::Entry) -> bool {
-        // SAFETY: every entry built in this module points only at memory that lives
-        // until its completion: listener and connection fds stay open until their ops
-        // end, send data is parked in `sends`, the wake buffer lives in `self`. An entry
-        // waiting in `overflow` points at the same memory, which stays put meanwhile.
-        let ok = unsafe { self.ring.submission().push(e) }.is_ok();
-        if ok {
-            self.in_flight += 1;
-        }
-        ok
-    }
-
-    /// Moves entries from `overflow` into the submission queue while there is room.
-    fn drain_overflow(&mut self) {
-        while let Some(e) = self.overflow.pop_front() {
-            if !self.try_push(&e) {
-                self.overflow.push_front(e);
-                break;
-            }
-        }
+        ring.overflow.push_back(e);
     }
 
     fn arm_wake(&mut self) {
@@ -315,12 +463,25 @@ impl UringDriver {
             opcode::Read::new(types::Fd(self.wake_fd.as_raw_fd()), self.wake_buf.as_mut_ptr(), 8)
                 .build()
                 .user_data(ud(TAG_WAKE, 0));
-        self.push(e);
+        self.push(0, e);
         self.wake_armed = true;
+    }
+
+    /// The ring to accept on next: the first whose table has room, else a new one.
+    fn accept_ring(&mut self) -> Option<usize> {
+        if !self.direct {
+            return Some(0);
+        }
+        self.rings.iter().position(Ring::has_room).or_else(|| self.add_ring())
     }
 
     fn arm_accept(&mut self, i: usize) {
         let Some(fd) = self.listeners[i].fd.as_ref().map(|f| f.as_raw_fd()) else { return };
+        let Some(r) = self.accept_ring() else {
+            // Every table is full and no ring may be added: wait for a close.
+            self.pause_accept(i, None);
+            return;
+        };
         // Direct descriptors are not in the fd table, so close-on-exec does not apply (the
         // kernel refuses the flag with them).
         let flags = if self.direct { 0 } else { libc::SOCK_CLOEXEC };
@@ -329,22 +490,26 @@ impl UringDriver {
             .flags(flags)
             .build()
             .user_data(ud(TAG_ACCEPT, i as u64));
-        self.push(e);
-        self.listeners[i].armed = true;
+        self.push(r, e);
+        self.listeners[i].armed = Some(r);
+    }
+
+    /// Cancels listener `i`'s accept on ring `r`.
+    fn cancel_accept(&mut self, i: usize, r: usize) {
+        let e =
+            opcode::AsyncCancel::new(ud(TAG_ACCEPT, i as u64)).build().user_data(ud(TAG_CANCEL, 0));
+        self.push(r, e);
     }
 
     /// Stops listener `i` until descriptors free up (see `ACCEPT_PAUSE`).
-    fn pause_accept(&mut self, i: usize, armed: bool) {
+    fn pause_accept(&mut self, i: usize, armed_on: Option<usize>) {
         let Some(l) = self.listeners.get_mut(i) else { return };
         if l.paused || l.closing {
             return;
         }
         l.paused = true;
-        if armed {
-            let e = opcode::AsyncCancel::new(ud(TAG_ACCEPT, i as u64))
-                .build()
-                .user_data(ud(TAG_CANCEL, 0));
-            self.push(e);
+        if let Some(r) = armed_on {
+            self.cancel_accept(i, r);
         }
         self.accept_paused_at = Some(crate::clock::now());
     }
@@ -358,62 +523,87 @@ impl UringDriver {
             let l = &mut self.listeners[i];
             if l.paused {
                 l.paused = false;
-                if !l.armed && !l.closing {
+                if l.armed.is_none() && !l.closing {
                     self.arm_accept(i);
                 }
             }
         }
     }
 
-    fn target(&self, key: Key) -> Option<Target> {
+    /// The ring a connection lives on and how its ops address its socket.
+    fn target(&self, key: Key) -> Option<(usize, Target)> {
         match self.fds.get(key.slot as usize)?.as_ref()? {
-            Socket::Fd(f) => Some(Target::Fd(f.as_raw_fd())),
-            Socket::Fixed(i) => Some(Target::Fixed(*i)),
+            Socket::Fd(f) => Some((0, Target::Fd(f.as_raw_fd()))),
+            Socket::Fixed(v) => {
+                let (r, slot) = split_fixed(*v);
+                Some((r, Target::Fixed(slot)))
+            }
         }
     }
 
-    fn arm_recv(&mut self, key: Key, t: Target) {
-        let bgid = self.bufs.bgid();
+    fn arm_recv(&mut self, key: Key, r: usize, t: Target) {
+        let bgid = self.rings[r].bufs.bgid();
         let e = on_target!(t, |fd| opcode::RecvMulti::new(fd, bgid).build())
             .user_data(ud(TAG_RECV, key.pack()));
-        self.push(e);
+        self.push(r, e);
     }
 
-    /// Closes a socket through the ring; `user_data` says who hears of it.
+    /// Closes a socket through its ring; `user_data` says who hears of it.
     fn close_socket(&mut self, sock: Socket, user_data: u64) {
-        let e = match sock {
-            Socket::Fd(fd) => opcode::Close::new(types::Fd(fd.into_raw_fd())).build(),
-            Socket::Fixed(i) => opcode::Close::new(types::Fixed(i)).build(),
+        let (r, e) = match sock {
+            Socket::Fd(fd) => (0, opcode::Close::new(types::Fd(fd.into_raw_fd())).build()),
+            Socket::Fixed(v) => {
+                let (r, slot) = split_fixed(v);
+                (r, opcode::Close::new(types::Fixed(slot)).build())
+            }
         };
-        self.push(e.user_data(user_data));
+        self.push(r, e.user_data(user_data));
     }
 
-    fn handle(&mut self, cqe: &cqueue::Entry, f: &mut dyn FnMut(Completion<'_>)) {
+    /// A fixed-file slot of ring `r` was freed: a full ring may accept again.
+    fn slot_freed(&mut self, r: usize) {
+        if self.direct {
+            let ring = &mut self.rings[r];
+            ring.files_used = ring.files_used.saturating_sub(1);
+        }
+        self.resume_accepts();
+    }
+
+    fn handle(&mut self, r: usize, cqe: &cqueue::Entry, f: &mut dyn FnMut(Completion<'_>)) {
         let (tag, low) = split_ud(cqe.user_data());
         let res = cqe.result();
         let more = cqueue::more(cqe.flags());
         if !more {
-            self.in_flight -= 1;
+            self.rings[r].in_flight -= 1;
         }
         match tag {
             TAG_ACCEPT => {
                 let i = low as usize;
                 if res >= 0 && self.direct {
                     // With IORING_FILE_INDEX_ALLOC the result is the fixed-file slot.
-                    f(Completion::Accepted(Socket::Fixed(res as u32)));
+                    self.rings[r].files_used += 1;
+                    f(Completion::Accepted(Socket::Fixed(fixed(r, res as u32))));
                 } else if res >= 0 {
                     // SAFETY: a successful accept returns a new descriptor that nothing
                     // else owns.
                     f(Completion::Accepted(Socket::Fd(unsafe { OwnedFd::from_raw_fd(res) })));
+                } else if res == -libc::ENFILE && self.direct {
+                    // This ring's table is full (whatever our count said): accept on
+                    // another ring, or pause if none has room and none may be added.
+                    let ring = &mut self.rings[r];
+                    ring.files_used = ring.files;
+                    if more {
+                        self.cancel_accept(i, r);
+                    }
                 } else if res != -libc::ECANCELED {
                     f(Completion::AcceptFailed);
                     if accept_exhausted(Errno::from_raw_os_error(-res)) {
-                        self.pause_accept(i, more);
+                        self.pause_accept(i, more.then_some(r));
                     }
                 }
                 if !more {
                     if let Some(l) = self.listeners.get_mut(i) {
-                        l.armed = false;
+                        l.armed = None;
                         if l.closing {
                             l.fd = None;
                         } else if !l.paused {
@@ -427,9 +617,10 @@ impl UringDriver {
                 let bid = cqueue::buffer_select(cqe.flags());
                 if res > 0 {
                     if let Some(bid) = bid {
-                        // SAFETY: the kernel handed buffer `bid` over with this CQE and it
-                        // is pushed back only after the callback returns.
-                        let data = unsafe { self.bufs.buffer(bid, res as usize) };
+                        // SAFETY: the kernel handed buffer `bid` of this ring's buffer
+                        // ring over with this CQE and it is pushed back only after the
+                        // callback returns.
+                        let data = unsafe { self.rings[r].bufs.buffer(bid, res as usize) };
                         f(Completion::Recv { key, data });
                     }
                 } else {
@@ -440,13 +631,13 @@ impl UringDriver {
                         e => RecvEnd::Error(Errno::from_raw_os_error(e)),
                     };
                     if let Some(bid) = bid {
-                        self.bufs.push(bid);
+                        self.rings[r].bufs.push(bid);
                     }
                     f(Completion::RecvEnded { key, why });
                     return;
                 }
                 if let Some(bid) = bid {
-                    self.bufs.push(bid);
+                    self.rings[r].bufs.push(bid);
                 }
                 if !more {
                     f(Completion::RecvEnded { key, why: RecvEnd::Rearm });
@@ -468,16 +659,78 @@ impl UringDriver {
             }
             TAG_CLOSE => {
                 // A descriptor was freed: a paused listener may accept again.
-                self.resume_accepts();
+                self.slot_freed(r);
                 f(Completion::FdClosed { key: Key::unpack(low) });
             }
+            TAG_DISCARD => self.slot_freed(r),
             TAG_WAKE => {
                 self.wake_armed = false;
                 f(Completion::Wake);
                 self.arm_wake();
             }
+            TAG_RING => {
+                let k = low as usize;
+                if let Some(ring) = self.rings.get_mut(k) {
+                    ring.evfd_armed = false;
+                    ring.ready = true;
+                }
+                self.arm_ring_read(k);
+            }
             _ => {} // TAG_CANCEL: the cancelled op reports on its own.
         }
+    }
+
+    /// Reaps ring `r`'s completion queue and reports what is in it.
+    fn reap(&mut self, r: usize, f: &mut dyn FnMut(Completion<'_>)) -> usize {
+        let mut cqes = std::mem::take(&mut self.cqes);
+        cqes.extend(self.rings[r].ring.completion());
+        let n = cqes.len();
+        for cqe in &cqes {
+            self.handle(r, cqe, f);
+        }
+        cqes.clear();
+        self.cqes = cqes;
+        self.rings[r].bufs.commit();
+        n
+    }
+
+    /// Enters ring `r` (submitting what it has queued) and waits up to `timeout` for a
+    /// completion; a zero timeout only runs and collects what is ready.
+    fn enter(&mut self, r: usize, timeout: Option<Duration>) -> io::Result<()> {
+        let ring = &mut self.rings[r].ring;
+        // `want` 1 with a timeout rather than 0: without GETEVENTS the kernel would not
+        // run a DEFER_TASKRUN ring's deferred completion work at all.
+        let res = match timeout {
+            Some(t) => {
+                let ts = types::Timespec::from(t);
+                let args = types::SubmitArgs::new().timespec(&ts);
+                ring.submitter().submit_with_args(1, &args)
+            }
+            None => ring.submit_and_wait(1),
+        };
+        match res {
+            Err(e) if !is_transient(&e) && e.raw_os_error() != Some(libc::ETIME) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Submits to and reaps every further ring that has work queued or whose eventfd
+    /// fired, without waiting. How many completions that reported.
+    fn service_further_rings(&mut self, f: &mut dyn FnMut(Completion<'_>)) -> io::Result<usize> {
+        let mut n = 0;
+        for r in 1..self.rings.len() {
+            let ring = &mut self.rings[r];
+            ring.drain_overflow();
+            let queued = !ring.ring.submission().is_empty();
+            if !(ring.ready || queued) {
+                continue;
+            }
+            ring.ready = false;
+            self.enter(r, Some(Duration::ZERO))?;
+            n += self.reap(r, f);
+            self.rings[r].drain_overflow();
+        }
+        Ok(n)
     }
 }
 
@@ -491,7 +744,7 @@ impl Driver for UringDriver {
     }
 
     fn add_listener(&mut self, fd: OwnedFd) -> io::Result<()> {
-        self.listeners.push(Listener { fd: Some(fd), armed: false, closing: false, paused: false });
+        self.listeners.push(Listener { fd: Some(fd), armed: None, closing: false, paused: false });
         self.arm_accept(self.listeners.len() - 1);
         Ok(())
     }
@@ -503,13 +756,9 @@ impl Driver for UringDriver {
                 continue;
             }
             l.closing = true;
-            if l.armed {
-                let e = opcode::AsyncCancel::new(ud(TAG_ACCEPT, i as u64))
-                    .build()
-                    .user_data(ud(TAG_CANCEL, 0));
-                self.push(e);
-            } else {
-                l.fd = None;
+            match l.armed {
+                Some(r) => self.cancel_accept(i, r),
+                None => l.fd = None,
             }
         }
     }
@@ -523,29 +772,30 @@ impl Driver for UringDriver {
     }
 
     fn discard(&mut self, sock: Socket) {
-        self.close_socket(sock, ud(TAG_CANCEL, 0));
+        self.close_socket(sock, ud(TAG_DISCARD, 0));
     }
 
     fn start_recv(&mut self, key: Key) {
-        if let Some(t) = self.target(key) {
-            self.arm_recv(key, t);
+        if let Some((r, t)) = self.target(key) {
+            self.arm_recv(key, r, t);
         }
     }
 
     fn cancel(&mut self, key: Key) {
+        let Some((r, _)) = self.target(key) else { return };
         // Both of the connection's requests, by `user_data` (a hash lookup in the kernel):
         // the multishot receive, and the send in flight if there is one. A request that
         // already ended makes its cancel fail with ENOENT, which nobody needs to hear.
         let recv = opcode::AsyncCancel::new(ud(TAG_RECV, key.pack())).build();
-        self.push(recv.user_data(ud(TAG_CANCEL, 0)));
+        self.push(r, recv.user_data(ud(TAG_CANCEL, 0)));
         if let Some(&i) = self.send_of.get(&key.slot) {
             let send = opcode::AsyncCancel::new(ud(TAG_SEND, u64::from(i))).build();
-            self.push(send.user_data(ud(TAG_CANCEL, 0)));
+            self.push(r, send.user_data(ud(TAG_CANCEL, 0)));
         }
     }
 
     fn send(&mut self, key: Key, chunks: Vec<Bytes>) {
-        let Some(t) = self.target(key) else { return };
+        let Some((r, t)) = self.target(key) else { return };
         let mut op = self.send_pool.pop().unwrap_or_else(|| {
             Box::new(SendOp {
                 key,
@@ -581,7 +831,7 @@ impl Driver for UringDriver {
         };
         self.sends[i] = Some(op);
         self.send_of.insert(key.slot, i as u32);
-        self.push(e.user_data(ud(TAG_SEND, i as u64)));
+        self.push(r, e.user_data(ud(TAG_SEND, i as u64)));
     }
 
     fn close(&mut self, key: Key) {
@@ -609,79 +859,89 @@ impl Driver for UringDriver {
         if let Some(e) = self.failed.take() {
             return Err(e);
         }
-        self.drain_overflow();
-        // With entries still waiting for room, submit and reap without sleeping (a zero
-        // timeout, not `want` 0: without GETEVENTS the kernel would not run the deferred
-        // completions at all).
-        if !self.overflow.is_empty() {
+        // Further rings first: what they report makes this turn's work, so the first
+        // ring then must not sleep.
+        if self.service_further_rings(f)? > 0 {
             timeout = Some(Duration::ZERO);
         }
-        let want = 1;
-        let res = match timeout {
-            Some(t) => {
-                let ts = types::Timespec::from(t);
-                let args = types::SubmitArgs::new().timespec(&ts);
-                self.ring.submitter().submit_with_args(want, &args)
-            }
-            None => self.ring.submit_and_wait(want),
-        };
-        if let Err(e) = res {
-            if !is_transient(&e) && e.raw_os_error() != Some(libc::ETIME) {
-                return Err(e);
-            }
+        self.rings[0].drain_overflow();
+        // With entries still waiting for room, submit and reap without sleeping.
+        if self.rings.iter().any(|r| !r.overflow.is_empty()) {
+            timeout = Some(Duration::ZERO);
         }
-        let mut cqes = std::mem::take(&mut self.cqes);
-        cqes.extend(self.ring.completion());
-        for cqe in &cqes {
-            self.handle(cqe, f);
-        }
-        cqes.clear();
-        self.cqes = cqes;
-        self.bufs.commit();
-        self.drain_overflow();
+        self.enter(0, timeout)?;
+        self.reap(0, f);
+        self.rings[0].drain_overflow();
+        // Rings whose eventfd fired while the first ring waited.
+        self.service_further_rings(f)?;
         Ok(())
     }
 
+    fn rings(&self) -> usize {
+        self.rings.len()
+    }
+
     fn in_flight(&self) -> usize {
-        // The wake-up read is always armed and is not work to wait for.
-        self.in_flight + self.overflow.len() - usize::from(self.wake_armed)
+        // The wake-up read and the further rings' eventfd reads are always armed and are
+        // not work to wait for.
+        let armed_reads = usize::from(self.wake_armed)
+            + self.rings.iter().filter(|r| r.evfd_armed).count();
+        self.rings.iter().map(|r| r.in_flight + r.overflow.len()).sum::<usize>() - armed_reads
     }
 }
 
 impl Drop for UringDriver {
     fn drop(&mut self) {
         // Entries that never reached the kernel reference nothing the kernel holds.
-        self.overflow.clear();
-        // Cancel the wake-up read and collect what is still in flight, so that no
+        for ring in &mut self.rings {
+            ring.overflow.clear();
+        }
+        // Cancel the always-armed reads and collect what is still in flight, so that no
         // operation outlives the memory it uses.
         if self.wake_armed {
             let e = opcode::AsyncCancel::new(ud(TAG_WAKE, 0)).build().user_data(ud(TAG_CANCEL, 0));
-            self.push(e);
+            self.push(0, e);
+        }
+        for r in 1..self.rings.len() {
+            if self.rings[r].evfd_armed {
+                let e = opcode::AsyncCancel::new(ud(TAG_RING, r as u64))
+                    .build()
+                    .user_data(ud(TAG_CANCEL, 0));
+                self.push(0, e);
+            }
         }
         for _ in 0..100 {
-            self.drain_overflow();
-            if self.in_flight == 0 {
+            if self.rings.iter().all(|r| r.in_flight == 0) {
                 break;
             }
-            let ts = types::Timespec::from(Duration::from_millis(10));
-            let args = types::SubmitArgs::new().timespec(&ts);
-            let _ = self.ring.submitter().submit_with_args(1, &args);
-            let cqes: Vec<cqueue::Entry> = self.ring.completion().collect();
-            for cqe in cqes {
-                let (tag, _) = split_ud(cqe.user_data());
-                if tag == TAG_ACCEPT && cqe.result() >= 0 && !self.direct {
-                    // SAFETY: a new descriptor from accept that nothing else owns.
-                    drop(unsafe { OwnedFd::from_raw_fd(cqe.result()) });
+            for r in 0..self.rings.len() {
+                let ring = &mut self.rings[r];
+                ring.drain_overflow();
+                if ring.in_flight == 0 {
+                    continue;
                 }
-                if !cqueue::more(cqe.flags()) {
-                    self.in_flight -= 1;
+                let ts = types::Timespec::from(Duration::from_millis(10));
+                let args = types::SubmitArgs::new().timespec(&ts);
+                let _ = ring.ring.submitter().submit_with_args(1, &args);
+                let cqes: Vec<cqueue::Entry> = ring.ring.completion().collect();
+                for cqe in cqes {
+                    let (tag, _) = split_ud(cqe.user_data());
+                    if tag == TAG_ACCEPT && cqe.result() >= 0 && !self.direct {
+                        // SAFETY: a new descriptor from accept that nothing else owns.
+                        drop(unsafe { OwnedFd::from_raw_fd(cqe.result()) });
+                    }
+                    if !cqueue::more(cqe.flags()) {
+                        ring.in_flight -= 1;
+                    }
                 }
             }
         }
-        if self.in_flight > 0 {
+        if self.rings.iter().any(|r| r.in_flight > 0) {
             // Operations could still write into the receive buffers or read send data:
             // keep that memory rather than risk the kernel touching freed pages.
-            self.bufs.leak();
+            for ring in &mut self.rings {
+                ring.bufs.leak();
+            }
             for op in self.sends.drain(..).flatten() {
                 std::mem::forget(op);
             }
