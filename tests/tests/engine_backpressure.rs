@@ -9,7 +9,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use common::*;
@@ -23,15 +23,12 @@ const MAX_QUEUED: usize = 1 << 20;
 const MAX_PUBLISHES: u64 = 3_000;
 
 fn start(backend: BackendChoice, policy: Backpressure) -> (Guarded, Receiver<Seen>) {
-    let (tx, rx) = mpsc::channel();
-    let server = builder(backend)
-        .max_queued_bytes(MAX_QUEUED)
-        .low_watermark(MAX_QUEUED / 2)
-        .backpressure(policy)
-        .start(Probe::factory(tx))
-        .expect("engine starts")
-        .guarded();
-    (server, rx)
+    start_probe(
+        builder(backend)
+            .max_queued_bytes(MAX_QUEUED)
+            .low_watermark(MAX_QUEUED / 2)
+            .backpressure(policy),
+    )
 }
 
 /// A client with a small receive buffer, subscribed to topic "flood".
@@ -246,16 +243,14 @@ fn policy_drop_oldest(backend: BackendChoice) {
 /// that blocked send as well as the receive. Afterwards the socket is gone and the other
 /// client is served as before.
 fn stalled_forever_is_cut_off(backend: BackendChoice) {
-    let (tx, rx) = mpsc::channel();
     let frame = ringwire::frame::Config::default().close_timeout(Duration::from_millis(300));
-    let server = builder(backend)
-        .max_queued_bytes(MAX_QUEUED)
-        .low_watermark(MAX_QUEUED / 2)
-        .backpressure(Backpressure::Close)
-        .frame(frame)
-        .start(Probe::factory(tx))
-        .expect("engine starts")
-        .guarded();
+    let (server, rx) = start_probe(
+        builder(backend)
+            .max_queued_bytes(MAX_QUEUED)
+            .low_watermark(MAX_QUEUED / 2)
+            .backpressure(Backpressure::Close)
+            .frame(frame),
+    );
     let addr = server.local_addr();
     let rt = runtime();
     let (slow, mut good) = rt.block_on(async { (slow_client(addr).await, ws_connect(addr).await) });

@@ -6,34 +6,26 @@
 
 mod common;
 
-use std::sync::mpsc;
-
 use common::*;
 use ringwire::frame::{CloseCause, CloseCode, Config as FrameConfig};
 use ringwire::BackendChoice;
 use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode as TCode, CloseFrame};
 
 fn client_initiated_close(backend: BackendChoice) {
-    let (tx, rx) = mpsc::channel();
-    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts").guarded();
+    let (server, rx) = start_probe(builder(backend));
     let addr = server.local_addr();
     runtime().block_on(async {
-        let mut ws = ws_connect(addr).await;
-        let id = expect_open(&rx).id();
+        let (mut ws, handle) = ws_connect_probed(addr, &rx).await;
         ws_echo(&mut ws, "before close").await;
         let frame = CloseFrame { code: TCode::Library(4000), reason: "client done".into() };
         ws.close(Some(frame)).await.unwrap();
         // RFC 6455 §5.5.1: the endpoint typically echoes the status code it received.
-        assert_eq!(ws_expect_close(&mut ws).await, 4000);
-        ws_expect_end(&mut ws).await;
-        let closed = expect_closed(&rx, id);
-        assert_eq!(closed.code, CloseCode(4000));
+        ws_expect_close_then_end(&mut ws, 4000).await;
+        let closed = expect_closed_with(&rx, handle.id(), CloseCode(4000), CloseCause::Peer);
         assert_eq!(closed.reason, "client done");
-        assert_eq!(closed.cause, CloseCause::Peer);
     });
     // A close frame without a status code: 1005 for the handler, an empty close back.
-    let mut c = RawClient::open(addr);
-    let id = expect_open(&rx).id();
+    let (mut c, handle) = RawClient::open_probed(addr, &rx);
     c.send(true, OP_CLOSE, &[]);
     let back = c.expect_close();
     assert!(
@@ -41,8 +33,7 @@ fn client_initiated_close(backend: BackendChoice) {
         "answer to empty close: {back:?}"
     );
     c.expect_eof();
-    let closed = expect_closed(&rx, id);
-    assert_eq!((closed.code, closed.cause), (CloseCode::NO_STATUS, CloseCause::Peer));
+    expect_closed_with(&rx, handle.id(), CloseCode::NO_STATUS, CloseCause::Peer);
     assert!(wait_until(PATIENCE, || server.stats().connections == 0));
     let stats = server.stats();
     assert_eq!(stats.closes_with(1005), 1);
@@ -51,51 +42,31 @@ fn client_initiated_close(backend: BackendChoice) {
 }
 
 fn handler_initiated_close(backend: BackendChoice) {
-    let (tx, rx) = mpsc::channel();
-    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts").guarded();
-    let addr = server.local_addr();
+    let (server, rx) = start_probe(builder(backend));
     runtime().block_on(async {
-        let mut ws = ws_connect(addr).await;
-        let id = expect_open(&rx).id();
+        let (mut ws, handle) = ws_connect_probed(server.local_addr(), &rx).await;
         ws.send(TMsg::text("close:4001")).await.unwrap();
-        match ws_next(&mut ws).await {
-            Some(TMsg::Close(Some(f))) => {
-                assert_eq!(u16::from(f.code), 4001);
-                assert_eq!(f.reason.as_str(), "by handler");
-            }
-            other => panic!("expected close 4001, got {other:?}"),
-        }
+        ws_expect_next_close(&mut ws, 4001, "by handler").await;
         // tungstenite answered the close; the server then ends the TCP connection.
         ws_expect_end(&mut ws).await;
-        let closed = expect_closed(&rx, id);
-        assert_eq!(closed.cause, CloseCause::Local);
-        assert_eq!(closed.code, CloseCode(4001));
+        expect_closed_with(&rx, handle.id(), CloseCode(4001), CloseCause::Local);
     });
     server.shutdown().unwrap();
 }
 
 fn other_thread_close(backend: BackendChoice) {
-    let (tx, rx) = mpsc::channel();
-    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts").guarded();
+    let (server, rx) = start_probe(builder(backend));
     let addr = server.local_addr();
     runtime().block_on(async {
-        let mut ws = ws_connect(addr).await;
-        let handle = expect_open(&rx);
+        let (mut ws, handle) = ws_connect_probed(addr, &rx).await;
         ws_echo(&mut ws, "open").await;
         let h = handle.clone();
         std::thread::spawn(move || h.close(CloseCode::NORMAL, "from afar").unwrap())
             .join()
             .unwrap();
-        match ws_next(&mut ws).await {
-            Some(TMsg::Close(Some(f))) => {
-                assert_eq!(f.code, TCode::Normal);
-                assert_eq!(f.reason.as_str(), "from afar");
-            }
-            other => panic!("expected close 1000, got {other:?}"),
-        }
+        ws_expect_next_close(&mut ws, 1000, "from afar").await;
         ws_expect_end(&mut ws).await;
-        let closed = expect_closed(&rx, handle.id());
-        assert_eq!((closed.code, closed.cause), (CloseCode::NORMAL, CloseCause::Local));
+        expect_closed_with(&rx, handle.id(), CloseCode::NORMAL, CloseCause::Local);
         // Closing again, or sending, on a finished connection is harmless.
         let _ = handle.close(CloseCode::NORMAL, "again");
         let _ = handle.send(ringwire::frame::Message::text("late"));
@@ -109,21 +80,13 @@ fn other_thread_close(backend: BackendChoice) {
 /// A raw client breaks a rule; the server must answer with close `code` and end the TCP
 /// connection, and the handler must see the same code with `CloseCause::Error`.
 fn fails_with(backend: BackendChoice, frame_config: FrameConfig, bad: &[u8], code: u16) {
-    let (tx, rx) = mpsc::channel();
-    let server = builder(backend)
-        .frame(frame_config)
-        .start(Probe::factory(tx))
-        .expect("engine starts")
-        .guarded();
-    let mut c = RawClient::open(server.local_addr());
-    let id = expect_open(&rx).id();
+    let (server, rx) = start_probe(builder(backend).frame(frame_config));
+    let (mut c, handle) = RawClient::open_probed(server.local_addr(), &rx);
     c.echo("fine so far");
     c.write(bad);
-    let close = c.expect_close();
-    assert_eq!(close.close_code(), code, "close frame {close:?}");
     // The connection is failed: the server ends TCP without waiting for our close.
-    c.expect_eof();
-    let closed = expect_closed(&rx, id);
+    c.expect_close_then_eof(code, "after the bad bytes");
+    let closed = expect_closed(&rx, handle.id());
     assert_eq!(closed.code, CloseCode(code));
     assert!(matches!(closed.cause, CloseCause::Error(_)), "cause {:?}", closed.cause);
     assert!(wait_until(PATIENCE, || server.stats().closes_with(code) == 1));
@@ -164,40 +127,32 @@ fn too_big_closes_1009(backend: BackendChoice) {
 }
 
 fn shutdown_closes_1001(backend: BackendChoice) {
-    let (tx, rx) = mpsc::channel();
-    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts").guarded();
+    let (server, rx) = start_probe(builder(backend));
     let addr = server.local_addr();
     runtime().block_on(async {
-        let mut ws = ws_connect(addr).await;
-        let id = expect_open(&rx).id();
+        let (mut ws, handle) = ws_connect_probed(addr, &rx).await;
         ws_echo(&mut ws, "open").await;
         let stopper = std::thread::spawn(move || server.shutdown());
-        assert_eq!(ws_expect_close(&mut ws).await, 1001);
-        ws_expect_end(&mut ws).await;
+        ws_expect_close_then_end(&mut ws, 1001).await;
         stopper.join().unwrap().expect("clean shutdown");
-        let closed = expect_closed(&rx, id);
+        let closed = expect_closed(&rx, handle.id());
         assert_eq!(closed.code, CloseCode::GOING_AWAY);
     });
 }
 
 fn vanished_peer_is_1006(backend: BackendChoice) {
-    let (tx, rx) = mpsc::channel();
-    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts").guarded();
+    let (server, rx) = start_probe(builder(backend));
     let addr = server.local_addr();
     // TCP FIN without a close frame.
-    let mut c = RawClient::open(addr);
-    let id = expect_open(&rx).id();
+    let (mut c, handle) = RawClient::open_probed(addr, &rx);
     c.echo("here");
     drop(c);
-    let closed = expect_closed(&rx, id);
-    assert_eq!((closed.code, closed.cause), (CloseCode::ABNORMAL, CloseCause::TransportClosed));
+    expect_closed_with(&rx, handle.id(), CloseCode::ABNORMAL, CloseCause::TransportClosed);
     // Vanishing in the middle of a fragmented message, with data unread by the server.
-    let mut c = RawClient::open(addr);
-    let id = expect_open(&rx).id();
+    let (mut c, handle) = RawClient::open_probed(addr, &rx);
     c.send(false, OP_TEXT, b"half a mess");
     drop(c);
-    let closed = expect_closed(&rx, id);
-    assert_eq!((closed.code, closed.cause), (CloseCode::ABNORMAL, CloseCause::TransportClosed));
+    expect_closed_with(&rx, handle.id(), CloseCode::ABNORMAL, CloseCause::TransportClosed);
     assert!(wait_until(PATIENCE, || server.stats().connections == 0));
     assert_eq!(server.stats().closes_with(1006), 2);
     server.shutdown().unwrap();
@@ -206,12 +161,9 @@ fn vanished_peer_is_1006(backend: BackendChoice) {
 /// Messages sent before a close go out before the close frame (RFC 6455 §5.5.1: the
 /// close frame is the last one an endpoint sends; nothing accepted earlier is lost).
 fn close_after_queued_messages(backend: BackendChoice) {
-    let (tx, rx) = mpsc::channel();
-    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts").guarded();
-    let addr = server.local_addr();
+    let (server, rx) = start_probe(builder(backend));
     runtime().block_on(async {
-        let mut ws = ws_connect(addr).await;
-        let id = expect_open(&rx).id();
+        let (mut ws, handle) = ws_connect_probed(server.local_addr(), &rx).await;
         // 20 x 64 KiB: well under max_queued_bytes (4 MiB), over the core's own queue.
         ws.send(TMsg::text("sendclose:20:65536:4003")).await.unwrap();
         let mut got = Vec::new();
@@ -228,7 +180,7 @@ fn close_after_queued_messages(backend: BackendChoice) {
         assert_eq!(code, Some(4003));
         assert_eq!(got, (0..20).collect::<Vec<u32>>(), "messages sent before the close");
         ws_expect_end(&mut ws).await;
-        assert_eq!(expect_closed(&rx, id).code, CloseCode(4003));
+        assert_eq!(expect_closed(&rx, handle.id()).code, CloseCode(4003));
     });
     server.shutdown().unwrap();
 }

@@ -25,21 +25,14 @@ fn open_fds() -> usize {
 fn no_fd_leak(backend: BackendChoice) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let before = open_fds();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let server = builder(backend)
-        .handshake_timeout(Duration::from_millis(300))
-        .start(Probe::factory(tx))
-        .expect("engine starts")
-        .guarded();
+    let (server, rx) = start_probe(builder(backend).handshake_timeout(Duration::from_millis(300)));
     let addr = server.local_addr();
 
     // 500 complete lives: upgrade, echo, close handshake.
     for i in 0..500 {
         let mut c = RawClient::open(addr);
         c.echo(&format!("cycle {i}"));
-        c.send_close(1000);
-        assert_eq!(c.expect_close().close_code(), 1000);
-        c.expect_eof();
+        c.close_handshake(1000);
     }
     // Aborted ones.
     for i in 0..40 {

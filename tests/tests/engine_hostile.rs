@@ -38,9 +38,7 @@ fn good_client_still_fine(mut c: RawClient) {
     c.echo("good client: after");
     c.send(true, OP_BINARY, &vec![9; MAX_FRAME]);
     assert_eq!(c.expect_data().payload.len(), MAX_FRAME);
-    c.send_close(1000);
-    assert_eq!(c.expect_close().close_code(), 1000);
-    c.expect_eof();
+    c.close_handshake(1000);
 }
 
 fn slowloris_handshake_times_out(backend: BackendChoice) {
@@ -189,9 +187,7 @@ fn bad_frame(addr: SocketAddr, bad: &[u8], code: u16, what: &str) {
     let mut c = RawClient::open(addr);
     c.echo(what);
     c.write(bad);
-    let close = c.expect_close();
-    assert_eq!(close.close_code(), code, "{what}: close frame {close:?}");
-    c.expect_eof();
+    c.expect_close_then_eof(code, what);
 }
 
 fn bad_frames_get_close_codes(backend: BackendChoice) {
@@ -268,8 +264,7 @@ fn rejected_by_handler(backend: BackendChoice) {
     let req = upgrade_request("/proto")
         .replace("\r\n\r\n", "\r\nSec-WebSocket-Protocol: x, chat\r\n\r\n");
     s.write_all(req.as_bytes()).unwrap();
-    let head = read_head(&mut s).unwrap();
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let head = expect_upgraded(&mut s);
     assert!(head.to_ascii_lowercase().contains("sec-websocket-protocol: chat"), "{head}");
     drop(s);
     good_client_still_fine(good);

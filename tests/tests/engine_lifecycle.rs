@@ -40,8 +40,7 @@ fn graceful_shutdown(backend: BackendChoice) {
     });
     // Every client gets 1001, answers (tungstenite does) and sees the stream end.
     rt.block_on(join_all(clients.iter_mut().map(|ws| async move {
-        assert_eq!(ws_expect_close(ws).await, 1001);
-        ws_expect_end(ws).await;
+        ws_expect_close_then_end(ws, 1001).await;
     })));
     let took = done_rx.recv_timeout(Duration::from_secs(10)).expect("shutdown returned");
     stopper.join().unwrap().expect("clean shutdown");
@@ -77,8 +76,7 @@ fn shutdown_with_silent_clients(backend: BackendChoice) {
     let took = started.elapsed();
     assert!(took < PATIENCE, "shutdown with silent clients took {took:?}");
     for c in &mut silent {
-        assert_eq!(c.expect_close().close_code(), 1001);
-        c.expect_eof();
+        c.expect_close_then_eof(1001, "a silent client at shutdown");
     }
     let (answer, _) = read_to_end_within(&mut handshaking, PATIENCE);
     assert!(!String::from_utf8_lossy(&answer).contains(" 101 "), "upgraded during shutdown");

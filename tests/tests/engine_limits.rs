@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::sync::mpsc;
 use std::time::Duration;
 
 use common::*;
@@ -75,7 +74,7 @@ fn origin_check_refuses_403(backend: BackendChoice) {
     assert!(answer.starts_with("HTTP/1.1 403"), "no Origin: {answer}");
     let mut s = connect(addr);
     std::io::Write::write_all(&mut s, &with_origin("https://good.example")).unwrap();
-    assert!(read_head(&mut s).unwrap().starts_with("HTTP/1.1 101"));
+    expect_upgraded(&mut s);
     let mut c = RawClient { s };
     c.echo("allowed");
     c.send_close(1000);
@@ -85,16 +84,10 @@ fn origin_check_refuses_403(backend: BackendChoice) {
 }
 
 fn full_command_queue(backend: BackendChoice) {
-    let (tx, rx) = mpsc::channel();
-    let server = builder(backend)
-        .command_queue(8)
-        .start(Probe::factory(tx))
-        .expect("engine starts")
-        .guarded();
+    let (server, rx) = start_probe(builder(backend).command_queue(8));
     let addr = server.local_addr();
     runtime().block_on(async {
-        let mut ws = ws_connect(addr).await;
-        let handle = expect_open(&rx);
+        let (mut ws, handle) = ws_connect_probed(addr, &rx).await;
         // Far more sends than the queue holds, as fast as possible: some are refused with
         // QueueFull, none is lost or duplicated among those accepted.
         let mut accepted = Vec::new();
@@ -168,12 +161,7 @@ fn fanout_through_a_tiny_ring(backend: BackendChoice) {
     // 300 sends, so the submission queue fills again and again within one loop turn and
     // completions overflow the completion queue (the kernel keeps them aside until they
     // are reaped). Every subscriber must still get every message, in order.
-    let (tx, _rx) = mpsc::channel();
-    let server = builder(backend)
-        .ring_entries(8)
-        .start(Probe::factory(tx))
-        .expect("engine starts")
-        .guarded();
+    let (server, _rx) = start_probe(builder(backend).ring_entries(8));
     let addr = server.local_addr();
     let rt = runtime();
     let mut subs = rt.block_on(join_all((0..SUBSCRIBERS).map(|_| async move {

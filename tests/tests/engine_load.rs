@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::sync::mpsc;
 use std::time::Duration;
 
 use common::*;
@@ -58,8 +57,7 @@ fn thousands_of_connections(backend: BackendChoice) {
 
 fn fan_out_to_subscribers(backend: BackendChoice) {
     const SUBS: usize = 200;
-    let (tx, rx) = mpsc::channel();
-    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts").guarded();
+    let (server, rx) = start_probe(builder(backend));
     let addr = server.local_addr();
     let publisher = server.publisher();
     let rt = runtime();

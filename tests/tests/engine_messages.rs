@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::sync::mpsc;
 use std::time::Duration;
 
 use common::*;
@@ -50,8 +49,7 @@ fn echo_all_sizes(backend: BackendChoice) {
 }
 
 fn fragmented_client_messages(backend: BackendChoice) {
-    let (tx, rx) = mpsc::channel();
-    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts").guarded();
+    let (server, rx) = start_probe(builder(backend));
     let mut c = RawClient::open(server.local_addr());
 
     // A text message in three fragments, a ping between them (RFC 6455 §5.4: control
@@ -94,31 +92,20 @@ fn fragmented_client_messages(backend: BackendChoice) {
         .collect();
     assert_eq!(msgs, vec![Message::text(text), Message::binary(data)]);
 
-    c.send_close(1000);
-    assert_eq!(c.expect_close().close_code(), 1000);
-    c.expect_eof();
+    c.close_handshake(1000);
     server.shutdown().unwrap();
 }
 
 fn ping_pong_both_ways(backend: BackendChoice) {
-    let (tx, rx) = mpsc::channel();
-    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts").guarded();
+    let (server, rx) = start_probe(builder(backend));
     let addr = server.local_addr();
     runtime().block_on(async {
         let mut ws = ws_connect(addr).await;
         // Client ping: the engine answers with the same payload.
-        ws.send(TMsg::Ping(b"hello?".to_vec().into())).await.unwrap();
-        match ws_next(&mut ws).await {
-            Some(TMsg::Pong(p)) => assert_eq!(&p[..], b"hello?"),
-            other => panic!("expected a pong, got {other:?}"),
-        }
+        ws_ping_pong(&mut ws, b"hello?").await;
         // Empty ping, and a ping of the maximum control payload (125 bytes).
         for payload in [Vec::new(), vec![b'p'; 125]] {
-            ws.send(TMsg::Ping(payload.clone().into())).await.unwrap();
-            match ws_next(&mut ws).await {
-                Some(TMsg::Pong(p)) => assert_eq!(p[..], payload[..]),
-                other => panic!("expected a pong, got {other:?}"),
-            }
+            ws_ping_pong(&mut ws, &payload).await;
         }
         // Server ping (Ctx::ping): tungstenite answers, the handler sees the pong with an RTT.
         ws.send(TMsg::text("ping")).await.unwrap();
@@ -128,19 +115,13 @@ fn ping_pong_both_ways(backend: BackendChoice) {
         }
         // tungstenite queues the pong on read; an echo round trip flushes it.
         ws_echo(&mut ws, "after ping").await;
-        let rtt = expect_seen(&rx, "the pong", |s| match s {
-            Seen::Pong(_, rtt) => Some(rtt),
-            _ => None,
-        });
+        let rtt = expect_pong(&rx, "the pong");
         let rtt = rtt.expect("a pong answering Ctx::ping carries an RTT");
         assert!(rtt < PATIENCE, "rtt {rtt:?}");
         // An unsolicited pong is fine (RFC 6455 §5.5.3) and reaches on_pong without an RTT.
         ws.send(TMsg::Pong(b"unsolicited".to_vec().into())).await.unwrap();
         ws_echo(&mut ws, "still here").await;
-        let rtt = expect_seen(&rx, "the unsolicited pong", |s| match s {
-            Seen::Pong(_, rtt) => Some(rtt),
-            _ => None,
-        });
+        let rtt = expect_pong(&rx, "the unsolicited pong");
         assert_eq!(rtt, None);
         ws_close(&mut ws).await;
     });
@@ -148,12 +129,10 @@ fn ping_pong_both_ways(backend: BackendChoice) {
 }
 
 fn send_from_other_threads(backend: BackendChoice) {
-    let (tx, rx) = mpsc::channel();
-    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts").guarded();
+    let (server, rx) = start_probe(builder(backend));
     let addr = server.local_addr();
     runtime().block_on(async {
-        let mut ws = ws_connect(addr).await;
-        let handle = expect_open(&rx);
+        let (mut ws, handle) = ws_connect_probed(addr, &rx).await;
         // From this thread and from two others, interleaved per thread in order.
         handle.send(Message::text("from the test thread")).unwrap();
         assert_eq!(ws_data(&mut ws).await, TMsg::text("from the test thread"));
@@ -187,8 +166,7 @@ fn send_from_other_threads(backend: BackendChoice) {
         // connection that reuses its slot on the same worker.
         let mut others = Vec::new();
         loop {
-            let mut ws2 = ws_connect(addr).await;
-            let h2 = expect_open(&rx);
+            let (mut ws2, h2) = ws_connect_probed(addr, &rx).await;
             if h2.id().worker() == handle.id().worker() {
                 assert_ne!(h2.id(), handle.id(), "a new connection got a closed one's id");
                 let _ = handle.send(Message::text("for the old connection"));
@@ -207,8 +185,7 @@ fn send_from_other_threads(backend: BackendChoice) {
 }
 
 fn tokio_task_publishes(backend: BackendChoice) {
-    let (tx, rx) = mpsc::channel();
-    let server = builder(backend).start(Probe::factory(tx)).expect("engine starts").guarded();
+    let (server, rx) = start_probe(builder(backend));
     let addr = server.local_addr();
     let publisher = server.publisher();
     let rt =
@@ -264,15 +241,12 @@ fn upgrade_edge_cases(backend: BackendChoice) {
     wire.extend(encode_raw(0x80 | OP_TEXT, b"first", true));
     wire.extend(encode_raw(0x80 | OP_BINARY, &[1, 2, 3], true));
     std::io::Write::write_all(&mut s, &wire).unwrap();
-    let head = read_head(&mut s).unwrap();
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    expect_upgraded(&mut s);
     let mut c = RawClient { s };
     assert_eq!(c.expect_data().payload, b"welcome to /pipelined");
     assert_eq!(c.expect_data().payload, b"first");
     assert_eq!(c.expect_data().payload, vec![1, 2, 3]);
-    c.send_close(1000);
-    assert_eq!(c.expect_close().close_code(), 1000);
-    c.expect_eof();
+    c.close_handshake(1000);
 
     // The request one byte per write, the last byte together with a frame.
     let mut s = connect(addr);
@@ -283,14 +257,11 @@ fn upgrade_edge_cases(backend: BackendChoice) {
     let mut last = vec![req[req.len() - 1]];
     last.extend(encode_raw(0x80 | OP_TEXT, b"right after", true));
     std::io::Write::write_all(&mut s, &last).unwrap();
-    let head = read_head(&mut s).unwrap();
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    expect_upgraded(&mut s);
     let mut c = RawClient { s };
     assert_eq!(c.expect_data().payload, b"welcome to /trickled");
     assert_eq!(c.expect_data().payload, b"right after");
-    c.send_close(1000);
-    assert_eq!(c.expect_close().close_code(), 1000);
-    c.expect_eof();
+    c.close_handshake(1000);
     server.shutdown().unwrap();
 }
 

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -13,12 +12,9 @@ use ringwire::frame::{CloseCause, CloseCode, Config as FrameConfig};
 use ringwire::BackendChoice;
 
 fn close_timeout_ends_silent_peer(backend: BackendChoice) {
-    let (tx, rx) = mpsc::channel();
-    let server = builder(backend)
-        .frame(FrameConfig::default().close_timeout(Duration::from_millis(300)))
-        .start(Probe::factory(tx))
-        .expect("engine starts")
-        .guarded();
+    let (server, rx) = start_probe(
+        builder(backend).frame(FrameConfig::default().close_timeout(Duration::from_millis(300))),
+    );
     let addr = server.local_addr();
     let mut good = RawClient::open(addr);
     let mut c = RawClient::open(addr);
@@ -29,12 +25,7 @@ fn close_timeout_ends_silent_peer(backend: BackendChoice) {
     // We never answer: after close_timeout the server gives up and ends TCP.
     let started = Instant::now();
     c.expect_eof();
-    let closed = expect_seen(&rx, "the close", |s| match s {
-        Seen::Closed(i, c) if i == id => Some(c),
-        _ => None,
-    });
-    assert_eq!(closed.cause, CloseCause::CloseTimeout);
-    assert_eq!(closed.code, CloseCode::ABNORMAL);
+    expect_closed_with(&rx, id, CloseCode::ABNORMAL, CloseCause::CloseTimeout);
     assert!(started.elapsed() >= Duration::from_millis(150), "gave up before the timeout");
     good.echo("unaffected");
     good.send_close(1000);
@@ -43,16 +34,14 @@ fn close_timeout_ends_silent_peer(backend: BackendChoice) {
 }
 
 fn heartbeat_timeout_ends_dead_peer(backend: BackendChoice) {
-    let (tx, rx) = mpsc::channel();
     let frame = FrameConfig::default()
         .ping_interval(Some(Duration::from_millis(100)))
         .pong_timeout(Duration::from_millis(200));
-    let server =
-        builder(backend).frame(frame).start(Probe::factory(tx)).expect("engine starts").guarded();
+    let (server, rx) = start_probe(builder(backend).frame(frame));
     let addr = server.local_addr();
     // A live client answers every ping (raw, by hand) for a while, on its own thread.
-    let mut live = RawClient::open(addr);
-    let live_id = expect_open(&rx).id();
+    let (mut live, live_handle) = RawClient::open_probed(addr, &rx);
+    let live_id = live_handle.id();
     let live = std::thread::spawn(move || {
         let until = Instant::now() + Duration::from_millis(900);
         let mut pings = 0;
@@ -70,8 +59,7 @@ fn heartbeat_timeout_ends_dead_peer(backend: BackendChoice) {
         Seen::Open(h, _) if h.id() != live_id => Some(h.id()),
         _ => None,
     });
-    let closed = expect_closed(&rx, dead_id);
-    assert_eq!((closed.code, closed.cause), (CloseCode::ABNORMAL, CloseCause::HeartbeatTimeout));
+    expect_closed_with(&rx, dead_id, CloseCode::ABNORMAL, CloseCause::HeartbeatTimeout);
     let (mut live, pings) = live.join().unwrap();
     assert!(pings >= 3, "only {pings} heartbeat pings in 900 ms at a 100 ms interval");
     let rtt = expect_seen(&rx, "a heartbeat pong", |s| match s {
@@ -87,24 +75,18 @@ fn heartbeat_timeout_ends_dead_peer(backend: BackendChoice) {
 }
 
 fn idle_timeout_closes_1001(backend: BackendChoice) {
-    let (tx, rx) = mpsc::channel();
     let frame = FrameConfig::default().idle_timeout(Some(Duration::from_millis(800)));
-    let server =
-        builder(backend).frame(frame).start(Probe::factory(tx)).expect("engine starts").guarded();
-    let addr = server.local_addr();
+    let (server, rx) = start_probe(builder(backend).frame(frame));
     runtime().block_on(async {
-        let mut ws = ws_connect(addr).await;
-        let id = expect_open(&rx).id();
+        let (mut ws, handle) = ws_connect_probed(server.local_addr(), &rx).await;
         // Traffic keeps it open past the timeout...
         for i in 0..10 {
             tokio::time::sleep(Duration::from_millis(100)).await;
             ws_echo(&mut ws, &format!("busy {i}")).await;
         }
         // ...silence closes it with 1001 (tungstenite answers the close).
-        assert_eq!(ws_expect_close(&mut ws).await, 1001);
-        ws_expect_end(&mut ws).await;
-        let closed = expect_closed(&rx, id);
-        assert_eq!((closed.code, closed.cause), (CloseCode::GOING_AWAY, CloseCause::Local));
+        ws_expect_close_then_end(&mut ws, 1001).await;
+        expect_closed_with(&rx, handle.id(), CloseCode::GOING_AWAY, CloseCause::Local);
     });
     server.shutdown().unwrap();
 }

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use ringwire::frame::{CloseCode, Closed, Message};
+use ringwire::frame::{CloseCause, CloseCode, Closed, Message};
 use ringwire::{
     BackendChoice, ConnHandle, ConnId, Ctx, Engine, EngineBuilder, EngineError, Handler, Server,
 };
@@ -91,6 +91,14 @@ impl std::ops::Deref for Guarded {
     fn deref(&self) -> &Server {
         self.0.as_ref().expect("not shut down yet")
     }
+}
+
+/// Starts `b` with the [`Probe`] handler; returns the server and the channel the probe
+/// reports on.
+pub fn start_probe(b: EngineBuilder) -> (Guarded, Receiver<Seen>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = b.start(Probe::factory(tx)).expect("engine starts").guarded();
+    (server, rx)
 }
 
 /// Runs `f` on a helper thread; panics if it does not finish within `bound`.
@@ -294,6 +302,26 @@ pub fn expect_closed(rx: &Receiver<Seen>, id: ConnId) -> Closed {
     })
 }
 
+/// The `Closed` event of connection `id`, which must carry `code` and `cause`.
+pub fn expect_closed_with(
+    rx: &Receiver<Seen>,
+    id: ConnId,
+    code: CloseCode,
+    cause: CloseCause,
+) -> Closed {
+    let closed = expect_closed(rx, id);
+    assert_eq!((closed.code, &closed.cause), (code, &cause), "{closed:?}");
+    closed
+}
+
+/// The RTT of the next `Pong` event (of any connection).
+pub fn expect_pong(rx: &Receiver<Seen>, what: &str) -> Option<Duration> {
+    expect_seen(rx, what, |s| match s {
+        Seen::Pong(_, rtt) => Some(rtt),
+        _ => None,
+    })
+}
+
 // ---------------------------------------------------------------------------------------
 // A raw client, written from RFC 6455, for inputs no well-behaved library would send.
 // ---------------------------------------------------------------------------------------
@@ -399,6 +427,14 @@ pub fn read_head(s: &mut TcpStream) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&head).into_owned())
 }
 
+/// Reads the answer to an upgrade request written on `s`; panics unless it is 101.
+/// Returns the response head.
+pub fn expect_upgraded(s: &mut TcpStream) -> String {
+    let head = read_head(s).expect("upgrade response");
+    assert!(head.starts_with("HTTP/1.1 101"), "upgrade refused: {head}");
+    head
+}
+
 /// How a raw read of everything up to the end of the stream ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum StreamEnd {
@@ -449,13 +485,18 @@ impl RawClient {
     pub fn open(addr: SocketAddr) -> Self {
         let mut s = connect(addr);
         s.write_all(upgrade_request("/raw").as_bytes()).unwrap();
-        let head = read_head(&mut s).expect("upgrade response");
-        assert!(head.starts_with("HTTP/1.1 101"), "upgrade refused: {head}");
+        let head = expect_upgraded(&mut s);
         assert!(
             head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
             "wrong Sec-WebSocket-Accept (RFC 6455 §1.3): {head}"
         );
         Self { s }
+    }
+
+    /// [`RawClient::open`], then the probe's `Open` event for it.
+    pub fn open_probed(addr: SocketAddr, rx: &Receiver<Seen>) -> (Self, ConnHandle) {
+        let c = Self::open(addr);
+        (c, expect_open(rx))
     }
 
     /// Writes raw bytes.
@@ -527,6 +568,22 @@ impl RawClient {
         read_to_end_within(&mut self.s, PATIENCE);
     }
 
+    /// The server closes: a close frame with `code` (data frames before it are skipped),
+    /// then the end of the TCP connection, without waiting for a close frame from us.
+    /// `what` names the case in the failure message.
+    pub fn expect_close_then_eof(&mut self, code: u16, what: &str) {
+        let close = self.expect_close();
+        assert_eq!(close.close_code(), code, "{what}: close frame {close:?}");
+        self.expect_eof();
+    }
+
+    /// A client-initiated close handshake: sends close `code`, expects the server to echo
+    /// it, then the end of the TCP connection.
+    pub fn close_handshake(&mut self, code: u16) {
+        self.send_close(code);
+        self.expect_close_then_eof(code, "answer to our close");
+    }
+
     /// Sends a text message and checks it comes back.
     pub fn echo(&mut self, text: &str) {
         self.send(true, OP_TEXT, text.as_bytes());
@@ -570,6 +627,12 @@ pub async fn ws_connect_path(addr: SocketAddr, path: &str) -> Ws {
     ws
 }
 
+/// [`ws_connect`], then the probe's `Open` event for it.
+pub async fn ws_connect_probed(addr: SocketAddr, rx: &Receiver<Seen>) -> (Ws, ConnHandle) {
+    let ws = ws_connect(addr).await;
+    (ws, expect_open(rx))
+}
+
 /// The next message (any kind), or panics after [`PATIENCE`].
 pub async fn ws_next(ws: &mut Ws) -> Option<TMsg> {
     match tokio::time::timeout(PATIENCE, ws.next()).await {
@@ -604,6 +667,24 @@ pub async fn ws_expect_close(ws: &mut Ws) -> u16 {
     }
 }
 
+/// The very next message must be a close frame carrying `code` and `reason`.
+pub async fn ws_expect_next_close(ws: &mut Ws, code: u16, reason: &str) {
+    match ws_next(ws).await {
+        Some(TMsg::Close(Some(f))) => {
+            assert_eq!(u16::from(f.code), code);
+            assert_eq!(f.reason.as_str(), reason);
+        }
+        other => panic!("expected close {code}, got {other:?}"),
+    }
+}
+
+/// The server closes: [`ws_expect_close`] must return `code`, then the stream must end
+/// ([`ws_expect_end`]).
+pub async fn ws_expect_close_then_end(ws: &mut Ws, code: u16) {
+    assert_eq!(ws_expect_close(ws).await, code);
+    ws_expect_end(ws).await;
+}
+
 /// After the close frames crossed: the stream must end.
 pub async fn ws_expect_end(ws: &mut Ws) {
     loop {
@@ -623,6 +704,15 @@ pub async fn ws_echo(ws: &mut Ws, text: &str) {
     match ws_data(ws).await {
         TMsg::Text(t) => assert_eq!(t.as_str(), text),
         other => panic!("expected text echo, got {other:?}"),
+    }
+}
+
+/// Sends a ping with `payload`; the very next message must be the pong echoing it.
+pub async fn ws_ping_pong(ws: &mut Ws, payload: &[u8]) {
+    ws.send(TMsg::Ping(payload.to_vec().into())).await.unwrap();
+    match ws_next(ws).await {
+        Some(TMsg::Pong(p)) => assert_eq!(p[..], payload[..]),
+        other => panic!("expected a pong, got {other:?}"),
     }
 }
 
