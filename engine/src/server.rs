@@ -325,6 +325,7 @@ fn run<D: Driver, H: Handler>(
         }
     }
     let info = BackendInfo { name: driver.name(), features: driver.features(), fallback_reason };
+    core.stats.rings.store(driver.rings() as u64, std::sync::atomic::Ordering::Relaxed);
     let _ = ready.send(Ok(info));
     Worker { driver, handler, core }.run()
 }

@@ -877,12 +877,12 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             {
                 timeout = Duration::ZERO;
             }
+            let rings = self.driver.rings() as u64;
+            self.core.stats.rings.store(rings, std::sync::atomic::Ordering::Relaxed);
             let Self { driver, handler, core } = &mut self;
             core.now = clock::now();
             driver.wait(Some(timeout), &mut |c| core.on_completion(handler, c))?;
             WorkerStats::add(&self.core.stats.loop_turns, 1);
-            let rings = self.driver.rings() as u64;
-            self.core.stats.rings.store(rings, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }

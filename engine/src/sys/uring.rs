@@ -48,6 +48,13 @@ const RING_SHIFT: u32 = 24;
 /// Most rings per worker (the ring number must fit above `RING_SHIFT`).
 pub(crate) const MAX_RINGS: usize = 64;
 
+/// Free fixed-file slots below which a ring's accepts go one at a time. A multishot
+/// accept takes every connection waiting in the listen queue (4096 deep) in one pass,
+/// and one that finds the table full loses the connection (the kernel has already taken
+/// it off the queue when the slot allocation fails), so it may run only while the table
+/// has room for a whole queue and then some.
+const MULTISHOT_MARGIN: u32 = 4096 + 1024;
+
 fn fixed(ring: usize, slot: u32) -> u32 {
     ((ring as u32) << RING_SHIFT) | slot
 }
@@ -138,8 +145,12 @@ unsafe impl Send for SendOp {}
 
 struct Listener {
     fd: Option<OwnedFd>,
-    /// The ring its multishot accept is armed on, if it is.
+    /// The ring its accept is armed on, if it is.
     armed: Option<usize>,
+    /// That accept takes one connection (the ring's table is nearly full), not many.
+    single: bool,
+    /// Its multishot accept is being cancelled, to be re-armed one at a time.
+    narrowing: bool,
     /// Stop re-arming (shutdown); the fd is dropped once the accept ends.
     closing: bool,
     /// Out of descriptors: not re-armed until `resume_accepts`.
@@ -157,8 +168,10 @@ struct Ring {
     in_flight: usize,
     /// Entries the submission queue had no room for (see `UringDriver::push`).
     overflow: VecDeque<squeue::Entry>,
-    /// Fixed-file slots in use and the table's size (both 0 without direct descriptors).
+    /// Fixed-file slots in use, slots promised to armed one-shot accepts, and the
+    /// table's size (all 0 without direct descriptors).
     files_used: u32,
+    reserved: u32,
     files: u32,
     /// For every ring but the first: the eventfd the kernel signals when this ring has
     /// completion work, the buffer the first ring reads it into, and whether that read
@@ -225,6 +238,7 @@ impl Ring {
             in_flight: 0,
             overflow: VecDeque::new(),
             files_used: 0,
+            reserved: 0,
             files,
             evfd: None,
             evfd_buf: Box::new([0; 8]),
@@ -257,9 +271,14 @@ impl Ring {
         }
     }
 
+    /// Fixed-file slots neither in use nor promised.
+    fn free(&self) -> u32 {
+        self.files.saturating_sub(self.files_used + self.reserved)
+    }
+
     /// Whether another connection can be accepted into this ring's table.
     fn has_room(&self) -> bool {
-        self.files_used < self.files
+        self.free() > 0
     }
 }
 
@@ -349,13 +368,8 @@ impl UringDriver {
     pub(crate) fn new(cfg: RingConfig, wake_fd: Arc<OwnedFd>) -> io::Result<Self> {
         let mut features = Vec::new();
         let files = cfg.direct_table.unwrap_or(0);
-        let first = Ring::new(
-            cfg.entries,
-            cfg.recv_buffers,
-            cfg.recv_buffer_size,
-            files,
-            &mut features,
-        )?;
+        let first =
+            Ring::new(cfg.entries, cfg.recv_buffers, cfg.recv_buffer_size, files, &mut features)?;
         let direct = first.files > 0;
         match (cfg.direct_table, direct) {
             (Some(_), true) => {
@@ -485,13 +499,23 @@ impl UringDriver {
         // Direct descriptors are not in the fd table, so close-on-exec does not apply (the
         // kernel refuses the flag with them).
         let flags = if self.direct { 0 } else { libc::SOCK_CLOEXEC };
-        let e = opcode::AcceptMulti::new(types::Fd(fd))
-            .allocate_file_index(self.direct)
-            .flags(flags)
-            .build()
-            .user_data(ud(TAG_ACCEPT, i as u64));
-        self.push(r, e);
-        self.listeners[i].armed = Some(r);
+        let single = self.direct && self.rings[r].free() <= MULTISHOT_MARGIN;
+        let e = if single {
+            self.rings[r].reserved += 1;
+            opcode::Accept::new(types::Fd(fd), std::ptr::null_mut(), std::ptr::null_mut())
+                .file_index(Some(types::DestinationSlot::auto_target()))
+                .build()
+        } else {
+            opcode::AcceptMulti::new(types::Fd(fd))
+                .allocate_file_index(self.direct)
+                .flags(flags)
+                .build()
+        };
+        self.push(r, e.user_data(ud(TAG_ACCEPT, i as u64)));
+        let l = &mut self.listeners[i];
+        l.armed = Some(r);
+        l.single = single;
+        l.narrowing = false;
     }
 
     /// Cancels listener `i`'s accept on ring `r`.
@@ -579,10 +603,21 @@ impl UringDriver {
         match tag {
             TAG_ACCEPT => {
                 let i = low as usize;
+                let single = self.listeners.get(i).is_some_and(|l| l.single);
+                if single {
+                    let ring = &mut self.rings[r];
+                    ring.reserved = ring.reserved.saturating_sub(1);
+                }
                 if res >= 0 && self.direct {
                     // With IORING_FILE_INDEX_ALLOC the result is the fixed-file slot.
                     self.rings[r].files_used += 1;
                     f(Completion::Accepted(Socket::Fixed(fixed(r, res as u32))));
+                    let narrowing = self.listeners.get(i).is_none_or(|l| l.narrowing);
+                    if more && !narrowing && self.rings[r].free() <= MULTISHOT_MARGIN {
+                        // Nearly full: from now on one connection per accept.
+                        self.listeners[i].narrowing = true;
+                        self.cancel_accept(i, r);
+                    }
                 } else if res >= 0 {
                     // SAFETY: a successful accept returns a new descriptor that nothing
                     // else owns.
@@ -744,7 +779,14 @@ impl Driver for UringDriver {
     }
 
     fn add_listener(&mut self, fd: OwnedFd) -> io::Result<()> {
-        self.listeners.push(Listener { fd: Some(fd), armed: None, closing: false, paused: false });
+        self.listeners.push(Listener {
+            fd: Some(fd),
+            armed: None,
+            single: false,
+            narrowing: false,
+            closing: false,
+            paused: false,
+        });
         self.arm_accept(self.listeners.len() - 1);
         Ok(())
     }
@@ -884,8 +926,8 @@ impl Driver for UringDriver {
     fn in_flight(&self) -> usize {
         // The wake-up read and the further rings' eventfd reads are always armed and are
         // not work to wait for.
-        let armed_reads = usize::from(self.wake_armed)
-            + self.rings.iter().filter(|r| r.evfd_armed).count();
+        let armed_reads =
+            usize::from(self.wake_armed) + self.rings.iter().filter(|r| r.evfd_armed).count();
         self.rings.iter().map(|r| r.in_flight + r.overflow.len()).sum::<usize>() - armed_reads
     }
 }
