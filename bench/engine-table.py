@@ -4,14 +4,17 @@
 
     python3 bench/engine-table.py RESULTS_DIR [--doc docs/BENCHMARKS.md]
 
-RESULTS_DIR holds one `SERVER.SCENARIO.REPEAT.txt` (the text report of `ringwire load`)
-and `.cmd` (the exact commands) per measurement, and `machine.txt`. With --doc the
-section's generated part (between the `<!-- engine-matrix:begin -->` and
-`<!-- engine-matrix:end -->` markers, or the whole section body when they are absent) is
-replaced; the rest of the file is left alone. Numbers of repeated runs are averaged, and
-the spread of server CPU per message is shown.
+RESULTS_DIR holds per measurement `SERVER.SCENARIO.REPEAT.json` (the one JSON object of
+`ringwire load --json`, the source of every figure), `.txt` (the text report, for people)
+and `.cmd` (the exact commands), and `machine.*.txt`. A measurement without a readable
+JSON report (the server did not start, the generator failed before reporting) is shown as
+failed. With --doc the section's generated part (between the `<!-- engine-matrix:begin -->`
+and `<!-- engine-matrix:end -->` markers, or the whole section body when they are absent)
+is replaced; the rest of the file is left alone. Numbers of repeated runs are averaged,
+and the spread of server CPU per message is shown.
 """
 
+import json
 import os
 import re
 import sys
@@ -29,100 +32,92 @@ ECHO = {
     "latency": ("1 connection x 1 in flight x 32 B (round-trip latency)", "latency", None),
 }
 BEGIN, END = "<!-- engine-matrix:begin -->", "<!-- engine-matrix:end -->"
-
-UNITS = {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}
-SIZES = {"B": 1, "KiB": 1024, "MiB": 1024 * 1024}
-
-
-def ns(text):
-    v, u = text.split()
-    return float(v) * UNITS[u]
+# The text report notes run-queue wait only above this share of a core; the table too.
+WAIT_NOTE_PERCENT = 5.0
 
 
-def count(text):
-    return int(text.replace(",", ""))
+def get(obj, *path):
+    """obj[path[0]][path[1]]..., or None where a step is missing or null."""
+    for key in path:
+        if not isinstance(obj, dict) or obj.get(key) is None:
+            return None
+        obj = obj[key]
+    return obj
 
 
-def field(report, label):
-    m = re.search(r"^  " + re.escape(label) + r"\s+(.*)$", report, re.M)
-    return m.group(1) if m else None
+def waited(cpu):
+    """Run-queue wait of a CPU object in percent of a core, 0 when the report has no note."""
+    w = get(cpu, "wait_percent_of_core") or 0.0
+    return w if w > WAIT_NOTE_PERCENT else 0.0
 
 
-def cpu(line):
-    """'41.0% of a core, 6.1 us per message (+46% ... waiting ...)' -> (pct, per, wait)."""
-    if line is None:
-        return None, None, 0.0
-    pct = float(re.match(r"([\d.]+)%", line).group(1))
-    per = re.search(r", ([\d.]+ (?:ns|us|ms|s)) per ", line)
-    wait = re.search(r"\(\+([\d.]+)%|waited ([\d.]+)%", line)
-    w = float(next(g for g in wait.groups() if g)) if wait else 0.0
-    return pct, ns(per.group(1)) if per else None, w
+def errors(report):
+    return str(get(report, "errors", "total"))
 
 
 def parse_echo(report):
-    msgs = re.search(r"([\d,]+) echoed \(([\d,]+) msg/s\)", field(report, "messages") or "")
-    rt = field(report, "round trip") or ""
-    lat = {k: ns(v) for k, v in re.findall(r"(p50|p99\.9|p99|max) ([\d.]+ (?:ns|us|ms|s))", rt)}
-    s_pct, s_per, s_wait = cpu(field(report, "server CPU"))
-    g_pct, _, g_wait = cpu(field(report, "generator CPU"))
-    errors = field(report, "errors") or "?"
-    unanswered = field(report, "unanswered")
-    if not msgs:
+    if get(report, "scenario") != "echo":
         return None
+    srv, gen, rt = report.get("server_cpu"), report.get("generator_cpu"), report.get("round_trip")
+    unanswered = report.get("unanswered") or 0
     return {
-        "rate": count(msgs.group(2)), "p50": lat.get("p50"), "p99": lat.get("p99"),
-        "p999": lat.get("p99.9"), "cpu_pct": s_pct, "cpu_per": s_per, "srv_wait": s_wait,
-        "gen_pct": g_pct, "gen_wait": g_wait,
-        "errors": errors.split()[0] + (f", {unanswered} unanswered" if unanswered else ""),
+        "rate": report["msg_per_s"], "p50": get(rt, "p50_ns"), "p99": get(rt, "p99_ns"),
+        "p999": get(rt, "p999_ns"), "cpu_pct": get(srv, "percent_of_core"),
+        "cpu_per": get(srv, "ns_per_unit"), "srv_wait": waited(srv),
+        "gen_pct": get(gen, "percent_of_threads"), "gen_wait": waited(gen),
+        "errors": errors(report) + (f", {unanswered:,} unanswered" if unanswered else ""),
     }
 
 
-def size(text):
-    v, u = text.split()
-    return float(v) * SIZES[u]
-
-
 def parse_idle(report):
-    opened = re.search(r"([\d,]+) in ([\d.]+) s \(([\d,]+) upgrades/s\)", field(report, "opened") or "")
-    mem = re.search(r"RSS (\S+ \S+) -> (\S+ \S+): (-?\S+ \S+) per connection", field(report, "memory") or "")
-    setup = field(report, "setup CPU")
-    per_up = re.search(r", ([\d.]+ (?:ns|us|ms|s)) per upgrade", setup or "")
-    if not opened or not mem:
+    mem = get(report, "memory")
+    if get(report, "scenario") != "idle" or get(mem, "bytes_per_connection") is None:
         return None
     return {
-        "opened": count(opened.group(1)), "setup_rate": count(opened.group(3)),
-        "rss0": size(mem.group(1)), "rss1": size(mem.group(2)), "per": size(mem.group(3)),
-        "per_upgrade": ns(per_up.group(1)) if per_up else None,
-        "errors": (field(report, "errors") or "?").split()[0],
+        "opened": report["opened"], "setup_rate": report["upgrades_per_s"],
+        "rss0": mem["rss_before_bytes"], "rss1": mem["rss_after_bytes"],
+        "per": mem["bytes_per_connection"],
+        "per_upgrade": get(report, "server_cpu", "ns_per_unit"),
+        "errors": errors(report),
     }
 
 
 def parse_fanout(report):
-    to_all = field(report, "to all") or ""
-    lat = {k: ns(v) for k, v in re.findall(r"(p50|p99|max) ([\d.]+ (?:ns|us|ms|s))", to_all)}
-    delivered = re.search(r"([\d,]+) of ([\d,]+) \(([\d,]+) publishes", field(report, "delivered") or "")
-    s_pct, s_per, _ = cpu(field(report, "server CPU"))
-    if not lat or not delivered:
+    to_all = get(report, "to_all")
+    if get(report, "scenario") != "fanout" or to_all is None:
         return None
+    srv = report.get("server_cpu")
     return {
-        "p50": lat.get("p50"), "p99": lat.get("p99"), "max": lat.get("max"),
-        "delivered": count(delivered.group(1)), "expected": count(delivered.group(2)),
-        "publishes": count(delivered.group(3)), "cpu_per": s_per, "cpu_pct": s_pct,
-        "errors": (field(report, "errors") or "?").split()[0],
+        "p50": to_all["p50_ns"], "p99": to_all["p99_ns"], "max": to_all["max_ns"],
+        "delivered": report["delivered"], "expected": report["expected"],
+        "publishes": report["published"], "cpu_per": get(srv, "ns_per_unit"),
+        "cpu_pct": get(srv, "percent_of_core"), "errors": errors(report),
     }
+
+
+def read_json(path):
+    """The report object in `path`, or None when missing, empty or not a JSON object."""
+    try:
+        with open(path) as f:
+            report = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None
 
 
 def load(results):
     runs = {}
-    for name in sorted(os.listdir(results)):
-        m = re.fullmatch(r"(.+)\.([\w-]+)\.(\d+)\.txt", name)
-        if not m:
-            continue
-        server, scenario, _ = m.groups()
-        with open(os.path.join(results, name)) as f:
-            report = f.read()
+    tags = set()
+    for name in os.listdir(results):
+        # Every measurement leaves a .txt (even "server did not start"); a .json when the
+        # generator got as far as a report.
+        m = re.fullmatch(r"((.+)\.([\w-]+)\.(\d+))\.(?:txt|json)", name)
+        if m and not name.startswith("machine."):
+            tags.add(m.groups())
+    for tag, server, scenario, _ in sorted(tags):
+        report = read_json(os.path.join(results, tag + ".json"))
         parse = parse_idle if scenario.startswith("idle") else parse_fanout if scenario == "fanout" else parse_echo
-        runs.setdefault((server, scenario), []).append(parse(report))
+        runs.setdefault((server, scenario), []).append(parse(report) if report else None)
     return runs
 
 
@@ -140,6 +135,10 @@ def t(v):
     if v < 1e6:
         return f"{v / 1e3:.1f} us"
     return f"{v / 1e6:.2f} ms"
+
+
+def pct(v):
+    return "n/a" if v is None else f"{v:.0f}%"
 
 
 def k(v):
@@ -167,10 +166,10 @@ def echo_section(runs, scenario, out):
         if not ok:
             out.append(f"| {s} | failed | | | | | | | see raw report |")
             continue
-        gen = f"{avg(ok, 'gen_pct'):.0f}%"
+        gen = pct(avg(ok, "gen_pct"))
         if avg(ok, "gen_wait") and avg(ok, "gen_wait") > 5:
             gen += f" (+{avg(ok, 'gen_wait'):.0f}% waiting)"
-        srv = f"{avg(ok, 'cpu_pct'):.0f}%"
+        srv = pct(avg(ok, "cpu_pct"))
         if avg(ok, "srv_wait") and avg(ok, "srv_wait") > 5:
             srv += f" (+{avg(ok, 'srv_wait'):.0f}% waiting)"
         errs = "/".join(r["errors"] for r in ok)

@@ -13,7 +13,10 @@
 # (15000), IDLE_HOLD (s, 2), FANOUT_SUBS (15000), FANOUT_RATE (publishes/s, 2: one at a time),
 # FANOUT_DURATION (s, 5), SERVERS, SCENARIOS (subsets of the lists below), PORT (first
 # port, 19100), RESULTS (directory for the raw reports, default
-# $CARGO_TARGET_DIR/engine-matrix; KEEP_RESULTS=1 adds to it instead of starting afresh),
+# $CARGO_TARGET_DIR/engine-matrix; KEEP_RESULTS=1 adds to it instead of starting afresh;
+# per measurement SERVER.SCENARIO.REPEAT.json is the report of `ringwire load --json`, from
+# which bench/engine-table.py builds the tables, .txt the same report as text, .cmd the
+# commands),
 # IDLE_BASELINE (connections opened before the memory baseline of idle-marginal, 1000), WRITE_DOC (1: write the table into docs/BENCHMARKS.md;
 # 0: only print it), SERVER_CPU / LOAD_CPU (0 / 1).
 #
@@ -108,6 +111,8 @@ run_one() { # server scenario repeat
     while [ -e "$RESULTS/port.$PORT" ]; do PORT=$((PORT + 1)); done
     touch "$RESULTS/port.$PORT"
     local tag="$server.$scenario.$rep" cmd
+    # A kept run's report of the same measurement must not stand in for this one.
+    rm -f "$RESULTS/$tag.json"
     cmd=$(server_cmd "$server" "$PORT" "$mode")
     taskset -c "$SERVER_CPU" $cmd >"$RESULTS/$tag.server.log" 2>&1 &
     SERVER_PID=$!
@@ -125,14 +130,16 @@ run_one() { # server scenario repeat
         return 0
     fi
     local lcmd
-    lcmd="taskset -c $LOAD_CPU $BIN/ringwire load $(load_args "$scenario") --addr 127.0.0.1:$PORT --server-pid $SERVER_PID"
+    lcmd="taskset -c $LOAD_CPU $BIN/ringwire load $(load_args "$scenario") --addr 127.0.0.1:$PORT --server-pid $SERVER_PID --json"
     echo "== $tag: $cmd" >&2
     echo "   $lcmd" >&2
     {
         echo "server: taskset -c $SERVER_CPU $cmd"
         echo "load: $lcmd"
     } >"$RESULTS/$tag.cmd"
-    $lcmd >"$RESULTS/$tag.txt" 2>"$RESULTS/$tag.err" || echo "(load exited with $?)" >>"$RESULTS/$tag.txt"
+    # --json: the JSON object on stdout; the text report (and any error) on stderr, with no
+    # progress lines since stderr is not a terminal.
+    $lcmd >"$RESULTS/$tag.json" 2>"$RESULTS/$tag.txt" || echo "(load exited with $?)" >>"$RESULTS/$tag.txt"
     sed 's/^/   /' "$RESULTS/$tag.txt" >&2
     stop_server
     sleep 0.5

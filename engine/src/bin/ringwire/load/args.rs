@@ -1,5 +1,6 @@
 //! Command-line arguments of `ringwire load` and their validation.
 
+use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
@@ -31,7 +32,8 @@ pub enum Scenario {
     Fanout(FanoutArgs),
 }
 
-/// Where to connect and how to run the client engine; shared by every scenario.
+/// Where to connect, how to run the client engine and how to report; shared by every
+/// scenario.
 #[derive(Args, Debug, Clone)]
 pub struct ClientArgs {
     /// Server URL, `ws://host:port/path` (repeat for several ports; round robin).
@@ -62,6 +64,10 @@ pub struct ClientArgs {
     /// Give up on connections not open after this many seconds.
     #[arg(long, default_value_t = 60.0)]
     pub connect_timeout: f64,
+    /// Print the report as one JSON object on stdout (times in ns, memory in bytes); the
+    /// text report goes to stderr, the progress line only when stderr is a terminal.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl Default for ClientArgs {
@@ -76,6 +82,7 @@ impl Default for ClientArgs {
             max_pending: 256,
             server_pid: None,
             connect_timeout: 60.0,
+            json: false,
         }
     }
 }
@@ -171,6 +178,9 @@ pub struct ClientPlan {
     pub max_pending: usize,
     pub server_pid: Option<u32>,
     pub connect_timeout: Duration,
+    /// Show the progress line on stderr (off with `--json` unless stderr is a terminal,
+    /// so that a redirected stderr holds the text report alone).
+    pub progress: bool,
 }
 
 /// Parses `ws://host[:port][/path]`.
@@ -260,6 +270,7 @@ impl ClientArgs {
             max_pending: self.max_pending,
             server_pid: self.server_pid,
             connect_timeout: secs("connect-timeout", self.connect_timeout, 0.1)?,
+            progress: !self.json || std::io::stderr().is_terminal(),
         })
     }
 }

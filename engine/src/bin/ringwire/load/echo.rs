@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use ringwire::frame::{Connection, Message};
+use serde::Serialize;
 
 use super::args::{cap_connections, EchoArgs};
+use super::json::{ErrorsJson, GeneratorCpuJson, LatencyJson, ServerCpuJson};
 use super::procfs::{fd_limit, CpuWindow, ProcTarget};
 use super::report::{line, merge, new_histogram, Count, ErrorKind, Errors, Latency, Ns};
 use super::session::{CpuProbe, CpuUse, Session, THREAD_PREFIX};
@@ -172,6 +174,71 @@ impl EchoReport {
     pub fn failed(&self) -> bool {
         self.errors.total() > 0 || self.unanswered > 0
     }
+
+    /// The report's figures for `--json`.
+    pub fn json(&self) -> EchoJson<'_> {
+        EchoJson {
+            scenario: "echo",
+            connections: self.connections,
+            opened: self.opened,
+            in_flight: self.in_flight,
+            size: self.size,
+            text: self.text,
+            threads: self.threads,
+            warmup_s: self.warmup.as_secs_f64(),
+            measured_s: self.cpu.generator.wall_ns as f64 / 1e9,
+            messages: self.messages,
+            msg_per_s: self.rate(),
+            round_trip: LatencyJson::of(&self.latency),
+            server_cpu: self.cpu.server.map(|s| ServerCpuJson::of(&s, self.messages, "message")),
+            generator_cpu: GeneratorCpuJson::of(&self.cpu.generator, self.threads, true),
+            unanswered: self.unanswered,
+            errors: ErrorsJson::of(&self.errors),
+            notes: &self.notes,
+            failed: self.failed(),
+        }
+    }
+}
+
+/// `ringwire load echo --json`: the figures of an [`EchoReport`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EchoJson<'a> {
+    /// `"echo"`.
+    pub scenario: &'static str,
+    /// Connections asked for (after the fd-limit cap).
+    pub connections: usize,
+    /// Connections that opened.
+    pub opened: u64,
+    /// Messages outstanding per connection.
+    pub in_flight: usize,
+    /// Payload bytes per message.
+    pub size: usize,
+    /// Text messages (else binary).
+    pub text: bool,
+    /// Generator threads.
+    pub threads: usize,
+    /// Seconds of traffic before the measured window.
+    pub warmup_s: f64,
+    /// Length of the measured window, seconds.
+    pub measured_s: f64,
+    /// Replies timed in the measured window.
+    pub messages: u64,
+    /// Echoed messages per second over the window.
+    pub msg_per_s: f64,
+    /// Round-trip latency; `null` without samples.
+    pub round_trip: Option<LatencyJson>,
+    /// The server's CPU (per message); `null` without `--server-pid`.
+    pub server_cpu: Option<ServerCpuJson>,
+    /// The generator's CPU.
+    pub generator_cpu: GeneratorCpuJson,
+    /// Messages never answered (after the drain).
+    pub unanswered: u64,
+    /// Errors.
+    pub errors: ErrorsJson<'a>,
+    /// Notes of the report (e.g. connections capped by the fd limit).
+    pub notes: &'a [String],
+    /// Whether anything went wrong (errors or unanswered messages): the exit status is 1.
+    pub failed: bool,
 }
 
 pub(crate) fn per_sec(n: u64, wall_ns: u64) -> f64 {
@@ -222,18 +289,38 @@ pub fn run_echo(a: &EchoArgs, server: Option<ProcTarget>) -> Result<EchoReport, 
     })
 }
 
+/// Generator threads busier than this (percent of their cores, run-queue wait included)
+/// bound the throughput: the report says so.
+pub(crate) const NEAR_LIMIT_PERCENT: f64 = 90.0;
+
+/// The generator's CPU use as a percentage of its threads' cores.
+pub(crate) fn of_threads(g: &CpuWindow, threads: usize) -> f64 {
+    g.percent() / threads as f64
+}
+
+/// How busy the generator's threads were, in percent of their cores: time waiting for a
+/// CPU is time the generator wanted to run, so it counts as busy.
+pub(crate) fn busy_of_threads(g: &CpuWindow, threads: usize) -> f64 {
+    (g.percent() + g.wait_percent()) / threads as f64
+}
+
+/// Whether the generator was near its limit (then msg/s is bounded by it).
+pub(crate) fn near_limit(g: &CpuWindow, threads: usize) -> bool {
+    busy_of_threads(g, threads) > NEAR_LIMIT_PERCENT
+}
+
 /// Writes the CPU lines shared by the scenario reports. `work`: messages the server
 /// handled in the window, for CPU per message.
 pub(crate) fn cpu_lines(out: &mut String, cpu: &CpuUse, threads: usize, work: u64, unit: &str) {
     if let Some(s) = cpu.server {
-        let per = s.cpu_ns.checked_div(work).unwrap_or(0);
+        let per = s.per(work);
         line(
             out,
             "server CPU",
             format_args!("{:.1}% of a core, {} per {unit}{}", s.percent(), Ns(per), waited(&s)),
         );
-        if let Some(k) = s.kernel_percent() {
-            let kernel = per as f64 * k / 100.0;
+        if let Some(split) = s.split(per) {
+            let k = split.kernel_percent;
             line(
                 out,
                 "server split",
@@ -241,17 +328,14 @@ pub(crate) fn cpu_lines(out: &mut String, cpu: &CpuUse, threads: usize, work: u6
                     "{:.0}% kernel, {:.0}% user: {} and {} per {unit}",
                     k,
                     100.0 - k,
-                    Ns(kernel as u64),
-                    Ns(per.saturating_sub(kernel as u64))
+                    Ns(split.kernel_ns),
+                    Ns(split.user_ns)
                 ),
             );
         }
     }
     let g = cpu.generator;
-    let of_threads = g.percent() / threads as f64;
-    // Time waiting for a CPU is time the generator wanted to run: count it as busy.
-    let busy = (g.percent() + g.wait_percent()) / threads as f64;
-    let warn = if busy > 90.0 {
+    let warn = if near_limit(&g, threads) {
         "\n                  <- generator near its limit: msg/s is bounded by the generator; \
          compare server CPU per message"
     } else {
@@ -260,7 +344,7 @@ pub(crate) fn cpu_lines(out: &mut String, cpu: &CpuUse, threads: usize, work: u6
     line(
         out,
         "generator CPU",
-        format_args!("{:.1}% of {threads} thread(s){}{warn}", of_threads, waited(&g)),
+        format_args!("{:.1}% of {threads} thread(s){}{warn}", of_threads(&g, threads), waited(&g)),
     );
 }
 

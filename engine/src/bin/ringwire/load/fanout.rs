@@ -13,9 +13,11 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use ringwire::frame::{Connection, Message};
 use ringwire::gateway::publish_request;
+use serde::Serialize;
 
 use super::args::{cap_connections, FanoutArgs};
 use super::echo::{cpu_lines, per_sec};
+use super::json::{ErrorsJson, GeneratorCpuJson, LatencyJson, ServerCpuJson};
 use super::procfs::{fd_limit, ProcTarget};
 use super::report::{line, merge, new_histogram, Count, ErrorKind, Errors, Latency, Ns};
 use super::session::{CpuProbe, CpuUse, Session, THREAD_PREFIX};
@@ -170,12 +172,87 @@ pub struct FanoutReport {
 }
 
 impl FanoutReport {
+    /// Deliveries expected: every publish to every subscriber.
     pub fn expected(&self) -> u64 {
         self.published * self.subscribed
     }
+    /// Deliveries per second over the window (publishing and drain).
+    pub fn delivery_rate(&self) -> f64 {
+        per_sec(self.delivered, self.cpu.generator.wall_ns)
+    }
+    /// Whether anything went wrong (errors, missed deliveries).
     pub fn failed(&self) -> bool {
         self.errors.total() > 0 || self.delivered < self.expected() || self.incomplete > 0
     }
+
+    /// The report's figures for `--json`.
+    pub fn json(&self) -> FanoutJson<'_> {
+        FanoutJson {
+            scenario: "fanout",
+            subscribers: self.subscribers,
+            subscribed: self.subscribed,
+            rate_per_s: self.rate,
+            size: self.size,
+            threads: self.threads,
+            measured_s: self.cpu.generator.wall_ns as f64 / 1e9,
+            published: self.published,
+            delivered: self.delivered,
+            expected: self.expected(),
+            deliveries_per_s: self.delivery_rate(),
+            delivery: LatencyJson::of(&self.latency),
+            to_all: LatencyJson::of(&self.to_all),
+            incomplete: self.incomplete,
+            server_cpu: self.cpu.server.map(|s| ServerCpuJson::of(&s, self.delivered, "delivery")),
+            generator_cpu: GeneratorCpuJson::of(&self.cpu.generator, self.threads, true),
+            errors: ErrorsJson::of(&self.errors),
+            notes: &self.notes,
+            failed: self.failed(),
+        }
+    }
+}
+
+/// `ringwire load fanout --json`: the figures of a [`FanoutReport`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FanoutJson<'a> {
+    /// `"fanout"`.
+    pub scenario: &'static str,
+    /// Subscriber connections asked for (after the fd-limit cap).
+    pub subscribers: usize,
+    /// Subscribers whose subscription was confirmed.
+    pub subscribed: u64,
+    /// Publishes per second asked for.
+    pub rate_per_s: f64,
+    /// Payload bytes per publish.
+    pub size: usize,
+    /// Generator threads.
+    pub threads: usize,
+    /// Length of the window (publishing and drain), seconds.
+    pub measured_s: f64,
+    /// Publishes sent.
+    pub published: u64,
+    /// Deliveries received.
+    pub delivered: u64,
+    /// Deliveries expected (published x subscribed).
+    pub expected: u64,
+    /// Deliveries per second over the window.
+    pub deliveries_per_s: f64,
+    /// Latency of each delivery; `null` without samples.
+    pub delivery: Option<LatencyJson>,
+    /// Time until the last subscriber had a publish, over publishes all got; `null`
+    /// when none did.
+    pub to_all: Option<LatencyJson>,
+    /// Publishes that did not reach every subscriber.
+    pub incomplete: u64,
+    /// The server's CPU (per delivery); `null` without `--server-pid`.
+    pub server_cpu: Option<ServerCpuJson>,
+    /// The generator's CPU.
+    pub generator_cpu: GeneratorCpuJson,
+    /// Errors.
+    pub errors: ErrorsJson<'a>,
+    /// Notes of the report (e.g. connections capped by the fd limit).
+    pub notes: &'a [String],
+    /// Whether anything went wrong (errors, missed deliveries): the exit status is 1.
+    pub failed: bool,
 }
 
 /// Runs the fan-out scenario. `server`: whose CPU to charge (default `--server-pid`).
@@ -260,7 +337,7 @@ impl fmt::Display for FanoutReport {
                 Count(self.delivered),
                 Count(self.expected()),
                 Count(self.published),
-                Count(per_sec(self.delivered, self.cpu.generator.wall_ns) as u64)
+                Count(self.delivery_rate() as u64)
             ),
         );
         line(&mut out, "delivery", self.latency);

@@ -6,10 +6,13 @@ use std::fmt;
 use std::time::Duration;
 
 use ringwire::frame::{Connection, Message};
+use serde::Serialize;
 
 use super::args::{cap_connections, IdleArgs};
+use super::echo::{of_threads, waited};
+use super::json::{ErrorsJson, GeneratorCpuJson, ServerCpuJson};
 use super::procfs::{fd_limit, rss_bytes, ProcTarget};
-use super::report::{line, Bytes, Count, Errors};
+use super::report::{line, Bytes, Count, Errors, Ns};
 use super::session::{CpuProbe, CpuUse, Session, THREAD_PREFIX};
 use super::worker::{Clients, Cx, Gauge, Phase, Script};
 
@@ -67,9 +70,103 @@ impl IdleReport {
         let n = self.opened.saturating_sub(self.baseline);
         (n > 0).then(|| (b as f64 - a as f64) / n as f64)
     }
+    /// RSS growth per opened connection at the end of the hold (heartbeats included),
+    /// in bytes.
+    pub fn per_connection_after_hold(&self) -> Option<f64> {
+        let ((a, _), end) = self.rss.zip(self.rss_end)?;
+        let n = self.opened.saturating_sub(self.baseline).max(1);
+        Some((end as f64 - a as f64) / n as f64)
+    }
+    /// Whether anything went wrong (errors, connections lost during the hold).
     pub fn failed(&self) -> bool {
         self.errors.total() > 0 || self.still_open < self.opened
     }
+
+    /// The report's figures for `--json`.
+    pub fn json(&self) -> IdleJson<'_> {
+        IdleJson {
+            scenario: "idle",
+            connections: self.connections,
+            opened: self.opened,
+            threads: self.threads,
+            setup_s: self.setup.as_secs_f64(),
+            upgrades_per_s: self.setup_rate(),
+            hold_s: self.hold.as_secs_f64(),
+            server_cpu: self.cpu.server.map(|s| ServerCpuJson::of(&s, self.opened, "upgrade")),
+            generator_cpu: GeneratorCpuJson::of(&self.cpu.generator, self.threads, false),
+            memory: self.rss.map(|(before, after)| MemoryJson {
+                of: &self.rss_of,
+                baseline_connections: self.baseline,
+                measured_connections: self.opened.saturating_sub(self.baseline),
+                rss_before_bytes: before,
+                rss_after_bytes: after,
+                bytes_per_connection: self.per_connection(),
+                rss_after_hold_bytes: self.rss_end,
+                bytes_per_connection_after_hold: self.per_connection_after_hold(),
+            }),
+            still_open: self.still_open,
+            unexpected: self.unexpected,
+            errors: ErrorsJson::of(&self.errors),
+            notes: &self.notes,
+            failed: self.failed(),
+        }
+    }
+}
+
+/// `ringwire load idle --json`: the figures of an [`IdleReport`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IdleJson<'a> {
+    /// `"idle"`.
+    pub scenario: &'static str,
+    /// Connections asked for (after the fd-limit cap).
+    pub connections: usize,
+    /// Connections that opened (the baseline's included).
+    pub opened: u64,
+    /// Generator threads.
+    pub threads: usize,
+    /// Time from the first connect to the last upgrade, seconds.
+    pub setup_s: f64,
+    /// Upgrades per second over the setup.
+    pub upgrades_per_s: f64,
+    /// How long the connections were held, seconds.
+    pub hold_s: f64,
+    /// The server's CPU over the setup (per upgrade); `null` without `--server-pid`.
+    pub server_cpu: Option<ServerCpuJson>,
+    /// The generator's CPU over the setup.
+    pub generator_cpu: GeneratorCpuJson,
+    /// The server's memory; `null` when not measured (no `--server-pid`).
+    pub memory: Option<MemoryJson<'a>>,
+    /// Connections still open at the end of the hold.
+    pub still_open: u64,
+    /// Messages the server sent unasked.
+    pub unexpected: u64,
+    /// Errors.
+    pub errors: ErrorsJson<'a>,
+    /// Notes of the report (e.g. connections capped by the fd limit).
+    pub notes: &'a [String],
+    /// Whether anything went wrong (errors, connections lost): the exit status is 1.
+    pub failed: bool,
+}
+
+/// Resident memory of the measured process around the setup.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemoryJson<'a> {
+    /// What the figures cover (e.g. `server (pid 42)`).
+    pub of: &'a str,
+    /// Connections opened before the first reading (`--baseline`; 0: none).
+    pub baseline_connections: u64,
+    /// Connections the growth is divided by (opened less the baseline).
+    pub measured_connections: u64,
+    /// RSS before the measured connections.
+    pub rss_before_bytes: u64,
+    /// RSS after the last upgrade and the settle time.
+    pub rss_after_bytes: u64,
+    /// (after - before) / measured connections; `null` when none were measured.
+    pub bytes_per_connection: Option<f64>,
+    /// RSS at the end of the hold (heartbeats have run); `null` if unreadable.
+    pub rss_after_hold_bytes: Option<u64>,
+    /// (after the hold - before) / measured connections.
+    pub bytes_per_connection_after_hold: Option<f64>,
 }
 
 /// Runs the idle scenario. `memory`: whose RSS to read (default: `--server-pid`);
@@ -157,15 +254,14 @@ impl fmt::Display for IdleReport {
             ),
         );
         if let Some(s) = self.cpu.server {
-            let per = s.cpu_ns.checked_div(self.opened).unwrap_or(0);
             line(
                 &mut out,
                 "setup CPU",
                 format_args!(
                     "server {:.1}% of a core, {} per upgrade{}",
                     s.percent(),
-                    super::report::Ns(per),
-                    super::echo::waited(&s)
+                    Ns(s.per(self.opened)),
+                    waited(&s)
                 ),
             );
         }
@@ -175,9 +271,9 @@ impl fmt::Display for IdleReport {
             "generator CPU",
             format_args!(
                 "{:.1}% of {} thread(s) during setup{}",
-                g.percent() / self.threads as f64,
+                of_threads(&g, self.threads),
                 self.threads,
-                super::echo::waited(&g)
+                waited(&g)
             ),
         );
         match (self.rss, self.per_connection()) {
@@ -205,15 +301,14 @@ impl fmt::Display for IdleReport {
             }
             _ => line(&mut out, "memory", "not measured (give --server-pid)"),
         }
-        if let (Some((a, _)), Some(end)) = (self.rss, self.rss_end) {
-            let n = self.opened.saturating_sub(self.baseline).max(1);
+        if let (Some(end), Some(per)) = (self.rss_end, self.per_connection_after_hold()) {
             line(
                 &mut out,
                 "after the hold",
                 format_args!(
                     "RSS {}: {} per connection (includes what heartbeats during the hold used)",
                     Bytes(end as f64),
-                    Bytes((end as f64 - a as f64) / n as f64)
+                    Bytes(per)
                 ),
             );
         }

@@ -15,7 +15,8 @@
 //!
 //! Files: [`args`] (flags and checks), [`client`] (one connection), [`worker`] (the
 //! loop), [`session`] (threads, phases, CPU probes, progress), [`echo`], [`idle`],
-//! [`fanout`] (the scenarios), [`procfs`] (`/proc`), [`report`] (percentiles, errors).
+//! [`fanout`] (the scenarios), [`procfs`] (`/proc`), [`report`] (percentiles, errors),
+//! [`json`] (`--json`: the report as one JSON object on stdout).
 
 pub mod args;
 pub mod client;
@@ -23,6 +24,7 @@ pub mod clock;
 pub mod echo;
 pub mod fanout;
 pub mod idle;
+pub mod json;
 pub mod procfs;
 pub mod report;
 pub mod session;
@@ -33,22 +35,23 @@ mod tests;
 
 pub use args::{LoadArgs, Scenario};
 
-/// Runs `ringwire load <scenario>` and prints its report. Fails when the run had errors.
+/// Runs `ringwire load <scenario>` and prints its report (with `--json`, the text report
+/// on stderr and one JSON object on stdout). Fails when the run had errors.
 pub fn run(args: LoadArgs) -> Result<(), String> {
     let failed = match &args.scenario {
         Scenario::Echo(a) => {
             let r = echo::run_echo(a, None)?;
-            println!("{r}");
+            json::emit(&r, a.client.json.then(|| r.json()).as_ref())?;
             r.failed()
         }
         Scenario::Idle(a) => {
             let r = idle::run_idle(a, None, None, 0)?;
-            println!("{r}");
+            json::emit(&r, a.client.json.then(|| r.json()).as_ref())?;
             r.failed()
         }
         Scenario::Fanout(a) => {
             let r = fanout::run_fanout(a, None, 0)?;
-            println!("{r}");
+            json::emit(&r, a.client.json.then(|| r.json()).as_ref())?;
             r.failed()
         }
     };

@@ -155,6 +155,30 @@ impl CpuWindow {
         }
         self.wait_ns as f64 * 100.0 / self.wall_ns as f64
     }
+
+    /// CPU time per unit of work done in the window, nanoseconds (0 without work).
+    pub fn per(&self, work: u64) -> u64 {
+        self.cpu_ns.checked_div(work).unwrap_or(0)
+    }
+
+    /// `per` (CPU ns per unit of work) split into kernel and user time by the share of
+    /// the clock ticks; `None` when too few ticks to say.
+    pub fn split(&self, per: u64) -> Option<Split> {
+        let kernel_percent = self.kernel_percent()?;
+        let kernel_ns = (per as f64 * kernel_percent / 100.0) as u64;
+        Some(Split { kernel_percent, kernel_ns, user_ns: per.saturating_sub(kernel_ns) })
+    }
+}
+
+/// CPU time per unit of work split into kernel and user time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Split {
+    /// The kernel's share of the CPU time, percent (from clock ticks).
+    pub kernel_percent: f64,
+    /// Kernel time per unit, nanoseconds.
+    pub kernel_ns: u64,
+    /// User time per unit, nanoseconds.
+    pub user_ns: u64,
 }
 
 #[cfg(test)]

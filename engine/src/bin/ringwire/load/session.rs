@@ -62,7 +62,8 @@ impl<S: Script> Session<S> {
                 .map_err(|e| format!("spawn generator thread: {e}"))?;
             handles.push(h);
         }
-        Ok(Self { control, plan, handles, progress: Progress::new(label) })
+        let progress = Progress::new(label, plan.progress);
+        Ok(Self { control, plan, handles, progress })
     }
 
     /// Sum of a live counter over all workers.
@@ -191,8 +192,9 @@ impl CpuProbe {
 }
 
 /// The one-line progress display on stderr, updated every second: in place on a
-/// terminal, a line per second otherwise.
+/// terminal, a line per second otherwise; nothing when disabled.
 struct Progress {
+    enabled: bool,
     label: String,
     stage: String,
     planned: Option<Duration>,
@@ -204,9 +206,10 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(label: &str) -> Self {
+    fn new(label: &str, enabled: bool) -> Self {
         let now = Instant::now();
         Self {
+            enabled,
             label: label.to_owned(),
             stage: String::new(),
             planned: None,
@@ -226,6 +229,9 @@ impl Progress {
     }
 
     fn tick(&mut self, control: &Control, extra: impl FnOnce() -> String) {
+        if !self.enabled {
+            return;
+        }
         let now = Instant::now();
         let since = now.duration_since(self.last);
         if since < Duration::from_secs(1) {
