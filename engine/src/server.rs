@@ -307,7 +307,7 @@ fn direct_table(config: &EngineConfig) -> Option<u32> {
         Some(n) => u64::from(n),
         None => config.max_connections_per_worker as u64 + 64,
     };
-    Some(want.min(limit).min(1 << 20).max(1) as u32)
+    Some(want.min(limit).clamp(1, 1 << 20) as u32)
 }
 
 fn run<D: Driver, H: Handler>(
