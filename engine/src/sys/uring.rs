@@ -55,6 +55,10 @@ pub(crate) const MAX_RINGS: usize = 64;
 /// has room for a whole queue and then some.
 const MULTISHOT_MARGIN: u32 = 4096 + 1024;
 
+/// Receive buffers a further ring starts with in circulation (it adds more as receives
+/// find none free; see `BufRing::grow`).
+const FURTHER_RING_BUFFERS: u16 = 64;
+
 fn fixed(ring: usize, slot: u32) -> u32 {
     ((ring as u32) << RING_SHIFT) | slot
 }
@@ -191,6 +195,7 @@ impl Ring {
         entries: u32,
         recv_buffers: u16,
         recv_buffer_size: u32,
+        first_buffers: u16,
         files: u32,
         features: &mut Vec<&'static str>,
     ) -> io::Result<Self> {
@@ -220,8 +225,12 @@ impl Ring {
         if !ring.params().is_feature_ext_arg() {
             return Err(io::Error::other("io_uring lacks IORING_FEAT_EXT_ARG (kernel < 5.11)"));
         }
-        let bufs = BufRing::new(&ring.submitter(), recv_buffers, recv_buffer_size, 0)?;
+        let bufs =
+            BufRing::new(&ring.submitter(), recv_buffers, recv_buffer_size, 0, first_buffers)?;
         features.extend(probe_ring(&ring)?);
+        if bufs.incremental() {
+            features.push("incremental buffer consumption");
+        }
         // Direct descriptors: accepted sockets live in the ring's fixed-file table, so each
         // operation skips the fd-table lookup and connections do not count against the
         // process's RLIMIT_NOFILE (the table itself is capped at that limit).
@@ -368,8 +377,14 @@ impl UringDriver {
     pub(crate) fn new(cfg: RingConfig, wake_fd: Arc<OwnedFd>) -> io::Result<Self> {
         let mut features = Vec::new();
         let files = cfg.direct_table.unwrap_or(0);
-        let first =
-            Ring::new(cfg.entries, cfg.recv_buffers, cfg.recv_buffer_size, files, &mut features)?;
+        let first = Ring::new(
+            cfg.entries,
+            cfg.recv_buffers,
+            cfg.recv_buffer_size,
+            cfg.recv_buffers,
+            files,
+            &mut features,
+        )?;
         let direct = first.files > 0;
         match (cfg.direct_table, direct) {
             (Some(_), true) => {
@@ -418,6 +433,7 @@ impl UringDriver {
             self.entries,
             self.recv_buffers,
             self.recv_buffer_size,
+            FURTHER_RING_BUFFERS,
             self.files_per_ring,
             &mut features,
         )
@@ -650,32 +666,35 @@ impl UringDriver {
             TAG_RECV => {
                 let key = Key::unpack(low);
                 let bid = cqueue::buffer_select(cqe.flags());
+                let buf_more = cqueue::buffer_more(cqe.flags());
                 if res > 0 {
                     if let Some(bid) = bid {
-                        // SAFETY: the kernel handed buffer `bid` of this ring's buffer
-                        // ring over with this CQE and it is pushed back only after the
-                        // callback returns.
+                        // SAFETY: the kernel handed these bytes of buffer `bid` of this
+                        // ring's buffer ring over with this CQE; the buffer is released
+                        // only after the callback returns.
                         let data = unsafe { self.rings[r].bufs.buffer(bid, res as usize) };
                         f(Completion::Recv { key, data });
+                        self.rings[r].bufs.release(bid, res as usize, buf_more);
+                    }
+                    if !more {
+                        f(Completion::RecvEnded { key, why: RecvEnd::Rearm });
                     }
                 } else {
                     let why = match -res {
                         0 => RecvEnd::Eof,
-                        libc::ENOBUFS => RecvEnd::NoBuffers,
+                        libc::ENOBUFS => {
+                            // More receives at once than buffers in circulation: add some
+                            // (the worker re-arms this receive).
+                            self.rings[r].bufs.grow();
+                            RecvEnd::NoBuffers
+                        }
                         libc::ECANCELED => RecvEnd::Cancelled,
                         e => RecvEnd::Error(Errno::from_raw_os_error(e)),
                     };
                     if let Some(bid) = bid {
-                        self.rings[r].bufs.push(bid);
+                        self.rings[r].bufs.release(bid, 0, buf_more);
                     }
                     f(Completion::RecvEnded { key, why });
-                    return;
-                }
-                if let Some(bid) = bid {
-                    self.rings[r].bufs.push(bid);
-                }
-                if !more {
-                    f(Completion::RecvEnded { key, why: RecvEnd::Rearm });
                 }
             }
             TAG_SEND => {
