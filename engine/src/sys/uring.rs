@@ -429,8 +429,10 @@ impl UringDriver {
             return None;
         }
         let mut features = Vec::new();
+        // Smaller queues than the first ring's: their pages are touched as the queues
+        // cycle, and a further ring mostly holds idle connections.
         let mut ring = Ring::new(
-            self.entries,
+            (self.entries / 4).max(256).min(self.entries),
             self.recv_buffers,
             self.recv_buffer_size,
             FURTHER_RING_BUFFERS,
