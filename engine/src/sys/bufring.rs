@@ -13,11 +13,13 @@
 //! Where the kernel has it (6.12), the ring is registered for incremental consumption
 //! (`IOU_PBUF_RING_INC`): a receive takes only the bytes it needs from the current
 //! buffer and the next one goes on from there, so a thousand 6-byte pongs fill part of
-//! one buffer instead of touching a thousand pages. Such a ring starts with 16 buffers in
-//! circulation. Without it, the first ring circulates all its buffers from the start and
-//! further rings start with 64. The kernel reads ring entries and writes into buffers it took from
-//! the ring; user space touches a buffer only between the completion that hands it over
-//! and the moment it is pushed back.
+//! one buffer instead of touching a thousand pages. Such a ring starts with at most 16
+//! buffers in circulation. Without it, the first ring circulates all its buffers from the
+//! start. A worker's further rings start with 4 either way.
+//!
+//! The kernel reads ring entries and writes into buffers it took from the ring; user
+//! space reads a buffer's bytes only between the completion that hands them over and the
+//! moment the buffer is released.
 
 use std::io;
 use std::ptr::NonNull;
@@ -29,7 +31,7 @@ use rustix::mm::{mmap_anonymous, munmap, MapFlags, ProtFlags};
 
 /// `IOU_PBUF_RING_INC` (linux/io_uring.h): buffers of the ring are consumed incrementally.
 const PBUF_RING_INC: u16 = 2;
-/// Buffers in circulation at first with incremental consumption.
+/// Most buffers in circulation at first with incremental consumption.
 const INCREMENTAL_INITIAL: u16 = 16;
 
 pub(crate) struct BufRing {

@@ -57,7 +57,7 @@ const MULTISHOT_MARGIN: u32 = 4096 + 1024;
 
 /// Receive buffers a further ring starts with in circulation (it adds more as receives
 /// find none free; see `BufRing::grow`).
-const FURTHER_RING_BUFFERS: u16 = 64;
+const FURTHER_RING_BUFFERS: u16 = 4;
 
 fn fixed(ring: usize, slot: u32) -> u32 {
     ((ring as u32) << RING_SHIFT) | slot
@@ -430,9 +430,11 @@ impl UringDriver {
         }
         let mut features = Vec::new();
         // Smaller queues than the first ring's: their pages are touched as the queues
-        // cycle, and a further ring mostly holds idle connections.
+        // cycle, and a further ring mostly holds idle connections (a full submission
+        // queue is submitted on the spot, and completions beyond the completion queue
+        // wait in the kernel until reaped).
         let mut ring = Ring::new(
-            (self.entries / 4).max(256).min(self.entries),
+            (self.entries / 16).max(128).min(self.entries),
             self.recv_buffers,
             self.recv_buffer_size,
             FURTHER_RING_BUFFERS,
