@@ -17,6 +17,7 @@ use ringwire::frame::Message;
 use ringwire::BackendChoice;
 
 const PER_RING: u32 = 8;
+const PING: Duration = Duration::from_millis(50);
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
@@ -48,6 +49,46 @@ fn multishot_then_one_at_a_time(rt: &tokio::runtime::Runtime) {
     rt.block_on(join_all(clients.iter_mut().map(ws_close)));
     server.shutdown().unwrap();
     drop(rx);
+}
+
+/// Heartbeats on every ring: 40 connections over 5+ rings, each one's pings answered with
+/// an RTT measured (the client answers while it reads and writes, so it is kept busy for
+/// a few ping intervals).
+fn heartbeats_on_every_ring(rt: &tokio::runtime::Runtime) {
+    let heartbeat = ringwire::frame::Config::default().ping_interval(Some(PING));
+    let (server, rx) = start_probe(
+        builder(BackendChoice::IoUring)
+            .workers(1)
+            .fixed_files_per_ring(Some(PER_RING))
+            .max_connections_per_worker(100)
+            .frame(heartbeat),
+    );
+    let addr = server.local_addr();
+    let mut clients = rt.block_on(join_all((0..40).map(|_| ws_connect(addr))));
+    assert!(server.stats().rings >= 5, "{:?}", server.stats());
+    for round in 0..4 {
+        std::thread::sleep(PING * 2);
+        rt.block_on(join_all(clients.iter_mut().map(|ws| async move {
+            ws.send(TMsg::text(format!("round {round}"))).await.unwrap();
+            loop {
+                match ws_next(ws).await {
+                    Some(TMsg::Text(t)) if t.as_str() == format!("round {round}") => break,
+                    Some(TMsg::Ping(_) | TMsg::Pong(_)) => continue,
+                    other => panic!("round {round}: {other:?}"),
+                }
+            }
+        })));
+    }
+    let ponged: std::collections::HashSet<_> = rx
+        .try_iter()
+        .filter_map(|s| match s {
+            Seen::Pong(id, Some(_)) => Some(id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ponged.len(), 40, "pongs with an RTT from {} of 40 connections", ponged.len());
+    drop(clients);
+    server.shutdown().unwrap();
 }
 
 #[test]
@@ -102,6 +143,7 @@ fn connections_spread_over_rings() {
     // eventfd alive; they go too.
     drop((all, clients, rx));
     multishot_then_one_at_a_time(&rt);
+    heartbeats_on_every_ring(&rt);
     drop(rt);
     assert!(
         wait_until(Duration::from_secs(5), || open_fds() == fds_before),
