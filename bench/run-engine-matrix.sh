@@ -43,7 +43,9 @@ RESULTS="${RESULTS:-$CARGO_TARGET_DIR/engine-matrix}"
 WRITE_DOC="${WRITE_DOC:-1}"
 KEEP_RESULTS="${KEEP_RESULTS:-0}"
 
-ALL_SERVERS="ringwire fastwebsockets fastwebsockets-batch tokio-websockets tokio-tungstenite monoio-frame tokio-uring-frame"
+# ringwire-busy-poll: ringwire with `--busy-poll-us 50` (an opt-in that trades CPU for
+# latency), in the latency scenario only.
+ALL_SERVERS="ringwire ringwire-busy-poll fastwebsockets fastwebsockets-batch tokio-websockets tokio-tungstenite monoio-frame tokio-uring-frame"
 # name: connections in-flight size
 ALL_SCENARIOS="c100x1x20 c1000x1x512 c100x16x32 c100x16x4k latency idle idle-marginal fanout"
 SERVERS="${SERVERS:-$ALL_SERVERS}"
@@ -69,6 +71,8 @@ server_cmd() { # name port mode
     local name=$1 addr="127.0.0.1:$2" mode=${3:-echo}
     case $name in
         ringwire) echo "$BIN/ringwire serve --mode $mode --workers 1 --listen $addr" ;;
+        ringwire-busy-poll)
+            echo "$BIN/ringwire serve --mode $mode --workers 1 --busy-poll-us 50 --listen $addr" ;;
         fastwebsockets) echo "$BIN/peer-fastwebsockets --listen $addr" ;;
         fastwebsockets-batch) echo "$BIN/peer-fastwebsockets --batch --listen $addr" ;;
         *) echo "$BIN/peer-$name --listen $addr" ;;
@@ -150,6 +154,7 @@ for rep in $(seq "$REPEAT"); do
         for server in $SERVERS; do
             # Peers have no pub/sub: fan-out runs against ringwire only.
             if [ "$scenario" = fanout ] && [ "$server" != ringwire ]; then continue; fi
+            if [ "$server" = ringwire-busy-poll ] && [ "$scenario" != latency ]; then continue; fi
             run_one "$server" "$scenario" "$rep"
         done
     done

@@ -118,6 +118,8 @@ impl EngineBuilder {
         direct_descriptors: bool);
     setter!(/// See [`EngineConfig::fixed_files_per_ring`].
         fixed_files_per_ring: Option<u32>);
+    setter!(/// See [`EngineConfig::busy_poll`].
+        busy_poll: Option<Duration>);
     setter!(/// See [`EngineConfig::max_connections_per_worker`].
         max_connections_per_worker: usize);
     setter!(/// See [`EngineConfig::handshake_timeout`].
@@ -251,6 +253,7 @@ impl EngineBuilder {
                                 (config.max_connections_per_worker + 64).div_ceil(n as usize)
                             }),
                             max_conns: config.max_connections_per_worker,
+                            busy_poll: config.busy_poll,
                         };
                         match UringDriver::new(rings, wake.clone()) {
                             Ok(d) => return run(d, handler, core, ls, None, &ready),

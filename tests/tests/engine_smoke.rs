@@ -8,11 +8,16 @@ use ringwire::{BackendChoice, Echo, Engine};
 use tungstenite::Message;
 
 fn echo_roundtrip(backend: BackendChoice) {
+    echo_with(backend, None);
+}
+
+fn echo_with(backend: BackendChoice, busy_poll: Option<Duration>) {
     let server = Engine::builder()
         .listen("127.0.0.1:0".parse().unwrap())
         .workers(2)
         .pin_cpus(false)
         .backend(backend)
+        .busy_poll(busy_poll)
         .start(|_| Echo)
         .expect("engine starts");
     let addr = server.local_addr();
@@ -47,4 +52,12 @@ fn echo_io_uring() {
 #[test]
 fn echo_epoll() {
     echo_roundtrip(BackendChoice::Epoll);
+}
+
+/// Busy polling: the worker spins before it sleeps; everything works the same (the
+/// epoll backend ignores the setting).
+#[test]
+fn echo_busy_poll() {
+    echo_with(BackendChoice::IoUring, Some(Duration::from_micros(200)));
+    echo_with(BackendChoice::Epoll, Some(Duration::from_micros(200)));
 }

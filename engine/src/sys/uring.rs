@@ -203,11 +203,12 @@ impl Ring {
             .setup_single_issuer()
             .setup_defer_taskrun()
             .setup_coop_taskrun()
+            .setup_taskrun_flag()
             .setup_cqsize(entries * 4)
             .build(entries)
         {
             Ok(r) => {
-                features.extend(["SINGLE_ISSUER", "DEFER_TASKRUN", "COOP_TASKRUN"]);
+                features.extend(["SINGLE_ISSUER", "DEFER_TASKRUN", "COOP_TASKRUN", "TASKRUN_FLAG"]);
                 r
             }
             Err(_) => match IoUring::builder()
@@ -323,6 +324,7 @@ pub(crate) struct UringDriver {
     wake_armed: bool,
     /// When accepting paused for lack of resources.
     accept_paused_at: Option<std::time::Instant>,
+    busy_poll: Option<Duration>,
     cqes: Vec<cqueue::Entry>,
     features: Vec<&'static str>,
 }
@@ -369,6 +371,9 @@ pub(crate) struct RingConfig {
     pub(crate) max_rings: usize,
     /// Connections the socket table reserves room for.
     pub(crate) max_conns: usize,
+    /// Spin this long watching for completion work before sleeping (see
+    /// `EngineConfig::busy_poll`).
+    pub(crate) busy_poll: Option<Duration>,
 }
 
 impl UringDriver {
@@ -415,6 +420,7 @@ impl UringDriver {
             wake_buf: Box::new([0; 8]),
             wake_armed: false,
             accept_paused_at: None,
+            busy_poll: cfg.busy_poll,
             cqes: Vec::with_capacity(1024),
             features,
         };
@@ -772,6 +778,38 @@ impl UringDriver {
         }
     }
 
+    /// Busy polling: submits what the first ring has queued, then watches (without a
+    /// syscall) for completion work for up to `spin` of `timeout`. Returns the timeout
+    /// left for the wait: zero when work showed up, the rest of it otherwise.
+    fn spin(&mut self, spin: Duration, timeout: Option<Duration>) -> Option<Duration> {
+        if timeout == Some(Duration::ZERO) {
+            return timeout;
+        }
+        let ring = &mut self.rings[0].ring;
+        if let Err(e) = ring.submit() {
+            if !is_transient(&e) {
+                self.failed.get_or_insert(e);
+                return Some(Duration::ZERO);
+            }
+        }
+        let start = crate::clock::now();
+        let budget = timeout.map_or(spin, |t| t.min(spin));
+        loop {
+            for _ in 0..64 {
+                // The kernel sets TASKRUN in the ring's flags when it queues completion
+                // work for us (deferred task work) and posts plain completions to the CQ.
+                if ring.submission().taskrun() || !ring.completion().is_empty() {
+                    return Some(Duration::ZERO);
+                }
+                std::hint::spin_loop();
+            }
+            let spent = crate::clock::now().saturating_duration_since(start);
+            if spent >= budget {
+                return timeout.map(|t| t.saturating_sub(spent));
+            }
+        }
+    }
+
     /// Submits to and reaps every further ring that has work queued or whose eventfd
     /// fired, without waiting. How many completions that reported.
     fn service_further_rings(&mut self, f: &mut dyn FnMut(Completion<'_>)) -> io::Result<usize> {
@@ -933,6 +971,9 @@ impl Driver for UringDriver {
         // With entries still waiting for room, submit and reap without sleeping.
         if self.rings.iter().any(|r| !r.overflow.is_empty()) {
             timeout = Some(Duration::ZERO);
+        }
+        if let Some(spin) = self.busy_poll {
+            timeout = self.spin(spin, timeout);
         }
         self.enter(0, timeout)?;
         self.reap(0, f);

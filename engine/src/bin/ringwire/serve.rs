@@ -64,7 +64,14 @@ pub struct ServeArgs {
     /// Handshake timeout in seconds.
     #[arg(long, default_value_t = 10)]
     pub handshake_secs: u64,
-    /// Provided receive buffers per worker (power of two).
+    /// io_uring submission queue entries per worker's first ring (power of two).
+    #[arg(long)]
+    pub ring_entries: Option<u32>,
+    /// io_uring: spin up to this many microseconds watching for work before sleeping
+    /// (0: sleep at once). Lower latency for more CPU.
+    #[arg(long, default_value_t = 0)]
+    pub busy_poll_us: u64,
+    /// Provided receive buffers per ring (power of two).
     #[arg(long, default_value_t = 1024)]
     pub recv_buffers: u32,
     /// Size of each receive buffer.
@@ -111,6 +118,12 @@ impl ServeArgs {
             .direct_descriptors(!self.no_direct);
         if let Some(w) = self.workers {
             b = b.workers(w);
+        }
+        if let Some(n) = self.ring_entries {
+            b = b.ring_entries(n);
+        }
+        if self.busy_poll_us > 0 {
+            b = b.busy_poll(Some(Duration::from_micros(self.busy_poll_us)));
         }
         for a in &self.listen {
             b = b.listen(*a);
