@@ -191,6 +191,18 @@ impl EngineConfig {
         if self.max_connections_per_worker == 0 {
             return err("max_connections_per_worker must be at least 1");
         }
+        // Deadlines are instants; a timeout past a year would only be a typo or an
+        // attempt at "never", and overflows the clock at Duration::MAX.
+        let year = Duration::from_secs(365 * 86_400);
+        for (name, d) in [
+            ("handshake_timeout", self.handshake_timeout),
+            ("shutdown_timeout", self.shutdown_timeout),
+            ("frame.close_timeout", self.frame.close_timeout),
+        ] {
+            if d > year {
+                return Err(ConfigError(format!("{name} must be at most 365 days")));
+            }
+        }
         if self.busy_poll.is_some_and(|d| d > Duration::from_secs(1)) {
             return err("busy_poll must be at most 1 s");
         }
@@ -210,5 +222,36 @@ impl EngineConfig {
             return err("handshake limits too small for any request");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> EngineConfig {
+        EngineConfig { listen: vec!["127.0.0.1:0".parse().unwrap()], ..EngineConfig::default() }
+    }
+
+    fn refused(f: impl FnOnce(&mut EngineConfig)) -> String {
+        let mut c = valid();
+        f(&mut c);
+        c.validate().expect_err("refused").0
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        valid().validate().unwrap();
+    }
+
+    #[test]
+    fn out_of_range_settings_are_refused_with_their_name() {
+        assert!(refused(|c| c.handshake_timeout = Duration::MAX).contains("handshake_timeout"));
+        assert!(refused(|c| c.shutdown_timeout = Duration::MAX).contains("shutdown_timeout"));
+        assert!(refused(|c| c.frame.close_timeout = Duration::MAX).contains("close_timeout"));
+        assert!(refused(|c| c.busy_poll = Some(Duration::from_secs(2))).contains("busy_poll"));
+        assert!(refused(|c| c.fixed_files_per_ring = Some(0)).contains("fixed_files_per_ring"));
+        assert!(refused(|c| c.ring_entries = 1000).contains("ring_entries"));
+        assert!(refused(|c| c.listen.clear()).contains("listen"));
     }
 }

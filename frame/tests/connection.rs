@@ -420,3 +420,21 @@ fn timers_before_the_first_connection_still_order_correctly() {
     s.handle_timeout(t0 + Duration::from_millis(10));
     assert!(s.is_closing() || s.is_closed());
 }
+
+#[test]
+fn huge_timeouts_mean_never_not_a_panic() {
+    let t0 = Instant::now();
+    let cfg = Config::default()
+        .ping_interval(Some(Duration::MAX))
+        .idle_timeout(Some(Duration::MAX))
+        .pong_timeout(Duration::MAX)
+        .close_timeout(Duration::MAX);
+    let mut s = Connection::server(cfg, t0);
+    let far = s.poll_timeout().expect("timers armed");
+    assert!(far > t0 + Duration::from_secs(100 * 365 * 86_400), "{:?}", far - t0);
+    s.handle_bytes(t0, &cframe(OpCode::Text, true, b"hi"));
+    assert_eq!(events(&mut s).len(), 1);
+    s.close(t0, CloseCode::NORMAL, "").unwrap();
+    s.handle_timeout(t0 + Duration::from_secs(3600));
+    assert!(!s.is_closed(), "a close timeout of Duration::MAX never fires");
+}

@@ -395,7 +395,7 @@ impl Connection {
         if self.timers.is_expired(Timer::Keepalive, now) {
             self.timers.stop(Timer::Keepalive);
             if self.state == State::Open && self.send_ping(now).is_ok() {
-                self.timers.set(Timer::PongTimeout, now + self.config.pong_timeout);
+                self.timers.set(Timer::PongTimeout, timer::after(now, self.config.pong_timeout));
             }
         }
     }
@@ -406,11 +406,11 @@ impl Connection {
             return;
         }
         if let Some(i) = self.config.ping_interval {
-            self.timers.set(Timer::Keepalive, now + i);
+            self.timers.set(Timer::Keepalive, timer::after(now, i));
             self.timers.stop(Timer::PongTimeout);
         }
         if let Some(i) = self.config.idle_timeout {
-            self.timers.set(Timer::Idle, now + i);
+            self.timers.set(Timer::Idle, timer::after(now, i));
         }
     }
 
@@ -535,7 +535,7 @@ impl Connection {
         self.queue_close(Some(CloseFrame { code, reason: reason.to_owned() }));
         self.state = State::CloseSent;
         self.timers.clear();
-        self.timers.set(Timer::Close, now + self.config.close_timeout);
+        self.timers.set(Timer::Close, timer::after(now, self.config.close_timeout));
         Ok(())
     }
 

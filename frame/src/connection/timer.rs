@@ -58,11 +58,21 @@ fn epoch() -> Instant {
     })
 }
 
-/// `t` as nanoseconds since the epoch (saturating: before the epoch is 0, and the result
-/// stays below [`KIND_BIT`], some 160 years past the epoch).
+/// The largest offset: some 160 years past the epoch. Below `KIND_BIT - 1`, so that no
+/// armed slot (offset with its kind bit) ever reads as `NONE`.
+const MAX_OFFSET: u64 = KIND_BIT - 2;
+
+/// `t` as nanoseconds since the epoch (saturating: before the epoch is 0, after
+/// [`MAX_OFFSET`] is `MAX_OFFSET`).
 pub(crate) fn offset(t: Instant) -> u64 {
     let n = t.saturating_duration_since(epoch()).as_nanos();
-    u64::try_from(n).unwrap_or(KIND_BIT - 1).min(KIND_BIT - 1)
+    u64::try_from(n).unwrap_or(MAX_OFFSET).min(MAX_OFFSET)
+}
+
+/// `d` after `now`, or the farthest deadline the table can hold if that overflows (a
+/// configured timeout of `Duration::MAX` means "never", not a panic).
+pub(crate) fn after(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d).unwrap_or_else(|| instant(MAX_OFFSET))
 }
 
 /// The instant of an offset.
