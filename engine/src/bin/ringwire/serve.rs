@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// io_uring submission queue entries per worker's first ring (power of two).
     #[arg(long)]
     pub ring_entries: Option<u32>,
+    /// io_uring direct descriptors: fixed-file slots per ring (default: as many as one
+    /// table may hold); a worker opens another ring when one is full.
+    #[arg(long)]
+    pub fixed_files_per_ring: Option<u32>,
     /// io_uring: spin up to this many microseconds watching for work before sleeping
     /// (0: sleep at once). Lower latency for more CPU.
     #[arg(long, default_value_t = 0)]
@@ -121,6 +125,9 @@ impl ServeArgs {
         }
         if let Some(n) = self.ring_entries {
             b = b.ring_entries(n);
+        }
+        if self.fixed_files_per_ring.is_some() {
+            b = b.fixed_files_per_ring(self.fixed_files_per_ring);
         }
         if self.busy_poll_us > 0 {
             b = b.busy_poll(Some(Duration::from_micros(self.busy_poll_us)));
