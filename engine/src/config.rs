@@ -51,12 +51,15 @@ pub struct EngineConfig {
     pub pin_cpus: bool,
     /// I/O backend. Default [`BackendChoice::Auto`].
     pub backend: BackendChoice,
-    /// io_uring submission queue entries per worker (power of two). Default 4096.
+    /// io_uring submission queue entries of a worker's first ring (power of two). Default
+    /// 4096. Further rings (see `direct_descriptors`) get a sixteenth, at least 128.
     pub ring_entries: u32,
-    /// Provided receive buffers per worker (power of two, at most 32768). Default 1024.
+    /// Provided receive buffers per ring (power of two, at most 32768). Default 1024.
     ///
-    /// Receive memory is this times [`EngineConfig::recv_buffer_size`] per worker, shared
-    /// by all its connections: an idle connection holds none.
+    /// Receive memory is at most this times [`EngineConfig::recv_buffer_size`] per ring,
+    /// shared by all its connections: an idle connection holds none. Buffers go into
+    /// circulation as the load needs them, and where the kernel consumes them
+    /// incrementally many small messages share one buffer.
     pub recv_buffers: u32,
     /// Size of each provided receive buffer. Default 16 KiB.
     pub recv_buffer_size: u32,

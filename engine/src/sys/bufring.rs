@@ -1,7 +1,8 @@
 //! A provided-buffer ring (`IORING_REGISTER_PBUF_RING`): one pool of receive buffers per
-//! worker that the kernel picks from when data arrives on any connection. A connection
-//! without data in flight holds no buffer; a buffer goes back to the ring as soon as its
-//! bytes are handed to the protocol core.
+//! io_uring instance that the kernel picks from when data arrives on any of its
+//! connections. A connection without data in flight holds no buffer; a buffer goes back
+//! to the ring as soon as the kernel is done with it and its bytes are handed to the
+//! protocol core.
 //!
 //! Memory: the ring (16 bytes per entry) and the buffers are two anonymous mappings owned
 //! by this struct. Buffers are handed to the kernel on demand: a ring created with fewer
