@@ -1047,7 +1047,9 @@ impl Drop for UringDriver {
             // keep that memory rather than risk the kernel touching freed pages.
             for ring in &mut self.rings {
                 ring.bufs.leak();
+                std::mem::forget(std::mem::take(&mut ring.evfd_buf));
             }
+            std::mem::forget(std::mem::take(&mut self.wake_buf));
             for op in self.sends.drain(..).flatten() {
                 std::mem::forget(op);
             }
