@@ -23,12 +23,26 @@ const MAX_QUEUED: usize = 1 << 20;
 const MAX_PUBLISHES: u64 = 3_000;
 
 fn start(backend: BackendChoice, policy: Backpressure) -> (Guarded, Receiver<Seen>) {
-    start_probe(
-        builder(backend)
-            .max_queued_bytes(MAX_QUEUED)
-            .low_watermark(MAX_QUEUED / 2)
-            .backpressure(policy),
-    )
+    start_with(builder(backend), policy)
+}
+
+fn start_with(b: ringwire::EngineBuilder, policy: Backpressure) -> (Guarded, Receiver<Seen>) {
+    start_probe(b.max_queued_bytes(MAX_QUEUED).low_watermark(MAX_QUEUED / 2).backpressure(policy))
+}
+
+/// A slow client (see `slow_client`) and a normal one, both open; the slow one's id.
+fn slow_and_good(
+    server: &Guarded,
+    rx: &Receiver<Seen>,
+) -> (tokio::runtime::Runtime, Ws, Ws, ConnId) {
+    let addr = server.local_addr();
+    let rt = runtime();
+    let (slow, good) = rt.block_on(async { (slow_client(addr).await, ws_connect(addr).await) });
+    let slow_id: ConnId = expect_seen(rx, "the slow client", |s| match s {
+        Seen::Open(h, path) if path == "/slow" => Some(h.id()),
+        _ => None,
+    });
+    (rt, slow, good, slow_id)
 }
 
 /// A client with a small receive buffer, subscribed to topic "flood".
@@ -101,14 +115,7 @@ fn strictly_increasing(seqs: &[u64]) -> bool {
 
 fn policy_close(backend: BackendChoice) {
     let (server, rx) = start(backend, Backpressure::Close);
-    let addr = server.local_addr();
-    let rt = runtime();
-    let (mut slow, mut good) =
-        rt.block_on(async { (slow_client(addr).await, ws_connect(addr).await) });
-    let slow_id: ConnId = expect_seen(&rx, "the slow client", |s| match s {
-        Seen::Open(h, path) if path == "/slow" => Some(h.id()),
-        _ => None,
-    });
+    let (rt, mut slow, mut good, slow_id) = slow_and_good(&server, &rx);
     let published = flood(&server, 0, |s| s.stats().slow_closes >= 1);
     rt.block_on(async {
         ws_echo(&mut good, "the good client is unaffected").await;
@@ -183,14 +190,7 @@ fn handler_flood_then_slow_close(backend: BackendChoice) {
 }
 fn policy_drop(backend: BackendChoice, policy: Backpressure) {
     let (server, rx) = start(backend, policy);
-    let addr = server.local_addr();
-    let rt = runtime();
-    let (mut slow, mut good) =
-        rt.block_on(async { (slow_client(addr).await, ws_connect(addr).await) });
-    let slow_id: ConnId = expect_seen(&rx, "the slow client", |s| match s {
-        Seen::Open(h, path) if path == "/slow" => Some(h.id()),
-        _ => None,
-    });
+    let (rt, mut slow, mut good, slow_id) = slow_and_good(&server, &rx);
     let published = flood(&server, 20, |s| s.stats().drops >= 10);
     rt.block_on(async {
         ws_echo(&mut good, "the good client is unaffected").await;
@@ -244,20 +244,8 @@ fn policy_drop_oldest(backend: BackendChoice) {
 /// client is served as before.
 fn stalled_forever_is_cut_off(backend: BackendChoice) {
     let frame = ringwire::frame::Config::default().close_timeout(Duration::from_millis(300));
-    let (server, rx) = start_probe(
-        builder(backend)
-            .max_queued_bytes(MAX_QUEUED)
-            .low_watermark(MAX_QUEUED / 2)
-            .backpressure(Backpressure::Close)
-            .frame(frame),
-    );
-    let addr = server.local_addr();
-    let rt = runtime();
-    let (slow, mut good) = rt.block_on(async { (slow_client(addr).await, ws_connect(addr).await) });
-    let slow_id: ConnId = expect_seen(&rx, "the slow client", |s| match s {
-        Seen::Open(h, path) if path == "/slow" => Some(h.id()),
-        _ => None,
-    });
+    let (server, rx) = start_with(builder(backend).frame(frame), Backpressure::Close);
+    let (rt, slow, mut good, slow_id) = slow_and_good(&server, &rx);
     flood(&server, 0, |s| s.stats().slow_closes >= 1);
     // `slow` is held, unread, until the end: the server must not wait for it.
     // The peer never answered the close: the handler hears 1006 (abnormal closure).
