@@ -14,7 +14,7 @@
 //! Where the kernel has it (6.12), the ring is registered for incremental consumption
 //! (`IOU_PBUF_RING_INC`): a receive takes only the bytes it needs from the current
 //! buffer and the next one goes on from there, so a thousand 6-byte pongs fill part of
-//! one buffer instead of touching a thousand pages. Such a ring starts with at most 16
+//! one buffer instead of touching a thousand pages. Such a ring starts with at most 4
 //! buffers in circulation. Without it, the first ring circulates all its buffers from the
 //! start. A worker's further rings start with 4 either way.
 //!
@@ -33,7 +33,7 @@ use rustix::mm::{mmap_anonymous, munmap, MapFlags, ProtFlags};
 /// `IOU_PBUF_RING_INC` (linux/io_uring.h): buffers of the ring are consumed incrementally.
 const PBUF_RING_INC: u16 = 2;
 /// Most buffers in circulation at first with incremental consumption.
-const INCREMENTAL_INITIAL: u16 = 16;
+const INCREMENTAL_INITIAL: u16 = 4;
 
 pub(crate) struct BufRing {
     ring: NonNull<BufRingEntry>,
