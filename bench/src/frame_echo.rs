@@ -1,6 +1,7 @@
 //! The sans-IO half of the `peer-*-frame` comparison servers (monoio and tokio-uring
 //! driving `ringwire-frame`): what they do between a read and a write, so that the two
-//! differ only in their runtime's I/O calls.
+//! differ only in their runtime setup; `rent_echo_loop!` is their whole per-connection
+//! loop.
 
 use std::io;
 use std::sync::Arc;
@@ -52,6 +53,64 @@ pub fn echo_pending(ws: &mut Connection, out: &mut Vec<u8>) -> bool {
     }
     ws.poll_transmit_into(out);
     closed || ws.is_closed()
+}
+
+/// The whole per-connection echo loop for a runtime with owned-buffer ("rent") I/O, whose
+/// `read(buf)` and `write_all(buf)` take a `Vec<u8>` and hand it back with the result:
+/// monoio and tokio-uring spell these the same way but through unrelated types, so the
+/// loop is written once here and expanded in each server.
+///
+/// `$stream` is the accepted stream (a mutable binding), `$config` an `Arc<Config>`,
+/// `$read_buf` the read buffer's capacity; the expansion is an `io::Result<()>` block.
+#[macro_export]
+macro_rules! rent_echo_loop {
+    ($stream:ident, $config:expr, $read_buf:expr) => {{
+        use ::std::time::Instant;
+        use $crate::frame_echo;
+        $stream.set_nodelay(true)?;
+        let mut buf: Vec<u8> = Vec::with_capacity($read_buf);
+        let mut out: Vec<u8> = Vec::new();
+        // The upgrade request (it may arrive in pieces, and frames may follow it).
+        let mut head = Vec::new();
+        let mut ws = loop {
+            buf.clear();
+            let (r, b) = $stream.read(buf).await;
+            buf = b;
+            let n = r?;
+            if n == 0 {
+                return Ok(());
+            }
+            head.extend_from_slice(&buf[..n]);
+            match frame_echo::upgrade(&head, &$config, &mut out) {
+                Ok(Some(ws)) => break ws,
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = $stream.write_all(out).await;
+                    return Err(e);
+                }
+            }
+        };
+        drop(head);
+        loop {
+            let closed = frame_echo::echo_pending(&mut ws, &mut out);
+            if !out.is_empty() {
+                let (r, o) = $stream.write_all(out).await;
+                out = o;
+                r?;
+                out.clear();
+            }
+            if closed {
+                return Ok(());
+            }
+            buf.clear();
+            let (r, b) = $stream.read(buf).await;
+            buf = b;
+            match r? {
+                0 => ws.handle_eof(Instant::now()),
+                n => ws.handle_bytes(Instant::now(), &buf[..n]),
+            }
+        }
+    }};
 }
 
 #[cfg(test)]

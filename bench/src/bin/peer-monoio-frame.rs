@@ -15,60 +15,16 @@ mod common;
 
 use std::io;
 use std::sync::Arc;
-use std::time::Instant;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
-use ringwire_bench::frame_echo;
 use ringwire_frame::Config;
 
 const NAME: &str = "peer-monoio-frame";
 const READ_BUF: usize = 16 * 1024;
 
 async fn serve(mut stream: TcpStream, config: Arc<Config>) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_BUF);
-    let mut out: Vec<u8> = Vec::new();
-    // The upgrade request (it may arrive in pieces, and frames may follow it).
-    let mut head = Vec::new();
-    let mut ws = loop {
-        buf.clear();
-        let (r, b) = stream.read(buf).await;
-        buf = b;
-        let n = r?;
-        if n == 0 {
-            return Ok(());
-        }
-        head.extend_from_slice(&buf[..n]);
-        match frame_echo::upgrade(&head, &config, &mut out) {
-            Ok(Some(ws)) => break ws,
-            Ok(None) => {}
-            Err(e) => {
-                let _ = stream.write_all(out).await;
-                return Err(e);
-            }
-        }
-    };
-    drop(head);
-    loop {
-        let closed = frame_echo::echo_pending(&mut ws, &mut out);
-        if !out.is_empty() {
-            let (r, o) = stream.write_all(out).await;
-            out = o;
-            r?;
-            out.clear();
-        }
-        if closed {
-            return Ok(());
-        }
-        buf.clear();
-        let (r, b) = stream.read(buf).await;
-        buf = b;
-        match r? {
-            0 => ws.handle_eof(Instant::now()),
-            n => ws.handle_bytes(Instant::now(), &buf[..n]),
-        }
-    }
+    ringwire_bench::rent_echo_loop!(stream, config, READ_BUF)
 }
 
 fn main() -> io::Result<()> {
