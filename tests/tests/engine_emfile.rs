@@ -14,10 +14,6 @@ use ringwire::{BackendChoice, Echo};
 use rustix::net::{connect, socket, AddressFamily, SocketType};
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 
-fn open_fds() -> u64 {
-    std::fs::read_dir("/proc/self/fd").unwrap().count() as u64
-}
-
 /// Makes 30 client sockets, then lowers RLIMIT_NOFILE to leave `room` more descriptors.
 /// Returns the sockets (unconnected: connecting needs no new descriptor) and the saved
 /// limit.
@@ -25,7 +21,7 @@ fn sockets_under_a_tight_limit(room: u64) -> (Vec<OwnedFd>, Rlimit) {
     let socks: Vec<OwnedFd> =
         (0..30).map(|_| socket(AddressFamily::INET, SocketType::STREAM, None).unwrap()).collect();
     let saved = getrlimit(Resource::Nofile);
-    let limit = open_fds() + room;
+    let limit = open_fds() as u64 + room;
     setrlimit(Resource::Nofile, Rlimit { current: Some(limit), maximum: saved.maximum }).unwrap();
     (socks, saved)
 }

@@ -18,10 +18,6 @@ use ringwire::BackendChoice;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").expect("procfs").count()
-}
-
 fn no_fd_leak(backend: BackendChoice) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let before = open_fds();

@@ -19,10 +19,6 @@ use ringwire::BackendChoice;
 const PER_RING: u32 = 8;
 const PING: Duration = Duration::from_millis(50);
 
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
 async fn subscribed(addr: std::net::SocketAddr) -> Ws {
     let mut ws = ws_connect(addr).await;
     ws.send(TMsg::text("sub:all")).await.unwrap();

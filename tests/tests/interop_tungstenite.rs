@@ -144,6 +144,15 @@ fn ts_msg(m: &TsMessage) -> (bool, Vec<u8>) {
     }
 }
 
+/// `got` and `want` are the same (is-text, payload) messages in the same order; a
+/// mismatch names the message instead of dumping megabytes of payload.
+fn assert_same_messages(role: Role, got: &[(bool, Vec<u8>)], want: &[(bool, Vec<u8>)]) {
+    assert_eq!(got.len(), want.len(), "{role:?}");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(g == w, "{role:?}: message {i} differs (len {} vs {})", g.1.len(), w.1.len());
+    }
+}
+
 fn closed(e: &Event) -> (CloseCode, String, CloseCause) {
     match e {
         Event::Closed(c) => (c.code, c.reason.clone(), c.cause.clone()),
@@ -173,10 +182,7 @@ fn rw_data_sizes_decode_in_tungstenite() {
         }
         assert!(p.rw_flush() > 0);
         let got: Vec<_> = p.ts_read_all().iter().map(ts_msg).collect();
-        assert_eq!(got.len(), want.len(), "{role:?}");
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert!(g == w, "{role:?}: message {i} differs (len {} vs {})", g.1.len(), w.1.len());
-        }
+        assert_same_messages(role, &got, &want);
     });
 }
 
@@ -393,10 +399,7 @@ fn tungstenite_data_sizes_decode_in_rw() {
             want.push((false, bin));
         }
         let got: Vec<_> = p.rw_receive().iter().map(rw_msg).collect();
-        assert_eq!(got.len(), want.len(), "{role:?}");
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert!(g == w, "{role:?}: message {i} differs (len {} vs {})", g.1.len(), w.1.len());
-        }
+        assert_same_messages(role, &got, &want);
     });
 }
 

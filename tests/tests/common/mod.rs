@@ -134,6 +134,11 @@ impl Drop for Guarded {
     }
 }
 
+/// Descriptors this process holds now (entries of `/proc/self/fd`).
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").expect("procfs").count()
+}
+
 /// Polls `cond` every few milliseconds until it holds or `within` passes.
 pub fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + within;
