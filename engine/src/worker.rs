@@ -689,16 +689,11 @@ impl Core {
         }
     }
 
-    /// The connections whose wheel entries are due now (those entries are off the wheel).
-    fn due_timers(&mut self) -> Vec<Key> {
+    /// Moves the wheel's due entries (slab slots, now off the wheel) into `due`.
+    fn due_timers(&mut self, due: &mut Vec<u32>) {
         // Deadlines were rounded up to a tick; a tick is due once it has fully passed.
         let floor = self.now.saturating_duration_since(self.epoch).as_millis() as u64;
-        let mut due = std::mem::take(&mut self.due_scratch);
-        self.wheel.poll(floor, &mut due);
-        let keys = due.iter().filter_map(|&slot| self.conns.key_at(slot)).collect();
-        due.clear();
-        self.due_scratch = due;
-        keys
+        self.wheel.poll(floor, due);
     }
 
     /// Runs one connection's due timer.
@@ -825,12 +820,18 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     /// close) is flushed at once, so its protocol buffers are freed before the next one:
     /// heartbeats of many connections due together never hold buffers all at once.
     fn fire_timers(&mut self) {
-        for key in self.core.due_timers() {
+        let mut due = std::mem::take(&mut self.core.due_scratch);
+        self.core.due_timers(&mut due);
+        // Slots are resolved to keys here: connections leave the slab only on completions,
+        // which do not run while timers fire, so a due slot still holds its connection.
+        for slot in due.drain(..) {
+            let Some(key) = self.core.conns.key_at(slot) else { continue };
             self.core.fire_timer(&mut self.handler, key);
             if self.core.conns.get(key).is_some_and(|c| c.dirty()) {
                 self.flush_one(key);
             }
         }
+        self.core.due_scratch = due;
     }
 
     fn drain_commands(&mut self) {
