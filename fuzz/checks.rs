@@ -9,8 +9,8 @@ use ringwire_frame::handshake::{
     parse_request, parse_response, ClientRequest, HandshakeError, HandshakeLimits,
 };
 use ringwire_frame::{
-    Config, Connection, Event, FixedMask, FrameHeader, Message, OpCode, ProtocolError, Role,
-    SendError, MAX_HEADER_LEN,
+    Config, Connection, Event, FixedMask, FrameHeader, Message, OpCode, ProtocolError,
+    RecvBuffer, Role, SendError, MAX_HEADER_LEN,
 };
 
 /// A target's check: panics if a property fails for this input.
@@ -158,12 +158,47 @@ impl Seen {
     }
 }
 
+/// A receive buffer that shares every range it is offered (as a copy standing in for
+/// shared memory), checking the `RecvBuffer` contract on the way.
+struct ShareAll {
+    data: Vec<u8>,
+    shared_end: usize,
+    shared: Vec<(usize, ringwire_frame::Bytes)>,
+}
+
+impl RecvBuffer for ShareAll {
+    fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    fn bytes_from(&mut self, start: usize) -> &mut [u8] {
+        assert!(start >= self.shared_end, "bytes asked for after they were shared");
+        &mut self.data[start..]
+    }
+
+    fn share(&mut self, range: std::ops::Range<usize>) -> Option<ringwire_frame::Bytes> {
+        assert!(range.start >= self.shared_end && range.end <= self.data.len());
+        self.shared_end = range.end;
+        let b = ringwire_frame::Bytes::copy_from_slice(&self.data[range.clone()]);
+        self.shared.push((range.start, b.clone()));
+        Some(b)
+    }
+}
+
+/// [`connection_via`] through `handle_bytes` and through `handle_buffer` (whole data
+/// frames unmasked in place and shared): both must send exactly the same bytes.
+fn connection(role: Role, data: &[u8]) {
+    let copied = connection_via(role, data, false);
+    let shared = connection_via(role, data, true);
+    assert!(copied == shared, "handle_buffer and handle_bytes disagree");
+}
+
 /// Feeds `data[1..]` to a connection in reads whose sizes derive from `data[0]`, then
 /// runs the timers and ends the transport. Checks: no event after `Closed`, `Closed`
 /// exactly once by the end, nothing in or out once closed, and every byte sent is a
-/// well-formed frame for the role.
-fn connection(role: Role, data: &[u8]) {
-    let Some((&ctl, mut rest)) = data.split_first() else { return };
+/// well-formed frame for the role. Returns what it sent.
+fn connection_via(role: Role, data: &[u8], in_place: bool) -> Vec<u8> {
+    let Some((&ctl, mut rest)) = data.split_first() else { return Vec::new() };
     let now = Instant::now();
     // Small limits so that short inputs reach the 1009 paths too.
     let config = Config::default().max_frame_size(4096).max_message_size(8192);
@@ -181,7 +216,15 @@ fn connection(role: Role, data: &[u8]) {
         rest = r;
         let was_closed = seen.closed;
         let before = seen.wire.len();
-        conn.handle_bytes(now, chunk);
+        if in_place {
+            let mut buf = ShareAll { data: chunk.to_vec(), shared_end: 0, shared: Vec::new() };
+            conn.handle_buffer(now, &mut buf);
+            for (at, b) in &buf.shared {
+                assert!(buf.data[*at..*at + b.len()] == b[..], "a shared range changed");
+            }
+        } else {
+            conn.handle_bytes(now, chunk);
+        }
         seen.drain(&mut conn);
         if was_closed {
             assert_eq!(seen.wire.len(), before, "bytes sent for input after Closed");
@@ -205,6 +248,7 @@ fn connection(role: Role, data: &[u8]) {
         assert_eq!(seen.wire.len(), before, "input after Closed produced bytes");
     }
     check_sent(role, &seen.wire);
+    seen.wire
 }
 
 /// Everything a connection sent must be whole frames: FIN set, no RSV, a known opcode,

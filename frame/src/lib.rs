@@ -51,9 +51,11 @@ pub mod mask;
 mod message;
 pub mod utf8;
 
+/// The shared byte buffers of this crate's API (the `bytes` crate's), re-exported.
+pub use bytes::Bytes;
 pub use close::{CloseCode, CloseFrame};
 pub use config::Config;
-pub use connection::{CloseCause, Closed, Connection, Event, Pong, Role};
+pub use connection::{CloseCause, Closed, Connection, Event, Pong, RecvBuffer, Role};
 pub use encode::{
     encode_frame, encode_message, encode_shared, FixedMask, MaskSource, XorShiftMask,
 };

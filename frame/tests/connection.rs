@@ -438,3 +438,77 @@ fn huge_timeouts_mean_never_not_a_panic() {
     s.handle_timeout(t0 + Duration::from_secs(3600));
     assert!(!s.is_closed(), "a close timeout of Duration::MAX never fires");
 }
+
+/// A receive buffer that shares ranges by handing out `Bytes` cut from one frozen copy
+/// of what it holds when sharing, and remembers what it shared.
+struct SharingBuffer {
+    data: Vec<u8>,
+    shared: Vec<(std::ops::Range<usize>, Bytes)>,
+}
+
+impl ringwire_frame::RecvBuffer for SharingBuffer {
+    fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    fn bytes_from(&mut self, start: usize) -> &mut [u8] {
+        &mut self.data[start..]
+    }
+
+    fn share(&mut self, range: std::ops::Range<usize>) -> Option<Bytes> {
+        let b = Bytes::copy_from_slice(&self.data[range.clone()]);
+        self.shared.push((range, b.clone()));
+        Some(b)
+    }
+}
+
+#[test]
+fn whole_data_frames_in_a_buffer_are_unmasked_in_place_and_shared() {
+    let now = Instant::now();
+    let mut s = Connection::server(Config::default(), now);
+    let text = "héllo ".repeat(700);
+    let bin: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+    let mut wire = cframe(OpCode::Text, true, text.as_bytes());
+    let text_at = wire.len() - text.len();
+    // A fragmented message is never shared: its parts are copied and joined.
+    wire.extend(cframe(OpCode::Binary, false, &bin[..100]));
+    wire.extend(cframe(OpCode::Continuation, true, &bin[100..]));
+    wire.extend(cframe(OpCode::Binary, true, &bin));
+    let bin_at = wire.len() - bin.len();
+    // The last frame is cut short: its payload is copied as it arrives.
+    wire.extend(cframe(OpCode::Binary, true, &bin));
+    let cut = wire.len() - 10;
+    let mut buf = SharingBuffer { data: wire[..cut].to_vec(), shared: Vec::new() };
+    s.handle_buffer(now, &mut buf);
+    // The two whole, unfragmented frames, unmasked where they lay.
+    let ranges: Vec<_> = buf.shared.iter().map(|(r, _)| r.clone()).collect();
+    assert_eq!(ranges, [text_at..text_at + text.len(), bin_at..bin_at + bin.len()]);
+    assert_eq!(&buf.data[text_at..text_at + text.len()], text.as_bytes());
+    let got = events(&mut s);
+    assert_eq!(got.len(), 3);
+    // The messages are the shared bytes themselves, not copies.
+    let Event::Message(Message::Text(t)) = &got[0] else { panic!("{:?}", got[0]) };
+    assert_eq!(t.as_str(), text);
+    assert_eq!(t.as_bytes().as_ptr(), buf.shared[0].1.as_ptr());
+    assert_eq!(got[1], Event::Message(Message::binary(bin.clone())));
+    let Event::Message(Message::Binary(b)) = &got[2] else { panic!("{:?}", got[2]) };
+    assert_eq!(b.as_ptr(), buf.shared[1].1.as_ptr());
+    s.handle_bytes(now, &wire[cut..]);
+    assert_eq!(events(&mut s), [Event::Message(Message::binary(bin))]);
+}
+
+#[test]
+fn invalid_utf8_in_a_buffer_fails_with_1007_and_shares_nothing() {
+    let now = Instant::now();
+    let mut s = Connection::server(Config::default(), now);
+    let mut payload = vec![b'a'; 3000];
+    payload[2000] = 0xff;
+    let mut buf = SharingBuffer { data: cframe(OpCode::Text, true, &payload), shared: Vec::new() };
+    s.handle_buffer(now, &mut buf);
+    assert!(buf.shared.is_empty());
+    let got = events(&mut s);
+    assert!(
+        matches!(&got[..], [Event::Closed(c)] if c.code == CloseCode::INVALID_PAYLOAD),
+        "{got:?}"
+    );
+}

@@ -5,7 +5,10 @@
 //! `PROPTEST_CASES` to run more.
 #![allow(missing_docs)]
 
+use std::ops::Range;
 use std::time::Instant;
+
+use bytes::Bytes;
 
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -13,7 +16,7 @@ use ringwire_frame::mask::{apply_mask_offset, apply_mask_scalar, copy_masked};
 use ringwire_frame::utf8::Utf8Validator;
 use ringwire_frame::{
     CloseCause, CloseCode, Closed, Config, Connection, Event, FixedMask, FrameHeader, Message,
-    OpCode, Pong, ProtocolError, Role, XorShiftMask, MAX_HEADER_LEN,
+    OpCode, Pong, ProtocolError, RecvBuffer, Role, XorShiftMask, MAX_HEADER_LEN,
 };
 
 /// `n` cases, unless the `PROPTEST_CASES` environment variable asks for another number
@@ -198,6 +201,69 @@ fn chunk_sizes() -> impl Strategy<Value = Vec<usize>> {
     vec(prop_oneof![1usize..=8, 1usize..=2_000, 1usize..=100_000], 1..6)
 }
 
+/// How a test feeds received bytes to a connection.
+#[derive(Debug, Clone, Copy)]
+enum Via {
+    /// `handle_bytes` over a borrowed slice.
+    Slice,
+    /// `handle_buffer` over a [`TestBuffer`] that shares ranges when `share` is set and
+    /// declines (so the connection copies) otherwise.
+    Buffer { share: bool },
+}
+
+fn via() -> impl Strategy<Value = Via> {
+    prop_oneof![Just(Via::Slice), any::<bool>().prop_map(|share| Via::Buffer { share })]
+}
+
+/// A receive buffer that checks the [`RecvBuffer`] contract: ranges shared in order
+/// without overlap, no bytes asked for before the end of a shared range, and no shared
+/// byte changed afterwards.
+struct TestBuffer {
+    data: Vec<u8>,
+    share: bool,
+    shared: Vec<(Range<usize>, Bytes)>,
+    shared_end: usize,
+}
+
+impl TestBuffer {
+    fn new(data: &[u8], share: bool) -> Self {
+        Self { data: data.to_vec(), share, shared: Vec::new(), shared_end: 0 }
+    }
+
+    fn check_shared_untouched(&self) {
+        for (range, bytes) in &self.shared {
+            assert_eq!(&self.data[range.clone()], &bytes[..], "a shared range changed");
+        }
+    }
+}
+
+impl RecvBuffer for TestBuffer {
+    fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    fn bytes_from(&mut self, start: usize) -> &mut [u8] {
+        assert!(
+            start >= self.shared_end,
+            "asked for {start}.. after sharing ..{}",
+            self.shared_end
+        );
+        &mut self.data[start..]
+    }
+
+    fn share(&mut self, range: Range<usize>) -> Option<Bytes> {
+        assert!(range.start >= self.shared_end && range.end <= self.data.len(), "{range:?}");
+        if !self.share {
+            return None;
+        }
+        self.shared_end = range.end;
+        // A copy stands in for memory shared with the driver's buffer.
+        let bytes = Bytes::copy_from_slice(&self.data[range.clone()]);
+        self.shared.push((range, bytes.clone()));
+        Some(bytes)
+    }
+}
+
 /// Feeds `wire` to `conn` in reads of the given sizes (cycled). After each read, drains
 /// events into `events` and transmits into `out`. Returns the end offset of each read.
 fn deliver(
@@ -205,6 +271,7 @@ fn deliver(
     now: Instant,
     wire: &[u8],
     sizes: &[usize],
+    via: Via,
     events: &mut Vec<Event>,
     out: &mut Vec<u8>,
 ) -> Vec<usize> {
@@ -215,7 +282,14 @@ fn deliver(
             break;
         }
         let end = (pos + size).min(wire.len());
-        conn.handle_bytes(now, &wire[pos..end]);
+        match via {
+            Via::Slice => conn.handle_bytes(now, &wire[pos..end]),
+            Via::Buffer { share } => {
+                let mut buf = TestBuffer::new(&wire[pos..end], share);
+                conn.handle_buffer(now, &mut buf);
+                buf.check_shared_untouched();
+            }
+        }
         pos = end;
         ends.push(end);
         events.extend(std::iter::from_fn(|| conn.poll_event()));
@@ -237,6 +311,7 @@ fn round_trip(
     ops: &[Op],
     sizes: &[usize],
     seed: u64,
+    via: Via,
 ) -> Result<(), TestCaseError> {
     let now = Instant::now();
     let sender_config = Config::default().fragment_size(frag);
@@ -283,7 +358,7 @@ fn round_trip(
 
     let mut events = Vec::new();
     let mut back = Vec::new();
-    let ends = deliver(&mut rx, now, &wire, sizes, &mut events, &mut back);
+    let ends = deliver(&mut rx, now, &wire, sizes, via, &mut events, &mut back);
     prop_assert_eq!(events.len(), expected.len());
     for (i, (got, want)) in events.iter().zip(&expected).enumerate() {
         prop_assert!(got == want, "event {} of {}: got {:?}", i, expected.len(), short(got));
@@ -307,7 +382,7 @@ fn round_trip(
 
     let mut events = Vec::new();
     let mut nothing = Vec::new();
-    deliver(&mut tx, now, &back, sizes, &mut events, &mut nothing);
+    deliver(&mut tx, now, &back, sizes, via, &mut events, &mut nothing);
     prop_assert!(nothing.is_empty(), "the sender answers nothing after its close");
     let mut want: Vec<Event> = answered
         .into_iter()
@@ -344,8 +419,9 @@ proptest! {
         ops in vec(op(), 0..8),
         sizes in chunk_sizes(),
         seed in any::<u64>(),
+        via in via(),
     ) {
-        round_trip(true, frag, &ops, &sizes, seed)?;
+        round_trip(true, frag, &ops, &sizes, seed, via)?;
     }
 
     #[test]
@@ -354,8 +430,9 @@ proptest! {
         ops in vec(op(), 0..8),
         sizes in chunk_sizes(),
         seed in any::<u64>(),
+        via in via(),
     ) {
-        round_trip(false, frag, &ops, &sizes, seed)?;
+        round_trip(false, frag, &ops, &sizes, seed, via)?;
     }
 }
 

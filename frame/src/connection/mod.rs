@@ -4,6 +4,8 @@ mod recv;
 mod send;
 mod timer;
 
+pub use self::recv::RecvBuffer;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

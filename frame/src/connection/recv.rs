@@ -1,6 +1,9 @@
 //! The receive path: frame headers, role rules, unmasking, UTF-8, assembly, control frames.
 
+use std::ops::Range;
 use std::time::Instant;
+
+use bytes::Bytes;
 
 use crate::close::{CloseCode, CloseFrame};
 use crate::error::ProtocolError;
@@ -41,20 +44,132 @@ impl RecvState {
     }
 }
 
+/// A receive buffer that [`Connection::handle_buffer`] may change in place (unmasking)
+/// and keep parts of without copying them.
+///
+/// An I/O driver that receives into buffers of its own (an io_uring provided-buffer
+/// ring) implements this so that a large message is unmasked where it landed and handed
+/// to the application as a [`Bytes`] that shares the buffer, instead of being copied
+/// into a buffer of the connection's. `&mut [u8]` implements it without sharing
+/// anything (its frames are unmasked in place, then copied).
+pub trait RecvBuffer {
+    /// The number of bytes received.
+    fn len(&self) -> usize;
+    /// Whether nothing was received.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The received bytes from `start` on, to read and change in place. The connection
+    /// never asks for bytes before the end of a range it has already shared.
+    fn bytes_from(&mut self, start: usize) -> &mut [u8];
+    /// A [`Bytes`] that owns `range` of the received bytes (already unmasked and
+    /// validated), or `None` to have the connection copy them. The connection asks for
+    /// ranges in increasing order, never overlapping, and changes no byte of a shared
+    /// range afterwards.
+    fn share(&mut self, range: Range<usize>) -> Option<Bytes>;
+    /// The smallest payload worth offering to [`RecvBuffer::share`]: smaller messages are
+    /// copied without asking (and without being unmasked in place first).
+    fn min_share(&self) -> usize {
+        0
+    }
+}
+
+impl RecvBuffer for &mut [u8] {
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+
+    fn bytes_from(&mut self, start: usize) -> &mut [u8] {
+        let start = start.min(<[u8]>::len(self));
+        &mut self[start..]
+    }
+
+    fn share(&mut self, _: Range<usize>) -> Option<Bytes> {
+        None
+    }
+
+    fn min_share(&self) -> usize {
+        usize::MAX
+    }
+}
+
+/// What the receive loop reads from: a borrowed slice (copied where kept) or a
+/// [`RecvBuffer`] (whole data frames unmasked in place and shared).
+trait Source {
+    fn len(&self) -> usize;
+    /// Payloads from this size on may be shared ([`RecvBuffer::min_share`]).
+    fn min_share(&self) -> usize;
+    fn at(&mut self, pos: usize) -> &[u8];
+    fn buffer(&mut self) -> Option<&mut dyn RecvBuffer>;
+}
+
+impl Source for &[u8] {
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+
+    fn min_share(&self) -> usize {
+        usize::MAX
+    }
+
+    fn at(&mut self, pos: usize) -> &[u8] {
+        &self[pos..]
+    }
+
+    fn buffer(&mut self) -> Option<&mut dyn RecvBuffer> {
+        None
+    }
+}
+
+impl Source for &mut dyn RecvBuffer {
+    fn len(&self) -> usize {
+        RecvBuffer::len(&**self)
+    }
+
+    fn min_share(&self) -> usize {
+        RecvBuffer::min_share(&**self)
+    }
+
+    fn at(&mut self, pos: usize) -> &[u8] {
+        self.bytes_from(pos)
+    }
+
+    fn buffer(&mut self) -> Option<&mut dyn RecvBuffer> {
+        Some(&mut **self)
+    }
+}
+
 impl Connection {
     /// Feeds bytes read from the transport at `now`. Any bytes count as sign of life for
     /// the heartbeat. Events and bytes to send result; a protocol violation fails the
     /// connection with the RFC's close code and the rest of the input is ignored.
-    pub fn handle_bytes(&mut self, now: Instant, mut data: &[u8]) {
+    pub fn handle_bytes(&mut self, now: Instant, data: &[u8]) {
+        self.receive(now, data);
+    }
+
+    /// Like [`Connection::handle_bytes`], for bytes in a buffer the connection may change:
+    /// a data frame that arrives whole in `buf` (and is not part of a fragmented
+    /// message) is unmasked and validated in place, and its message shares `buf`'s
+    /// memory through [`RecvBuffer::share`] instead of being copied. Events and the
+    /// connection's state are the same as with `handle_bytes` over the same bytes.
+    pub fn handle_buffer(&mut self, now: Instant, buf: &mut dyn RecvBuffer) {
+        self.receive(now, buf);
+    }
+
+    fn receive<S: Source>(&mut self, now: Instant, mut src: S) {
         // §7.1.7: after a close frame is received, or the connection failed, input is
         // not processed. (We still process input while our own close is in flight.)
         if self.state == State::Closed {
             return;
         }
         self.note_activity(now);
-        while !data.is_empty() && self.state != State::Closed {
+        let end = src.len();
+        let min_share = src.min_share();
+        let mut pos = 0;
+        while pos < end && self.state != State::Closed {
             match bufs(&mut self.bufs).recv {
                 RecvState::Header { mut buf, len } => {
+                    let data = src.at(pos);
                     let len = usize::from(len);
                     let decoded = if len == 0 {
                         FrameHeader::decode(data)
@@ -66,7 +181,7 @@ impl Connection {
                     match decoded {
                         Ok(Some((header, used))) => {
                             // `used > len`: the stashed prefix alone did not decode.
-                            data = &data[used - len..];
+                            pos += used - len;
                             bufs(&mut self.bufs).recv = RecvState::default();
                             if let Err(e) = self.begin_frame(header, now) {
                                 self.fail(e);
@@ -77,21 +192,75 @@ impl Connection {
                             buf[len..len + take].copy_from_slice(&data[..take]);
                             bufs(&mut self.bufs).recv =
                                 RecvState::Header { buf, len: (len + take) as u8 };
-                            data = &data[take..];
+                            pos += take;
                         }
                         Err(e) => self.fail(e),
                     }
                 }
                 RecvState::Payload { remaining, .. } => {
-                    let take = data.len().min(usize::try_from(remaining).unwrap_or(usize::MAX));
-                    let (piece, rest) = data.split_at(take);
-                    data = rest;
-                    if let Err(e) = self.payload(piece, rest.len(), now) {
+                    let take = (end - pos).min(usize::try_from(remaining).unwrap_or(usize::MAX));
+                    let range = pos..pos + take;
+                    pos += take;
+                    let in_place = take >= min_share && self.whole_data_frame(take);
+                    let result = match src.buffer() {
+                        Some(buf) if in_place => self.payload_in_place(buf, range, now),
+                        _ => self.payload(&src.at(range.start)[..take], end - pos, now),
+                    };
+                    if let Err(e) = result {
                         self.fail(e);
                     }
                 }
             }
         }
+    }
+
+    /// Whether the `take` bytes at hand are the whole payload of a final text or binary
+    /// frame that starts a message: such a frame can be delivered from where it landed.
+    fn whole_data_frame(&self, take: usize) -> bool {
+        let Some(b) = self.bufs.as_ref() else { return false };
+        // A text or binary frame starts a message (continuations are refused before),
+        // and every payload byte received of a data frame goes into `msg_buf`: with
+        // `msg_buf` empty, nothing of this frame came before.
+        matches!(
+            b.recv,
+            RecvState::Payload {
+                opcode: OpCode::Text | OpCode::Binary,
+                fin: true,
+                remaining,
+                ..
+            } if remaining == take as u64
+        ) && b.msg_buf.is_empty()
+    }
+
+    /// Delivers a whole final data frame from the caller's buffer: unmasked and checked
+    /// in place, then shared (or copied, if the buffer declines).
+    fn payload_in_place(
+        &mut self,
+        buf: &mut dyn RecvBuffer,
+        range: Range<usize>,
+        now: Instant,
+    ) -> Result<(), ProtocolError> {
+        let RecvState::Payload { opcode, mask, .. } = bufs(&mut self.bufs).recv else {
+            return Ok(());
+        };
+        let b = bufs(&mut self.bufs);
+        let text = opcode == OpCode::Text;
+        let mut off = 0;
+        for chunk in buf.bytes_from(range.start)[..range.len()].chunks_mut(PIECE) {
+            if let Some(key) = mask {
+                off = apply_mask_offset(chunk, key, off);
+            }
+            // §8.1: fail as soon as the text can no longer be valid UTF-8.
+            if text && b.utf8.feed(chunk).is_err() {
+                return Err(ProtocolError::InvalidUtf8);
+            }
+        }
+        b.recv = RecvState::default();
+        if let Some(data) = buf.share(range.clone()) {
+            return self.deliver(data);
+        }
+        b.msg_buf.extend_from_slice(&buf.bytes_from(range.start)[..range.len()]);
+        self.end_frame(opcode, true, now)
     }
 
     /// Checks a new frame's header against the role, the RFC and our limits.
@@ -236,23 +405,28 @@ impl Connection {
                 self.close_received(frame);
             }
             _ if fin => {
-                let b = bufs(&mut self.bufs);
-                let op = b.msg_opcode.take();
-                let data = b.msg_buf.split().freeze();
-                let msg = match op {
-                    Some(OpCode::Text) => {
-                        // §8.1: a message that ends inside a code point is invalid.
-                        if b.utf8.finish().is_err() {
-                            return Err(ProtocolError::InvalidUtf8);
-                        }
-                        Message::Text(Utf8Bytes::from_validated(data))
-                    }
-                    _ => Message::Binary(data),
-                };
-                b.events.push_back(Event::Message(msg));
+                let data = bufs(&mut self.bufs).msg_buf.split().freeze();
+                self.deliver(data)?;
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    /// The message in progress is complete with `data`.
+    fn deliver(&mut self, data: Bytes) -> Result<(), ProtocolError> {
+        let b = bufs(&mut self.bufs);
+        let msg = match b.msg_opcode.take() {
+            Some(OpCode::Text) => {
+                // §8.1: a message that ends inside a code point is invalid.
+                if b.utf8.finish().is_err() {
+                    return Err(ProtocolError::InvalidUtf8);
+                }
+                Message::Text(Utf8Bytes::from_validated(data))
+            }
+            _ => Message::Binary(data),
+        };
+        b.events.push_back(Event::Message(msg));
         Ok(())
     }
 
