@@ -21,6 +21,7 @@ pub struct WorkerStats {
     pub(crate) slow_closes: AtomicU64,
     pub(crate) loop_turns: AtomicU64,
     pub(crate) rings: AtomicU64,
+    pub(crate) messages_lent: AtomicU64,
     pub(crate) closes: [AtomicU64; TRACKED_CODES.len() + 1],
 }
 
@@ -64,6 +65,7 @@ impl WorkerStats {
             slow_closes: self.slow_closes.load(Relaxed),
             loop_turns: self.loop_turns.load(Relaxed),
             rings: self.rings.load(Relaxed),
+            messages_lent: self.messages_lent.load(Relaxed),
             closes_by_code,
         }
     }
@@ -100,6 +102,10 @@ pub struct StatsSnapshot {
     /// io_uring instances open (a worker opens more when its fixed-file tables fill; 0
     /// on the epoll backend).
     pub rings: u64,
+    /// Received messages handed to the application without a copy: each arrived whole
+    /// in one receive and shares the receive buffer (io_uring only; large messages, see
+    /// `docs/ARCHITECTURE.md`).
+    pub messages_lent: u64,
     /// Ended WebSocket connections by close code (`None`: any other code).
     pub closes_by_code: Vec<(Option<u16>, u64)>,
 }
@@ -120,6 +126,7 @@ impl StatsSnapshot {
         self.slow_closes += o.slow_closes;
         self.loop_turns += o.loop_turns;
         self.rings += o.rings;
+        self.messages_lent += o.messages_lent;
         for (code, n) in &o.closes_by_code {
             match self.closes_by_code.iter_mut().find(|(c, _)| c == code) {
                 Some((_, m)) => *m += n,

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ringwire_frame::handshake::{self, HandshakeError};
-use ringwire_frame::{CloseCode, Closed, Config as FrameConfig, Connection, Event, Message};
+use ringwire_frame::{
+    CloseCode, Closed, Config as FrameConfig, Connection, Event, Message, RecvBuffer,
+};
 
 use crate::clock;
 use crate::config::{Backpressure, EngineConfig};
@@ -493,7 +495,7 @@ impl Core {
         self.schedule(key);
     }
 
-    fn on_recv<H: Handler>(&mut self, handler: &mut H, key: Key, data: &[u8]) {
+    fn on_recv<H: Handler>(&mut self, handler: &mut H, key: Key, data: &mut dyn RecvBuffer) {
         WorkerStats::add(&self.stats.bytes_in, data.len() as u64);
         let now = self.now;
         let Some(c) = self.conns.get_mut(key) else { return };
@@ -502,10 +504,11 @@ impl Core {
         }
         match &mut c.phase {
             Phase::Open(ws) => {
-                ws.handle_bytes(now, data);
+                ws.handle_buffer(now, data);
                 self.process_events(handler, key);
             }
             Phase::Handshake { buf, .. } => {
+                let data = &*data.bytes_from(0);
                 let limits = self.config.handshake_limits;
                 let parsed = if buf.is_empty() {
                     handshake::parse_request(data, &limits)
@@ -878,8 +881,10 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             {
                 timeout = Duration::ZERO;
             }
-            let rings = self.driver.rings() as u64;
-            self.core.stats.rings.store(rings, std::sync::atomic::Ordering::Relaxed);
+            let stats = &self.core.stats;
+            stats.rings.store(self.driver.rings() as u64, std::sync::atomic::Ordering::Relaxed);
+            let lent = self.driver.messages_lent();
+            stats.messages_lent.store(lent, std::sync::atomic::Ordering::Relaxed);
             let Self { driver, handler, core } = &mut self;
             core.now = clock::now();
             driver.wait(Some(timeout), &mut |c| core.on_completion(handler, c))?;

@@ -290,7 +290,55 @@ fn server_fragments_large_messages(backend: BackendChoice) {
     server.shutdown().unwrap();
 }
 
+/// Large messages that arrive whole are lent out of the io_uring receive buffers (no
+/// copy). The application here keeps some of them (on another thread, past many later
+/// receives) and drops the rest: a kept message must never see its buffer reused, and
+/// lending must stop short of starving the receive ring.
+fn kept_messages_stay_intact(backend: BackendChoice) {
+    let (server, rx) = start_probe(builder(backend).workers(1));
+    let (mut c, _) = RawClient::open_probed(server.local_addr(), &rx);
+    let msg = |i: u32| -> Vec<u8> {
+        let mut m: Vec<u8> = (0..4096u32).map(|j| (j.wrapping_mul(i | 1) >> 3) as u8).collect();
+        m[..4].copy_from_slice(&i.to_be_bytes());
+        m
+    };
+    let (rounds, burst) = (40u32, 16u32);
+    let mut kept = Vec::new();
+    for round in 0..rounds {
+        // A burst of frames in one write: several land in one receive buffer.
+        let mut wire = Vec::new();
+        for i in round * burst..(round + 1) * burst {
+            wire.extend(encode_raw(0x80 | OP_BINARY, &msg(i), true));
+        }
+        c.write(&wire);
+        for i in round * burst..(round + 1) * burst {
+            assert_eq!(c.expect_data().payload, msg(i), "echo of message {i}");
+            let got = expect_seen(&rx, "a message", |s| match s {
+                Seen::Msg(_, Message::Binary(b)) => Some(b),
+                _ => None,
+            });
+            // Keep every third message until the end; drop the others now.
+            if i % 3 == 0 {
+                kept.push((i, got));
+            }
+        }
+    }
+    for (i, b) in &kept {
+        assert!(b[..] == msg(*i)[..], "kept message {i} changed after later receives");
+    }
+    let lent = server.stats().messages_lent;
+    if backend == BackendChoice::IoUring {
+        assert!(lent > 0, "no message was lent out of a receive buffer");
+    } else {
+        assert_eq!(lent, 0, "epoll copies every message");
+    }
+    drop(kept);
+    c.close_handshake(1000);
+    server.shutdown().unwrap();
+}
+
 both_backends! {
+    kept_messages_stay_intact => kept_messages_stay_intact_io_uring, kept_messages_stay_intact_epoll;
     upgrade_edge_cases => upgrade_edge_cases_io_uring, upgrade_edge_cases_epoll;
     server_fragments_large_messages => server_fragments_large_messages_io_uring, server_fragments_large_messages_epoll;
     echo_all_sizes => echo_all_sizes_io_uring, echo_all_sizes_epoll;

@@ -23,11 +23,16 @@
 //! moment the buffer is released.
 
 use std::io;
+use std::ops::Range;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
+use std::sync::Arc;
 
+use bytes::Bytes;
+use crossbeam_queue::ArrayQueue;
 use io_uring::types::BufRingEntry;
 use io_uring::Submitter;
+use ringwire_frame::RecvBuffer;
 use rustix::mm::{mmap_anonymous, munmap, MapFlags, ProtFlags};
 
 /// `IOU_PBUF_RING_INC` (linux/io_uring.h): buffers of the ring are consumed incrementally.
@@ -39,7 +44,8 @@ pub(crate) struct BufRing {
     ring: NonNull<BufRingEntry>,
     ring_bytes: usize,
     bufs: NonNull<u8>,
-    bufs_bytes: usize,
+    /// The buffers' mapping, shared with the messages lent out of it.
+    pool: Arc<Pool>,
     entries: u16,
     buf_size: u32,
     bgid: u16,
@@ -51,8 +57,157 @@ pub(crate) struct BufRing {
     /// by receive, each one starting where the last ended, and says in each completion
     /// whether it will put more into that buffer. `used[bid]` is how far it got.
     used: Option<Vec<u32>>,
-    /// Set if the mappings must be leaked because the kernel may still use them.
+    /// Per buffer: the kernel has finished with it, but messages lent out of it are
+    /// still alive, so it goes back to the ring when the last of them is dropped.
+    done: Vec<bool>,
+    /// Per buffer: counted in `lent` (some message shares it, or did until a drop that
+    /// `collect` has not seen yet).
+    held: Vec<bool>,
+    /// Buffers with `held` set.
+    lent: u16,
+    /// Messages lent out so far.
+    messages_lent: u64,
+    /// Set if the ring mapping must be leaked because the kernel may still use it.
     leak: bool,
+}
+
+/// Messages of at least this many bytes that arrive whole in one receive are lent out of
+/// the receive buffer instead of copied (below it, a copy costs less than the lending).
+pub(crate) const LEND_MIN: usize = 2048;
+
+/// The buffer memory and what the messages lent out of it share with the ring: the
+/// mapping stays until the ring and every lent message are gone.
+struct Pool {
+    bufs: NonNull<u8>,
+    bytes: usize,
+    /// Per buffer: messages lent out of it and still alive.
+    pins: Box<[AtomicU32]>,
+    /// Per buffer: its number is in `returned` (so it is queued at most once).
+    queued: Box<[AtomicBool]>,
+    /// Buffers whose last lent message was dropped, for the ring's thread to take back.
+    returned: ArrayQueue<u16>,
+    /// Set if the mapping must be leaked because the kernel may still write into it.
+    leak: AtomicBool,
+}
+
+// SAFETY: `bufs` points into a private mapping that `Pool` owns (unmapped only in its
+// `Drop`, by the last owner). Other threads only read the bytes of lent ranges, which
+// nothing writes while they are lent (the buffer is out of the ring until the last lent
+// message is dropped); everything else shared is atomics and a lock-free queue.
+unsafe impl Send for Pool {}
+// SAFETY: as above.
+unsafe impl Sync for Pool {}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if self.leak.load(Ordering::Acquire) {
+            return;
+        }
+        // SAFETY: mapped in `BufRing::new` with this length. The last owner drops the
+        // pool: the ring (after the kernel is done with it, else `leak` is set) and every
+        // lent message are gone, so nothing reads or writes the buffers any more.
+        let _ = unsafe { munmap(self.bufs.as_ptr().cast(), self.bytes) };
+    }
+}
+
+/// A message's bytes lent out of a receive buffer (the owner behind its `Bytes`).
+struct Lent {
+    pool: Arc<Pool>,
+    bid: u16,
+    offset: usize,
+    len: usize,
+}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `offset + len` lies inside the mapping (checked by `Region::share`),
+        // which lives as long as `pool`. The range was received and unmasked before it
+        // was lent, and nothing writes to it until this `Lent` is dropped: the kernel
+        // gets the buffer back only when its pin count is zero, and the connection
+        // changes no byte of a range it has shared.
+        unsafe { std::slice::from_raw_parts(self.pool.bufs.as_ptr().add(self.offset), self.len) }
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        let bid = usize::from(self.bid);
+        // SeqCst here and in `collect` (count, then flag; flag, then count): a drop and a
+        // `collect` racing on one buffer cannot both miss the other, so a buffer whose
+        // last message is gone is always queued or seen (no lost buffer).
+        if self.pool.pins[bid].fetch_sub(1, Ordering::SeqCst) == 1
+            && !self.pool.queued[bid].swap(true, Ordering::SeqCst)
+        {
+            // Cannot fail: the queue holds as many entries as there are buffers, and a
+            // buffer is in it at most once (`queued`).
+            let _ = self.pool.returned.push(self.bid);
+        }
+    }
+}
+
+/// The bytes one receive completion delivered, lent to the protocol core for the length
+/// of one callback: it may unmask them in place and keep whole messages without a copy
+/// ([`RecvBuffer`]).
+pub(crate) struct Region<'a> {
+    ring: &'a mut BufRing,
+    bid: u16,
+    /// Offset of the region in the buffer mapping.
+    start: usize,
+    len: usize,
+    /// End of the last range shared: bytes before it are never handed out again.
+    shared_end: usize,
+}
+
+impl RecvBuffer for Region<'_> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn bytes_from(&mut self, start: usize) -> &mut [u8] {
+        let start = start.clamp(self.shared_end, self.len);
+        // SAFETY: `start..len` lies inside this completion's bytes of buffer `bid`, which
+        // the kernel finished writing before posting the completion and does not touch
+        // until the buffer is pushed back (after this region is dropped and no lent
+        // message pins it). No other reference to these bytes exists: each completion
+        // gets one region, regions of one buffer do not overlap, and bytes before
+        // `shared_end` (lent out as messages) are never handed out mutably again.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.ring.bufs.as_ptr().add(self.start + start),
+                self.len - start,
+            )
+        }
+    }
+
+    fn min_share(&self) -> usize {
+        LEND_MIN
+    }
+
+    fn share(&mut self, range: Range<usize>) -> Option<Bytes> {
+        if range.len() < LEND_MIN || range.start < self.shared_end || range.end > self.len {
+            return None;
+        }
+        let ring = &mut *self.ring;
+        let bid = usize::from(self.bid);
+        if !ring.held[bid] {
+            // Lent buffers are out of circulation: keep at least three quarters of those
+            // in circulation receiving, however long the application keeps messages.
+            if ring.lent >= (ring.provided / 4).max(1) {
+                return None;
+            }
+            ring.held[bid] = true;
+            ring.lent += 1;
+        }
+        ring.pool.pins[bid].fetch_add(1, Ordering::AcqRel);
+        ring.messages_lent += 1;
+        self.shared_end = range.end;
+        Some(Bytes::from_owner(Lent {
+            pool: Arc::clone(&ring.pool),
+            bid: self.bid,
+            offset: self.start + range.start,
+            len: range.len(),
+        }))
+    }
 }
 
 impl BufRing {
@@ -94,17 +249,32 @@ impl BufRing {
                 return Err(e.into());
             }
         };
+        let n = usize::from(entries);
+        let bufs =
+            NonNull::new(bufs.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        let pool = Arc::new(Pool {
+            bufs,
+            bytes: bufs_bytes,
+            pins: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            queued: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            returned: ArrayQueue::new(n),
+            leak: AtomicBool::new(false),
+        });
         let mut this = Self {
             ring: NonNull::new(ring.cast()).ok_or_else(|| io::Error::other("mmap gave null"))?,
             ring_bytes,
-            bufs: NonNull::new(bufs.cast()).ok_or_else(|| io::Error::other("mmap gave null"))?,
-            bufs_bytes,
+            bufs,
+            pool,
             entries,
             buf_size,
             bgid,
             tail: 0,
             provided: 0,
             used: None,
+            done: vec![false; n],
+            held: vec![false; n],
+            lent: 0,
+            messages_lent: 0,
             leak: false,
         };
         // SAFETY: the ring mapping is page-aligned, `ring_bytes` long, and stays mapped
@@ -196,26 +366,19 @@ impl BufRing {
 
     /// The `len` bytes a completion just delivered in buffer `bid` (from the start of the
     /// buffer, or with incremental consumption from where the buffer's previous
-    /// completion ended).
-    ///
-    /// # Safety
-    /// `bid` must come from a completion of this group, handed to `release` only after
-    /// this slice is dropped.
-    pub(crate) unsafe fn buffer(&self, bid: u16, len: usize) -> &[u8] {
-        let bid = usize::from(bid.min(self.entries - 1));
+    /// completion ended), to hand to the protocol core; call `release` after it is dropped.
+    pub(crate) fn region(&mut self, bid: u16, len: usize) -> Region<'_> {
+        let bid = bid.min(self.entries - 1);
         let size = self.buf_size as usize;
-        let start = self.used.as_ref().map_or(0, |u| u[bid] as usize).min(size);
-        let len = len.min(size - start);
-        // SAFETY: `start + len <= buf_size`, so the range lies inside buffer `bid` of the
-        // mapping. The kernel finished writing these bytes before posting the completion
-        // and writes to this buffer again only past them (incremental consumption) or
-        // after the buffer is pushed back, which `release` does after this borrow ends.
-        unsafe { std::slice::from_raw_parts(self.bufs.as_ptr().add(bid * size + start), len) }
+        let at = self.used.as_ref().map_or(0, |u| u[usize::from(bid)] as usize).min(size);
+        let len = len.min(size - at);
+        Region { start: usize::from(bid) * size + at, len, bid, shared_end: 0, ring: self }
     }
 
     /// Done with the `len` bytes of a completion in buffer `bid`; `more` is the
     /// completion's `IORING_CQE_F_BUF_MORE` (the kernel keeps filling the buffer). The
-    /// buffer goes back to the ring once the kernel is done with it.
+    /// buffer goes back to the ring once the kernel is done with it and no message lent
+    /// out of it is alive.
     pub(crate) fn release(&mut self, bid: u16, len: usize, more: bool) {
         if let Some(used) = self.used.as_mut() {
             let Some(u) = used.get_mut(usize::from(bid)) else { return };
@@ -225,12 +388,49 @@ impl BufRing {
             }
             *u = 0;
         }
-        self.push(bid);
+        let Some(held) = self.held.get(usize::from(bid)) else { return };
+        if *held {
+            // `collect` pushes it when the last lent message is gone.
+            self.done[usize::from(bid)] = true;
+        } else {
+            self.push(bid);
+        }
+    }
+
+    /// Takes back the buffers whose lent messages were all dropped (on any thread) since
+    /// the last call; those the kernel is done with go back to the ring (published by
+    /// `commit`).
+    pub(crate) fn collect(&mut self) {
+        while let Some(bid) = self.pool.returned.pop() {
+            let i = usize::from(bid);
+            // Cleared before the count is read: a drop to zero after this queues it again.
+            self.pool.queued[i].store(false, Ordering::SeqCst);
+            if self.pool.pins[i].load(Ordering::SeqCst) != 0 || !self.held[i] {
+                continue; // lent again since, or already taken back
+            }
+            self.held[i] = false;
+            self.lent -= 1;
+            if std::mem::take(&mut self.done[i]) {
+                self.push(bid);
+            }
+        }
+    }
+
+    /// Messages lent out so far.
+    pub(crate) fn messages_lent(&self) -> u64 {
+        self.messages_lent
+    }
+
+    /// Buffers some lent message still holds.
+    #[cfg(test)]
+    pub(crate) fn lent(&self) -> u16 {
+        self.lent
     }
 
     /// Keeps the mappings alive forever (the kernel may still use them).
     pub(crate) fn leak(&mut self) {
         self.leak = true;
+        self.pool.leak.store(true, Ordering::Release);
     }
 }
 
@@ -239,12 +439,12 @@ impl Drop for BufRing {
         if self.leak {
             return;
         }
-        // SAFETY: both regions were mapped in `new` with these lengths; the owner drops
-        // the ring only after the io_uring instance that used them is gone or every
-        // operation that could write to them has completed (else it calls `leak`).
+        // SAFETY: the ring was mapped in `new` with this length; the owner drops the
+        // ring only after the io_uring instance that used it is gone or every operation
+        // that could use it has completed (else it calls `leak`). The buffers' mapping
+        // goes with the pool, when lent messages are gone too.
         unsafe {
             let _ = munmap(self.ring.as_ptr().cast(), self.ring_bytes);
-            let _ = munmap(self.bufs.as_ptr().cast(), self.bufs_bytes);
         }
     }
 }
@@ -280,19 +480,104 @@ mod tests {
         if b.used.is_none() {
             return; // kernel without IOU_PBUF_RING_INC
         }
-        let base = |b: &BufRing, bid: u16| {
-            // SAFETY: test only: no kernel op uses this group.
-            unsafe { b.buffer(bid, 1).as_ptr() as usize - b.bufs.as_ptr() as usize }
-        };
-        assert_eq!(base(&b, 3), 3 * 4096);
+        let base = |b: &mut BufRing, bid: u16| b.region(bid, 1).start;
+        assert_eq!(base(&mut b, 3), 3 * 4096);
         b.release(3, 100, true); // the kernel goes on filling buffer 3
-        assert_eq!(base(&b, 3), 3 * 4096 + 100);
+        assert_eq!(base(&mut b, 3), 3 * 4096 + 100);
         b.release(3, 50, true);
-        assert_eq!(base(&b, 3), 3 * 4096 + 150);
+        assert_eq!(base(&mut b, 3), 3 * 4096 + 150);
         let tail = b.tail;
         b.release(3, 10, false); // done: back to the ring, from its start
-        assert_eq!((base(&b, 3), b.tail), (3 * 4096, tail.wrapping_add(1)));
-        // SAFETY: as above.
-        assert_eq!(unsafe { b.buffer(2, 10_000) }.len(), 4096, "clamped to the buffer");
+        assert_eq!((base(&mut b, 3), b.tail), (3 * 4096, tail.wrapping_add(1)));
+        assert_eq!(b.region(2, 10_000).len(), 4096, "clamped to the buffer");
+    }
+
+    /// Fills `len` bytes of buffer `bid` as a receive would (no kernel op uses the group
+    /// in these tests) and returns the region.
+    fn received(b: &mut BufRing, bid: u16, len: usize, byte: u8) -> Region<'_> {
+        let mut r = b.region(bid, len);
+        r.bytes_from(0).fill(byte);
+        r
+    }
+
+    #[test]
+    fn a_buffer_with_lent_messages_returns_to_the_ring_after_the_last_is_dropped() {
+        let Ok(ring) = io_uring::IoUring::new(8) else { return };
+        let mut b = BufRing::new(&ring.submitter(), 16, 16384, 7, 16).unwrap();
+        let mut r = received(&mut b, 1, 10_000, 7);
+        assert!(r.share(0..LEND_MIN - 1).is_none(), "small messages are copied");
+        let m1 = r.share(0..4000).expect("lent");
+        let m2 = r.share(5000..9000).expect("lent");
+        assert!(r.share(4000..4100).is_none(), "only past what was shared");
+        assert_eq!(r.bytes_from(0).len(), 1000, "no mutable access to lent bytes");
+        assert_eq!((&m1[..4000], m1.len()), (&[7u8; 4000][..], 4000));
+        assert_eq!(b.lent(), 1);
+        let tail = b.tail;
+        b.release(1, 10_000, false);
+        b.collect();
+        assert_eq!(b.tail, tail, "kept out of the ring while lent");
+        drop(m1);
+        b.collect();
+        assert_eq!(b.tail, tail, "one lent message still alive");
+        // Dropped on another thread: the buffer comes back through the queue.
+        std::thread::spawn(move || drop(m2)).join().unwrap();
+        b.collect();
+        assert_eq!((b.tail, b.lent()), (tail.wrapping_add(1), 0), "back in the ring");
+        b.collect();
+        assert_eq!(b.tail, tail.wrapping_add(1), "pushed once");
+    }
+
+    #[test]
+    fn a_lent_buffer_dropped_before_the_kernel_is_done_goes_back_once() {
+        let Ok(ring) = io_uring::IoUring::new(8) else { return };
+        let mut b = BufRing::new(&ring.submitter(), 16, 16384, 8, 16).unwrap();
+        let m = received(&mut b, 2, 4096, 1).share(0..4096).expect("lent");
+        b.release(2, 4096, b.incremental()); // incremental: the kernel goes on
+        drop(m);
+        let tail = b.tail;
+        b.collect();
+        if b.incremental() {
+            assert_eq!((b.tail, b.lent()), (tail, 0), "not the ring's yet: the kernel fills it");
+            let m = received(&mut b, 2, 4096, 2).share(0..4096).expect("lent again");
+            assert_eq!(m[0], 2);
+            b.release(2, 4096, false);
+            assert_eq!(b.tail, tail, "kept while lent");
+            drop(m);
+            b.collect();
+        }
+        assert_eq!(
+            (b.tail, b.lent()),
+            (tail.wrapping_add(1), 0),
+            "pushed once, when both were done"
+        );
+    }
+
+    #[test]
+    fn lending_stops_at_a_quarter_of_the_buffers_in_circulation() {
+        let Ok(ring) = io_uring::IoUring::new(8) else { return };
+        let mut b = BufRing::new(&ring.submitter(), 16, 16384, 9, 16).unwrap();
+        while b.grow() {}
+        let mut kept = Vec::new();
+        for bid in 0..16 {
+            if let Some(m) = received(&mut b, bid, 4096, 3).share(0..4096) {
+                kept.push(m);
+            }
+            b.release(bid, 4096, false);
+        }
+        assert_eq!((kept.len(), b.lent()), (4, 4));
+        let tail = b.tail;
+        drop(kept);
+        b.collect();
+        assert_eq!((b.tail, b.lent()), (tail.wrapping_add(4), 0));
+    }
+
+    #[test]
+    fn lent_messages_outlive_the_ring() {
+        let Ok(ring) = io_uring::IoUring::new(8) else { return };
+        let mut b = BufRing::new(&ring.submitter(), 16, 16384, 10, 16).unwrap();
+        let m = received(&mut b, 0, 3000, 9).share(0..3000).expect("lent");
+        drop(b);
+        drop(ring);
+        assert!(m.iter().all(|&x| x == 9), "the mapping lives while a message does");
     }
 }

@@ -138,7 +138,7 @@ impl EpollDriver {
             let end = match rustix::io::read(&c.fd, &mut self.scratch[..]) {
                 Ok(0) => Some(RecvEnd::Eof),
                 Ok(n) => {
-                    f(Completion::Recv { key, data: &self.scratch[..n] });
+                    f(Completion::Recv { key, data: &mut &mut self.scratch[..n] });
                     if n < self.scratch.len() {
                         return;
                     }

@@ -18,6 +18,7 @@ use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use bytes::Bytes;
+use ringwire_frame::RecvBuffer;
 use rustix::io::Errno;
 
 use crate::slab::Key;
@@ -63,9 +64,10 @@ pub(crate) enum Completion<'a> {
     Accepted(Socket),
     /// An accept failed (e.g. EMFILE); the driver keeps accepting.
     AcceptFailed,
-    /// Bytes received. The slice is only valid during the callback: the buffer goes back
-    /// to the shared pool right after.
-    Recv { key: Key, data: &'a [u8] },
+    /// Bytes received, lent for the callback: the protocol core may unmask them in place
+    /// and keep whole large messages without a copy ([`RecvBuffer::share`]); the rest of
+    /// the buffer goes back to the shared pool right after.
+    Recv { key: Key, data: &'a mut dyn RecvBuffer },
     /// The receive for `key` stopped; nothing more arrives until `start_recv` again.
     RecvEnded { key: Key, why: RecvEnd },
     /// A send finished: `Ok(n)` bytes went out (possibly fewer than queued). The chunks
@@ -115,6 +117,10 @@ pub(crate) trait Driver {
     fn in_flight(&self) -> usize;
     /// io_uring instances in use (0 for a backend without rings).
     fn rings(&self) -> usize {
+        0
+    }
+    /// Received messages lent out of receive buffers so far (no copy).
+    fn messages_lent(&self) -> u64 {
         0
     }
 }

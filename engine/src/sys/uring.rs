@@ -679,11 +679,13 @@ impl UringDriver {
                 let buf_more = cqueue::buffer_more(cqe.flags());
                 if res > 0 {
                     if let Some(bid) = bid {
-                        // SAFETY: the kernel handed these bytes of buffer `bid` of this
-                        // ring's buffer ring over with this CQE; the buffer is released
-                        // only after the callback returns.
-                        let data = unsafe { self.rings[r].bufs.buffer(bid, res as usize) };
-                        f(Completion::Recv { key, data });
+                        // The kernel handed these bytes of buffer `bid` over with this
+                        // CQE; the buffer is released after the callback (and goes back
+                        // to the ring once no message lent out of it is alive).
+                        f(Completion::Recv {
+                            key,
+                            data: &mut self.rings[r].bufs.region(bid, res as usize),
+                        });
                         self.rings[r].bufs.release(bid, res as usize, buf_more);
                     }
                     if !more {
@@ -754,6 +756,7 @@ impl UringDriver {
         }
         cqes.clear();
         self.cqes = cqes;
+        self.rings[r].bufs.collect();
         self.rings[r].bufs.commit();
         n
     }
@@ -985,6 +988,10 @@ impl Driver for UringDriver {
 
     fn rings(&self) -> usize {
         self.rings.len()
+    }
+
+    fn messages_lent(&self) -> u64 {
+        self.rings.iter().map(|r| r.bufs.messages_lent()).sum()
     }
 
     fn in_flight(&self) -> usize {

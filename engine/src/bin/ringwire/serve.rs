@@ -172,9 +172,11 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     let stats = server.stats();
     server.shutdown().map_err(|e| e.to_string())?;
     println!(
-        "stopped: {} accepted, {} messages in, {} out, {} bytes in, {} out, {} drops",
+        "stopped: {} accepted, {} messages in ({} lent without a copy), {} out, {} bytes in, {} \
+         out, {} drops",
         stats.accepted,
         stats.messages_in,
+        stats.messages_lent,
         stats.messages_out,
         stats.bytes_in,
         stats.bytes_out,
