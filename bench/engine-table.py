@@ -31,6 +31,7 @@ ECHO = {
     "c1000x1x512": ("1,000 connections x 1 in flight x 512 B", "syscall", 2.0),
     "c100x16x32": ("100 connections x 16 in flight x 32 B", "batch", 1.3),
     "c100x16x4k": ("100 connections x 16 in flight x 4 KiB", "batch", 1.3),
+    "c500x1x16k": ("500 connections x 1 in flight x 16 KiB", "batch", 1.3),
     "latency": ("1 connection x 1 in flight x 32 B (round-trip latency)", "latency", None),
 }
 BEGIN, END = "<!-- engine-matrix:begin -->", "<!-- engine-matrix:end -->"

@@ -47,7 +47,7 @@ KEEP_RESULTS="${KEEP_RESULTS:-0}"
 # latency), in the latency scenario only.
 ALL_SERVERS="ringwire ringwire-busy-poll fastwebsockets fastwebsockets-batch tokio-websockets tokio-tungstenite monoio-frame tokio-uring-frame"
 # name: connections in-flight size
-ALL_SCENARIOS="c100x1x20 c1000x1x512 c100x16x32 c100x16x4k latency idle idle-marginal fanout"
+ALL_SCENARIOS="c100x1x20 c1000x1x512 c100x16x32 c100x16x4k c500x1x16k latency idle idle-marginal fanout"
 SERVERS="${SERVERS:-$ALL_SERVERS}"
 SCENARIOS="${SCENARIOS:-$ALL_SCENARIOS}"
 
@@ -85,6 +85,9 @@ load_args() { # scenario -> arguments of `ringwire load` after the address
         c1000x1x512) echo "echo -c 1000 --in-flight 1 -s 512 -d $DURATION --warmup $WARMUP" ;;
         c100x16x32) echo "echo -c 100 --in-flight 16 -s 32 -d $DURATION --warmup $WARMUP" ;;
         c100x16x4k) echo "echo -c 100 --in-flight 16 -s 4096 -d $DURATION --warmup $WARMUP" ;;
+        # TARGETS.md's "500 x 16 KiB" row (one in flight: large messages, peers batch their
+        # writes of a frame's header and payload).
+        c500x1x16k) echo "echo -c 500 --in-flight 1 -s 16384 -d $DURATION --warmup $WARMUP" ;;
         latency) echo "echo -c 1 --in-flight 1 -s 32 -d $DURATION --warmup $WARMUP" ;;
         idle) echo "idle -c $IDLE_CONNS --hold $IDLE_HOLD --settle 1" ;;
         # The growth over the last connections only, after the server's fixed pools.
