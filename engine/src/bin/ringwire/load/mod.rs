@@ -35,9 +35,28 @@ mod tests;
 
 pub use args::{LoadArgs, Scenario};
 
+/// Keeps freed memory in the generator's heap instead of returning it to the kernel.
+///
+/// glibc gives the free top of its heap back to the kernel once more than
+/// `M_TRIM_THRESHOLD` (128 KiB) is free, and the next growth faults those pages in again,
+/// zeroed. With hundreds of connections receiving 16 KiB messages that swing happens all
+/// the time: the generator spent about a fifth of its CPU in page faults and page
+/// clearing (perf, `load echo -c 500 -s 16384`) and delivered half the msg/s it does
+/// without (docs/BENCHMARKS.md). glibc raises the threshold by itself to twice the size
+/// of a freed mmap'd block (its dynamic mmap threshold, for blocks up to 32 MiB): freeing
+/// one 16 MiB block at start sets it to 32 MiB, with no `unsafe` and no environment
+/// variable. Other allocators are unaffected. The server (`serve`) does not do this: its
+/// memory figures are what a default process would show.
+fn keep_heap() {
+    let block: Vec<u8> = Vec::with_capacity(16 << 20);
+    // Not optimised away: the allocation must really happen and be freed.
+    drop(std::hint::black_box(block));
+}
+
 /// Runs `ringwire load <scenario>` and prints its report (with `--json`, the text report
 /// on stderr and one JSON object on stdout). Fails when the run had errors.
 pub fn run(args: LoadArgs) -> Result<(), String> {
+    keep_heap();
     let failed = match &args.scenario {
         Scenario::Echo(a) => {
             let r = echo::run_echo(a, None)?;
