@@ -22,6 +22,7 @@ pub struct WorkerStats {
     pub(crate) loop_turns: AtomicU64,
     pub(crate) rings: AtomicU64,
     pub(crate) messages_lent: AtomicU64,
+    pub(crate) busy_poll_hits: AtomicU64,
     pub(crate) closes: [AtomicU64; TRACKED_CODES.len() + 1],
 }
 
@@ -66,6 +67,7 @@ impl WorkerStats {
             loop_turns: self.loop_turns.load(Relaxed),
             rings: self.rings.load(Relaxed),
             messages_lent: self.messages_lent.load(Relaxed),
+            busy_poll_hits: self.busy_poll_hits.load(Relaxed),
             closes_by_code,
         }
     }
@@ -106,6 +108,9 @@ pub struct StatsSnapshot {
     /// in one receive and shares the receive buffer (io_uring only; large messages, see
     /// `docs/ARCHITECTURE.md`).
     pub messages_lent: u64,
+    /// Waits in which busy polling (`EngineConfig::busy_poll`) saw work arrive and skipped
+    /// the sleep (io_uring only).
+    pub busy_poll_hits: u64,
     /// Ended WebSocket connections by close code (`None`: any other code).
     pub closes_by_code: Vec<(Option<u16>, u64)>,
 }
@@ -127,6 +132,7 @@ impl StatsSnapshot {
         self.loop_turns += o.loop_turns;
         self.rings += o.rings;
         self.messages_lent += o.messages_lent;
+        self.busy_poll_hits += o.busy_poll_hits;
         for (code, n) in &o.closes_by_code {
             match self.closes_by_code.iter_mut().find(|(c, _)| c == code) {
                 Some((_, m)) => *m += n,

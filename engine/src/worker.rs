@@ -885,6 +885,8 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             stats.rings.store(self.driver.rings() as u64, std::sync::atomic::Ordering::Relaxed);
             let lent = self.driver.messages_lent();
             stats.messages_lent.store(lent, std::sync::atomic::Ordering::Relaxed);
+            let hits = self.driver.busy_poll_hits();
+            stats.busy_poll_hits.store(hits, std::sync::atomic::Ordering::Relaxed);
             let Self { driver, handler, core } = &mut self;
             core.now = clock::now();
             driver.wait(Some(timeout), &mut |c| core.on_completion(handler, c))?;

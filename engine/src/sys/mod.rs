@@ -123,4 +123,8 @@ pub(crate) trait Driver {
     fn messages_lent(&self) -> u64 {
         0
     }
+    /// Waits in which busy polling found work before sleeping.
+    fn busy_poll_hits(&self) -> u64 {
+        0
+    }
 }

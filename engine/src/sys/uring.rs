@@ -325,6 +325,8 @@ pub(crate) struct UringDriver {
     /// When accepting paused for lack of resources.
     accept_paused_at: Option<std::time::Instant>,
     busy_poll: Option<Duration>,
+    /// Waits in which busy polling found work before the sleep.
+    busy_poll_hits: u64,
     cqes: Vec<cqueue::Entry>,
     features: Vec<&'static str>,
 }
@@ -421,6 +423,7 @@ impl UringDriver {
             wake_armed: false,
             accept_paused_at: None,
             busy_poll: cfg.busy_poll,
+            busy_poll_hits: 0,
             cqes: Vec::with_capacity(1024),
             features,
         };
@@ -802,6 +805,7 @@ impl UringDriver {
                 // The kernel sets TASKRUN in the ring's flags when it queues completion
                 // work for us (deferred task work) and posts plain completions to the CQ.
                 if ring.submission().taskrun() || !ring.completion().is_empty() {
+                    self.busy_poll_hits += 1;
                     return Some(Duration::ZERO);
                 }
                 std::hint::spin_loop();
@@ -992,6 +996,10 @@ impl Driver for UringDriver {
 
     fn messages_lent(&self) -> u64 {
         self.rings.iter().map(|r| r.bufs.messages_lent()).sum()
+    }
+
+    fn busy_poll_hits(&self) -> u64 {
+        self.busy_poll_hits
     }
 
     fn in_flight(&self) -> usize {
