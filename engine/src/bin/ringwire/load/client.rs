@@ -1,14 +1,16 @@
 //! One client connection of the generator: a non-blocking socket, the HTTP upgrade, then
-//! a `ringwire_frame::Connection` in the client role, and an output buffer that is
-//! reused for the connection's whole life.
+//! a `ringwire_frame::Connection` in the client role, whose output chunks are written
+//! with `writev` as they are (no copy into a buffer of ours).
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Instant;
 
 use ringwire::frame::handshake::{parse_response, ClientRequest, HandshakeLimits};
-use ringwire::frame::{Config, Connection, XorShiftMask};
+use ringwire::frame::{Bytes, Config, Connection, XorShiftMask};
 use rustix::event::epoll::{self, EventData, EventFlags};
 use rustix::io::Errno;
 use rustix::net::{self, sockopt, AddressFamily, SocketFlags, SocketType};
@@ -50,8 +52,12 @@ pub struct Client {
     hs: Vec<u8>,
     /// The protocol state once open.
     pub ws: Option<Connection>,
+    /// The upgrade request, and how much of it is written.
     out: Vec<u8>,
     out_pos: usize,
+    /// Chunks taken from the connection, not yet written (the first from `chunk_off`).
+    chunks: VecDeque<Bytes>,
+    chunk_off: usize,
     /// We started the close handshake.
     pub closing: bool,
     /// Already queued for a flush this loop turn.
@@ -77,6 +83,8 @@ impl Client {
             ws: None,
             out: Vec::new(),
             out_pos: 0,
+            chunks: VecDeque::new(),
+            chunk_off: 0,
             closing: false,
             dirty: false,
         }
@@ -174,28 +182,62 @@ impl Client {
 
     /// Writes what is queued: first leftovers, then whatever the protocol state holds.
     pub fn flush(&mut self) -> Result<Flush, Errno> {
+        /// Most chunks per `writev`.
+        const IOV: usize = 16;
         let Some(fd) = &self.fd else { return Ok(Flush::Done) };
         loop {
-            if self.out_pos == self.out.len() {
-                self.out.clear();
+            if self.out_pos < self.out.len() {
+                match rustix::io::write(fd, &self.out[self.out_pos..]) {
+                    Ok(n) => self.out_pos += n,
+                    Err(Errno::AGAIN) => return Ok(Flush::Blocked),
+                    Err(Errno::INTR) => {}
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
+            if !self.out.is_empty() {
+                // The request is out; its buffer is not needed again.
+                self.out = Vec::new();
                 self.out_pos = 0;
-                if self.state == State::Connecting {
-                    // The request waits until the connect completes.
-                    return Ok(Flush::Done);
-                }
+            }
+            if self.state == State::Connecting {
+                // The request waits until the connect completes.
+                return Ok(Flush::Done);
+            }
+            if self.chunks.is_empty() {
                 if let Some(ws) = &mut self.ws {
-                    ws.poll_transmit_into(&mut self.out);
+                    self.chunks.extend(std::iter::from_fn(|| ws.poll_transmit()));
                 }
-                if self.out.is_empty() {
-                    // Keep the buffer unless a burst made it large.
-                    if self.out.capacity() > 256 * 1024 {
-                        self.out = Vec::new();
+                self.chunk_off = 0;
+                if self.chunks.is_empty() {
+                    // Keep the queue unless a burst made it large.
+                    if self.chunks.capacity() > 1024 {
+                        self.chunks = VecDeque::new();
                     }
                     return Ok(Flush::Done);
                 }
             }
-            match rustix::io::write(fd, &self.out[self.out_pos..]) {
-                Ok(n) => self.out_pos += n,
+            let mut iov = [IoSlice::new(&[]); IOV];
+            let mut n_iov = 0;
+            for (slot, chunk) in iov.iter_mut().zip(&self.chunks) {
+                let from = if n_iov == 0 { self.chunk_off.min(chunk.len()) } else { 0 };
+                *slot = IoSlice::new(&chunk[from..]);
+                n_iov += 1;
+            }
+            match rustix::io::writev(fd, &iov[..n_iov]) {
+                Ok(mut n) => {
+                    // Drop what went out; empty chunks go with it.
+                    while let Some(first) = self.chunks.front() {
+                        let left = first.len().saturating_sub(self.chunk_off);
+                        if n < left {
+                            self.chunk_off += n;
+                            break;
+                        }
+                        n -= left;
+                        self.chunks.pop_front();
+                        self.chunk_off = 0;
+                    }
+                }
                 Err(Errno::AGAIN) => return Ok(Flush::Blocked),
                 Err(Errno::INTR) => {}
                 Err(e) => return Err(e),
@@ -205,7 +247,9 @@ impl Client {
 
     /// Whether bytes wait to be written.
     pub fn has_output(&self) -> bool {
-        self.out_pos < self.out.len() || self.ws.as_ref().is_some_and(Connection::has_transmit)
+        self.out_pos < self.out.len()
+            || !self.chunks.is_empty()
+            || self.ws.as_ref().is_some_and(Connection::has_transmit)
     }
 
     /// Drops the socket and all buffers.
@@ -216,6 +260,8 @@ impl Client {
         self.ws = None;
         self.out = Vec::new();
         self.out_pos = 0;
+        self.chunks = VecDeque::new();
+        self.chunk_off = 0;
         self.state = State::Done;
     }
 }
