@@ -1,6 +1,8 @@
 //! The `Connection` state machine driven with a virtual clock: close handshake, timers,
 //! heartbeats, RTT, limits, send rules. (Frame-level conformance lives in conformance.rs.)
 
+mod test_buffer;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -8,6 +10,7 @@ use ringwire_frame::{
     encode_frame, encode_shared, CloseCause, CloseCode, Closed, Config, Connection, Event,
     FixedMask, FrameHeader, Message, OpCode, ProtocolError, SendError,
 };
+use test_buffer::TestBuffer;
 
 const KEY: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
 
@@ -439,29 +442,6 @@ fn huge_timeouts_mean_never_not_a_panic() {
     assert!(!s.is_closed(), "a close timeout of Duration::MAX never fires");
 }
 
-/// A receive buffer that shares ranges by handing out `Bytes` cut from one frozen copy
-/// of what it holds when sharing, and remembers what it shared.
-struct SharingBuffer {
-    data: Vec<u8>,
-    shared: Vec<(std::ops::Range<usize>, Bytes)>,
-}
-
-impl ringwire_frame::RecvBuffer for SharingBuffer {
-    fn len(&self) -> usize {
-        self.data.len()
-    }
-
-    fn bytes_from(&mut self, start: usize) -> &mut [u8] {
-        &mut self.data[start..]
-    }
-
-    fn share(&mut self, range: std::ops::Range<usize>) -> Option<Bytes> {
-        let b = Bytes::copy_from_slice(&self.data[range.clone()]);
-        self.shared.push((range, b.clone()));
-        Some(b)
-    }
-}
-
 #[test]
 fn whole_data_frames_in_a_buffer_are_unmasked_in_place_and_shared() {
     let now = Instant::now();
@@ -478,8 +458,9 @@ fn whole_data_frames_in_a_buffer_are_unmasked_in_place_and_shared() {
     // The last frame is cut short: its payload is copied as it arrives.
     wire.extend(cframe(OpCode::Binary, true, &bin));
     let cut = wire.len() - 10;
-    let mut buf = SharingBuffer { data: wire[..cut].to_vec(), shared: Vec::new() };
+    let mut buf = TestBuffer::new(&wire[..cut], true);
     s.handle_buffer(now, &mut buf);
+    buf.check_shared_untouched();
     // The two whole, unfragmented frames, unmasked where they lay.
     let ranges: Vec<_> = buf.shared.iter().map(|(r, _)| r.clone()).collect();
     assert_eq!(ranges, [text_at..text_at + text.len(), bin_at..bin_at + bin.len()]);
@@ -503,7 +484,7 @@ fn invalid_utf8_in_a_buffer_fails_with_1007_and_shares_nothing() {
     let mut s = Connection::server(Config::default(), now);
     let mut payload = vec![b'a'; 3000];
     payload[2000] = 0xff;
-    let mut buf = SharingBuffer { data: cframe(OpCode::Text, true, &payload), shared: Vec::new() };
+    let mut buf = TestBuffer::new(&cframe(OpCode::Text, true, &payload), true);
     s.handle_buffer(now, &mut buf);
     assert!(buf.shared.is_empty());
     let got = events(&mut s);

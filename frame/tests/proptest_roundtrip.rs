@@ -5,10 +5,9 @@
 //! `PROPTEST_CASES` to run more.
 #![allow(missing_docs)]
 
-use std::ops::Range;
-use std::time::Instant;
+mod test_buffer;
 
-use bytes::Bytes;
+use std::time::Instant;
 
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -16,8 +15,9 @@ use ringwire_frame::mask::{apply_mask_offset, apply_mask_scalar, copy_masked};
 use ringwire_frame::utf8::Utf8Validator;
 use ringwire_frame::{
     CloseCause, CloseCode, Closed, Config, Connection, Event, FixedMask, FrameHeader, Message,
-    OpCode, Pong, ProtocolError, RecvBuffer, Role, XorShiftMask, MAX_HEADER_LEN,
+    OpCode, Pong, ProtocolError, Role, XorShiftMask, MAX_HEADER_LEN,
 };
+use test_buffer::TestBuffer;
 
 /// `n` cases, unless the `PROPTEST_CASES` environment variable asks for another number
 /// (`ProptestConfig::with_cases` would override it).
@@ -213,55 +213,6 @@ enum Via {
 
 fn via() -> impl Strategy<Value = Via> {
     prop_oneof![Just(Via::Slice), any::<bool>().prop_map(|share| Via::Buffer { share })]
-}
-
-/// A receive buffer that checks the [`RecvBuffer`] contract: ranges shared in order
-/// without overlap, no bytes asked for before the end of a shared range, and no shared
-/// byte changed afterwards.
-struct TestBuffer {
-    data: Vec<u8>,
-    share: bool,
-    shared: Vec<(Range<usize>, Bytes)>,
-    shared_end: usize,
-}
-
-impl TestBuffer {
-    fn new(data: &[u8], share: bool) -> Self {
-        Self { data: data.to_vec(), share, shared: Vec::new(), shared_end: 0 }
-    }
-
-    fn check_shared_untouched(&self) {
-        for (range, bytes) in &self.shared {
-            assert_eq!(&self.data[range.clone()], &bytes[..], "a shared range changed");
-        }
-    }
-}
-
-impl RecvBuffer for TestBuffer {
-    fn len(&self) -> usize {
-        self.data.len()
-    }
-
-    fn bytes_from(&mut self, start: usize) -> &mut [u8] {
-        assert!(
-            start >= self.shared_end,
-            "asked for {start}.. after sharing ..{}",
-            self.shared_end
-        );
-        &mut self.data[start..]
-    }
-
-    fn share(&mut self, range: Range<usize>) -> Option<Bytes> {
-        assert!(range.start >= self.shared_end && range.end <= self.data.len(), "{range:?}");
-        if !self.share {
-            return None;
-        }
-        self.shared_end = range.end;
-        // A copy stands in for memory shared with the driver's buffer.
-        let bytes = Bytes::copy_from_slice(&self.data[range.clone()]);
-        self.shared.push((range, bytes.clone()));
-        Some(bytes)
-    }
 }
 
 /// Feeds `wire` to `conn` in reads of the given sizes (cycled). After each read, drains
