@@ -9,8 +9,8 @@ use ringwire_frame::handshake::{
     parse_request, parse_response, ClientRequest, HandshakeError, HandshakeLimits,
 };
 use ringwire_frame::{
-    Config, Connection, Event, FixedMask, FrameHeader, Message, OpCode, ProtocolError,
-    RecvBuffer, Role, SendError, MAX_HEADER_LEN,
+    Config, Connection, Event, FixedMask, FrameHeader, Message, OpCode, ProtocolError, RecvBuffer,
+    Role, SendError, MAX_HEADER_LEN,
 };
 
 /// A target's check: panics if a property fails for this input.
@@ -158,30 +158,55 @@ impl Seen {
     }
 }
 
-/// A receive buffer that shares every range it is offered (as a copy standing in for
-/// shared memory), checking the `RecvBuffer` contract on the way.
-struct ShareAll {
-    data: Vec<u8>,
+/// A receive buffer that checks the [`RecvBuffer`] contract (used here and, through
+/// `include!`, by the frame crate's tests): ranges shared in order
+/// without overlap, no bytes asked for before the end of a shared range, and no shared
+/// byte changed afterwards. It shares what it is offered when `share` is set (a copy
+/// stands in for memory shared with a driver's buffer) and declines otherwise.
+pub struct TestBuffer {
+    pub data: Vec<u8>,
+    share: bool,
+    /// What it shared: each range and the bytes handed out for it.
+    pub shared: Vec<(std::ops::Range<usize>, ringwire_frame::Bytes)>,
     shared_end: usize,
-    shared: Vec<(usize, ringwire_frame::Bytes)>,
 }
 
-impl RecvBuffer for ShareAll {
+impl TestBuffer {
+    pub fn new(data: &[u8], share: bool) -> Self {
+        Self { data: data.to_vec(), share, shared: Vec::new(), shared_end: 0 }
+    }
+
+    /// Panics if a byte of a shared range changed after it was shared.
+    pub fn check_shared_untouched(&self) {
+        for (range, bytes) in &self.shared {
+            assert_eq!(&self.data[range.clone()], &bytes[..], "a shared range changed");
+        }
+    }
+}
+
+impl RecvBuffer for TestBuffer {
     fn len(&self) -> usize {
         self.data.len()
     }
 
     fn bytes_from(&mut self, start: usize) -> &mut [u8] {
-        assert!(start >= self.shared_end, "bytes asked for after they were shared");
+        assert!(
+            start >= self.shared_end,
+            "asked for {start}.. after sharing ..{}",
+            self.shared_end
+        );
         &mut self.data[start..]
     }
 
     fn share(&mut self, range: std::ops::Range<usize>) -> Option<ringwire_frame::Bytes> {
-        assert!(range.start >= self.shared_end && range.end <= self.data.len());
+        assert!(range.start >= self.shared_end && range.end <= self.data.len(), "{range:?}");
+        if !self.share {
+            return None;
+        }
         self.shared_end = range.end;
-        let b = ringwire_frame::Bytes::copy_from_slice(&self.data[range.clone()]);
-        self.shared.push((range.start, b.clone()));
-        Some(b)
+        let bytes = ringwire_frame::Bytes::copy_from_slice(&self.data[range.clone()]);
+        self.shared.push((range, bytes.clone()));
+        Some(bytes)
     }
 }
 
@@ -217,11 +242,9 @@ fn connection_via(role: Role, data: &[u8], in_place: bool) -> Vec<u8> {
         let was_closed = seen.closed;
         let before = seen.wire.len();
         if in_place {
-            let mut buf = ShareAll { data: chunk.to_vec(), shared_end: 0, shared: Vec::new() };
+            let mut buf = TestBuffer::new(chunk, true);
             conn.handle_buffer(now, &mut buf);
-            for (at, b) in &buf.shared {
-                assert!(buf.data[*at..*at + b.len()] == b[..], "a shared range changed");
-            }
+            buf.check_shared_untouched();
         } else {
             conn.handle_bytes(now, chunk);
         }

@@ -1,16 +1,19 @@
 //! The `Connection` state machine driven with a virtual clock: close handshake, timers,
 //! heartbeats, RTT, limits, send rules. (Frame-level conformance lives in conformance.rs.)
 
-mod test_buffer;
+#[allow(dead_code)]
+mod checks {
+    include!("../../fuzz/checks.rs");
+}
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use checks::TestBuffer;
 use ringwire_frame::{
     encode_frame, encode_shared, CloseCause, CloseCode, Closed, Config, Connection, Event,
     FixedMask, FrameHeader, Message, OpCode, ProtocolError, SendError,
 };
-use test_buffer::TestBuffer;
 
 const KEY: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
 

@@ -5,10 +5,14 @@
 //! `PROPTEST_CASES` to run more.
 #![allow(missing_docs)]
 
-mod test_buffer;
+#[allow(dead_code)]
+mod checks {
+    include!("../../fuzz/checks.rs");
+}
 
 use std::time::Instant;
 
+use checks::TestBuffer;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use ringwire_frame::mask::{apply_mask_offset, apply_mask_scalar, copy_masked};
@@ -17,7 +21,6 @@ use ringwire_frame::{
     CloseCause, CloseCode, Closed, Config, Connection, Event, FixedMask, FrameHeader, Message,
     OpCode, Pong, ProtocolError, Role, XorShiftMask, MAX_HEADER_LEN,
 };
-use test_buffer::TestBuffer;
 
 /// `n` cases, unless the `PROPTEST_CASES` environment variable asks for another number
 /// (`ProptestConfig::with_cases` would override it).
