@@ -43,7 +43,6 @@ const INCREMENTAL_INITIAL: u16 = 4;
 pub(crate) struct BufRing {
     ring: NonNull<BufRingEntry>,
     ring_bytes: usize,
-    bufs: NonNull<u8>,
     /// The buffers' mapping, shared with the messages lent out of it.
     pool: Arc<Pool>,
     entries: u16,
@@ -173,7 +172,7 @@ impl RecvBuffer for Region<'_> {
         // `shared_end` (lent out as messages) are never handed out mutably again.
         unsafe {
             std::slice::from_raw_parts_mut(
-                self.ring.bufs.as_ptr().add(self.start + start),
+                self.ring.pool.bufs.as_ptr().add(self.start + start),
                 self.len - start,
             )
         }
@@ -263,7 +262,6 @@ impl BufRing {
         let mut this = Self {
             ring: NonNull::new(ring.cast()).ok_or_else(|| io::Error::other("mmap gave null"))?,
             ring_bytes,
-            bufs,
             pool,
             entries,
             buf_size,
@@ -346,7 +344,8 @@ impl BufRing {
         // past the published tail, so the kernel is not reading it now.
         let entry = unsafe { &mut *self.ring.as_ptr().add(idx) };
         // SAFETY: `bid < entries`, so the offset stays inside the buffer mapping.
-        let addr = unsafe { self.bufs.as_ptr().add(usize::from(bid) * self.buf_size as usize) };
+        let addr =
+            unsafe { self.pool.bufs.as_ptr().add(usize::from(bid) * self.buf_size as usize) };
         entry.set_addr(addr as u64);
         entry.set_len(self.buf_size);
         entry.set_bid(bid);
