@@ -54,14 +54,20 @@ pub struct EngineConfig {
     /// io_uring submission queue entries of a worker's first ring (power of two). Default
     /// 4096. Further rings (see `direct_descriptors`) get a sixteenth, at least 128.
     pub ring_entries: u32,
-    /// Provided receive buffers per ring (power of two, at most 32768). Default 1024.
+    /// Provided receive buffers per ring (power of two, at most 32768). Default 256.
     ///
     /// Receive memory is at most this times [`EngineConfig::recv_buffer_size`] per ring,
     /// shared by all its connections: an idle connection holds none. Buffers go into
     /// circulation as the load needs them, and where the kernel consumes them
     /// incrementally many small messages share one buffer.
     pub recv_buffers: u32,
-    /// Size of each provided receive buffer. Default 16 KiB.
+    /// Size of each provided receive buffer. Default 64 KiB.
+    ///
+    /// Larger buffers mean fewer receive completions per message under load (one receive
+    /// takes up to a buffer's remaining bytes) and let whole messages up to nearly this
+    /// size be handed to the handler without a copy; with incremental consumption they
+    /// cost an idle connection nothing either way (docs/BENCHMARKS.md has the figures
+    /// against 16 KiB buffers).
     pub recv_buffer_size: u32,
     /// With io_uring, accept connections as direct descriptors (the ring's fixed-file
     /// table) rather than process file descriptors. Default `true`. Operations skip the
@@ -142,8 +148,8 @@ impl Default for EngineConfig {
             pin_cpus: true,
             backend: BackendChoice::Auto,
             ring_entries: 4096,
-            recv_buffers: 1024,
-            recv_buffer_size: 16 * 1024,
+            recv_buffers: 256,
+            recv_buffer_size: 64 * 1024,
             direct_descriptors: true,
             fixed_files_per_ring: None,
             busy_poll: None,

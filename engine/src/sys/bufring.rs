@@ -14,9 +14,9 @@
 //! Where the kernel has it (6.12), the ring is registered for incremental consumption
 //! (`IOU_PBUF_RING_INC`): a receive takes only the bytes it needs from the current
 //! buffer and the next one goes on from there, so a thousand 6-byte pongs fill part of
-//! one buffer instead of touching a thousand pages. Such a ring starts with at most 4
-//! buffers in circulation. Without it, the first ring circulates all its buffers from the
-//! start. A worker's further rings start with 4 either way.
+//! one buffer instead of touching a thousand pages. Such a ring starts with at most 64 KiB
+//! in circulation (one to four buffers). Without it, the first ring circulates all its
+//! buffers from the start and a worker's further rings start with 4.
 //!
 //! The kernel reads ring entries and writes into buffers it took from the ring; user
 //! space reads a buffer's bytes only between the completion that hands them over and the
@@ -37,8 +37,14 @@ use rustix::mm::{mmap_anonymous, munmap, MapFlags, ProtFlags};
 
 /// `IOU_PBUF_RING_INC` (linux/io_uring.h): buffers of the ring are consumed incrementally.
 const PBUF_RING_INC: u16 = 2;
-/// Most buffers in circulation at first with incremental consumption.
-const INCREMENTAL_INITIAL: u16 = 4;
+/// Most bytes in circulation at first with incremental consumption (at least one buffer,
+/// at most four).
+const INCREMENTAL_INITIAL_BYTES: u32 = 64 * 1024;
+
+/// Buffers in circulation at first with incremental consumption.
+fn incremental_initial(buf_size: u32) -> u16 {
+    (INCREMENTAL_INITIAL_BYTES / buf_size.max(1)).clamp(1, 4) as u16
+}
 
 pub(crate) struct BufRing {
     ring: NonNull<BufRingEntry>,
@@ -68,6 +74,8 @@ pub(crate) struct BufRing {
     messages_lent: u64,
     /// Set if the ring mapping must be leaked because the kernel may still use it.
     leak: bool,
+    /// A receive found no buffer free since the last `grow_if_short`.
+    short: bool,
 }
 
 /// Messages of at least this many bytes that arrive whole in one receive are lent out of
@@ -191,7 +199,11 @@ impl RecvBuffer for Region<'_> {
         if !ring.held[bid] {
             // Lent buffers are out of circulation: keep at least three quarters of those
             // in circulation receiving, however long the application keeps messages.
+            // At the cap the message is copied, and the circulation grows (once per batch,
+            // up to the pool) so that a load that keeps messages briefly, like an echo
+            // that sends them on, is lent to from then on.
             if ring.lent >= (ring.provided / 4).max(1) {
+                ring.short = true;
                 return None;
             }
             ring.held[bid] = true;
@@ -274,6 +286,7 @@ impl BufRing {
             lent: 0,
             messages_lent: 0,
             leak: false,
+            short: false,
         };
         // SAFETY: the ring mapping is page-aligned, `ring_bytes` long, and stays mapped
         // until `Drop`, which runs only after the ring is unregistered or the io_uring
@@ -293,7 +306,8 @@ impl BufRing {
         // Incrementally consumed buffers hold many receives each, and traffic streams
         // through every buffer in circulation (touching all its pages), so few circulate
         // at first; the pool grows when a receive finds none free.
-        let initial = if this.used.is_some() { initial.min(INCREMENTAL_INITIAL) } else { initial };
+        let initial =
+            if this.used.is_some() { initial.min(incremental_initial(buf_size)) } else { initial };
         this.grow_to(initial.clamp(1, entries));
         Ok(this)
     }
@@ -302,6 +316,20 @@ impl BufRing {
     /// ring's size. Whether there were any left to add.
     pub(crate) fn grow(&mut self) -> bool {
         self.grow_to(self.provided.saturating_mul(2).min(self.entries))
+    }
+
+    /// Notes that a receive found no buffer free (`ENOBUFS`).
+    pub(crate) fn note_short(&mut self) {
+        self.short = true;
+    }
+
+    /// Grows the circulation once if any receive found no buffer free since the last call.
+    /// Called once per batch of completions: a burst in which many receives find none
+    /// free at the same moment doubles the circulation once, not once per receive (which
+    /// would put the whole pool into circulation, and its pages into the resident set,
+    /// on the first burst).
+    pub(crate) fn grow_if_short(&mut self) -> bool {
+        std::mem::take(&mut self.short) && self.grow()
     }
 
     fn grow_to(&mut self, to: u16) -> bool {
@@ -456,7 +484,7 @@ mod tests {
     fn buffers_go_into_circulation_on_demand() {
         let Ok(ring) = io_uring::IoUring::new(8) else { return }; // no io_uring here
         let mut b = BufRing::new(&ring.submitter(), 256, 4096, 3, 64).unwrap();
-        let first = if b.incremental() { INCREMENTAL_INITIAL } else { 64 };
+        let first = if b.incremental() { incremental_initial(4096) } else { 64 };
         assert_eq!((b.provided(), b.tail), (first, first));
         let mut n = first;
         while n < 256 {
@@ -469,7 +497,24 @@ mod tests {
         let small = BufRing::new(&ring.submitter(), 2, 4096, 4, 64).unwrap();
         assert_eq!(small.provided(), 2);
         let all = BufRing::new(&ring.submitter(), 128, 4096, 5, 128).unwrap();
-        assert_eq!(all.provided(), if all.incremental() { INCREMENTAL_INITIAL } else { 128 });
+        assert_eq!(all.provided(), if all.incremental() { incremental_initial(4096) } else { 128 });
+        let large = BufRing::new(&ring.submitter(), 128, 65536, 6, 128).unwrap();
+        assert_eq!(large.provided(), if large.incremental() { 1 } else { 128 }, "64 KiB at first");
+    }
+
+    #[test]
+    fn a_burst_of_receives_without_buffers_grows_the_circulation_once() {
+        let Ok(ring) = io_uring::IoUring::new(8) else { return };
+        let mut b = BufRing::new(&ring.submitter(), 256, 4096, 3, 2).unwrap();
+        let first = b.provided();
+        assert!(!b.grow_if_short(), "no receive was short");
+        for _ in 0..100 {
+            b.note_short();
+        }
+        assert!(b.grow_if_short());
+        assert_eq!(b.provided(), first * 2, "doubled once for the whole burst");
+        assert!(!b.grow_if_short(), "nothing short since");
+        assert_eq!(b.provided(), first * 2);
     }
 
     #[test]
@@ -564,10 +609,29 @@ mod tests {
             b.release(bid, 4096, false);
         }
         assert_eq!((kept.len(), b.lent()), (4, 4));
+        assert!(!b.grow_if_short(), "all 16 already in circulation");
         let tail = b.tail;
         drop(kept);
         b.collect();
         assert_eq!((b.tail, b.lent()), (tail.wrapping_add(4), 0));
+    }
+
+    #[test]
+    fn lending_at_the_cap_grows_the_circulation() {
+        let Ok(ring) = io_uring::IoUring::new(8) else { return };
+        let mut b = BufRing::new(&ring.submitter(), 16, 16384, 11, 4).unwrap();
+        assert_eq!(b.provided(), 4);
+        let kept = received(&mut b, 0, 4096, 3).share(0..4096).expect("lent");
+        b.release(0, 4096, false);
+        assert!(!b.grow_if_short(), "below the cap");
+        let copied = received(&mut b, 1, 4096, 4).share(0..4096);
+        b.release(1, 4096, false);
+        assert!(copied.is_none(), "one of four buffers is lent: the cap");
+        assert!(b.grow_if_short());
+        assert_eq!(b.provided(), 8);
+        let lent = received(&mut b, 2, 4096, 5).share(0..4096);
+        assert!(lent.is_some(), "two of eight may be lent");
+        drop((kept, lent));
     }
 
     #[test]

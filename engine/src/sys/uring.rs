@@ -699,8 +699,8 @@ impl UringDriver {
                         0 => RecvEnd::Eof,
                         libc::ENOBUFS => {
                             // More receives at once than buffers in circulation: add some
-                            // (the worker re-arms this receive).
-                            self.rings[r].bufs.grow();
+                            // once this batch is handled (the worker re-arms this receive).
+                            self.rings[r].bufs.note_short();
                             RecvEnd::NoBuffers
                         }
                         libc::ECANCELED => RecvEnd::Cancelled,
@@ -760,6 +760,7 @@ impl UringDriver {
         cqes.clear();
         self.cqes = cqes;
         self.rings[r].bufs.collect();
+        self.rings[r].bufs.grow_if_short();
         self.rings[r].bufs.commit();
         n
     }

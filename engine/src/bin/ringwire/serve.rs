@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use ringwire::frame::Config as FrameConfig;
 use ringwire::gateway::PubSub;
-use ringwire::{BackendChoice, Backpressure, Echo, Engine, EngineBuilder};
+use ringwire::{BackendChoice, Backpressure, Echo, Engine, EngineBuilder, EngineConfig};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Mode {
@@ -76,10 +76,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 0)]
     pub busy_poll_us: u64,
     /// Provided receive buffers per ring (power of two).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = EngineConfig::default().recv_buffers)]
     pub recv_buffers: u32,
     /// Size of each receive buffer.
-    #[arg(long, default_value_t = 16 * 1024)]
+    #[arg(long, default_value_t = EngineConfig::default().recv_buffer_size)]
     pub recv_buffer_size: u32,
     /// With io_uring, use plain file descriptors instead of direct descriptors.
     #[arg(long)]
