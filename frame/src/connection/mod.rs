@@ -443,7 +443,7 @@ impl Connection {
             let mut h = [0u8; MAX_HEADER_LEN];
             let n = header.encode_into(&mut h).unwrap_or(0);
             let out = &mut bufs(&mut self.bufs).out;
-            out.buf.put_slice(&h[..n]);
+            out.room(n).put_slice(&h[..n]);
             out.push_header_and_payload(n, payload);
             return Ok(());
         }
@@ -467,11 +467,12 @@ impl Connection {
 
     fn encode_data(&mut self, opcode: OpCode, payload: &[u8]) {
         let out = &mut bufs(&mut self.bufs).out;
-        let before = out.buf.len();
+        let buf = out.room(payload.len() + MAX_HEADER_LEN);
+        let before = buf.len();
         let frag = self.config.fragment_size;
         let masks = self.masks.as_deref_mut().map(|m| &mut *m.0 as &mut dyn MaskSource);
-        encode_message(&mut out.buf, opcode, payload, frag, masks);
-        let n = out.buf.len() - before;
+        encode_message(buf, opcode, payload, frag, masks);
+        let n = buf.len() - before;
         out.wrote(n);
     }
 
@@ -494,9 +495,10 @@ impl Connection {
         }
         let mask = self.next_mask();
         let out = &mut bufs(&mut self.bufs).out;
-        let before = out.buf.len();
-        encode_frame(&mut out.buf, opcode, true, payload, mask);
-        let n = out.buf.len() - before;
+        let buf = out.room(payload.len() + MAX_HEADER_LEN);
+        let before = buf.len();
+        encode_frame(buf, opcode, true, payload, mask);
+        let n = buf.len() - before;
         out.wrote(n);
         Ok(())
     }
@@ -547,9 +549,10 @@ impl Connection {
         let b = bufs(&mut self.bufs);
         for p in std::mem::take(&mut b.pongs) {
             let mask = self.masks.as_mut().map(|m| m.0.next_mask());
-            let before = b.out.buf.len();
-            encode_frame(&mut b.out.buf, OpCode::Pong, true, &p, mask);
-            let n = b.out.buf.len() - before;
+            let buf = b.out.room(p.len() + MAX_HEADER_LEN);
+            let before = buf.len();
+            encode_frame(buf, OpCode::Pong, true, &p, mask);
+            let n = buf.len() - before;
             b.out.wrote(n);
         }
         let mut payload = Vec::with_capacity(125);
@@ -557,9 +560,10 @@ impl Connection {
             f.encode(&mut payload);
         }
         let mask = self.masks.as_mut().map(|m| m.0.next_mask());
-        let before = b.out.buf.len();
-        encode_frame(&mut b.out.buf, OpCode::Close, true, &payload, mask);
-        let n = b.out.buf.len() - before;
+        let buf = b.out.room(payload.len() + MAX_HEADER_LEN);
+        let before = buf.len();
+        encode_frame(buf, OpCode::Close, true, &payload, mask);
+        let n = buf.len() - before;
         b.out.wrote(n);
     }
 

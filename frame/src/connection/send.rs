@@ -8,6 +8,15 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
+/// Small frames are coalesced into allocations of at least this many bytes. A chunk handed
+/// out by [`SendQueue::pop`] keeps sharing its allocation with the rest of `buf`, so the
+/// frames that follow, on this connection or (through the thread's spare buffers) on the
+/// next one to get busy, are written into the same memory: a burst of small frames costs
+/// one allocation per `CHUNK` bytes instead of a reallocation per doubling of a buffer
+/// that started empty. A chunk still queued or in flight keeps its allocation alive, so
+/// this is also the most a chunk can pin beyond its own bytes.
+pub(crate) const CHUNK: usize = 4096;
+
 #[derive(Debug, Default)]
 pub(crate) struct SendQueue {
     /// Chunks ready to go; `.1` is true where a chunk starts a frame.
@@ -25,6 +34,14 @@ impl SendQueue {
         if self.chunks.capacity() > items {
             self.chunks = VecDeque::new();
         }
+    }
+
+    /// `buf`, with room for at least `n` more bytes (see [`CHUNK`]).
+    pub(crate) fn room(&mut self, n: usize) -> &mut BytesMut {
+        if self.buf.capacity() - self.buf.len() < n {
+            self.buf.reserve(n.max(CHUNK));
+        }
+        &mut self.buf
     }
 
     /// Call after appending whole frames to `buf`.
@@ -54,7 +71,7 @@ impl SendQueue {
 
     fn flush_buf(&mut self) {
         if !self.buf.is_empty() {
-            self.chunks.push_back((std::mem::take(&mut self.buf).freeze(), true));
+            self.chunks.push_back((self.buf.split().freeze(), true));
         }
     }
 
@@ -66,8 +83,9 @@ impl SendQueue {
     pub(crate) fn pop(&mut self) -> Option<Bytes> {
         let chunk = match self.chunks.pop_front() {
             Some((c, _)) => c,
-            // `take` leaves an empty buffer with no allocation: an idle connection holds none.
-            None if !self.buf.is_empty() => std::mem::take(&mut self.buf).freeze(),
+            // The rest of the allocation stays in `buf` for the next frames (see `CHUNK`);
+            // an idle connection's buffers go to the thread's spares, not with it.
+            None if !self.buf.is_empty() => self.buf.split().freeze(),
             None => return None,
         };
         self.len -= chunk.len();
