@@ -71,7 +71,20 @@ impl SendQueue {
 
     fn flush_buf(&mut self) {
         if !self.buf.is_empty() {
-            self.chunks.push_back((self.buf.split().freeze(), true));
+            let chunk = self.take_buf();
+            self.chunks.push_back((chunk, true));
+        }
+    }
+
+    /// The frames written to `buf`, as one chunk. The rest of a `CHUNK`-sized allocation
+    /// stays in `buf` for the next frames; a larger one (a large frame) goes with the
+    /// chunk, so that an idle connection's spare buffers never hold a large allocation
+    /// alive through a small remainder.
+    fn take_buf(&mut self) -> Bytes {
+        if self.buf.capacity() > CHUNK {
+            std::mem::take(&mut self.buf).freeze()
+        } else {
+            self.buf.split().freeze()
         }
     }
 
@@ -83,9 +96,7 @@ impl SendQueue {
     pub(crate) fn pop(&mut self) -> Option<Bytes> {
         let chunk = match self.chunks.pop_front() {
             Some((c, _)) => c,
-            // The rest of the allocation stays in `buf` for the next frames (see `CHUNK`);
-            // an idle connection's buffers go to the thread's spares, not with it.
-            None if !self.buf.is_empty() => self.buf.split().freeze(),
+            None if !self.buf.is_empty() => self.take_buf(),
             None => return None,
         };
         self.len -= chunk.len();
