@@ -55,7 +55,9 @@ pub mod utf8;
 pub use bytes::Bytes;
 pub use close::{CloseCode, CloseFrame};
 pub use config::Config;
-pub use connection::{CloseCause, Closed, Connection, Event, Pong, RecvBuffer, Role};
+pub use connection::{
+    CloseCause, Closed, Connection, Event, Pong, RecvBuffer, Role, PING_PAYLOAD_LEN,
+};
 pub use encode::{
     encode_frame, encode_message, encode_shared, FixedMask, MaskSource, XorShiftMask,
 };

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use checks::TestBuffer;
 use ringwire_frame::{
     encode_frame, encode_shared, CloseCause, CloseCode, Closed, Config, Connection, Event,
-    FixedMask, FrameHeader, Message, OpCode, ProtocolError, SendError,
+    FixedMask, FrameHeader, Message, OpCode, ProtocolError, SendError, PING_PAYLOAD_LEN,
 };
 
 const KEY: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
@@ -186,10 +186,12 @@ fn pong_reports_rtt_of_tracked_ping() {
     let mut c = client(Config::default(), t0);
     let seq = c.send_ping(t0).unwrap();
     let sent = sent_frames(&mut c);
-    assert_eq!(sent, [(OpCode::Ping, seq.to_be_bytes().to_vec())]);
+    let [(OpCode::Ping, payload)] = sent.as_slice() else { panic!("{sent:?}") };
+    assert_eq!(payload.len(), PING_PAYLOAD_LEN);
+    assert_eq!(payload[..4], seq.to_be_bytes());
     // The server answers (unmasked, as a server does).
     let mut pong = Vec::new();
-    encode_frame(&mut pong, OpCode::Pong, true, &seq.to_be_bytes(), None);
+    encode_frame(&mut pong, OpCode::Pong, true, payload, None);
     c.handle_bytes(t0 + Duration::from_micros(250), &pong);
     match events(&mut c).as_slice() {
         [Event::Pong(p)] => assert_eq!(p.rtt, Some(Duration::from_micros(250))),
@@ -201,6 +203,54 @@ fn pong_reports_rtt_of_tracked_ping() {
         [Event::Pong(p)] => assert_eq!(p.rtt, None),
         other => panic!("{other:?}"),
     }
+}
+
+/// The pong for `payload`, as a server sends it.
+fn pong_frame(payload: &[u8]) -> Vec<u8> {
+    let mut pong = Vec::new();
+    encode_frame(&mut pong, OpCode::Pong, true, payload, None);
+    pong
+}
+
+/// Feeds the pong for `payload` and returns the RTT it reported.
+fn pong_rtt(c: &mut Connection, now: Instant, payload: &[u8]) -> Option<Duration> {
+    c.handle_bytes(now, &pong_frame(payload));
+    match events(c).as_slice() {
+        [Event::Pong(p)] => p.rtt,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn late_pongs_still_report_rtt_and_forged_ones_none() {
+    let ms = Duration::from_millis;
+    let t0 = Instant::now();
+    let mut c = client(Config::default(), t0);
+    // Three pings 1 ms apart; the peer answers the first only after the third is out.
+    let mut payloads = Vec::new();
+    for i in 0..3 {
+        c.send_ping(t0 + ms(i)).unwrap();
+        payloads.push(sent_frames(&mut c).remove(0).1);
+    }
+    let t = t0 + ms(10);
+    assert_eq!(pong_rtt(&mut c, t, &payloads[0]), Some(ms(10)));
+    // The third's pong before the second's: measured, and the second is then older than
+    // the last ping measured.
+    assert_eq!(pong_rtt(&mut c, t + ms(1), &payloads[2]), Some(ms(9)));
+    assert_eq!(pong_rtt(&mut c, t + ms(2), &payloads[1]), None);
+    assert_eq!(pong_rtt(&mut c, t + ms(2), &payloads[2]), None, "measured already");
+    // Forged: a sequence number not sent yet, a send time in the future, a short payload.
+    c.send_ping(t + ms(3)).unwrap();
+    let real = sent_frames(&mut c).remove(0).1;
+    let mut ahead = real.clone();
+    ahead[..4].copy_from_slice(&5u32.to_be_bytes());
+    assert_eq!(pong_rtt(&mut c, t + ms(4), &ahead), None);
+    let mut future = real.clone();
+    future[4..].copy_from_slice(&u64::MAX.to_be_bytes());
+    assert_eq!(pong_rtt(&mut c, t + ms(4), &future), None);
+    assert_eq!(pong_rtt(&mut c, t + ms(4), &real[..8]), None);
+    // None of them counted: the real pong is still measured.
+    assert_eq!(pong_rtt(&mut c, t + ms(5), &real), Some(ms(2)));
 }
 
 #[test]

@@ -50,9 +50,10 @@ fn multishot_then_one_at_a_time(rt: &tokio::runtime::Runtime) {
 /// Heartbeats on every ring: 40 connections over 5+ rings, each one's pings answered with
 /// an RTT measured. Each client keeps reading for two ping intervals per round, so it
 /// answers a ping as soon as it arrives. (A client left unpolled between rounds answers
-/// late: its pong then arrives after the server's next ping and carries no RTT, since only
-/// the latest ping is tracked; a connection could fall into that rhythm for good, which
-/// made this test fail one run in five.)
+/// late, after the server's next ping. Until pings carried their send time such a pong
+/// reported no RTT, and a connection could fall into that rhythm for good, which made
+/// this test fail one run in five; now a late pong is measured too, see
+/// `late_pongs_still_report_rtt_and_forged_ones_none` in frame/tests/connection.rs.)
 fn heartbeats_on_every_ring(rt: &tokio::runtime::Runtime) {
     let heartbeat = ringwire::frame::Config::default().ping_interval(Some(PING));
     let (server, rx) = start_probe(

@@ -263,12 +263,15 @@ fn rw_ping_reaches_tungstenite_and_its_pong_comes_back() {
         // A tracked ping reports its round-trip time on the virtual clock.
         let seq = p.rw.send_ping(p.now).unwrap();
         p.rw_flush();
-        assert_eq!(p.ts_read_all(), [TsMessage::Ping(Bytes::copy_from_slice(&seq.to_be_bytes()))]);
+        let got = p.ts_read_all();
+        let [TsMessage::Ping(payload)] = got.as_slice() else { panic!("{role:?}: {got:?}") };
+        assert_eq!(payload[..4], seq.to_be_bytes(), "sequence number, then send time");
+        let payload = payload.clone();
         p.ts.flush().unwrap();
         let ev = p.rw_receive();
         match &ev[..] {
             [Event::Pong(pong)] => {
-                assert_eq!(&pong.payload[..], &seq.to_be_bytes());
+                assert_eq!(pong.payload, payload);
                 assert_eq!(pong.rtt, Some(Duration::from_millis(1)));
             }
             other => panic!("{role:?}: expected one pong, got {other:?}"),

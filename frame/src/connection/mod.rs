@@ -49,6 +49,9 @@ pub enum Event {
     Closed(Closed),
 }
 
+/// Length of the payload of a ping sent with [`Connection::send_ping`].
+pub const PING_PAYLOAD_LEN: usize = 12;
+
 /// A received pong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pong {
@@ -244,12 +247,13 @@ pub struct Connection {
     bufs: Option<Box<Buffers>>,
     timers: TimerTable,
     /// The sequence number of the last ping sent with [`Connection::send_ping`]. It and
-    /// `ping_sent` live here rather than in the buffers, so that an idle connection
-    /// waiting for a heartbeat pong holds no allocation.
+    /// `pong_seq` live here rather than in the buffers, so that an idle connection
+    /// waiting for a heartbeat pong holds no allocation. The send time travels in the
+    /// ping's payload, so no instant is kept.
     ping_seq: u32,
-    /// When that ping was sent, as an offset from the timers' epoch (`u64::MAX`: its pong
-    /// arrived or none was sent).
-    ping_sent: u64,
+    /// The sequence number of the last ping whose pong reported an RTT: a pong for it or
+    /// for an earlier ping reports none.
+    pong_seq: u32,
 }
 
 impl std::fmt::Debug for Connection {
@@ -287,7 +291,7 @@ impl Connection {
             bufs: None,
             timers: TimerTable::new(),
             ping_seq: 0,
-            ping_sent: u64::MAX,
+            pong_seq: 0,
         };
         c.note_activity(now);
         c
@@ -504,14 +508,22 @@ impl Connection {
     }
 
     /// Sends a ping whose pong will report its round-trip time; returns its sequence
-    /// number (the 8-byte big-endian payload). Only the latest such ping is tracked: a
-    /// pong for an earlier one reports no RTT.
-    pub fn send_ping(&mut self, now: Instant) -> Result<u64, SendError> {
+    /// number.
+    ///
+    /// The payload is [`PING_PAYLOAD_LEN`] bytes: the sequence number (4 bytes) and the
+    /// send time (8 bytes, nanoseconds from a process-wide epoch), both big-endian. A pong
+    /// echoing it reports the RTT if it answers a ping newer than the last one measured,
+    /// so a pong that arrives after further pings were sent (a slow peer) is still
+    /// measured. The peer only echoes the payload: it can make its own RTT look longer or
+    /// shorter, as it could by answering late or early, but a send time from the future
+    /// or a sequence number not yet sent reports none.
+    pub fn send_ping(&mut self, now: Instant) -> Result<u32, SendError> {
         let seq = self.ping_seq.wrapping_add(1);
+        let mut payload = [0u8; PING_PAYLOAD_LEN];
+        payload[..4].copy_from_slice(&seq.to_be_bytes());
+        payload[4..].copy_from_slice(&timer::offset(now).to_be_bytes());
+        self.send_control(OpCode::Ping, &payload)?;
         self.ping_seq = seq;
-        let seq = u64::from(seq);
-        self.send_control(OpCode::Ping, &seq.to_be_bytes())?;
-        self.ping_sent = timer::offset(now);
         Ok(seq)
     }
 

@@ -436,17 +436,24 @@ impl Connection {
         Ok(())
     }
 
-    /// RTT of a pong answering the latest ping sent with `send_ping`.
+    /// RTT of a pong answering a ping sent with `send_ping` that is newer than the last
+    /// one measured (see `send_ping` for the payload).
     fn match_pong(&mut self, payload: &[u8], now: Instant) -> Option<std::time::Duration> {
-        let seq = u64::from_be_bytes(payload.try_into().ok()?);
-        if seq != u64::from(self.ping_seq) {
+        let payload: &[u8; super::PING_PAYLOAD_LEN] = payload.try_into().ok()?;
+        let (seq, sent) = payload.split_at(4);
+        let seq = u32::from_be_bytes(seq.try_into().ok()?);
+        let sent = u64::from_be_bytes(sent.try_into().ok()?);
+        // Pings `pong_seq + 1 ..= ping_seq` are awaiting their pongs.
+        let ahead = seq.wrapping_sub(self.pong_seq);
+        if ahead == 0 || ahead > self.ping_seq.wrapping_sub(self.pong_seq) {
             return None;
         }
-        let sent = std::mem::replace(&mut self.ping_sent, u64::MAX);
-        if sent == u64::MAX {
+        let now = super::timer::offset(now);
+        if sent > now {
             return None;
         }
-        Some(now.saturating_duration_since(super::timer::instant(sent)))
+        self.pong_seq = seq;
+        Some(std::time::Duration::from_nanos(now - sent))
     }
 
     /// The peer's close frame arrived (§5.5.1, §7.1.3).
