@@ -67,7 +67,10 @@ pub struct EngineConfig {
     /// takes up to a buffer's remaining bytes) and let whole messages up to nearly this
     /// size be handed to the handler without a copy; with incremental consumption they
     /// cost an idle connection nothing either way (docs/BENCHMARKS.md has the figures
-    /// against 16 KiB buffers).
+    /// against 16 KiB buffers). Where the kernel lacks incremental consumption (before
+    /// 6.12) every receive takes a whole buffer however few bytes it brings, so there the
+    /// pool's bytes are cut into buffers of at most 16 KiB (256 x 64 KiB becomes 1024 x
+    /// 16 KiB): many connections receiving at once need many buffers.
     pub recv_buffer_size: u32,
     /// With io_uring, accept connections as direct descriptors (the ring's fixed-file
     /// table) rather than process file descriptors. Default `true`. Operations skip the

@@ -221,9 +221,56 @@ impl RecvBuffer for Region<'_> {
     }
 }
 
+/// Largest buffer of a ring without incremental consumption. There every receive takes a
+/// whole buffer, however few bytes it brings, so the pool is cut into more, smaller
+/// buffers (the same bytes in all): a thousand connections receiving at once then need a
+/// thousand buffers, not a thousand times the configured size.
+const WHOLE_BUFFER_MAX: u32 = 16 * 1024;
+
+/// The ring's buffers without incremental consumption: `buf_size` halved (and `entries`
+/// doubled) while it is above [`WHOLE_BUFFER_MAX`] and the ring has room for more entries.
+fn whole_buffer_geometry(mut entries: u16, mut buf_size: u32) -> (u16, u32) {
+    while buf_size > WHOLE_BUFFER_MAX && buf_size % 2 == 0 && entries <= 16384 {
+        buf_size /= 2;
+        entries *= 2;
+    }
+    (entries, buf_size)
+}
+
+/// Whether the kernel consumes provided buffers incrementally (`IOU_PBUF_RING_INC`,
+/// 6.12): registers a one-entry ring as group `bgid` with the flag and unregisters it.
+fn kernel_has_incremental(submitter: &Submitter<'_>, bgid: u16) -> bool {
+    let bytes = std::mem::size_of::<BufRingEntry>();
+    // SAFETY: a fresh private anonymous mapping at an address of the kernel's choice
+    // aliases nothing; the length is non-zero.
+    let Ok(ring) = (unsafe {
+        mmap_anonymous(
+            std::ptr::null_mut(),
+            bytes,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE,
+        )
+    }) else {
+        return false;
+    };
+    // SAFETY: the mapping is page-aligned and holds one entry; it is unregistered below,
+    // before it is unmapped, and no receive selects from group `bgid` meanwhile (the
+    // ring that will use the group is created after this returns).
+    let ok = unsafe { submitter.register_buf_ring_with_flags(ring as u64, 1, bgid, PBUF_RING_INC) }
+        .is_ok();
+    if ok {
+        let _ = submitter.unregister_buf_ring(bgid);
+    }
+    // SAFETY: mapped above with this length; the kernel no longer refers to it.
+    let _ = unsafe { munmap(ring, bytes) };
+    ok
+}
+
 impl BufRing {
     /// Maps and registers a ring of `entries` buffers of `buf_size` bytes as group `bgid`,
-    /// with the first `initial` of them available to the kernel (see `grow`).
+    /// with the first `initial` of them available to the kernel (see `grow`). Where the
+    /// kernel cannot consume buffers incrementally, buffers above 16 KiB are cut into
+    /// more, smaller ones (see [`whole_buffer_geometry`]).
     pub(crate) fn new(
         submitter: &Submitter<'_>,
         entries: u16,
@@ -231,7 +278,26 @@ impl BufRing {
         bgid: u16,
         initial: u16,
     ) -> io::Result<Self> {
+        let incremental = kernel_has_incremental(submitter, bgid);
+        Self::with_mode(submitter, entries, buf_size, bgid, initial, incremental)
+    }
+
+    /// [`BufRing::new`] with the choice of incremental consumption made by the caller
+    /// (`false` also where the kernel has it: what older kernels get, for tests).
+    fn with_mode(
+        submitter: &Submitter<'_>,
+        entries: u16,
+        buf_size: u32,
+        bgid: u16,
+        initial: u16,
+        incremental: bool,
+    ) -> io::Result<Self> {
         assert!(entries.is_power_of_two(), "validated by EngineConfig");
+        let (entries, buf_size) = if incremental {
+            (entries, buf_size)
+        } else {
+            whole_buffer_geometry(entries, buf_size)
+        };
         let ring_bytes = usize::from(entries) * std::mem::size_of::<BufRingEntry>();
         let bufs_bytes = usize::from(entries) * buf_size as usize;
         // SAFETY: a fresh private anonymous mapping at an address of the kernel's choice
@@ -294,10 +360,12 @@ impl BufRing {
         // Incremental consumption where the kernel has it (6.12): many small receives
         // (pongs, chat messages) then share one buffer instead of touching a page each.
         let addr = this.ring.as_ptr() as u64;
-        // SAFETY: as above.
-        if unsafe { submitter.register_buf_ring_with_flags(addr, entries, bgid, PBUF_RING_INC) }
-            .is_ok()
-        {
+        let registered_incremental = incremental && {
+            // SAFETY: as above.
+            unsafe { submitter.register_buf_ring_with_flags(addr, entries, bgid, PBUF_RING_INC) }
+                .is_ok()
+        };
+        if registered_incremental {
             this.used = Some(vec![0; usize::from(entries)]);
         } else {
             // SAFETY: as above.
@@ -500,6 +568,30 @@ mod tests {
         assert_eq!(all.provided(), if all.incremental() { incremental_initial(4096) } else { 128 });
         let large = BufRing::new(&ring.submitter(), 128, 65536, 6, 128).unwrap();
         assert_eq!(large.provided(), if large.incremental() { 1 } else { 128 }, "64 KiB at first");
+    }
+
+    #[test]
+    fn without_incremental_consumption_buffers_are_cut_to_16_kib() {
+        assert_eq!(whole_buffer_geometry(256, 65536), (1024, 16384));
+        assert_eq!(whole_buffer_geometry(1024, 16384), (1024, 16384));
+        assert_eq!(whole_buffer_geometry(16384, 65536), (32768, 32768), "at most 32768");
+        assert_eq!(whole_buffer_geometry(8, 3 * 65536), (128, 12288));
+        assert_eq!(whole_buffer_geometry(8, 17_001), (8, 17_001), "an odd size stays");
+        let Ok(ring) = io_uring::IoUring::new(8) else { return };
+        let mut b = BufRing::with_mode(&ring.submitter(), 256, 65536, 12, 4, false).unwrap();
+        assert!(!b.incremental());
+        assert_eq!((b.entries, b.buf_size, b.provided()), (1024, 16384, 4));
+        while b.grow() {}
+        assert_eq!(b.provided(), 1024);
+        // The last buffer lies at the end of the same 16 MiB.
+        let mut r = received(&mut b, 1023, 16384, 9);
+        assert_eq!(r.bytes_from(0).len(), 16384);
+        b.release(1023, 16384, false);
+        if kernel_has_incremental(&ring.submitter(), 13) {
+            let b = BufRing::new(&ring.submitter(), 256, 65536, 13, 4).unwrap();
+            assert!(b.incremental());
+            assert_eq!((b.entries, b.buf_size), (256, 65536));
+        }
     }
 
     #[test]
