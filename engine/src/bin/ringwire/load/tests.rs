@@ -32,7 +32,9 @@ fn tiny_echo_run() {
         assert_eq!(r.opened, 10, "{r}");
         assert!(r.messages > 100, "{r}");
         assert_eq!(r.errors.total(), 0, "{r}");
-        assert_eq!(r.unanswered, 0, "{r}");
+        // The server's counts say which side lost track of a message (seen once in CI
+        // on 2026-11-26, 16 unanswered, not reproduced in 55 local runs).
+        assert_eq!(r.unanswered, 0, "{r}\nserver: {:?}", server.stats());
         assert!(!r.failed(), "{r}");
         assert!(r.latency.p50 > 0 && r.latency.p50 <= r.latency.p99, "{r}");
         assert!(r.cpu.server.is_some_and(|c| c.cpu_ns > 0), "{r}");
