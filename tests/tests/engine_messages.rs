@@ -337,7 +337,59 @@ fn kept_messages_stay_intact(backend: BackendChoice) {
     server.shutdown().unwrap();
 }
 
+/// Subscribes every connection to "t"; each message is a script of publishes to "t"
+/// (`p:NAME`) and direct sends (`s:NAME`), run in one handler call.
+struct Interleaver;
+
+impl ringwire::Handler for Interleaver {
+    fn on_open(
+        &mut self,
+        cx: &mut ringwire::Ctx<'_>,
+        _req: &ringwire::frame::handshake::Request,
+    ) -> ringwire::Upgrade {
+        cx.subscribe("t");
+        ringwire::Upgrade::Accept
+    }
+
+    fn on_message(&mut self, cx: &mut ringwire::Ctx<'_>, msg: Message) {
+        let script = String::from_utf8(msg.as_bytes().to_vec()).unwrap();
+        for step in script.split(' ') {
+            match step.split_once(':') {
+                Some(("p", name)) => cx.publish("t", &Message::text(name.to_owned())),
+                Some(("s", name)) => cx.send_text(name).unwrap(),
+                _ => panic!("bad step {step}"),
+            }
+        }
+    }
+}
+
+/// A published frame goes to an idle connection straight from the shared bytes (not
+/// through the protocol core); whatever is sent around it, in the same handler call or
+/// not, arrives in the order it was sent.
+fn published_and_sent_keep_their_order(backend: BackendChoice) {
+    let server =
+        builder(backend).workers(1).start(|_| Interleaver).expect("engine starts").guarded();
+    let mut c = RawClient::open(server.local_addr());
+    let scripts: [&[&str]; 4] = [
+        &["p:one", "s:two"],
+        &["s:three", "p:four"],
+        &["p:five", "p:six", "s:seven", "p:eight"],
+        &["p:nine"],
+    ];
+    for script in scripts {
+        c.send(true, OP_TEXT, script.join(" ").as_bytes());
+        for step in script {
+            let want = &step[2..];
+            let got = c.expect_data();
+            assert_eq!(String::from_utf8_lossy(&got.payload), want, "script {script:?}");
+        }
+    }
+    c.close_handshake(1000);
+    server.shutdown().unwrap();
+}
+
 both_backends! {
+    published_and_sent_keep_their_order => published_and_sent_keep_their_order_io_uring, published_and_sent_keep_their_order_epoll;
     kept_messages_stay_intact => kept_messages_stay_intact_io_uring, kept_messages_stay_intact_epoll;
     upgrade_edge_cases => upgrade_edge_cases_io_uring, upgrade_edge_cases_epoll;
     server_fragments_large_messages => server_fragments_large_messages_io_uring, server_fragments_large_messages_epoll;
