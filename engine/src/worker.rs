@@ -267,31 +267,32 @@ impl Core {
         }
         let Some(c) = self.conns.get_mut(key) else { return Err(SendError::Closed) };
         let backlog_empty = c.backlog_is_empty();
-        let idle = matches!(out, Outgoing::Frame(_))
+        // A shared frame (fan-out) to a server connection with nothing queued and nothing
+        // in flight goes to the socket as it is: the protocol core and its buffers are not
+        // involved (no allocation per subscriber, and the frame is not queued twice).
+        // Anything sent after it waits for its completion (`inflight`), so order holds.
+        let direct = matches!(out, Outgoing::Frame(_))
             && backlog_empty
             && c.inflight.is_none()
             && c.unsent_is_empty()
             && !c.closing();
         let Phase::Open(ws) = &mut c.phase else { return Err(SendError::Closed) };
-        if let Outgoing::Frame(frame) = &out {
-            // A shared frame (fan-out) to a server connection with nothing queued and
-            // nothing in flight goes to the socket as it is: the protocol core and its
-            // buffers are not involved (one allocation less per subscriber, and the
-            // frame is not queued twice). Anything sent after it waits for its
-            // completion (`inflight`), so order holds.
-            if idle
-                && !ws.has_transmit()
-                && ws.role() == ringwire_frame::Role::Server
-                && !frame.is_empty()
+        let out = match out {
+            Outgoing::Frame(frame)
+                if direct
+                    && !frame.is_empty()
+                    && !ws.has_transmit()
+                    && ws.role() == ringwire_frame::Role::Server =>
             {
                 c.inflight = std::num::NonZeroU32::new(frame.len().min(u32::MAX as usize) as u32);
                 let mut chunks = self.vec_pool.pop().unwrap_or_default();
-                chunks.push(frame.clone());
+                chunks.push(frame);
                 self.ops.push(Op::Send(key, chunks));
                 WorkerStats::add(&self.stats.messages_out, 1);
                 return Ok(());
             }
-        }
+            other => other,
+        };
         if backlog_empty && ws.queued_bytes() < CORE_HIGH_WATER {
             let r = match out {
                 Outgoing::Msg(m) => ws.send(m),
