@@ -382,7 +382,7 @@ impl BufRing {
 
     /// Hands more buffers to the kernel: as many again as are in circulation, up to the
     /// ring's size. Whether there were any left to add.
-    pub(crate) fn grow(&mut self) -> bool {
+    fn grow(&mut self) -> bool {
         self.grow_to(self.provided.saturating_mul(2).min(self.entries))
     }
 

@@ -470,14 +470,11 @@ impl Connection {
     }
 
     fn encode_data(&mut self, opcode: OpCode, payload: &[u8]) {
-        let out = &mut bufs(&mut self.bufs).out;
-        let buf = out.room(payload.len() + MAX_HEADER_LEN);
-        let before = buf.len();
         let frag = self.config.fragment_size;
         let masks = self.masks.as_deref_mut().map(|m| &mut *m.0 as &mut dyn MaskSource);
-        encode_message(buf, opcode, payload, frag, masks);
-        let n = buf.len() - before;
-        out.wrote(n);
+        bufs(&mut self.bufs).out.write_frames(payload.len() + MAX_HEADER_LEN, |buf| {
+            encode_message(buf, opcode, payload, frag, masks)
+        });
     }
 
     /// Queues a frame encoded once for many server connections (see
@@ -498,12 +495,9 @@ impl Connection {
             return Err(SendError::ControlTooLong(payload.len()));
         }
         let mask = self.next_mask();
-        let out = &mut bufs(&mut self.bufs).out;
-        let buf = out.room(payload.len() + MAX_HEADER_LEN);
-        let before = buf.len();
-        encode_frame(buf, opcode, true, payload, mask);
-        let n = buf.len() - before;
-        out.wrote(n);
+        bufs(&mut self.bufs).out.write_frames(payload.len() + MAX_HEADER_LEN, |buf| {
+            encode_frame(buf, opcode, true, payload, mask)
+        });
         Ok(())
     }
 
@@ -561,22 +555,18 @@ impl Connection {
         let b = bufs(&mut self.bufs);
         for p in std::mem::take(&mut b.pongs) {
             let mask = self.masks.as_mut().map(|m| m.0.next_mask());
-            let buf = b.out.room(p.len() + MAX_HEADER_LEN);
-            let before = buf.len();
-            encode_frame(buf, OpCode::Pong, true, &p, mask);
-            let n = buf.len() - before;
-            b.out.wrote(n);
+            b.out.write_frames(p.len() + MAX_HEADER_LEN, |buf| {
+                encode_frame(buf, OpCode::Pong, true, &p, mask)
+            });
         }
         let mut payload = Vec::with_capacity(125);
         if let Some(f) = &frame {
             f.encode(&mut payload);
         }
         let mask = self.masks.as_mut().map(|m| m.0.next_mask());
-        let buf = b.out.room(payload.len() + MAX_HEADER_LEN);
-        let before = buf.len();
-        encode_frame(buf, OpCode::Close, true, &payload, mask);
-        let n = buf.len() - before;
-        b.out.wrote(n);
+        b.out.write_frames(payload.len() + MAX_HEADER_LEN, |buf| {
+            encode_frame(buf, OpCode::Close, true, &payload, mask)
+        });
     }
 
     /// Ends the connection: state, timers and buffers are released, `Closed` reported.

@@ -44,9 +44,14 @@ impl SendQueue {
         &mut self.buf
     }
 
-    /// Call after appending whole frames to `buf`.
-    pub(crate) fn wrote(&mut self, n: usize) {
-        self.len += n;
+    /// Appends whole frames with `encode`, which writes at most about `n` bytes into the
+    /// buffer it is given (room for `n` is made first; more only grows it).
+    pub(crate) fn write_frames(&mut self, n: usize, encode: impl FnOnce(&mut BytesMut)) {
+        let buf = self.room(n);
+        let before = buf.len();
+        encode(buf);
+        let written = buf.len() - before;
+        self.len += written;
     }
 
     /// Queues a frame header already in `buf` followed by a payload chunk, without copying
