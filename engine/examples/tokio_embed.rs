@@ -24,7 +24,8 @@ impl Handler for Forward {
     fn on_message(&mut self, cx: &mut Ctx<'_>, msg: Message) {
         // An unbounded tokio sender never blocks the worker; the app side applies its own
         // backpressure. Subscribe everyone to the ticker.
-        cx.subscribe("ticks");
+        // One topic, well within the per-connection limit: a refusal cannot happen here.
+        let _ = cx.subscribe("ticks");
         let _ = self.to_app.send((cx.handle(), msg));
     }
 }

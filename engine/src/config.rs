@@ -54,14 +54,15 @@ pub struct EngineConfig {
     /// io_uring submission queue entries of a worker's first ring (power of two). Default
     /// 4096. Further rings (see `direct_descriptors`) get a sixteenth, at least 128.
     pub ring_entries: u32,
-    /// Provided receive buffers per ring (power of two, at most 32768). Default 256.
+    /// io_uring only: provided receive buffers per ring (power of two, at most 32768).
+    /// Default 256.
     ///
     /// Receive memory is at most this times [`EngineConfig::recv_buffer_size`] per ring,
     /// shared by all its connections: an idle connection holds none. Buffers go into
     /// circulation as the load needs them, and where the kernel consumes them
     /// incrementally many small messages share one buffer.
     pub recv_buffers: u32,
-    /// Size of each provided receive buffer. Default 64 KiB.
+    /// io_uring only: size of each provided receive buffer. Default 64 KiB.
     ///
     /// Larger buffers mean fewer receive completions per message under load (one receive
     /// takes up to a buffer's remaining bytes) and let whole messages up to nearly this
@@ -72,6 +73,10 @@ pub struct EngineConfig {
     /// pool's bytes are cut into buffers of at most 16 KiB (256 x 64 KiB becomes 1024 x
     /// 16 KiB): many connections receiving at once need many buffers.
     pub recv_buffer_size: u32,
+    /// The epoll backend's read size: each worker reads into one buffer of this size
+    /// and hands the bytes to the protocol core (which copies what it keeps). Default
+    /// 64 KiB. (io_uring receives into the provided buffers above instead.)
+    pub epoll_read_size: usize,
     /// With io_uring, accept connections as direct descriptors (the ring's fixed-file
     /// table) rather than process file descriptors. Default `true`. Operations skip the
     /// fd-table lookup and connections do not count against RLIMIT_NOFILE; the table is
@@ -102,7 +107,10 @@ pub struct EngineConfig {
     /// (`ping_interval`, `pong_timeout`, `idle_timeout`, `max_frame_size`, ...).
     pub frame: FrameConfig,
     /// Most bytes queued for sending on one connection before [`Backpressure`] applies.
-    /// Default 4 MiB.
+    /// Default 4 MiB. A message that finds the queue empty is accepted whatever its
+    /// size, so a message up to the frame limits (`frame.max_message_size`) can always
+    /// be sent to a connection that keeps up; a queue never holds more than this or one
+    /// message, whichever is larger.
     pub max_queued_bytes: usize,
     /// What to do with a slow consumer. Default [`Backpressure::Close`].
     pub backpressure: Backpressure,
@@ -117,6 +125,13 @@ pub struct EngineConfig {
     pub shutdown_timeout: Duration,
     /// TCP keepalive idle time on accepted sockets (`None`: off). Default 60 s.
     pub tcp_keepalive: Option<Duration>,
+    /// Most topics one connection may be subscribed to. Default 64. Each subscription
+    /// costs memory on the worker (the name, a set entry, about 1 KiB with a long name),
+    /// and a peer that chooses topic names (a pub/sub gateway) could otherwise grow it
+    /// without end; `Ctx::subscribe` past the limit fails with `SendError::TooManyTopics`.
+    pub max_topics_per_connection: usize,
+    /// Longest topic name, in bytes. Default 256. Refused with `SendError::TopicTooLong`.
+    pub max_topic_len: usize,
     /// Optional origin check; a rejected upgrade gets 403.
     pub origin_check: Option<OriginCheck>,
 }
@@ -131,6 +146,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("ring_entries", &self.ring_entries)
             .field("recv_buffers", &self.recv_buffers)
             .field("recv_buffer_size", &self.recv_buffer_size)
+            .field("epoll_read_size", &self.epoll_read_size)
             .field("direct_descriptors", &self.direct_descriptors)
             .field("fixed_files_per_ring", &self.fixed_files_per_ring)
             .field("busy_poll", &self.busy_poll)
@@ -153,6 +169,7 @@ impl Default for EngineConfig {
             ring_entries: 4096,
             recv_buffers: 256,
             recv_buffer_size: 64 * 1024,
+            epoll_read_size: 64 * 1024,
             direct_descriptors: true,
             fixed_files_per_ring: None,
             busy_poll: None,
@@ -166,6 +183,8 @@ impl Default for EngineConfig {
             command_queue: 65_536,
             shutdown_timeout: Duration::from_secs(3),
             tcp_keepalive: Some(Duration::from_secs(60)),
+            max_topics_per_connection: 64,
+            max_topic_len: 256,
             origin_check: None,
         }
     }
@@ -199,6 +218,9 @@ impl EngineConfig {
         }
         if !(512..=(1 << 20)).contains(&self.recv_buffer_size) {
             return err("recv_buffer_size must be in 512..=1048576");
+        }
+        if !(512..=(16 << 20)).contains(&self.epoll_read_size) {
+            return err("epoll_read_size must be in 512..=16777216");
         }
         if self.max_connections_per_worker == 0 {
             return err("max_connections_per_worker must be at least 1");

@@ -2,7 +2,8 @@
 //! and an example of a handler that uses topics.
 //!
 //! Protocol (client to server):
-//! - text `SUB <topic>`: subscribe; the server answers `SUBSCRIBED <topic>`;
+//! - text `SUB <topic>`: subscribe; the server answers `SUBSCRIBED <topic>`, or
+//!   `REFUSED <topic>: <why>` past the engine's per-connection topic limits;
 //! - text `UNSUB <topic>`: unsubscribe;
 //! - text `PUB <topic> <payload>`: publish `<payload>` as text to the topic's subscribers;
 //! - binary `[len: u8][topic: len bytes][payload]`: publish `payload` as binary;
@@ -12,7 +13,7 @@ use bytes::Bytes;
 use ringwire_frame::Message;
 
 use crate::handler::Handler;
-use crate::worker::Ctx;
+use crate::Ctx;
 
 /// The gateway handler.
 #[derive(Debug, Default, Clone, Copy)]
@@ -34,8 +35,17 @@ impl Handler for PubSub {
             Message::Text(t) => {
                 let s = t.as_str();
                 if let Some(topic) = s.strip_prefix("SUB ") {
-                    cx.subscribe(topic);
-                    let _ = cx.send_text(&format!("SUBSCRIBED {topic}"));
+                    let _ = match cx.subscribe(topic) {
+                        Ok(()) => cx.send_text(&format!("SUBSCRIBED {topic}")),
+                        Err(e) => {
+                            // The name may be long: the answer quotes at most 64 bytes.
+                            let mut cut = topic.len().min(64);
+                            while !topic.is_char_boundary(cut) {
+                                cut -= 1;
+                            }
+                            cx.send_text(&format!("REFUSED {}: {e}", &topic[..cut]))
+                        }
+                    };
                 } else if let Some(topic) = s.strip_prefix("UNSUB ") {
                     cx.unsubscribe(topic);
                 } else if let Some(rest) = s.strip_prefix("PUB ") {

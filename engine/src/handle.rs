@@ -42,7 +42,6 @@ pub(crate) enum Command {
     Unsubscribe(Key, Topic),
     /// A frame encoded once, for every local subscriber of the topic.
     Publish(Topic, Bytes),
-    Shutdown,
 }
 
 /// The part of a worker other threads can reach.
@@ -52,11 +51,35 @@ pub(crate) struct WorkerShared {
     /// Set by the first producer after the worker last drained; saves a syscall for every
     /// further command until then.
     notified: AtomicBool,
+    /// A graceful shutdown was asked for. A flag beside the queue rather than a command
+    /// in it, so that a full queue can never keep a shutdown out.
+    shutdown: AtomicBool,
 }
 
 impl WorkerShared {
     pub(crate) fn new(capacity: usize, wake_fd: Arc<OwnedFd>) -> Self {
-        Self { queue: ArrayQueue::new(capacity), wake_fd, notified: AtomicBool::new(false) }
+        Self {
+            queue: ArrayQueue::new(capacity),
+            wake_fd,
+            notified: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+        }
+    }
+
+    fn wake(&self) {
+        // An eventfd write cannot block here (the counter is far from overflow) and a
+        // failure would only mean the worker is gone.
+        let _ = rustix::io::write(self.wake_fd.as_fd(), &1u64.to_ne_bytes());
+    }
+
+    /// Asks the worker to shut down gracefully, and wakes it. Never fails.
+    pub(crate) fn request_shutdown(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+
+    pub(crate) fn shutdown_requested(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed)
     }
 
     /// Queues a command and wakes the worker. Fails (handing the command back) if the
@@ -64,9 +87,7 @@ impl WorkerShared {
     pub(crate) fn push(&self, cmd: Command) -> Result<(), Command> {
         self.queue.push(cmd)?;
         if !self.notified.swap(true, Ordering::SeqCst) {
-            // An eventfd write cannot block here (the counter is far from overflow) and a
-            // failure would only mean the worker is gone.
-            let _ = rustix::io::write(self.wake_fd.as_fd(), &1u64.to_ne_bytes());
+            self.wake();
         }
         Ok(())
     }
@@ -77,7 +98,7 @@ impl WorkerShared {
     }
 }
 
-/// Why a command could not be delivered.
+/// Why a send, close or subscription was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError {
@@ -87,9 +108,39 @@ pub enum SendError {
     /// The connection is closing or gone.
     #[error("the connection is closed")]
     Closed,
-    /// The connection's send queue is over its limit (backpressure policy DropNewest).
+    /// The connection's send queue is over its limit: the message was dropped
+    /// (`DropNewest`, `DropOldest`) or the connection is being closed as a slow consumer
+    /// (`Close`).
     #[error("the connection's send queue is full")]
     Backpressure,
+    /// The protocol core refused it: an invalid close code, a close reason over 123
+    /// bytes, a control payload over 125 bytes.
+    #[error(transparent)]
+    Frame(ringwire_frame::SendError),
+    /// The connection is subscribed to as many topics as
+    /// [`crate::EngineConfig::max_topics_per_connection`] allows.
+    #[error("the connection is already subscribed to {max} topics, the limit")]
+    TooManyTopics {
+        /// The limit.
+        max: usize,
+    },
+    /// The topic name is longer than [`crate::EngineConfig::max_topic_len`].
+    #[error("topic name of {len} bytes is longer than the limit of {max}")]
+    TopicTooLong {
+        /// The name's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl From<ringwire_frame::SendError> for SendError {
+    fn from(e: ringwire_frame::SendError) -> Self {
+        match e {
+            ringwire_frame::SendError::Closed => SendError::Closed,
+            other => SendError::Frame(other),
+        }
+    }
 }
 
 /// A connection handle usable from any thread: its commands cross to the owning worker
@@ -122,12 +173,21 @@ impl ConnHandle {
         self.push(Command::Send(self.id.key, msg))
     }
 
-    /// Starts the close handshake.
+    /// Starts the close handshake. The code and reason are checked here, so an invalid
+    /// one is refused at once ([`SendError::Frame`]).
     pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        if !code.is_valid_on_wire() {
+            return Err(ringwire_frame::SendError::InvalidCloseCode(code.0).into());
+        }
+        if reason.len() > 123 {
+            return Err(ringwire_frame::SendError::ReasonTooLong(reason.len()).into());
+        }
         self.push(Command::Close(self.id.key, code, reason.to_owned()))
     }
 
-    /// Subscribes the connection to a topic.
+    /// Subscribes the connection to a topic. The per-connection limits are checked on
+    /// the worker: a subscription over them is dropped and counted in
+    /// `StatsSnapshot::subscribes_refused` (`Ctx::subscribe` reports it directly).
     pub fn subscribe(&self, topic: &str) -> Result<(), SendError> {
         self.push(Command::Subscribe(self.id.key, topic.into()))
     }

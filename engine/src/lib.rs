@@ -45,6 +45,7 @@ pub mod gateway;
 mod handle;
 mod handler;
 mod server;
+mod shard;
 mod slab;
 mod stats;
 mod sys;
@@ -58,10 +59,10 @@ pub use config::{
     default_workers, BackendChoice, Backpressure, ConfigError, EngineConfig, OriginCheck,
 };
 pub use handle::{ConnHandle, ConnId, Publisher, SendError, Topic};
+pub use handler::Ctx;
 pub use handler::{Echo, Handler, Upgrade};
 pub use server::{BackendInfo, Engine, EngineBuilder, EngineError, Server};
-pub use stats::{StatsSnapshot, WorkerStats};
-pub use worker::Ctx;
+pub use stats::StatsSnapshot;
 
 #[cfg(feature = "codec")]
 pub use ringwire_codec as codec;

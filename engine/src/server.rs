@@ -11,15 +11,18 @@ use std::time::Duration;
 use ringwire_frame::handshake::HandshakeLimits;
 use ringwire_frame::Config as FrameConfig;
 
+use crate::clock::{Clock, Monotonic};
 use crate::config::{BackendChoice, Backpressure, ConfigError, EngineConfig, OriginCheck};
-use crate::handle::{Command, Publisher, WorkerShared};
+use crate::handle::{Publisher, WorkerShared};
 use crate::handler::Handler;
+use crate::shard::Core;
 use crate::stats::{StatsSnapshot, WorkerStats};
 use crate::sys::uring::{RingConfig, UringDriver};
 use crate::sys::{epoll::EpollDriver, net, uring, Driver};
-use crate::worker::{Core, Worker};
+use crate::worker::Worker;
 
-/// Why an engine could not start or stopped badly.
+/// Why an engine could not start or stopped badly. Every variant that comes from a
+/// system call keeps its `io::Error` as its source.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EngineError {
@@ -27,19 +30,65 @@ pub enum EngineError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// A system call failed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: &'static str,
         /// The error.
+        #[source]
         source: io::Error,
     },
-    /// io_uring was required but is not available.
-    #[error("io_uring unavailable: {0}")]
-    NoIoUring(String),
-    /// A worker thread panicked or failed.
-    #[error("worker {0} failed: {1}")]
-    Worker(usize, String),
+    /// io_uring was required ([`BackendChoice::IoUring`]) but is not available.
+    #[error("io_uring unavailable")]
+    NoIoUring(#[source] io::Error),
+    /// A worker could not be set up (its ring, its listeners).
+    #[error("worker {worker}: {context}")]
+    WorkerSetup {
+        /// The worker.
+        worker: usize,
+        /// What was being done.
+        context: &'static str,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// A worker's handler factory, or the worker itself, panicked.
+    #[error("worker {worker} panicked: {message}")]
+    WorkerPanicked {
+        /// The worker.
+        worker: usize,
+        /// The panic's message.
+        message: String,
+    },
+    /// A worker's event loop failed.
+    #[error("worker {worker} failed")]
+    WorkerFailed {
+        /// The worker.
+        worker: usize,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// Shutdown gave up waiting: these workers had not stopped by the deadline (a handler
+    /// that blocks, say). Their threads are left running, detached.
+    #[error(
+        "shutdown timed out: workers {workers:?} still running with {connections} connections"
+    )]
+    ShutdownTimeout {
+        /// The workers still running.
+        workers: Vec<usize>,
+        /// Connections they still had open.
+        connections: u64,
+    },
+}
+
+/// The message of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(not a string)".to_owned())
 }
 
 fn io_err(context: &'static str) -> impl FnOnce(io::Error) -> EngineError {
@@ -114,6 +163,8 @@ impl EngineBuilder {
         recv_buffers: u32);
     setter!(/// See [`EngineConfig::recv_buffer_size`].
         recv_buffer_size: u32);
+    setter!(/// See [`EngineConfig::epoll_read_size`].
+        epoll_read_size: usize);
     setter!(/// See [`EngineConfig::direct_descriptors`].
         direct_descriptors: bool);
     setter!(/// See [`EngineConfig::fixed_files_per_ring`].
@@ -151,8 +202,17 @@ impl EngineBuilder {
         self
     }
 
+    setter!(/// See [`EngineConfig::max_topics_per_connection`].
+        max_topics_per_connection: usize);
+    setter!(/// See [`EngineConfig::max_topic_len`].
+        max_topic_len: usize);
+
     /// Starts the workers. `factory(i)` makes worker `i`'s handler, on that worker's
     /// thread. Returns once every worker is listening.
+    ///
+    /// If any worker fails to start (its ring or listener cannot be set up, or its
+    /// factory panics), the workers already started are shut down, every thread started
+    /// is joined, and the first failure is returned.
     pub fn start<H, F>(self, factory: F) -> Result<Server, EngineError>
     where
         H: Handler,
@@ -180,7 +240,7 @@ impl EngineBuilder {
             BackendChoice::Epoll => (false, Some("epoll requested".to_owned())),
             BackendChoice::IoUring => match probe() {
                 Ok(_) => (true, None),
-                Err(e) => return Err(EngineError::NoIoUring(e.to_string())),
+                Err(e) => return Err(EngineError::NoIoUring(e)),
             },
             BackendChoice::Auto => match probe() {
                 Ok(_) => (true, None),
@@ -218,82 +278,81 @@ impl EngineBuilder {
             .collect();
         let stats: Vec<Arc<WorkerStats>> = (0..n).map(|_| Arc::default()).collect();
         let cores = if config.pin_cpus { core_affinity::get_core_ids() } else { None };
+        let budget = config.shutdown_timeout + config.frame.close_timeout + JOIN_GRACE;
         let config = Arc::new(config);
         let factory = Arc::new(factory);
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<BackendInfo, String>>();
+        let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<BackendInfo, EngineError>)>();
 
         let mut threads = Vec::new();
         for (i, ls) in listeners.into_iter().enumerate() {
-            let config = config.clone();
+            let setup = WorkerSetup {
+                index: i,
+                config: config.clone(),
+                me: shared[i].clone(),
+                all: shared.clone(),
+                wake: wake_fds[i].clone(),
+                stats: stats[i].clone(),
+                core_id: cores.as_ref().and_then(|c| c.get(i % c.len().max(1)).copied()),
+                use_uring,
+                require_uring: choice == BackendChoice::IoUring,
+                fallback_reason: fallback_reason.clone(),
+                listeners: ls,
+            };
             let factory = factory.clone();
-            let me = shared[i].clone();
-            let all = shared.clone();
-            let wake = wake_fds[i].clone();
-            let stats = stats[i].clone();
             let ready = ready_tx.clone();
-            let core_id = cores.as_ref().and_then(|c| c.get(i % c.len().max(1)).copied());
-            let fallback_reason = fallback_reason.clone();
-            let t = std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name(format!("ringwire-w{i}"))
-                .spawn(move || -> io::Result<()> {
-                    if let Some(id) = core_id {
-                        core_affinity::set_for_current(id);
-                    }
-                    let core = Core::new(i as u16, config.clone(), stats, me, all);
-                    let handler = factory(i);
-                    let mut uring_err = None;
-                    if use_uring {
-                        let direct_table = direct_table(&config);
-                        let rings = RingConfig {
-                            entries: config.ring_entries,
-                            recv_buffers: config.recv_buffers as u16,
-                            recv_buffer_size: config.recv_buffer_size,
-                            direct_table,
-                            max_rings: direct_table.map_or(1, |n| {
-                                (config.max_connections_per_worker + 64).div_ceil(n as usize)
-                            }),
-                            max_conns: config.max_connections_per_worker,
-                            busy_poll: config.busy_poll,
-                        };
-                        match UringDriver::new(rings, wake.clone()) {
-                            Ok(d) => return run(d, handler, core, ls, None, &ready),
-                            Err(e) if choice == BackendChoice::IoUring => {
-                                let _ = ready.send(Err(format!("io_uring setup: {e}")));
-                                return Err(e);
-                            }
-                            Err(e) => uring_err = Some(format!("io_uring setup failed ({e})")),
-                        }
-                    }
-                    let d = match EpollDriver::new(
-                        config.recv_buffer_size as usize,
-                        config.max_connections_per_worker,
-                        wake,
-                    ) {
-                        Ok(d) => d,
-                        Err(e) => {
-                            let _ = ready.send(Err(format!("epoll setup: {e}")));
-                            return Err(e);
-                        }
-                    };
-                    run(d, handler, core, ls, uring_err.or(fallback_reason), &ready)
-                })
-                .map_err(io_err("spawn worker"))?;
-            threads.push(t);
-        }
-        drop(ready_tx);
-        let mut backend = None;
-        for i in 0..n {
-            match ready_rx.recv() {
-                Ok(Ok(info)) => backend = backend.or(Some(info)),
-                Ok(Err(e)) => {
-                    let server = Server { threads, shared, stats, local_addrs, backend: None };
-                    let _ = server.shutdown();
-                    return Err(EngineError::Worker(i, e));
+                .spawn(move || setup.run(&*factory, ready));
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    drop(ready_tx);
+                    let server =
+                        Server { threads, shared, stats, local_addrs, backend: None, budget };
+                    server.abort_start();
+                    return Err(EngineError::Io { context: "spawn worker", source: e });
                 }
-                Err(_) => return Err(EngineError::Worker(i, "exited during startup".into())),
             }
         }
-        Ok(Server { threads, shared, stats, local_addrs, backend })
+        // Every worker drops its sender once it reported, or when it dies: the loop below
+        // ends either with every report or with the channel closed.
+        drop(ready_tx);
+        let mut backend = None;
+        let mut failure = None;
+        for _ in 0..n {
+            match ready_rx.recv() {
+                Ok((_, Ok(info))) => backend = backend.or(Some(info)),
+                Ok((_, Err(e))) => {
+                    failure = Some(e);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let mut server = Server { threads, shared, stats, local_addrs, backend, budget };
+        if failure.is_none() && server.backend.is_none() {
+            // No report at all and no error: a worker died before saying anything.
+            failure = Some(EngineError::WorkerPanicked {
+                worker: 0,
+                message: "exited during startup".into(),
+            });
+        }
+        if let Some(e) = failure {
+            server.backend = None;
+            server.abort_start();
+            return Err(e);
+        }
+        if let Some(info) = &server.backend {
+            tracing::info!(
+                workers = n,
+                backend = info.name,
+                features = ?info.features,
+                fallback = info.fallback_reason.as_deref().unwrap_or(""),
+                addrs = ?server.local_addrs,
+                "ringwire engine started"
+            );
+        }
+        Ok(server)
     }
 }
 
@@ -313,33 +372,133 @@ fn direct_table(config: &EngineConfig) -> Option<u32> {
     Some(want.min(limit).clamp(1, 1 << 20) as u32)
 }
 
-fn run<D: Driver, H: Handler>(
-    mut driver: D,
-    handler: H,
-    core: Core,
-    listeners: Vec<OwnedFd>,
+/// What one worker thread starts from.
+struct WorkerSetup {
+    index: usize,
+    config: Arc<EngineConfig>,
+    me: Arc<WorkerShared>,
+    all: Arc<[Arc<WorkerShared>]>,
+    wake: Arc<OwnedFd>,
+    stats: Arc<WorkerStats>,
+    core_id: Option<core_affinity::CoreId>,
+    use_uring: bool,
+    require_uring: bool,
     fallback_reason: Option<String>,
-    ready: &mpsc::Sender<Result<BackendInfo, String>>,
-) -> io::Result<()> {
-    for l in listeners {
-        if let Err(e) = driver.add_listener(l) {
-            let _ = ready.send(Err(format!("listen: {e}")));
-            return Err(e);
+    listeners: Vec<OwnedFd>,
+}
+
+type Ready = mpsc::Sender<(usize, Result<BackendInfo, EngineError>)>;
+
+impl WorkerSetup {
+    /// The worker thread: sets up its driver and handler, reports to `start`, runs.
+    /// Every way out before the report reports an error, a factory's panic included.
+    fn run<H: Handler, F: Fn(usize) -> H>(
+        self,
+        factory: &F,
+        ready: Ready,
+    ) -> Result<(), EngineError> {
+        let i = self.index;
+        let fail = |ready: Ready, e: EngineError| {
+            let _ = ready.send((i, Err(e)));
+        };
+        if let Some(id) = self.core_id {
+            core_affinity::set_for_current(id);
+        }
+        let handler = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| factory(i))) {
+            Ok(h) => h,
+            Err(p) => {
+                let message = panic_message(&*p);
+                fail(ready, EngineError::WorkerPanicked { worker: i, message: message.clone() });
+                return Err(EngineError::WorkerPanicked { worker: i, message });
+            }
+        };
+        let core = Core::new(
+            i as u16,
+            self.config.clone(),
+            self.stats.clone(),
+            self.me.clone(),
+            self.all.clone(),
+            Monotonic.now(),
+        );
+        let config = &self.config;
+        let mut uring_err = None;
+        if self.use_uring {
+            let direct_table = direct_table(config);
+            let rings = RingConfig {
+                entries: config.ring_entries,
+                recv_buffers: config.recv_buffers as u16,
+                recv_buffer_size: config.recv_buffer_size,
+                direct_table,
+                max_rings: direct_table
+                    .map_or(1, |n| (config.max_connections_per_worker + 64).div_ceil(n as usize)),
+                max_conns: config.max_connections_per_worker,
+                busy_poll: config.busy_poll,
+            };
+            match UringDriver::new(rings, self.wake.clone()) {
+                Ok(d) => return self.serve(d, handler, core, None, ready),
+                Err(source) if self.require_uring => {
+                    let context = "io_uring setup";
+                    fail(ready, EngineError::WorkerSetup { worker: i, context, source });
+                    return Ok(());
+                }
+                Err(e) => uring_err = Some(format!("io_uring setup failed ({e})")),
+            }
+        }
+        let epoll = EpollDriver::new(
+            config.epoll_read_size,
+            config.max_connections_per_worker,
+            self.wake.clone(),
+        );
+        match epoll {
+            Ok(d) => {
+                let reason = uring_err.or(self.fallback_reason.clone());
+                self.serve(d, handler, core, reason, ready)
+            }
+            Err(source) => {
+                fail(ready, EngineError::WorkerSetup { worker: i, context: "epoll setup", source });
+                Ok(())
+            }
         }
     }
-    let info = BackendInfo { name: driver.name(), features: driver.features(), fallback_reason };
-    core.stats.rings.store(driver.rings() as u64, std::sync::atomic::Ordering::Relaxed);
-    let _ = ready.send(Ok(info));
-    Worker { driver, handler, core }.run()
+
+    fn serve<D: Driver, H: Handler>(
+        self,
+        mut driver: D,
+        handler: H,
+        core: Core,
+        fallback_reason: Option<String>,
+        ready: Ready,
+    ) -> Result<(), EngineError> {
+        let worker = self.index;
+        for l in self.listeners {
+            if let Err(source) = driver.add_listener(l) {
+                let e = EngineError::WorkerSetup { worker, context: "listen", source };
+                let _ = ready.send((worker, Err(e)));
+                return Ok(());
+            }
+        }
+        let info =
+            BackendInfo { name: driver.name(), features: driver.features(), fallback_reason };
+        core.stats.rings.store(driver.rings() as u64, std::sync::atomic::Ordering::Relaxed);
+        let _ = ready.send((worker, Ok(info)));
+        // The sender goes now: `start` must see the channel close if a later worker dies.
+        drop(ready);
+        Worker { driver, handler, core, clock: Monotonic }
+            .run()
+            .map_err(|source| EngineError::WorkerFailed { worker, source })
+    }
 }
 
 /// A running engine. Dropping it shuts it down gracefully.
 pub struct Server {
-    threads: Vec<JoinHandle<io::Result<()>>>,
+    threads: Vec<JoinHandle<Result<(), EngineError>>>,
     shared: Arc<[Arc<WorkerShared>]>,
     stats: Vec<Arc<WorkerStats>>,
     local_addrs: Vec<SocketAddr>,
     backend: Option<BackendInfo>,
+    /// The longest a worker may take to stop: its shutdown timeout, then the close
+    /// timeout of what it closed last, and [`JOIN_GRACE`].
+    budget: Duration,
 }
 
 impl std::fmt::Debug for Server {
@@ -351,6 +510,10 @@ impl std::fmt::Debug for Server {
             .finish()
     }
 }
+
+/// How long `shutdown` waits for the workers beyond their own shutdown timeout and the
+/// close timeout (a worker stuck in a handler never finishes).
+const JOIN_GRACE: Duration = Duration::from_secs(2);
 
 impl Server {
     /// The first listening address (with the port chosen if it was 0).
@@ -394,32 +557,53 @@ impl Server {
 
     /// Graceful shutdown: stop accepting, close every connection with 1001, wait up to
     /// the shutdown timeout for close handshakes, close what is left, drain the rings and
-    /// join the workers.
+    /// join the workers. Waits at most the shutdown timeout plus the close timeout plus
+    /// two seconds: workers still running then (a handler that blocks) are reported in
+    /// [`EngineError::ShutdownTimeout`] and left detached.
     pub fn shutdown(mut self) -> Result<(), EngineError> {
         self.stop()
     }
 
+    /// Stops the workers of a start that failed: they have no connections yet.
+    fn abort_start(mut self) {
+        let _ = self.stop_within(JOIN_GRACE);
+    }
+
     fn stop(&mut self) -> Result<(), EngineError> {
+        self.stop_within(self.budget)
+    }
+
+    fn stop_within(&mut self, budget: Duration) -> Result<(), EngineError> {
         for w in self.shared.iter() {
-            // Retry while a full queue drains: shutdown must get through.
-            let mut cmd = Command::Shutdown;
-            for _ in 0..10_000 {
-                match w.push(cmd) {
-                    Ok(()) => break,
-                    Err(c) => {
-                        cmd = c;
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
+            w.request_shutdown();
+        }
+        let deadline = std::time::Instant::now() + budget;
+        let mut result = Ok(());
+        let mut stuck = Vec::new();
+        for (i, t) in self.threads.drain(..).enumerate() {
+            while !t.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if !t.is_finished() {
+                stuck.push(i);
+                continue; // dropped: the thread is detached
+            }
+            let r = match t.join() {
+                Ok(r) => r,
+                Err(p) => {
+                    Err(EngineError::WorkerPanicked { worker: i, message: panic_message(&*p) })
+                }
+            };
+            if let Err(e) = r {
+                if result.is_ok() {
+                    result = Err(e);
                 }
             }
         }
-        let mut result = Ok(());
-        for (i, t) in self.threads.drain(..).enumerate() {
-            match t.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => result = Err(EngineError::Worker(i, e.to_string())),
-                Err(_) => result = Err(EngineError::Worker(i, "panicked".into())),
-            }
+        if !stuck.is_empty() {
+            let connections = stuck.iter().map(|&i| self.stats[i].snapshot().connections).sum();
+            tracing::error!(workers = ?stuck, connections, "shutdown timed out");
+            return Err(EngineError::ShutdownTimeout { workers: stuck, connections });
         }
         result
     }

@@ -7,7 +7,7 @@ const TRACKED_CODES: [u16; 11] = [1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008
 
 /// Counters of one worker. Only that worker writes them (relaxed atomics, no contention).
 #[derive(Debug, Default)]
-pub struct WorkerStats {
+pub(crate) struct WorkerStats {
     pub(crate) connections: AtomicU64,
     pub(crate) accepted: AtomicU64,
     pub(crate) rejected: AtomicU64,
@@ -23,6 +23,9 @@ pub struct WorkerStats {
     pub(crate) rings: AtomicU64,
     pub(crate) messages_lent: AtomicU64,
     pub(crate) busy_poll_hits: AtomicU64,
+    pub(crate) handler_panics: AtomicU64,
+    pub(crate) subscribes_refused: AtomicU64,
+    pub(crate) publishes_dropped: AtomicU64,
     pub(crate) closes: [AtomicU64; TRACKED_CODES.len() + 1],
 }
 
@@ -44,7 +47,7 @@ impl WorkerStats {
     }
 
     /// A copy of the counters.
-    pub fn snapshot(&self) -> StatsSnapshot {
+    pub(crate) fn snapshot(&self) -> StatsSnapshot {
         let mut closes_by_code = Vec::new();
         for (i, c) in self.closes.iter().enumerate() {
             let n = c.load(Relaxed);
@@ -68,6 +71,9 @@ impl WorkerStats {
             rings: self.rings.load(Relaxed),
             messages_lent: self.messages_lent.load(Relaxed),
             busy_poll_hits: self.busy_poll_hits.load(Relaxed),
+            handler_panics: self.handler_panics.load(Relaxed),
+            subscribes_refused: self.subscribes_refused.load(Relaxed),
+            publishes_dropped: self.publishes_dropped.load(Relaxed),
             closes_by_code,
         }
     }
@@ -89,7 +95,9 @@ pub struct StatsSnapshot {
     pub handshake_failures: u64,
     /// WebSocket messages received.
     pub messages_in: u64,
-    /// WebSocket messages queued for sending (fan-out counts each subscriber).
+    /// WebSocket messages handed to a connection's protocol core or socket for sending
+    /// (fan-out counts each subscriber). Messages the backpressure policy dropped before
+    /// that are counted in `drops` only.
     pub messages_out: u64,
     /// Bytes received on sockets.
     pub bytes_in: u64,
@@ -111,6 +119,12 @@ pub struct StatsSnapshot {
     /// Waits in which busy polling (`EngineConfig::busy_poll`) saw work arrive and skipped
     /// the sleep (io_uring only).
     pub busy_poll_hits: u64,
+    /// Handler callbacks that panicked (each closed its connection with 1011).
+    pub handler_panics: u64,
+    /// Subscriptions refused by the per-connection topic limits.
+    pub subscribes_refused: u64,
+    /// Publishes from a handler that a full worker queue could not take (per worker).
+    pub publishes_dropped: u64,
     /// Ended WebSocket connections by close code (`None`: any other code).
     pub closes_by_code: Vec<(Option<u16>, u64)>,
 }
@@ -133,6 +147,9 @@ impl StatsSnapshot {
         self.rings += o.rings;
         self.messages_lent += o.messages_lent;
         self.busy_poll_hits += o.busy_poll_hits;
+        self.handler_panics += o.handler_panics;
+        self.subscribes_refused += o.subscribes_refused;
+        self.publishes_dropped += o.publishes_dropped;
         for (code, n) in &o.closes_by_code {
             match self.closes_by_code.iter_mut().find(|(c, _)| c == code) {
                 Some((_, m)) => *m += n,

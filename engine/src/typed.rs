@@ -6,7 +6,7 @@ use ringwire_codec::{Codec, DecodeError, EncodeError};
 use ringwire_frame::Message;
 
 use crate::handle::{ConnHandle, SendError};
-use crate::worker::Ctx;
+use crate::handler::Ctx;
 
 /// Why a typed send failed.
 #[derive(Debug, thiserror::Error)]

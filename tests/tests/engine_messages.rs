@@ -347,7 +347,7 @@ impl ringwire::Handler for Interleaver {
         cx: &mut ringwire::Ctx<'_>,
         _req: &ringwire::frame::handshake::Request,
     ) -> ringwire::Upgrade {
-        cx.subscribe("t");
+        cx.subscribe("t").unwrap();
         ringwire::Upgrade::Accept
     }
 
@@ -355,7 +355,9 @@ impl ringwire::Handler for Interleaver {
         let script = String::from_utf8(msg.as_bytes().to_vec()).unwrap();
         for step in script.split(' ') {
             match step.split_once(':') {
-                Some(("p", name)) => cx.publish("t", &Message::text(name.to_owned())),
+                Some(("p", name)) => {
+                    cx.publish("t", &Message::text(name.to_owned()));
+                }
                 Some(("s", name)) => cx.send_text(name).unwrap(),
                 _ => panic!("bad step {step}"),
             }

@@ -214,8 +214,10 @@ impl Handler for Probe {
         };
         let t = t.as_str();
         if let Some(topic) = t.strip_prefix("sub:") {
-            cx.subscribe(topic);
-            let _ = cx.send_text("ok");
+            let _ = match cx.subscribe(topic) {
+                Ok(()) => cx.send_text("ok"),
+                Err(e) => cx.send_text(&format!("refused: {e}")),
+            };
         } else if let Some(topic) = t.strip_prefix("unsub:") {
             cx.unsubscribe(topic);
             let _ = cx.send_text("ok");

@@ -1,12 +1,14 @@
 //! The application's side: a [`Handler`] runs on the worker thread that owns the
 //! connection, with a [`Ctx`] to act on it.
 
+mod ctx;
+
+pub use self::ctx::Ctx;
+
 use std::time::Duration;
 
 use ringwire_frame::handshake::Request;
 use ringwire_frame::{Closed, Message};
-
-use crate::worker::Ctx;
 
 /// The answer to an upgrade request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +24,12 @@ pub enum Upgrade {
 /// Connection callbacks. One handler value exists per worker (made by the factory given
 /// to [`crate::EngineBuilder::start`]) and runs on that worker's thread, so it needs no
 /// locks and need not be `Send`. Callbacks must not block: they run inside the event loop.
+///
+/// A callback that panics does not take its worker down: the panic is caught at the
+/// callback, the connection it ran for is closed with 1011 (internal error; an upgrade
+/// is refused with 500), the worker's other connections go on, and the panic is counted
+/// in `StatsSnapshot::handler_panics` and logged. The handler value itself is kept, so
+/// state it left half-changed stays that way: keep callbacks panic-free.
 pub trait Handler: 'static {
     /// An upgrade request arrived. Default: accept. Messages sent here go out right after
     /// the 101 response.

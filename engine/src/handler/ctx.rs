@@ -1,0 +1,105 @@
+//! [`Ctx`]: what a handler callback can do to its connection, its worker and the topics.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use ringwire_frame::{CloseCode, Message};
+
+use crate::conn::Outgoing;
+use crate::handle::{ConnHandle, ConnId, Publisher, SendError};
+use crate::shard::Core;
+use crate::slab::Key;
+
+/// What a handler can do to the connection it was called for (and beyond). Every method
+/// acts at once on the worker's own state: no queue, no lock.
+pub struct Ctx<'a> {
+    core: &'a mut Core,
+    key: Key,
+}
+
+impl<'a> Ctx<'a> {
+    pub(crate) fn new(core: &'a mut Core, key: Key) -> Self {
+        Self { core, key }
+    }
+}
+
+impl Ctx<'_> {
+    /// This connection's id.
+    pub fn id(&self) -> ConnId {
+        ConnId { worker: self.core.id, key: self.key }
+    }
+
+    /// The worker running this callback.
+    pub fn worker(&self) -> usize {
+        usize::from(self.core.id)
+    }
+
+    /// The time this loop turn started.
+    pub fn now(&self) -> Instant {
+        self.core.now
+    }
+
+    /// Queues a message, subject to the backpressure policy
+    /// ([`crate::EngineConfig::backpressure`]).
+    pub fn send(&mut self, msg: Message) -> Result<(), SendError> {
+        self.core.enqueue(self.key, Outgoing::Msg(msg))
+    }
+
+    /// Queues a text message.
+    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+        self.send(Message::text(text.to_owned()))
+    }
+
+    /// Queues a binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.send(Message::binary(Bytes::copy_from_slice(data)))
+    }
+
+    /// Sends a heartbeat ping whose pong reports its RTT to `on_pong`; returns its
+    /// sequence number.
+    pub fn ping(&mut self) -> Result<u32, SendError> {
+        self.core.ping(self.key)
+    }
+
+    /// Starts the close handshake. Messages already queued go out before the close
+    /// frame. An invalid code (1005, 1006, 1015, unassigned) or a reason over 123 bytes
+    /// is refused with [`SendError::Frame`] and nothing is sent.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        self.core.close(self.key, code, reason)
+    }
+
+    /// Subscribes this connection to `topic`. Refused with
+    /// [`SendError::TooManyTopics`] past [`crate::EngineConfig::max_topics_per_connection`]
+    /// and [`SendError::TopicTooLong`] past [`crate::EngineConfig::max_topic_len`].
+    pub fn subscribe(&mut self, topic: &str) -> Result<(), SendError> {
+        self.core.subscribe(self.key, topic.into())
+    }
+
+    /// Unsubscribes this connection from `topic`.
+    pub fn unsubscribe(&mut self, topic: &str) {
+        self.core.unsubscribe(self.key, topic);
+    }
+
+    /// Publishes to every subscriber of `topic` on every worker: this worker's at once,
+    /// the others' through their queues. The frame is encoded once. Returns how many
+    /// workers took it, this one included, as [`Publisher::publish`] does: a worker whose
+    /// queue is full is skipped (and counted in `StatsSnapshot::publishes_dropped`).
+    pub fn publish(&mut self, topic: &str, msg: &Message) -> usize {
+        self.core.publish(topic, msg)
+    }
+
+    /// A handle to this connection for other threads.
+    pub fn handle(&self) -> ConnHandle {
+        ConnHandle { id: self.id(), shared: self.core.me.clone() }
+    }
+
+    /// A publisher for other threads.
+    pub fn publisher(&self) -> Publisher {
+        Publisher { workers: self.core.all.clone() }
+    }
+
+    /// Bytes queued on this connection and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.core.conns.get(self.key).map_or(0, |c| c.queued_bytes())
+    }
+}

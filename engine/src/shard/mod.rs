@@ -1,0 +1,362 @@
+//! A worker's shard: its connections, topics and timers, and every change to them that
+//! does not call the application. [`crate::Ctx`] acts through these methods; the event
+//! loop (`crate::worker`) adds the ones that run handler callbacks.
+//!
+//! Socket work that the shard decides on while the driver is busy reporting completions
+//! is queued as [`Op`]s and submitted by the loop right after.
+
+mod timers;
+
+pub(crate) use self::timers::Timers;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ringwire_frame::handshake::HandshakeError;
+use ringwire_frame::{CloseCode, Config as FrameConfig};
+
+use crate::config::EngineConfig;
+use crate::conn::{reject_response, Conn, Enqueued, Outgoing, Refused, SendLimits, SocketStep};
+use crate::handle::{shared_frame, Command, SendError, Topic, WorkerShared};
+use crate::slab::{Key, Slab};
+use crate::stats::WorkerStats;
+use crate::sys::Socket;
+use crate::topics::Topics;
+
+/// Below this many queued bytes in the protocol core, whole messages move from the
+/// backlog into it; above, they wait in the backlog where `DropOldest` can drop them.
+const CORE_HIGH_WATER: usize = 64 * 1024;
+/// Most chunks and bytes in one vectored send.
+const MAX_CHUNKS: usize = 64;
+const MAX_SEND_BYTES: usize = 1 << 20;
+/// How long a rejected upgrade may take to flush its error response.
+const REJECT_LINGER: Duration = Duration::from_secs(1);
+/// Vectors of chunks kept for reuse by sends.
+const VEC_POOL: usize = 256;
+
+/// Socket work for the driver, applied after the current batch of completions.
+pub(crate) enum Op {
+    AddConn(Key, Socket),
+    Discard(Socket),
+    StartRecv(Key),
+    Cancel(Key),
+    Close(Key),
+    CloseListeners,
+    /// A send; the connection's send in flight is already set.
+    Send(Key, Vec<Bytes>),
+}
+
+/// A worker's state apart from its driver and handler.
+pub(crate) struct Core {
+    pub(crate) id: u16,
+    pub(crate) config: Arc<EngineConfig>,
+    pub(crate) frame_config: Arc<FrameConfig>,
+    pub(crate) limits: SendLimits,
+    pub(crate) conns: Slab<Conn>,
+    topics: Topics,
+    pub(crate) timers: Timers,
+    /// The time this loop turn started (the clock is read by the loop only).
+    pub(crate) now: Instant,
+    /// Connections with something to send, each once (`Conn::dirty`).
+    pub(crate) dirty: Vec<Key>,
+    pub(crate) ops: Vec<Op>,
+    pub(crate) stats: Arc<WorkerStats>,
+    pub(crate) me: Arc<WorkerShared>,
+    pub(crate) all: Arc<[Arc<WorkerShared>]>,
+    pub(crate) shutdown_deadline: Option<Instant>,
+    vec_pool: Vec<Vec<Bytes>>,
+}
+
+/// Puts `c` on the list of connections to flush, once.
+fn mark_dirty(dirty: &mut Vec<Key>, key: Key, c: &mut Conn) {
+    if !c.dirty() {
+        c.set_dirty(true);
+        dirty.push(key);
+    }
+}
+
+impl Core {
+    pub(crate) fn new(
+        id: u16,
+        config: Arc<EngineConfig>,
+        stats: Arc<WorkerStats>,
+        me: Arc<WorkerShared>,
+        all: Arc<[Arc<WorkerShared>]>,
+        now: Instant,
+    ) -> Self {
+        let max_conns = config.max_connections_per_worker;
+        let limits = SendLimits {
+            max_queued: config.max_queued_bytes,
+            policy: config.backpressure,
+            low_watermark: config.low_watermark,
+            core_high_water: CORE_HIGH_WATER,
+            max_chunks: MAX_CHUNKS,
+            max_send_bytes: MAX_SEND_BYTES,
+        };
+        Self {
+            id,
+            frame_config: Arc::new(config.frame.clone()),
+            limits,
+            config,
+            // Reserved up front (address space only: pages are touched as connections
+            // arrive), so growing never copies a large table in the middle of a burst.
+            conns: Slab::with_capacity(max_conns),
+            topics: Topics::default(),
+            timers: Timers::new(now, max_conns),
+            now,
+            dirty: Vec::new(),
+            ops: Vec::new(),
+            stats,
+            me,
+            all,
+            shutdown_deadline: None,
+            vec_pool: Vec::new(),
+        }
+    }
+
+    pub(crate) fn mark_dirty(&mut self, key: Key) {
+        if let Some(c) = self.conns.get_mut(key) {
+            mark_dirty(&mut self.dirty, key, c);
+        }
+    }
+
+    /// Keeps the connection's wheel entry at or before its next deadline.
+    pub(crate) fn schedule(&mut self, key: Key) {
+        if let Some(c) = self.conns.get(key) {
+            self.timers.schedule(key, c);
+        }
+    }
+
+    /// A vector for a send's chunks.
+    pub(crate) fn chunk_vec(&mut self) -> Vec<Bytes> {
+        self.vec_pool.pop().unwrap_or_default()
+    }
+
+    /// Takes back a send's vector (emptied) for reuse.
+    pub(crate) fn recycle(&mut self, mut chunks: Vec<Bytes>) {
+        chunks.clear();
+        if self.vec_pool.len() < VEC_POOL {
+            self.vec_pool.push(chunks);
+        }
+    }
+
+    /// Queues a message on a connection, subject to the backpressure policy.
+    pub(crate) fn enqueue(&mut self, key: Key, out: Outgoing) -> Result<(), SendError> {
+        let Some(c) = self.conns.get_mut(key) else { return Err(SendError::Closed) };
+        match c.enqueue(out, &self.limits, &self.stats) {
+            Ok(Enqueued::Queued) => {
+                mark_dirty(&mut self.dirty, key, c);
+                Ok(())
+            }
+            Ok(Enqueued::Direct(frame)) => {
+                let mut chunks = self.chunk_vec();
+                chunks.push(frame);
+                self.ops.push(Op::Send(key, chunks));
+                Ok(())
+            }
+            Err(Refused::Closed) => Err(SendError::Closed),
+            Err(Refused::Backpressure) => Err(SendError::Backpressure),
+            Err(Refused::SlowConsumer) => {
+                self.close_slow(key);
+                Err(SendError::Backpressure)
+            }
+        }
+    }
+
+    /// Sends a heartbeat ping whose pong reports its RTT.
+    pub(crate) fn ping(&mut self, key: Key) -> Result<u32, SendError> {
+        let now = self.now;
+        let c = self.conns.get_mut(key).ok_or(SendError::Closed)?;
+        let seq = c.ws().ok_or(SendError::Closed)?.send_ping(now)?;
+        mark_dirty(&mut self.dirty, key, c);
+        Ok(seq)
+    }
+
+    /// Starts the close handshake behind every message already accepted for sending: the
+    /// backlog moves into the protocol core first, so the close frame is the last frame.
+    pub(crate) fn close(
+        &mut self,
+        key: Key,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<(), SendError> {
+        let now = self.now;
+        let c = self.conns.get_mut(key).ok_or(SendError::Closed)?;
+        match c.ws() {
+            Some(ws) if !ws.is_closing() && !ws.is_closed() => {}
+            _ => return Err(SendError::Closed),
+        }
+        c.feed_core(usize::MAX, &self.stats);
+        let ws = c.ws().ok_or(SendError::Closed)?;
+        ws.close(now, code, reason)?;
+        mark_dirty(&mut self.dirty, key, c);
+        self.timers.schedule(key, c);
+        Ok(())
+    }
+
+    /// Closes a slow consumer with 1008. Messages already accepted (at most
+    /// `max_queued_bytes`) still go out before the close frame: nothing accepted is lost
+    /// silently. Counted in `slow_closes`.
+    fn close_slow(&mut self, key: Key) {
+        WorkerStats::add(&self.stats.slow_closes, 1);
+        let _ = self.close(key, CloseCode::POLICY, "slow consumer");
+    }
+
+    /// Subscribes a connection to `topic`, within the per-connection limits.
+    pub(crate) fn subscribe(&mut self, key: Key, topic: Topic) -> Result<(), SendError> {
+        let max_topics = self.config.max_topics_per_connection;
+        let max_len = self.config.max_topic_len;
+        let c = self.conns.get_mut(key).ok_or(SendError::Closed)?;
+        if !c.is_open() || c.closing() {
+            return Err(SendError::Closed);
+        }
+        if topic.len() > max_len {
+            WorkerStats::add(&self.stats.subscribes_refused, 1);
+            return Err(SendError::TopicTooLong { len: topic.len(), max: max_len });
+        }
+        if c.topics().len() >= max_topics && !c.topics().contains(&topic) {
+            WorkerStats::add(&self.stats.subscribes_refused, 1);
+            return Err(SendError::TooManyTopics { max: max_topics });
+        }
+        if c.subscribe(&topic) {
+            self.topics.add(&topic, key);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn unsubscribe(&mut self, key: Key, topic: &str) {
+        let Some(c) = self.conns.get_mut(key) else { return };
+        if c.unsubscribe(topic) {
+            self.topics.remove(topic, key);
+        }
+    }
+
+    /// Hands a shared frame to every local subscriber.
+    pub(crate) fn deliver(&mut self, topic: &str, frame: &Bytes) {
+        // Walk the members without copying them: enqueueing never changes subscriptions
+        // (a connection leaves its topics only when its Closed event is processed).
+        let Some((name, members)) = self.topics.take(topic) else { return };
+        for key in &members {
+            let _ = self.enqueue(*key, Outgoing::Frame(frame.clone()));
+        }
+        self.topics.restore(name, members);
+    }
+
+    /// Publishes to every subscriber on every worker: this worker's at once, the others'
+    /// through their queues. Returns how many workers took it (this one included); a
+    /// worker whose queue is full is skipped and counted in `publishes_dropped`.
+    pub(crate) fn publish(&mut self, topic: &str, msg: &ringwire_frame::Message) -> usize {
+        let frame = shared_frame(msg);
+        self.deliver(topic, &frame);
+        let topic: Topic = topic.into();
+        let mut reached = 1;
+        for (i, w) in self.all.iter().enumerate() {
+            if i != usize::from(self.id) {
+                match w.push(Command::Publish(topic.clone(), frame.clone())) {
+                    Ok(()) => reached += 1,
+                    Err(_) => WorkerStats::add(&self.stats.publishes_dropped, 1),
+                }
+            }
+        }
+        reached
+    }
+
+    /// The WebSocket part of a connection ended: the rest of its output goes out, the
+    /// protocol state is freed, the connection leaves its topics, and the socket closes
+    /// once flushed (or after the close timeout).
+    pub(crate) fn drain(&mut self, key: Key) {
+        let deadline = self.now + self.frame_config.close_timeout;
+        let Some(c) = self.conns.get_mut(key) else { return };
+        for t in c.drain(deadline) {
+            self.topics.remove(&t, key);
+        }
+        mark_dirty(&mut self.dirty, key, c);
+        self.timers.schedule(key, c);
+    }
+
+    /// Answers a failed upgrade and closes after the answer is out.
+    pub(crate) fn reject(&mut self, key: Key, err: &HandshakeError) {
+        WorkerStats::add(&self.stats.handshake_failures, 1);
+        if matches!(err, HandshakeError::Rejected(_)) {
+            WorkerStats::add(&self.stats.rejected, 1);
+        }
+        let deadline = self.now + REJECT_LINGER;
+        let Some(c) = self.conns.get_mut(key) else { return };
+        c.reject(reject_response(err), deadline);
+        // The handshake deadline may be later than the linger: replace the entry.
+        self.timers.unschedule(key);
+        mark_dirty(&mut self.dirty, key, c);
+        self.timers.schedule(key, c);
+    }
+
+    /// Starts closing the socket: cancel what is in flight, then close.
+    pub(crate) fn begin_close(&mut self, key: Key) {
+        let Some(c) = self.conns.get_mut(key) else { return };
+        match c.begin_close() {
+            Some(SocketStep::Cancel) => self.ops.push(Op::Cancel(key)),
+            Some(SocketStep::Close) => self.ops.push(Op::Close(key)),
+            None => {}
+        }
+    }
+
+    /// Closes the socket once nothing is in flight any more.
+    pub(crate) fn maybe_finish_close(&mut self, key: Key) {
+        if self.conns.get_mut(key).is_some_and(Conn::finish_close) {
+            self.ops.push(Op::Close(key));
+        }
+    }
+
+    /// The socket is closed: the connection is gone.
+    pub(crate) fn remove(&mut self, key: Key) {
+        if let Some(c) = self.conns.remove(key) {
+            self.timers.unschedule(key);
+            for t in c.topics() {
+                self.topics.remove(t, key);
+            }
+            WorkerStats::sub(&self.stats.connections, 1);
+        }
+    }
+
+    /// A connection arrived: it gets a record and a receive, unless the worker is full or
+    /// shutting down.
+    pub(crate) fn accept(&mut self, sock: Socket) {
+        WorkerStats::add(&self.stats.accepted, 1);
+        if self.conns.len() >= self.config.max_connections_per_worker
+            || self.shutdown_deadline.is_some()
+        {
+            WorkerStats::add(&self.stats.rejected, 1);
+            self.ops.push(Op::Discard(sock));
+            return;
+        }
+        // TCP_NODELAY and keepalive come from the listener (see `sys::net::listener`).
+        let mut conn = Conn::new(self.now + self.config.handshake_timeout);
+        conn.set_recv_armed(true);
+        let key = self.conns.insert(conn);
+        self.ops.push(Op::AddConn(key, sock));
+        self.ops.push(Op::StartRecv(key));
+        WorkerStats::add(&self.stats.connections, 1);
+        self.schedule(key);
+    }
+
+    /// Sends for one dirty connection, if it can. Returns whether it drained below the
+    /// low watermark after having been over the limit (the handler's `on_writable`).
+    pub(crate) fn flush_one(&mut self, key: Key) -> bool {
+        let Some(c) = self.conns.get_mut(key) else { return false };
+        c.set_dirty(false);
+        if c.closing() {
+            return false;
+        }
+        let mut chunks = self.vec_pool.pop().unwrap_or_default();
+        if c.next_send(&mut chunks, &self.limits, &self.stats) {
+            self.ops.push(Op::Send(key, chunks));
+        } else if self.vec_pool.len() < VEC_POOL {
+            self.vec_pool.push(chunks);
+        }
+        let writable = c.became_writable(self.limits.low_watermark);
+        if c.drained() {
+            self.begin_close(key);
+        }
+        writable
+    }
+}

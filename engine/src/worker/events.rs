@@ -1,0 +1,293 @@
+//! What the worker does with each completion, timer and command: feed the connection's
+//! protocol core and run the handler for what comes out. The only place handler
+//! callbacks are called, each behind [`Core::call`], which contains a panic to the
+//! connection it ran for.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use ringwire_frame::handshake::{HandshakeError, Request};
+use ringwire_frame::{CloseCode, Closed, Connection, Event, RecvBuffer};
+
+use crate::conn::{HandshakeStep, Outgoing, Phase, TimerDue};
+use crate::handle::Command;
+use crate::handler::{Ctx, Handler, Upgrade};
+use crate::shard::{Core, Op};
+use crate::slab::Key;
+use crate::stats::WorkerStats;
+use crate::sys::{Completion, RecvEnd};
+
+/// What the application is told when its callback panicked.
+const PANIC_REASON: &str = "internal error";
+
+impl Core {
+    /// Runs one handler callback for `key`. A panic is caught here: it is counted and
+    /// logged, and the connection is closed with 1011; `None` is returned.
+    fn call<H: Handler, R>(
+        &mut self,
+        handler: &mut H,
+        key: Key,
+        f: impl FnOnce(&mut H, &mut Ctx<'_>) -> R,
+    ) -> Option<R> {
+        match catch_unwind(AssertUnwindSafe(|| f(handler, &mut Ctx::new(self, key)))) {
+            Ok(r) => Some(r),
+            Err(payload) => {
+                let what = payload
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("(not a string)");
+                WorkerStats::add(&self.stats.handler_panics, 1);
+                tracing::error!(
+                    worker = self.id,
+                    conn = %crate::ConnId { worker: self.id, key },
+                    panic = what,
+                    "handler callback panicked; closing its connection with 1011"
+                );
+                if self.conns.get(key).is_some_and(|c| c.is_open()) {
+                    let _ = self.close(key, CloseCode::INTERNAL_ERROR, PANIC_REASON);
+                }
+                None
+            }
+        }
+    }
+
+    pub(crate) fn on_completion<H: Handler>(&mut self, handler: &mut H, c: Completion<'_>) {
+        match c {
+            Completion::Accepted(sock) => self.accept(sock),
+            Completion::AcceptFailed => WorkerStats::add(&self.stats.accept_errors, 1),
+            Completion::Recv { key, data } => self.on_recv(handler, key, data),
+            Completion::RecvEnded { key, why } => self.on_recv_ended(handler, key, why),
+            Completion::Sent { key, result, chunks } => self.on_sent(handler, key, result, chunks),
+            Completion::FdClosed { key } => self.remove(key),
+            Completion::Wake => {}
+        }
+    }
+
+    fn on_recv<H: Handler>(&mut self, handler: &mut H, key: Key, data: &mut dyn RecvBuffer) {
+        WorkerStats::add(&self.stats.bytes_in, data.len() as u64);
+        let now = self.now;
+        let Some(c) = self.conns.get_mut(key) else { return };
+        if c.closing() {
+            return;
+        }
+        match &mut c.phase {
+            Phase::Open(ws) => {
+                ws.handle_buffer(now, data);
+                self.process_events(handler, key);
+            }
+            Phase::Handshake { .. } => {
+                let limits = self.config.handshake_limits;
+                match c.handle_handshake(data.bytes_from(0), &limits) {
+                    HandshakeStep::Incomplete => {}
+                    HandshakeStep::Failed(e) => self.reject(key, &e),
+                    HandshakeStep::Done(req, rest) => self.upgrade(handler, key, &req, &rest),
+                }
+            }
+            Phase::Draining { .. } => {}
+        }
+    }
+
+    fn upgrade<H: Handler>(&mut self, handler: &mut H, key: Key, req: &Request, rest: &[u8]) {
+        if let Some(check) = &self.config.origin_check {
+            if !check(req.origin.as_deref()) {
+                self.reject(key, &HandshakeError::Rejected(403));
+                return;
+            }
+        }
+        let Some(c) = self.conns.get_mut(key) else { return };
+        // Open before `on_open`, so that what the handler sends there is queued (behind
+        // the 101, which goes first in `unsent`).
+        c.upgrading(Connection::server(self.frame_config.clone(), self.now));
+        let answer = self.call(handler, key, |h, cx| h.on_open(cx, req));
+        let protocol = match answer {
+            Some(Upgrade::Accept) => None,
+            Some(Upgrade::AcceptProtocol(p)) => Some(p),
+            Some(Upgrade::Reject(status)) => {
+                self.reject(key, &HandshakeError::Rejected(status));
+                return;
+            }
+            None => {
+                self.reject(key, &HandshakeError::Rejected(500));
+                return;
+            }
+        };
+        let mut resp = Vec::with_capacity(160);
+        if let Err(e) = req.accept(protocol.as_deref(), &[], &mut resp) {
+            // The handler chose a subprotocol the client did not offer: our bug, but
+            // the client must not see a broken handshake.
+            self.reject(key, &e);
+            return;
+        }
+        let now = self.now;
+        let Some(c) = self.conns.get_mut(key) else { return };
+        c.upgraded(resp.into());
+        self.timers.unschedule(key); // the handshake deadline no longer applies
+        self.mark_dirty(key);
+        if !rest.is_empty() {
+            if let Some(ws) = self.conns.get_mut(key).and_then(|c| c.ws()) {
+                ws.handle_bytes(now, rest);
+            }
+        }
+        self.process_events(handler, key);
+    }
+
+    fn on_recv_ended<H: Handler>(&mut self, handler: &mut H, key: Key, why: RecvEnd) {
+        let Some(c) = self.conns.get_mut(key) else { return };
+        c.set_recv_armed(false);
+        match why {
+            RecvEnd::Rearm | RecvEnd::NoBuffers if !c.closing() => {
+                c.set_recv_armed(true);
+                self.ops.push(Op::StartRecv(key));
+            }
+            RecvEnd::Eof | RecvEnd::Error(_) if !c.closing() => {
+                if matches!(c.phase, Phase::Handshake { .. }) {
+                    WorkerStats::add(&self.stats.handshake_failures, 1);
+                }
+                self.peer_gone(handler, key);
+            }
+            _ => self.maybe_finish_close(key),
+        }
+    }
+
+    /// The peer vanished (end of stream, reset): the protocol core reports the end, and
+    /// the socket closes.
+    fn peer_gone<H: Handler>(&mut self, handler: &mut H, key: Key) {
+        let now = self.now;
+        if let Some(ws) = self.conns.get_mut(key).and_then(|c| c.ws()) {
+            ws.handle_eof(now);
+            self.process_events(handler, key);
+        }
+        self.begin_close(key);
+    }
+
+    fn on_sent<H: Handler>(
+        &mut self,
+        handler: &mut H,
+        key: Key,
+        result: Result<usize, rustix::io::Errno>,
+        mut chunks: Vec<bytes::Bytes>,
+    ) {
+        if let Some(c) = self.conns.get_mut(key) {
+            match result {
+                Ok(n) => {
+                    WorkerStats::add(&self.stats.bytes_out, n as u64);
+                    c.sent(n, &mut chunks);
+                    self.mark_dirty(key);
+                }
+                Err(_) => {
+                    c.send_failed();
+                    // The peer is gone (reset, broken pipe).
+                    if !c.closing() {
+                        self.peer_gone(handler, key);
+                    }
+                }
+            }
+        }
+        self.recycle(chunks);
+        self.maybe_finish_close(key);
+    }
+
+    /// Runs one connection's due timer.
+    pub(crate) fn fire_timer<H: Handler>(&mut self, handler: &mut H, key: Key) {
+        let Some(c) = self.conns.get_mut(key) else { return };
+        match c.timer_due(self.now) {
+            TimerDue::HandshakeTimeout => {
+                // Slowloris: the upgrade did not complete in time.
+                WorkerStats::add(&self.stats.handshake_failures, 1);
+                self.begin_close(key);
+            }
+            TimerDue::DrainTimeout => self.begin_close(key),
+            TimerDue::Protocol => self.process_events(handler, key),
+            TimerDue::Early => {}
+        }
+        self.schedule(key);
+    }
+
+    pub(crate) fn run_command<H: Handler>(&mut self, handler: &mut H, cmd: Command) {
+        match cmd {
+            Command::Send(key, msg) => {
+                let _ = self.enqueue(key, Outgoing::Msg(msg));
+            }
+            Command::Close(key, code, reason) => {
+                let _ = self.close(key, code, &reason);
+                self.process_events(handler, key);
+            }
+            Command::Subscribe(key, topic) => {
+                let _ = self.subscribe(key, topic);
+            }
+            Command::Unsubscribe(key, topic) => self.unsubscribe(key, &topic),
+            Command::Publish(topic, frame) => self.deliver(&topic, &frame),
+        }
+    }
+
+    /// Graceful shutdown: stop accepting, close every connection with 1001 and give the
+    /// close handshakes until the deadline.
+    pub(crate) fn start_shutdown<H: Handler>(&mut self, handler: &mut H) {
+        if self.shutdown_deadline.is_some() {
+            return;
+        }
+        let deadline = self.now + self.config.shutdown_timeout;
+        self.shutdown_deadline = Some(deadline);
+        self.ops.push(Op::CloseListeners);
+        for key in self.conns.keys() {
+            let Some(c) = self.conns.get_mut(key) else { continue };
+            if c.abandon_handshake(deadline) {
+                self.mark_dirty(key);
+            } else if c.is_open() {
+                let _ = self.close(key, CloseCode::GOING_AWAY, "server shutdown");
+                self.process_events(handler, key);
+            }
+            self.schedule(key);
+        }
+    }
+
+    /// Ends every connection now: the shutdown's grace time is over.
+    pub(crate) fn force_close_all<H: Handler>(&mut self, handler: &mut H) {
+        for key in self.conns.keys() {
+            self.peer_gone(handler, key);
+        }
+    }
+
+    /// Runs the handler for every event the protocol core has, in order.
+    pub(crate) fn process_events<H: Handler>(&mut self, handler: &mut H, key: Key) {
+        loop {
+            let Some(c) = self.conns.get_mut(key) else { return };
+            let Some(ws) = c.ws() else { return };
+            let Some(ev) = ws.poll_event() else { break };
+            match ev {
+                Event::Message(m) => {
+                    WorkerStats::add(&self.stats.messages_in, 1);
+                    self.call(handler, key, |h, cx| h.on_message(cx, m));
+                }
+                Event::Pong(p) => {
+                    self.call(handler, key, |h, cx| h.on_pong(cx, p.rtt));
+                }
+                Event::Closed(closed) => {
+                    self.stats.count_close(closed.code.0);
+                    self.on_closed(handler, key, &closed);
+                    return;
+                }
+                _ => {}
+            }
+        }
+        if let Some(ws) = self.conns.get_mut(key).and_then(|c| c.ws()) {
+            if ws.has_transmit() {
+                self.mark_dirty(key);
+            } else {
+                // Nothing to send: this lets the core free its buffers if it is idle.
+                let _ = ws.poll_transmit();
+            }
+        }
+        self.schedule(key);
+    }
+
+    fn on_closed<H: Handler>(&mut self, handler: &mut H, key: Key, closed: &Closed) {
+        self.drain(key);
+        self.call(handler, key, |h, cx| h.on_close(cx, closed));
+    }
+
+    /// The connection drained below its low watermark after being over the limit.
+    pub(crate) fn writable<H: Handler>(&mut self, handler: &mut H, key: Key) {
+        self.call(handler, key, |h, cx| h.on_writable(cx));
+    }
+}

@@ -1,0 +1,149 @@
+//! One worker: a thread with its own driver (io_uring or epoll), its own shard of
+//! connections and its handler. Nothing here is shared or locked; other threads reach it
+//! only through its command queue and its shutdown flag.
+//!
+//! Each turn of the loop: run commands from other threads, fire due timers, flush every
+//! connection with bytes to send (one vectored send in flight per connection, all
+//! submitted together), then wait for completions and feed them to the protocol core
+//! and the handler. The clock is read here only (through [`Clock`]), once per turn and
+//! before the wait; a test drives the loop with a virtual clock and a fake driver.
+
+mod events;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::handler::Handler;
+use crate::shard::{Core, Op};
+use crate::sys::Driver;
+
+/// Commands run per loop turn, so a flood from other threads cannot starve I/O.
+const COMMANDS_PER_TURN: usize = 4096;
+/// Flush rounds per turn: a handler's `on_writable` can queue more, flushed in the next
+/// round; past this, the next turn goes on without waiting.
+const FLUSH_ROUNDS: usize = 4;
+/// How long a worker with no timer due sleeps at most before it looks again.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
+
+/// A worker: its driver, its handler, its shard and its clock.
+pub(crate) struct Worker<D: Driver, H: Handler, C: Clock> {
+    pub(crate) driver: D,
+    pub(crate) handler: H,
+    pub(crate) core: Core,
+    pub(crate) clock: C,
+}
+
+impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
+    fn apply_ops(&mut self) {
+        for op in self.core.ops.drain(..) {
+            match op {
+                Op::AddConn(key, sock) => self.driver.add_conn(key, sock),
+                Op::Discard(sock) => self.driver.discard(sock),
+                Op::StartRecv(key) => self.driver.start_recv(key),
+                Op::Cancel(key) => self.driver.cancel(key),
+                Op::Close(key) => self.driver.close(key),
+                Op::CloseListeners => self.driver.close_listeners(),
+                Op::Send(key, chunks) => self.driver.send(key, chunks),
+            }
+        }
+    }
+
+    /// Sends for every dirty connection, and closes drained ones.
+    fn flush(&mut self) {
+        let mut round = 0;
+        while !self.core.dirty.is_empty() && round < FLUSH_ROUNDS {
+            round += 1;
+            let mut dirty = std::mem::take(&mut self.core.dirty);
+            for key in dirty.drain(..) {
+                if self.core.flush_one(key) {
+                    self.core.writable(&mut self.handler, key);
+                }
+            }
+            if self.core.dirty.is_empty() {
+                self.core.dirty = dirty;
+            }
+        }
+        self.apply_ops();
+    }
+
+    /// Fires due timers. A connection whose timer queued a frame (a heartbeat ping, a
+    /// close) is flushed at once, so its protocol buffers are freed before the next one:
+    /// heartbeats of many connections due together never hold buffers all at once.
+    fn fire_timers(&mut self) {
+        let mut due = self.core.timers.take_due(self.core.now);
+        // Slots are resolved to keys here: connections leave the slab only on completions,
+        // which do not run while timers fire, so a due slot still holds its connection.
+        for slot in due.drain(..) {
+            let Some(key) = self.core.conns.key_at(slot) else { continue };
+            self.core.fire_timer(&mut self.handler, key);
+            if self.core.conns.get(key).is_some_and(|c| c.dirty()) && self.core.flush_one(key) {
+                self.core.writable(&mut self.handler, key);
+            }
+        }
+        self.core.timers.restore_due(due);
+    }
+
+    fn drain_commands(&mut self) {
+        self.core.me.clear_notified();
+        if self.core.me.shutdown_requested() {
+            self.core.start_shutdown(&mut self.handler);
+        }
+        for _ in 0..COMMANDS_PER_TURN {
+            let Some(cmd) = self.core.me.queue.pop() else { break };
+            self.core.run_command(&mut self.handler, cmd);
+        }
+    }
+
+    /// Runs until shutdown completes.
+    pub(crate) fn run(mut self) -> std::io::Result<()> {
+        while !self.turn()? {}
+        Ok(())
+    }
+
+    /// One turn of the loop. Returns `true` once the shutdown is complete (every
+    /// connection closed, nothing in flight).
+    pub(crate) fn turn(&mut self) -> std::io::Result<bool> {
+        self.core.now = self.clock.now();
+        self.drain_commands();
+        self.fire_timers();
+        if let Some(deadline) = self.core.shutdown_deadline {
+            if self.core.now >= deadline {
+                self.core.force_close_all(&mut self.handler);
+            }
+        }
+        self.flush();
+        if self.core.shutdown_deadline.is_some()
+            && self.core.conns.len() == 0
+            && self.driver.in_flight() == 0
+        {
+            return Ok(true);
+        }
+        let now = self.clock.now();
+        let mut timeout = match self.core.timers.next_deadline() {
+            Some(at) => at.saturating_duration_since(now),
+            None => IDLE_WAIT,
+        };
+        if let Some(d) = self.core.shutdown_deadline {
+            timeout = timeout.min(d.saturating_duration_since(now));
+        }
+        // Work already known (commands, socket ops, connections left dirty by a busy
+        // flush, a shutdown request) must not wait for the next completion.
+        if !self.core.me.queue.is_empty()
+            || !self.core.ops.is_empty()
+            || !self.core.dirty.is_empty()
+            || (self.core.me.shutdown_requested() && self.core.shutdown_deadline.is_none())
+        {
+            timeout = Duration::ZERO;
+        }
+        let stats = &self.core.stats;
+        stats.rings.store(self.driver.rings() as u64, Relaxed);
+        stats.messages_lent.store(self.driver.messages_lent(), Relaxed);
+        stats.busy_poll_hits.store(self.driver.busy_poll_hits(), Relaxed);
+        let Self { driver, handler, core, .. } = self;
+        core.now = now;
+        driver.wait(Some(timeout), &mut |c| core.on_completion(handler, c))?;
+        crate::stats::WorkerStats::add(&self.core.stats.loop_turns, 1);
+        Ok(false)
+    }
+}
