@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Run the Autobahn WebSocket testsuite (fuzzingclient: the suite connects to
+# our server) against `BINARY serve`, the echo server with default settings.
+#
+#   tests/autobahn/run.sh BINARY [BACKEND]
+#
+#   BINARY   the ringwire CLI (a release build: group 9 moves 100+ MB)
+#   BACKEND  io_uring | epoll | auto (default: auto, the server's default)
+#
+# Environment (all optional):
+#   AUTOBAHN_VENV     venv made by setup.sh   (default <repo>/target/autobahn-venv;
+#                     setup.sh is run first, a no-op when it is up to date)
+#   AUTOBAHN_OUT      report folder           (default <repo>/target/autobahn/<backend>)
+#   AUTOBAHN_TIMEOUT  seconds for the whole suite run (default 600)
+#   AUTOBAHN_CASES    comma-separated case patterns (default 1.*,...,7.*,9.*,10.*)
+#
+# Prints one line per behavior with its count, then every case that is not
+# OK. Exit status: 0 when no case is FAILED or NON-STRICT (INFORMATIONAL and
+# UNIMPLEMENTED are fine), 1 when some are, 2 when the run itself broke
+# (server did not start, wstest failed or timed out, cases missing).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+
+if [[ $# -lt 1 || $# -gt 2 ]]; then
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+fi
+bin="$1"
+backend="${2:-auto}"
+[[ -x "$bin" ]] || { echo "run.sh: $bin is not an executable" >&2; exit 2; }
+bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
+case "$backend" in
+    io_uring|io-uring|uring) backend=io_uring ;;
+    epoll|auto) ;;
+    *) echo "run.sh: unknown backend '$backend' (io_uring, epoll, auto)" >&2; exit 2 ;;
+esac
+
+venv="${AUTOBAHN_VENV:-$repo/target/autobahn-venv}"
+out="${AUTOBAHN_OUT:-$repo/target/autobahn/$backend}"
+limit="${AUTOBAHN_TIMEOUT:-600}"
+cases="${AUTOBAHN_CASES:-1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*}"
+
+"$here/setup.sh" "$venv" >&2
+
+# clear the last run's output, but nothing that is not one
+if [[ -d "$out" && -n "$(ls -A "$out")" && ! -f "$out/fuzzingclient.json" && ! -f "$out/server.log" ]]; then
+    echo "run.sh: $out is not empty and not an earlier run's output; not clearing it" >&2
+    exit 2
+fi
+rm -rf "$out"
+mkdir -p "$out/reports"
+
+# The CLI's flags, from its help (the binary is moving crates; stay tolerant).
+help="$("$bin" serve --help 2>&1)" || { echo "run.sh: '$bin serve --help' failed" >&2; exit 2; }
+listen_flag=--listen
+grep -q -- '--listen' <<<"$help" || listen_flag=--addr
+backend_args=()
+if [[ "$backend" != auto ]]; then
+    if grep -q -- '--backend' <<<"$help"; then
+        backend_args=(--backend "${backend/_/-}")
+    else
+        export RINGWIRE_BACKEND="$backend"
+    fi
+fi
+
+port="$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+
+server_pid=""
+stop_server() {
+    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+        kill -TERM "$server_pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    server_pid=""
+}
+trap stop_server EXIT
+
+"$bin" serve "$listen_flag" "127.0.0.1:$port" "${backend_args[@]}" > "$out/server.log" 2>&1 &
+server_pid=$!
+up=""
+for _ in $(seq 100); do
+    kill -0 "$server_pid" 2>/dev/null || break
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then up=1; break; fi
+    sleep 0.1
+done
+if [[ -z "$up" ]]; then
+    echo "run.sh: server did not start listening on 127.0.0.1:$port; its log:" >&2
+    cat "$out/server.log" >&2
+    exit 2
+fi
+echo "server: $bin serve $listen_flag 127.0.0.1:$port ${backend_args[*]} ${RINGWIRE_BACKEND:+(RINGWIRE_BACKEND=$RINGWIRE_BACKEND)}"
+
+"$venv/bin/python" - "$out" "$port" "$cases" <<'EOF'
+import json, sys
+out, port, cases = sys.argv[1], sys.argv[2], sys.argv[3]
+spec = {
+    "outdir": out + "/reports",
+    "servers": [{"agent": "ringwire", "url": "ws://127.0.0.1:%s" % port}],
+    "cases": [c.strip() for c in cases.split(",") if c.strip()],
+    "exclude-cases": [],
+    "exclude-agent-cases": {},
+}
+json.dump(spec, open(out + "/fuzzingclient.json", "w"), indent=2)
+EOF
+
+start=$(date +%s)
+rc=0
+(cd "$out" && timeout --kill-after=10 "$limit" "$venv/bin/wstest" -m fuzzingclient -s fuzzingclient.json > wstest.log 2>&1) || rc=$?
+secs=$(( $(date +%s) - start ))
+stop_server
+head -n 1 "$out/server.log" | sed 's/^/server: /'
+tail -n 1 "$out/server.log" | sed 's/^/server: /'
+if [[ "$backend" != auto ]] && ! head -n 1 "$out/server.log" | grep -qi "backend ${backend/_/.\\?}"; then
+    echo "run.sh: warning: server's first log line does not name backend $backend" >&2
+fi
+echo "wstest: exit $rc after ${secs}s; reports in $out/reports (index.html, index.json)"
+if [[ $rc -eq 124 || $rc -eq 137 ]]; then
+    echo "run.sh: wstest did not finish within AUTOBAHN_TIMEOUT=${limit}s" >&2
+fi
+
+"$venv/bin/python" - "$out" "$rc" <<'EOF'
+import collections, fnmatch, json, os, sys
+out, rc = sys.argv[1], int(sys.argv[2])
+reports = os.path.join(out, "reports")
+log = open(os.path.join(out, "wstest.log"), errors="replace").read()
+started = [l.split()[4] for l in log.splitlines() if l.startswith("Running test case ID ")]
+index = os.path.join(reports, "index.json")
+results = {}
+if os.path.exists(index):
+    for agent, cs in json.load(open(index)).items():
+        results.update(cs)
+if "Traceback" in log:
+    print("run.sh: wstest logged a Python traceback (see %s/wstest.log)" % out, file=sys.stderr)
+
+key = lambda c: [int(x) for x in c.split(".")]
+order = ["OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED"]
+counts = collections.Counter(v["behavior"] for v in results.values())
+if results:
+    for b in order + sorted(set(counts) - set(order)):
+        print("%-13s %d" % (b, counts.get(b, 0)))
+    print("%-13s %d" % ("total", len(results)))
+bad = 0
+for c in sorted(results, key=key):
+    v = results[c]
+    if v["behavior"] == "OK" and v["behaviorClose"] == "OK":
+        continue
+    r = json.load(open(os.path.join(reports, v["reportfile"])))
+    print("  %-7s %-13s close %-13s %s | %s (close code %s)"
+          % (c, v["behavior"], v["behaviorClose"], r.get("result"), r.get("resultClose"), v.get("remoteCloseCode")))
+    if v["behavior"] in ("FAILED", "NON-STRICT") or v["behavior"] not in order:
+        bad += 1
+missing = [c for c in started if c not in results]
+planned = [int(l.split()[3]) for l in log.splitlines() if l.startswith("Ok, will run ")]
+if planned and planned[0] != len(results):
+    print("run.sh: %d cases planned, %d in the report" % (planned[0], len(results)), file=sys.stderr)
+    missing = missing or ["?"]
+if rc != 0 or not results or missing:
+    if missing:
+        print("run.sh: cases started but not in the report: %s" % " ".join(missing), file=sys.stderr)
+    print("run.sh: the suite run did not complete (wstest exit %d)" % rc, file=sys.stderr)
+    sys.exit(2)
+sys.exit(1 if bad else 0)
+EOF
