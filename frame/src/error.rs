@@ -1,6 +1,6 @@
 //! Errors, who is at fault, and the one place they map to close codes.
 
-use crate::close::CloseCode;
+use crate::code::CloseCode;
 
 /// Who caused an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::close::{CloseCode, CloseFrame};
+use crate::close::CloseFrame;
+use crate::code::CloseCode;
 use crate::config::Config;
 use crate::encode::{encode_frame, encode_message, MaskSource};
 use crate::error::{ProtocolError, SendError};
