@@ -704,10 +704,12 @@ impl Connection {
                 self.finish(code, reason, cause);
             }
             Deferred::Fail(err) => {
-                // §7.1.7: send a close with an appropriate code, unless we have sent one.
+                // §7.1.7: send a close with an appropriate code, unless we have sent one;
+                // its reason names the rule broken (§5.5.1, §7.1.6: for debugging).
                 let code = err.close_code();
                 if self.state == State::Open {
-                    self.queue_close(Some(CloseFrame { code, reason: String::new() }));
+                    let reason = err.reason().to_owned();
+                    self.queue_close(Some(CloseFrame { code, reason }));
                 }
                 self.finish(code, String::new(), CloseCause::Error(err));
             }
