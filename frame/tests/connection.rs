@@ -467,8 +467,9 @@ fn idle_connection_struct_stays_small() {
 
 #[test]
 fn timers_before_the_first_connection_still_order_correctly() {
-    // Deadlines are offsets from a process-wide epoch fixed on first use; an instant taken
-    // before it (a caller's `t0`) must still give exact timers.
+    // Deadlines are offsets from the configuration's epoch, fixed by the first instant a
+    // connection of it is given; an instant the caller took before others (its `t0`) must
+    // still give exact timers.
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_millis(2));
     let cfg = Config::default().idle_timeout(Some(Duration::from_millis(10)));
@@ -717,4 +718,85 @@ fn a_close_answering_ours_also_waits_behind_earlier_events() {
     assert!(s.close_is_next());
     assert_eq!(events(&mut s), [closed(CloseCode::NORMAL, "", CloseCause::Local)]);
     assert!(sent_frames(&mut s).is_empty());
+}
+
+// ---- no clock: the caller's instants are the only time the crate sees ----------------
+
+/// Runs a keepalive ping, its pong, a tracked ping and the idle timer on `c`, opened at
+/// `t0` with the configuration of `virtual_clock_config`, and checks every deadline and
+/// RTT is exact.
+fn drive_timers_from(mut c: Connection, t0: Instant) {
+    let ns = Duration::from_nanos;
+    let s = Duration::from_secs;
+    assert_eq!(c.poll_timeout(), Some(t0 + s(10)));
+    c.handle_timeout(t0 + s(10) - ns(1));
+    assert!(sent_frames(&mut c).is_empty(), "no ping a nanosecond early");
+    c.handle_timeout(t0 + s(10));
+    let sent = sent_frames(&mut c);
+    let [(OpCode::Ping, ping)] = sent.as_slice() else { panic!("{sent:?}") };
+    assert_eq!(c.poll_timeout(), Some(t0 + s(13)), "pong timeout");
+    assert_eq!(pong_rtt(&mut c, t0 + s(10) + ns(250_001), ping), Some(ns(250_001)));
+    // The pong was life: the next ping one interval after it.
+    assert_eq!(c.poll_timeout(), Some(t0 + s(20) + ns(250_001)));
+    c.send_ping(t0 + s(11)).unwrap();
+    let p = sent_frames(&mut c).remove(0).1;
+    assert_eq!(pong_rtt(&mut c, t0 + s(11) + ns(1), &p), Some(ns(1)));
+}
+
+fn virtual_clock_config() -> Config {
+    Config::default()
+        .ping_interval(Some(Duration::from_secs(10)))
+        .pong_timeout(Duration::from_secs(3))
+}
+
+#[test]
+fn a_virtual_clock_starting_anywhere_gives_exact_timers_and_rtts() {
+    let day = Duration::from_secs(86_400);
+    let far = Instant::now() + 1000 * day;
+    // Connections sharing one configuration: the first, 1000 days ahead, fixes its epoch;
+    // the second starts 500 days before the first, the third a second before the second.
+    let config = std::sync::Arc::new(virtual_clock_config());
+    for t0 in [far, far - 500 * day, far - 500 * day - Duration::from_secs(1)] {
+        let c = Connection::client(config.clone(), Box::new(FixedMask(KEY)), t0);
+        drive_timers_from(c, t0);
+        let s = Connection::server(config.clone(), t0);
+        assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+    }
+    // A configuration of its own, 1000 days ahead too.
+    drive_timers_from(client(virtual_clock_config(), far), far);
+    // The epoch is no setting: the shared configuration still equals a fresh one.
+    assert_eq!(*config, virtual_clock_config());
+}
+
+#[test]
+fn no_clock_is_read_in_the_crate() {
+    // The caller's `now` is the only time the crate may see: no clock read in frame/src
+    // outside comments (doc examples) and `#[cfg(test)]` modules (each file's tests come
+    // last, house style).
+    fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                files(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    files(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut all);
+    assert!(all.len() >= 10, "{all:?}");
+    for f in all {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        for (i, line) in code.lines().enumerate() {
+            let l = line.trim_start();
+            if l.starts_with("//") {
+                continue;
+            }
+            for clock in ["Instant::now", "SystemTime", "UNIX_EPOCH"] {
+                assert!(!l.contains(clock), "{}:{}: reads a clock: {l}", f.display(), i + 1);
+            }
+        }
+    }
 }

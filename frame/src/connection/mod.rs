@@ -328,6 +328,12 @@ impl std::fmt::Debug for Connection {
 
 impl Connection {
     /// A server-side connection, opened at `now`.
+    ///
+    /// The crate reads no clock: `now` here and in every later call is the only time it
+    /// sees. Timers and ping send times count from an epoch kept with the configuration
+    /// and fixed by the first `now` any connection sharing this `Arc<Config>` is given
+    /// (a long margin before it, so that other connections' instants, even earlier ones,
+    /// map exactly); a `Config` passed by value gets an epoch of its own.
     pub fn server(config: impl Into<Arc<Config>>, now: Instant) -> Self {
         Self::new(Role::Server, config.into(), None, now)
     }
@@ -405,7 +411,7 @@ impl Connection {
 
     /// The earliest deadline at which [`handle_timeout`](Self::handle_timeout) must run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
+        timer::instant(self.config.epoch.get()?, self.timers.next()?)
     }
 
     /// Bytes waiting in [`poll_transmit`](Self::poll_transmit), for backpressure.
@@ -468,24 +474,32 @@ impl Connection {
         if self.state == State::Closed || self.is_deferred() {
             return;
         }
-        if self.timers.is_expired(Timer::Close, now) {
+        let at = self.clock(now);
+        if self.timers.is_expired(Timer::Close, at) {
             self.finish(CloseCode::ABNORMAL, String::new(), CloseCause::CloseTimeout);
             return;
         }
-        if self.timers.is_expired(Timer::PongTimeout, now) {
+        if self.timers.is_expired(Timer::PongTimeout, at) {
             self.finish(CloseCode::ABNORMAL, String::new(), CloseCause::HeartbeatTimeout);
             return;
         }
-        if self.timers.is_expired(Timer::Idle, now) {
+        if self.timers.is_expired(Timer::Idle, at) {
             self.timers.stop(Timer::Idle);
             let _ = self.close(now, CloseCode::GOING_AWAY, "idle timeout");
         }
-        if self.timers.is_expired(Timer::Keepalive, now) {
+        if self.timers.is_expired(Timer::Keepalive, at) {
             self.timers.stop(Timer::Keepalive);
             if self.state == State::Open && self.send_ping(now).is_ok() {
-                self.timers.set(Timer::PongTimeout, timer::after(now, self.config.pong_timeout));
+                self.timers.set(Timer::PongTimeout, timer::after(at, self.config.pong_timeout));
             }
         }
+    }
+
+    /// `now` as nanoseconds since the configuration's epoch, which the first instant any
+    /// connection of the configuration is given fixes (see `timer.rs`: the caller's
+    /// instants are the only time this crate sees).
+    fn clock(&self, now: Instant) -> u64 {
+        timer::offset(self.config.epoch.fix(now), now)
     }
 
     /// Inbound traffic of any kind shows the peer is alive.
@@ -493,12 +507,13 @@ impl Connection {
         if self.state != State::Open {
             return;
         }
+        let at = self.clock(now);
         if let Some(i) = self.config.ping_interval {
-            self.timers.set(Timer::Keepalive, timer::after(now, i));
+            self.timers.set(Timer::Keepalive, timer::after(at, i));
             self.timers.stop(Timer::PongTimeout);
         }
         if let Some(i) = self.config.idle_timeout {
-            self.timers.set(Timer::Idle, timer::after(now, i));
+            self.timers.set(Timer::Idle, timer::after(at, i));
         }
     }
 
@@ -587,7 +602,8 @@ impl Connection {
     /// number.
     ///
     /// The payload is [`PING_PAYLOAD_LEN`] bytes: the sequence number (4 bytes) and the
-    /// send time (8 bytes, nanoseconds from a process-wide epoch), both big-endian. A pong
+    /// send time (8 bytes, nanoseconds from the configuration's epoch, which only the
+    /// caller's instants determine: see [`Connection::server`]), both big-endian. A pong
     /// echoing it reports the RTT if it answers a ping newer than the last one measured,
     /// so a pong that arrives after further pings were sent (a slow peer) is still
     /// measured. The peer only echoes the payload: it can make its own RTT look longer or
@@ -597,7 +613,7 @@ impl Connection {
         let seq = self.ping_seq.wrapping_add(1);
         let mut payload = [0u8; PING_PAYLOAD_LEN];
         payload[..4].copy_from_slice(&seq.to_be_bytes());
-        payload[4..].copy_from_slice(&timer::offset(now).to_be_bytes());
+        payload[4..].copy_from_slice(&self.clock(now).to_be_bytes());
         self.send_control(OpCode::Ping, &payload)?;
         self.ping_seq = seq;
         Ok(seq)
@@ -631,7 +647,8 @@ impl Connection {
         self.state = State::CloseSent;
         self.timers.clear();
         if !self.is_deferred() {
-            self.timers.set(Timer::Close, timer::after(now, self.config.close_timeout));
+            let at = timer::after(self.clock(now), self.config.close_timeout);
+            self.timers.set(Timer::Close, at);
         }
         Ok(())
     }

@@ -454,7 +454,7 @@ impl Connection {
         if ahead == 0 || ahead > self.ping_seq.wrapping_sub(self.pong_seq) {
             return None;
         }
-        let now = super::timer::offset(now);
+        let now = self.clock(now);
         if sent > now {
             return None;
         }
