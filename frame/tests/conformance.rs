@@ -15,7 +15,8 @@
 //!   Short printable payloads are shown quoted, others as `length#fnv1a32`.
 //! - `closed`: the `Closed` event (`Peer`, `Local`, `Error(code,error)`, ...), or `open` /
 //!   `closing` if the case ended without one.
-//! - `tx_close`: the close frame the connection sent (`-` if none, `empty` without code).
+//! - `tx_close`: the close frame the connection sent: `code` or `code,reason` (an error's
+//!   `ProtocolError::reason`), `-` if none, `empty` without code.
 //! - `tx_pong`: the payload of the last pong it sent (`-` if none). Pongs are coalesced
 //!   (RFC 6455 §5.5.3), so only the last one is independent of how input was chunked.
 //!
@@ -26,7 +27,10 @@
 //!    input after it, every frame sent is final, unreserved and masked exactly when the
 //!    connection is a client (RFC 6455 §5.1), data frames sent are exactly the echoes that
 //!    `send` accepted, pongs answer received pings in order, no data frame follows the close
-//!    frame, and `send` fails with `SendError::Closed` exactly once a close is sent;
+//!    frame, and `send` fails with `SendError::Closed` exactly once a close is sent; events
+//!    in arrival order: unless the case closes first, every message is echoed, also one
+//!    that came in the same read as the peer's close or a bad frame, so its echo precedes
+//!    the close frame, and `close_is_next()` is true right before `Closed` only;
 //! 3. the outcomes equal `tests/conformance/expected.txt`. Run with `RINGWIRE_BLESS=1` to
 //!    rewrite that file after an intended change, and review the diff.
 //!

@@ -45,8 +45,11 @@ pub enum Event {
     /// The peer sent a pong.
     Pong(Pong),
     /// The connection is closed at the WebSocket level: nothing more will be received or
-    /// may be sent. Reported exactly once. Flush [`Connection::poll_transmit`], then close
-    /// the transport.
+    /// may be sent. Reported exactly once, after every event that arrived before its
+    /// cause; when the cause is a received close or a protocol failure, the poll that
+    /// returns it is the one that queues the close frame (see [`Connection`], "Order of
+    /// events", and [`Connection::close_is_next`]). Flush [`Connection::poll_transmit`],
+    /// then close the transport.
     Closed(Closed),
 }
 
