@@ -800,3 +800,27 @@ fn no_clock_is_read_in_the_crate() {
         }
     }
 }
+
+#[test]
+fn local_close_while_a_failure_waits_goes_out_and_the_error_is_reported() {
+    let t0 = Instant::now();
+    let mut s = Connection::server(Config::default(), t0);
+    let bad = cframe(OpCode::Continuation, true, b"no message to continue");
+    s.handle_bytes(t0, &one_read(&[cframe(OpCode::Text, true, b"hi"), bad]));
+    let Some(Event::Message(_)) = s.poll_event() else { panic!("no message") };
+    assert!(s.close_is_next());
+    s.close(t0, CloseCode::NORMAL, "bye").unwrap();
+    let ev = events(&mut s);
+    assert!(
+        matches!(
+            &ev[..],
+            [Event::Closed(Closed {
+                cause: CloseCause::Error(ProtocolError::UnexpectedContinuation),
+                ..
+            })]
+        ),
+        "{ev:?}"
+    );
+    // One close only: ours (§7.1.7 only says SHOULD for the error's code).
+    assert_eq!(sent_frames(&mut s), [(OpCode::Close, close_payload(1000, "bye"))]);
+}
