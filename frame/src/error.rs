@@ -100,9 +100,10 @@ impl ProtocolError {
 
     /// The reason sent with [`close_code`](Self::close_code) in the close frame that fails
     /// the connection: a few words naming the rule broken, ASCII and at most 123 bytes
-    /// (§5.5.1: a close payload is at most 125 bytes, two of them the code). Not the
-    /// `Display` text: that one may carry the peer's numbers, and a reason is for the
-    /// peer's logs ("SHOULD NOT be shown to end users", §7.1.6), so it stays fixed.
+    /// (§5.5: a control payload is at most 125 bytes, two of them the code). Not the
+    /// `Display` text, which carries the peer's numbers: a reason "may be useful for
+    /// debugging" and clients "MUST NOT show it to end users" (§5.5.1), so a fixed phrase
+    /// per rule is what it needs.
     pub fn reason(&self) -> &'static str {
         match self {
             Self::InvalidLength => "payload length MSB set",

@@ -386,7 +386,7 @@ impl Connection {
     }
 
     /// The next event, if any. When every earlier event has been polled, this applies a
-    /// close or failure that arrived with the input (see "Order of events" above): the
+    /// close or failure that arrived with the input (see "Order of events" on the type): the
     /// close frame is queued and `Closed` returned.
     pub fn poll_event(&mut self) -> Option<Event> {
         let b = self.bufs.as_mut()?;
@@ -725,7 +725,7 @@ impl Connection {
             }
             Deferred::Fail(err) => {
                 // §7.1.7: send a close with an appropriate code, unless we have sent one;
-                // its reason names the rule broken (§5.5.1, §7.1.6: for debugging).
+                // its reason names the rule broken (§5.5.1: "useful for debugging").
                 let code = err.close_code();
                 if self.state == State::Open {
                     let reason = err.reason().to_owned();
