@@ -120,5 +120,11 @@ for target, mask in (("connection_server", KEY), ("connection_client", None)):
     write(target, "over-max-frame", b"\x40" + f(0x2, bytes(5000)))
     write(target, "continuation-without-start", b"\xff" + f(0x0, b"x"))
     write(target, "wrong-masking", b"\xff" + f(0x1, b"x", mask=None if mask else KEY))
+    # Events in arrival order: messages, then the end, in one read; each echo must go
+    # out before the close frame (fuzz/checks.rs).
+    write(target, "messages-then-close", b"\xff" + f(0x1, b"one") + f(0x2, bytes(150))
+          + f(0x9, b"p") + c(1000) + f(0x1, b"after"))
+    write(target, "message-then-rsv", b"\xff" + f(0x1, b"ok") + f(0x1, b"bad", rsv=2)
+          + f(0x1, b"never"))
     write(target, "empty-fragments", b"\x02" + f(0x1, b"", fin=False) + f(0x0, b"", fin=False)
           + f(0x0, b""))

@@ -1,6 +1,8 @@
-//! Per-connection limits and behaviour.
+//! Per-connection limits and behaviour, and the epoch the connections of one
+//! configuration count time from.
 
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// Configuration of a [`crate::Connection`]. Every limit stops a specific abuse by the
 /// peer; the defaults suit a server facing the internet.
@@ -39,6 +41,57 @@ pub struct Config {
     /// Start the close handshake (1001) after this long without inbound traffic.
     /// Default `None` (off).
     pub idle_timeout: Option<Duration>,
+    /// The instant the timers and ping send times of this configuration's connections
+    /// count from (see `connection/timer.rs`). Not a setting: it takes no part in
+    /// equality, and it is fixed by the first `now` a connection of this configuration
+    /// is given.
+    pub(crate) epoch: Epoch,
+}
+
+/// The instant that offsets count from, fixed once from the first instant a caller
+/// passes, never from a clock (see `connection/timer.rs` for why it lives here).
+#[derive(Clone, Default)]
+pub(crate) struct Epoch(OnceLock<Instant>);
+
+impl Epoch {
+    /// How far before the first instant seen the epoch is put, longest first: 2^32 s
+    /// (136 years) keeps every offset of the next 156 years below 2^63 ns, and instants a
+    /// caller took earlier (another connection's virtual `t0`) still map exactly. The
+    /// shorter steps serve platforms whose `Instant` cannot go back that far (it counts
+    /// from boot).
+    const MARGINS: [u64; 3] = [1 << 32, 86_400, 1];
+
+    /// The epoch, fixed from `now` if no connection of this configuration had an instant
+    /// before.
+    pub(crate) fn fix(&self, now: Instant) -> Instant {
+        *self.0.get_or_init(|| {
+            Self::MARGINS
+                .into_iter()
+                .find_map(|s| now.checked_sub(Duration::from_secs(s)))
+                .unwrap_or(now)
+        })
+    }
+
+    /// The epoch, if fixed.
+    pub(crate) fn get(&self) -> Option<Instant> {
+        self.0.get().copied()
+    }
+}
+
+/// Not part of the configuration's value: two configurations with the same settings are
+/// equal whichever instants their connections have seen.
+impl PartialEq for Epoch {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Epoch {}
+
+impl std::fmt::Debug for Epoch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() { "fixed" } else { "unfixed" })
+    }
 }
 
 impl Default for Config {
@@ -52,6 +105,7 @@ impl Default for Config {
             ping_interval: None,
             pong_timeout: Duration::from_secs(10),
             idle_timeout: None,
+            epoch: Epoch::default(),
         }
     }
 }
@@ -96,5 +150,23 @@ impl Config {
     pub fn idle_timeout(mut self, v: Option<Duration>) -> Self {
         self.idle_timeout = v;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_epoch_is_fixed_once_before_the_first_instant_and_is_no_setting() {
+        let t = Instant::now() + Duration::from_secs(1000 * 86_400);
+        let c = Config::default();
+        assert_eq!(c.epoch.get(), None);
+        let e = c.epoch.fix(t);
+        assert!(e < t);
+        assert_eq!(c.epoch.fix(t + Duration::from_secs(5)), e, "fixed once");
+        assert_eq!(c.epoch.fix(t - Duration::from_secs(5)), e, "also for earlier instants");
+        assert_eq!(c, Config::default(), "the epoch takes no part in equality");
+        assert_eq!(c.clone().epoch.get(), Some(e));
     }
 }

@@ -1,6 +1,6 @@
-//! Errors, who is at fault, and the one place they map to close codes.
+//! Errors, who is at fault, and the one place they map to close codes and close reasons.
 
-use crate::close::CloseCode;
+use crate::code::CloseCode;
 
 /// Who caused an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +98,33 @@ impl ProtocolError {
         }
     }
 
+    /// The reason sent with [`close_code`](Self::close_code) in the close frame that fails
+    /// the connection: a few words naming the rule broken, ASCII and at most 123 bytes
+    /// (§5.5: a control payload is at most 125 bytes, two of them the code). Not the
+    /// `Display` text, which carries the peer's numbers: a reason "may be useful for
+    /// debugging" and clients "MUST NOT show it to end users" (§5.5.1), so a fixed phrase
+    /// per rule is what it needs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidLength => "payload length MSB set",
+            Self::UnmaskedFrame => "unmasked client frame",
+            Self::MaskedFrame => "masked server frame",
+            Self::ReservedBits(_) => "reserved bits set",
+            Self::ReservedOpcode(_) => "reserved opcode",
+            Self::ControlFrameTooLong(_) => "control frame too long",
+            Self::FragmentedControlFrame => "control frame fragmented",
+            Self::UnexpectedContinuation => "unexpected continuation",
+            Self::ExpectedContinuation => "expected continuation",
+            Self::InvalidUtf8 => "invalid UTF-8",
+            Self::InvalidClosePayload => "one-byte close payload",
+            Self::InvalidCloseCode(_) => "invalid close code",
+            Self::InvalidCloseReason => "close reason not UTF-8",
+            Self::FrameTooLarge { .. } => "frame too big",
+            Self::MessageTooLarge { .. } => "message too big",
+            Self::Policy(_) => "policy violation",
+        }
+    }
+
     /// Every protocol error is the peer's fault.
     pub fn fault(&self) -> Fault {
         Fault::Peer
@@ -130,5 +157,48 @@ impl SendError {
     /// Send errors are always this side's fault.
     pub fn fault(&self) -> Fault {
         Fault::Local
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One of each variant (the matches in `close_code` and `reason` have no wildcard, so
+    /// a new variant does not compile until it has both; add it here too).
+    fn all() -> Vec<ProtocolError> {
+        use ProtocolError::*;
+        vec![
+            InvalidLength,
+            UnmaskedFrame,
+            MaskedFrame,
+            ReservedBits(4),
+            ReservedOpcode(3),
+            ControlFrameTooLong(126),
+            FragmentedControlFrame,
+            UnexpectedContinuation,
+            ExpectedContinuation,
+            InvalidUtf8,
+            InvalidClosePayload,
+            InvalidCloseCode(1005),
+            InvalidCloseReason,
+            FrameTooLarge { size: 2, max: 1 },
+            MessageTooLarge { size: 2, max: 1 },
+            Policy("rate"),
+        ]
+    }
+
+    #[test]
+    fn every_error_has_a_short_ascii_reason_of_its_own() {
+        let errors = all();
+        let mut reasons: Vec<&str> = errors.iter().map(|e| e.reason()).collect();
+        for (e, r) in errors.iter().zip(&reasons) {
+            assert!(!r.is_empty() && r.len() <= 123 && r.is_ascii(), "{e:?}: {r:?}");
+            assert!(r.bytes().all(|b| (0x20..0x7f).contains(&b)), "{e:?}: {r:?}");
+            assert!(e.close_code().is_valid_on_wire(), "{e:?}");
+        }
+        reasons.sort_unstable();
+        reasons.dedup();
+        assert_eq!(reasons.len(), errors.len(), "two errors share a reason");
     }
 }

@@ -41,6 +41,7 @@
 #![forbid(unsafe_code)]
 
 mod close;
+mod code;
 mod config;
 mod connection;
 mod encode;
@@ -53,7 +54,8 @@ pub mod utf8;
 
 /// The shared byte buffers of this crate's API (the `bytes` crate's), re-exported.
 pub use bytes::Bytes;
-pub use close::{CloseCode, CloseFrame};
+pub use close::CloseFrame;
+pub use code::CloseCode;
 pub use config::Config;
 pub use connection::{
     CloseCause, Closed, Connection, Event, Pong, RecvBuffer, Role, PING_PAYLOAD_LEN,

@@ -15,7 +15,8 @@
 //!   Short printable payloads are shown quoted, others as `length#fnv1a32`.
 //! - `closed`: the `Closed` event (`Peer`, `Local`, `Error(code,error)`, ...), or `open` /
 //!   `closing` if the case ended without one.
-//! - `tx_close`: the close frame the connection sent (`-` if none, `empty` without code).
+//! - `tx_close`: the close frame the connection sent: `code` or `code,reason` (an error's
+//!   `ProtocolError::reason`), `-` if none, `empty` without code.
 //! - `tx_pong`: the payload of the last pong it sent (`-` if none). Pongs are coalesced
 //!   (RFC 6455 §5.5.3), so only the last one is independent of how input was chunked.
 //!
@@ -26,7 +27,10 @@
 //!    input after it, every frame sent is final, unreserved and masked exactly when the
 //!    connection is a client (RFC 6455 §5.1), data frames sent are exactly the echoes that
 //!    `send` accepted, pongs answer received pings in order, no data frame follows the close
-//!    frame, and `send` fails with `SendError::Closed` exactly once a close is sent;
+//!    frame, and `send` fails with `SendError::Closed` exactly once a close is sent; events
+//!    in arrival order: unless the case closes first, every message is echoed, also one
+//!    that came in the same read as the peer's close or a bad frame, so its echo precedes
+//!    the close frame, and `close_is_next()` is true right before `Closed` only;
 //! 3. the outcomes equal `tests/conformance/expected.txt`. Run with `RINGWIRE_BLESS=1` to
 //!    rewrite that file after an intended change, and review the diff.
 //!
@@ -717,6 +721,20 @@ fn group7() -> Vec<Case> {
     // Garbage after the close is not even parsed (§7.1.7, §5.5.1).
     v.push(case("7.1.7", vec![close(1000, ""), op(0xf, "junk").rsv(7).mask(Mask::On)]).no_close());
     v.push(case("7.1.8", vec![close(1000, "")]).no_close().reads(Reads::Size(1)));
+    // 7.10 (own): events in arrival order. Messages and the end that follows them arrive
+    // in ONE read; every echo must go out before the close frame (the harness checks it),
+    // the close (or the failure's close) behind them.
+    v.push(case("7.10.1", vec![text("first"), bin([1, 2]), close(1000, "")]).no_close());
+    v.push(case("7.10.2", vec![text("a"), ping("p"), text("b"), close(1001, "bye")]).no_close());
+    v.push(case("7.10.3", vec![text(ascii(5000)), close(1000, "")]).no_close()); // zero-copy echo
+    v.push(case("7.10.4", vec![text("ok"), op(3, "x"), text("never")])); // reserved opcode
+    v.push(case("7.10.5", vec![text("ok"), op(0xb, ""), text("never")]));
+    v.push(case("7.10.6", vec![text("ok"), text("bad").rsv(4), text("never")]));
+    v.push(case("7.10.7", vec![text("ok"), text("bad").mask(Mask::Off), text("never")]));
+    v.push(case("7.10.8", vec![text("ok"), text("bad").mask(Mask::On), text("never")]));
+    v.push(case("7.10.9", vec![text("a").more(), cont("b"), text(b"\xff")]));
+    v.push(case("7.10.10", vec![bin(bytes(2000)), ping("p"), bin([]).declare((16 << 20) + 1)]));
+    v.push(case("7.10.11", vec![text("ok"), close_raw("a")]).no_close());
     // 7.3: close payload sizes.
     v.push(case("7.3.1", vec![close_raw("")]).no_close());
     v.push(case("7.3.2", vec![close_raw("a")]).no_close());
@@ -898,6 +916,7 @@ fn run(case: &Case, role: Role, input: &[u8], reads: &[usize]) -> Result<String,
     let mut closed: Option<Closed> = None;
     let mut echoed: Vec<Message> = Vec::new();
     let mut pings: Vec<Vec<u8>> = Vec::new();
+    let mut received = 0;
     let mut rest = input;
     for &n in reads {
         let (chunk, r) = rest.split_at(n);
@@ -905,12 +924,20 @@ fn run(case: &Case, role: Role, input: &[u8], reads: &[usize]) -> Result<String,
         let was_closed = closed.is_some();
         let (events_before, wire_before) = (events.len(), wire.len());
         conn.handle_bytes(now, chunk);
-        while let Some(ev) = conn.poll_event() {
+        loop {
+            // Every end here arrives with the input (no EOF, no timer): each is deferred
+            // behind the events before it, and `close_is_next` announces it.
+            let close_is_next = conn.close_is_next();
+            let Some(ev) = conn.poll_event() else { break };
             if closed.is_some() {
                 return Err(format!("event after Closed: {ev:?}"));
             }
+            if close_is_next != matches!(ev, Event::Closed(_)) {
+                return Err(format!("close_is_next() was {close_is_next} before {ev:?}"));
+            }
             match ev {
                 Event::Message(m) => {
+                    received += 1;
                     events.push(match &m {
                         Message::Text(t) => format!("T:{}", render(t.as_bytes())),
                         Message::Binary(b) => format!("B:{}", render(b)),
@@ -950,6 +977,12 @@ fn run(case: &Case, role: Role, input: &[u8], reads: &[usize]) -> Result<String,
         echoed.iter().map(|m| (if m.is_text() { OP_TEXT } else { OP_BIN }, m.as_bytes())).collect();
     if data != want {
         return Err(format!("sent {} data frames, echoed {} messages", data.len(), want.len()));
+    }
+    // Events in arrival order: unless we closed first, every message, also one that came
+    // in the same read as the peer's close or a bad frame, was polled while the connection
+    // was open, so its echo was accepted and (checked below) went out before the close.
+    if case.local_close.is_none() && echoed.len() != received {
+        return Err(format!("echoed {} of {received} messages", echoed.len()));
     }
     // Every pong answers a received ping, in order (some may be coalesced away).
     let mut pending = pings.iter();

@@ -337,7 +337,7 @@ fn frame_and_message_limits_close_with_1009() {
             ..
         })]
     ));
-    assert_eq!(sent_frames(&mut s), [(OpCode::Close, 1009u16.to_be_bytes().to_vec())]);
+    assert_eq!(sent_frames(&mut s), [(OpCode::Close, close_payload(1009, "frame too big"))]);
 
     let mut s = Connection::server(config, t0);
     let mut input = cframe(OpCode::Binary, false, &[1u8; 100]);
@@ -365,8 +365,11 @@ fn fail_fast_on_invalid_utf8_inside_a_frame() {
     payload[2] = 0xff;
     let f = cframe(OpCode::Text, true, &payload);
     s.handle_bytes(t0, &f[..8 + 3]);
+    // The failure is applied by the next poll_event (events in arrival order).
+    assert!(!s.is_closed() && s.close_is_next());
+    assert!(matches!(events(&mut s).as_slice(), [Event::Closed(c)] if c.code.0 == 1007));
     assert!(s.is_closed());
-    assert_eq!(sent_frames(&mut s), [(OpCode::Close, 1007u16.to_be_bytes().to_vec())]);
+    assert_eq!(sent_frames(&mut s), [(OpCode::Close, close_payload(1007, "invalid UTF-8"))]);
 }
 
 #[test]
@@ -464,8 +467,9 @@ fn idle_connection_struct_stays_small() {
 
 #[test]
 fn timers_before_the_first_connection_still_order_correctly() {
-    // Deadlines are offsets from a process-wide epoch fixed on first use; an instant taken
-    // before it (a caller's `t0`) must still give exact timers.
+    // Deadlines are offsets from the configuration's epoch, fixed by the first instant a
+    // connection of it is given; an instant the caller took before others (its `t0`) must
+    // still give exact timers.
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_millis(2));
     let cfg = Config::default().idle_timeout(Some(Duration::from_millis(10)));
@@ -545,4 +549,278 @@ fn invalid_utf8_in_a_buffer_fails_with_1007_and_shares_nothing() {
         matches!(&got[..], [Event::Closed(c)] if c.code == CloseCode::INVALID_PAYLOAD),
         "{got:?}"
     );
+}
+
+// ---- events in arrival order: an end that arrives with the input waits for the poll ----
+
+/// `frames` concatenated: one read.
+fn one_read(frames: &[Vec<u8>]) -> Vec<u8> {
+    frames.concat()
+}
+
+#[test]
+fn echo_of_a_message_before_a_close_goes_out_before_the_close() {
+    let t0 = Instant::now();
+    let mut s = Connection::server(Config::default(), t0);
+    let close = cframe(OpCode::Close, true, &close_payload(1000, "bye"));
+    s.handle_bytes(t0, &one_read(&[cframe(OpCode::Text, true, b"hi"), close]));
+    // Nothing is applied yet: the message comes first and may be answered.
+    assert!(!s.is_closed() && !s.is_closing() && !s.close_is_next());
+    let Some(Event::Message(m)) = s.poll_event() else { panic!("no message") };
+    assert!(s.close_is_next(), "the close is the next event");
+    assert!(!s.is_closed() && !s.is_closing());
+    s.send(m).unwrap();
+    s.send_binary(b"more").unwrap();
+    assert_eq!(events(&mut s), [closed(CloseCode::NORMAL, "bye", CloseCause::Peer)]);
+    assert!(s.is_closed() && !s.close_is_next());
+    assert_eq!(s.send_text("late"), Err(SendError::Closed));
+    assert_eq!(
+        sent_frames(&mut s),
+        [
+            (OpCode::Text, b"hi".to_vec()),
+            (OpCode::Binary, b"more".to_vec()),
+            (OpCode::Close, 1000u16.to_be_bytes().to_vec())
+        ]
+    );
+}
+
+#[test]
+fn echo_of_a_message_before_a_bad_frame_goes_out_before_the_1002() {
+    let t0 = Instant::now();
+    // A client receiving a masked frame, a server an unmasked one, either a reserved opcode.
+    let mut s = Connection::server(Config::default(), t0);
+    let mut unmasked = Vec::new();
+    encode_frame(&mut unmasked, OpCode::Text, true, b"bad", None);
+    let later = cframe(OpCode::Text, true, b"never read");
+    s.handle_bytes(t0, &one_read(&[cframe(OpCode::Text, true, b"ok"), unmasked, later]));
+    let Some(Event::Message(m)) = s.poll_event() else { panic!("no message") };
+    s.send(m).unwrap();
+    let ev = events(&mut s);
+    assert!(
+        matches!(
+            &ev[..],
+            [Event::Closed(Closed { cause: CloseCause::Error(ProtocolError::UnmaskedFrame), .. })]
+        ),
+        "{ev:?}"
+    );
+    let sent = sent_frames(&mut s);
+    assert_eq!(sent[0], (OpCode::Text, b"ok".to_vec()));
+    assert_eq!(sent[1], (OpCode::Close, close_payload(1002, "unmasked client frame")));
+    assert_eq!(sent.len(), 2);
+}
+
+#[test]
+fn a_close_alone_is_applied_by_the_next_poll() {
+    let t0 = Instant::now();
+    let mut c = client(Config::default(), t0);
+    let mut close = Vec::new();
+    encode_frame(&mut close, OpCode::Close, true, &close_payload(1001, ""), None);
+    c.handle_bytes(t0, &close);
+    assert!(!c.is_closed() && c.close_is_next());
+    assert!(!c.has_transmit(), "the answer is queued by poll_event");
+    // A later read is not processed (§7.1.7).
+    let mut text = Vec::new();
+    encode_frame(&mut text, OpCode::Text, true, b"after", None);
+    c.handle_bytes(t0, &text);
+    assert_eq!(events(&mut c), [closed(CloseCode::GOING_AWAY, "", CloseCause::Peer)]);
+    assert_eq!(sent_frames(&mut c), [(OpCode::Close, 1001u16.to_be_bytes().to_vec())]);
+    assert!(!c.has_buffers(), "idle again once closed and drained");
+}
+
+#[test]
+fn eof_while_a_close_waits_reports_the_peers_close() {
+    let t0 = Instant::now();
+    let mut s = Connection::server(Config::default(), t0);
+    let close = cframe(OpCode::Close, true, &close_payload(4000, "app"));
+    s.handle_bytes(t0, &one_read(&[cframe(OpCode::Binary, true, b"m"), close]));
+    s.handle_eof(t0);
+    let Some(Event::Message(m)) = s.poll_event() else { panic!("no message") };
+    s.send(m).unwrap();
+    assert_eq!(events(&mut s), [closed(CloseCode(4000), "app", CloseCause::Peer)]);
+    let ops: Vec<OpCode> = sent_frames(&mut s).into_iter().map(|f| f.0).collect();
+    assert_eq!(ops, [OpCode::Binary, OpCode::Close]);
+    // The same with a failure: the error is reported, not the end of stream.
+    let mut s = Connection::server(Config::default(), t0);
+    s.handle_bytes(t0, &cframe(OpCode::Ping, false, b"fragmented ping"));
+    s.handle_eof(t0);
+    let ev = events(&mut s);
+    assert!(
+        matches!(
+            &ev[..],
+            [Event::Closed(Closed {
+                cause: CloseCause::Error(ProtocolError::FragmentedControlFrame),
+                ..
+            })]
+        ),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn no_timer_runs_while_a_close_waits() {
+    let t0 = Instant::now();
+    let config = Config::default()
+        .ping_interval(Some(Duration::from_secs(1)))
+        .idle_timeout(Some(Duration::from_secs(2)));
+    let mut s = Connection::server(config, t0);
+    let close = cframe(OpCode::Close, true, &close_payload(1000, ""));
+    s.handle_bytes(t0, &one_read(&[cframe(OpCode::Text, true, b"hi"), close]));
+    assert_eq!(s.poll_timeout(), None);
+    // No keepalive ping, no idle close, however late.
+    s.handle_timeout(t0 + Duration::from_secs(3600));
+    assert!(!s.has_transmit() && !s.is_closing() && !s.is_closed());
+    let ev = events(&mut s);
+    assert_eq!(ev.len(), 2);
+    assert_eq!(ev[1], closed(CloseCode::NORMAL, "", CloseCause::Peer));
+    assert_eq!(sent_frames(&mut s), [(OpCode::Close, 1000u16.to_be_bytes().to_vec())]);
+}
+
+#[test]
+fn local_close_while_the_peers_close_waits_is_the_answer() {
+    let t0 = Instant::now();
+    let mut s = Connection::server(Config::default(), t0);
+    let close = cframe(OpCode::Close, true, &close_payload(1001, "going"));
+    s.handle_bytes(t0, &one_read(&[cframe(OpCode::Text, true, b"hi"), close]));
+    let Some(Event::Message(_)) = s.poll_event() else { panic!("no message") };
+    s.close(t0, CloseCode(4001), "app done").unwrap();
+    assert!(s.is_closing());
+    assert_eq!(s.poll_timeout(), None, "no close timeout: the peer's close is here");
+    assert_eq!(s.send_text("x"), Err(SendError::Closed));
+    // The peer started the handshake: Peer, with its code and reason.
+    assert_eq!(events(&mut s), [closed(CloseCode::GOING_AWAY, "going", CloseCause::Peer)]);
+    assert_eq!(sent_frames(&mut s), [(OpCode::Close, close_payload(4001, "app done"))]);
+}
+
+#[test]
+fn owed_pongs_and_pings_sent_while_a_close_waits_precede_the_close() {
+    let t0 = Instant::now();
+    let mut s = Connection::server(Config::default(), t0);
+    let close = cframe(OpCode::Close, true, &close_payload(1000, ""));
+    s.handle_bytes(t0, &one_read(&[cframe(OpCode::Ping, true, b"p"), close]));
+    assert_eq!(s.poll_event(), Some(Event::Ping(Bytes::from_static(b"p"))));
+    s.send_ping(t0).unwrap();
+    assert_eq!(events(&mut s), [closed(CloseCode::NORMAL, "", CloseCause::Peer)]);
+    let ops: Vec<OpCode> = sent_frames(&mut s).into_iter().map(|f| f.0).collect();
+    assert_eq!(ops, [OpCode::Ping, OpCode::Pong, OpCode::Close]);
+}
+
+#[test]
+fn a_close_answering_ours_also_waits_behind_earlier_events() {
+    let t0 = Instant::now();
+    let mut s = Connection::server(Config::default(), t0);
+    s.close(t0, CloseCode::NORMAL, "").unwrap();
+    sent_frames(&mut s);
+    let close = cframe(OpCode::Close, true, &close_payload(1000, ""));
+    s.handle_bytes(t0, &one_read(&[cframe(OpCode::Text, true, b"late"), close]));
+    assert!(s.is_closing() && !s.is_closed());
+    assert_eq!(s.poll_timeout(), None, "the answer is here: no close timeout");
+    assert!(matches!(s.poll_event(), Some(Event::Message(_))));
+    assert!(s.close_is_next());
+    assert_eq!(events(&mut s), [closed(CloseCode::NORMAL, "", CloseCause::Local)]);
+    assert!(sent_frames(&mut s).is_empty());
+}
+
+// ---- no clock: the caller's instants are the only time the crate sees ----------------
+
+/// Runs a keepalive ping, its pong, a tracked ping and the idle timer on `c`, opened at
+/// `t0` with the configuration of `virtual_clock_config`, and checks every deadline and
+/// RTT is exact.
+fn drive_timers_from(mut c: Connection, t0: Instant) {
+    let ns = Duration::from_nanos;
+    let s = Duration::from_secs;
+    assert_eq!(c.poll_timeout(), Some(t0 + s(10)));
+    c.handle_timeout(t0 + s(10) - ns(1));
+    assert!(sent_frames(&mut c).is_empty(), "no ping a nanosecond early");
+    c.handle_timeout(t0 + s(10));
+    let sent = sent_frames(&mut c);
+    let [(OpCode::Ping, ping)] = sent.as_slice() else { panic!("{sent:?}") };
+    assert_eq!(c.poll_timeout(), Some(t0 + s(13)), "pong timeout");
+    assert_eq!(pong_rtt(&mut c, t0 + s(10) + ns(250_001), ping), Some(ns(250_001)));
+    // The pong was life: the next ping one interval after it.
+    assert_eq!(c.poll_timeout(), Some(t0 + s(20) + ns(250_001)));
+    c.send_ping(t0 + s(11)).unwrap();
+    let p = sent_frames(&mut c).remove(0).1;
+    assert_eq!(pong_rtt(&mut c, t0 + s(11) + ns(1), &p), Some(ns(1)));
+}
+
+fn virtual_clock_config() -> Config {
+    Config::default()
+        .ping_interval(Some(Duration::from_secs(10)))
+        .pong_timeout(Duration::from_secs(3))
+}
+
+#[test]
+fn a_virtual_clock_starting_anywhere_gives_exact_timers_and_rtts() {
+    let day = Duration::from_secs(86_400);
+    let far = Instant::now() + 1000 * day;
+    // Connections sharing one configuration: the first, 1000 days ahead, fixes its epoch;
+    // the second starts 500 days before the first, the third a second before the second.
+    let config = std::sync::Arc::new(virtual_clock_config());
+    for t0 in [far, far - 500 * day, far - 500 * day - Duration::from_secs(1)] {
+        let c = Connection::client(config.clone(), Box::new(FixedMask(KEY)), t0);
+        drive_timers_from(c, t0);
+        let s = Connection::server(config.clone(), t0);
+        assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+    }
+    // A configuration of its own, 1000 days ahead too.
+    drive_timers_from(client(virtual_clock_config(), far), far);
+    // The epoch is no setting: the shared configuration still equals a fresh one.
+    assert_eq!(*config, virtual_clock_config());
+}
+
+#[test]
+fn no_clock_is_read_in_the_crate() {
+    // The caller's `now` is the only time the crate may see: no clock read in frame/src
+    // outside comments (doc examples) and `#[cfg(test)]` modules (each file's tests come
+    // last, house style).
+    fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                files(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    files(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut all);
+    assert!(all.len() >= 10, "{all:?}");
+    for f in all {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        for (i, line) in code.lines().enumerate() {
+            let l = line.trim_start();
+            if l.starts_with("//") {
+                continue;
+            }
+            for clock in ["Instant::now", "SystemTime", "UNIX_EPOCH"] {
+                assert!(!l.contains(clock), "{}:{}: reads a clock: {l}", f.display(), i + 1);
+            }
+        }
+    }
+}
+
+#[test]
+fn local_close_while_a_failure_waits_goes_out_and_the_error_is_reported() {
+    let t0 = Instant::now();
+    let mut s = Connection::server(Config::default(), t0);
+    let bad = cframe(OpCode::Continuation, true, b"no message to continue");
+    s.handle_bytes(t0, &one_read(&[cframe(OpCode::Text, true, b"hi"), bad]));
+    let Some(Event::Message(_)) = s.poll_event() else { panic!("no message") };
+    assert!(s.close_is_next());
+    s.close(t0, CloseCode::NORMAL, "bye").unwrap();
+    let ev = events(&mut s);
+    assert!(
+        matches!(
+            &ev[..],
+            [Event::Closed(Closed {
+                cause: CloseCause::Error(ProtocolError::UnexpectedContinuation),
+                ..
+            })]
+        ),
+        "{ev:?}"
+    );
+    // One close only: ours (§7.1.7 only says SHOULD for the error's code).
+    assert_eq!(sent_frames(&mut s), [(OpCode::Close, close_payload(1000, "bye"))]);
 }

@@ -89,7 +89,9 @@ fn checks_catch_broken_properties() {
     .unwrap();
     assert_eq!(n, req.len());
     // A well-formed stream passes the sent-bytes check; a masked server frame does not.
-    checks_sent_ok(ringwire_frame::Role::Server, &[0x81, 0x02, b'o', b'k', 0x88, 0x00]);
+    // It counts the data frames, which the connection checks compare with the echoes.
+    let data = checks_sent_ok(ringwire_frame::Role::Server, &[0x81, 0x02, b'o', b'k', 0x88, 0x00]);
+    assert_eq!(data, 1);
     let bad = catch_unwind(|| {
         checks_sent_ok(ringwire_frame::Role::Server, &[0x81, 0x82, 1, 2, 3, 4, 0, 0])
     });
@@ -99,6 +101,6 @@ fn checks_catch_broken_properties() {
     assert!(after_close.is_err(), "a data frame after the close must be caught");
 }
 
-fn checks_sent_ok(role: ringwire_frame::Role, wire: &[u8]) {
-    checks::check_sent(role, wire);
+fn checks_sent_ok(role: ringwire_frame::Role, wire: &[u8]) -> usize {
+    checks::check_sent(role, wire)
 }

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::close::{CloseCode, CloseFrame};
+use crate::close::CloseFrame;
+use crate::code::CloseCode;
 use crate::config::Config;
 use crate::encode::{encode_frame, encode_message, MaskSource};
 use crate::error::{ProtocolError, SendError};
@@ -44,8 +45,11 @@ pub enum Event {
     /// The peer sent a pong.
     Pong(Pong),
     /// The connection is closed at the WebSocket level: nothing more will be received or
-    /// may be sent. Reported exactly once. Flush [`Connection::poll_transmit`], then close
-    /// the transport.
+    /// may be sent. Reported exactly once, after every event that arrived before its
+    /// cause; when the cause is a received close or a protocol failure, the poll that
+    /// returns it is the one that queues the close frame (see [`Connection`], "Order of
+    /// events", and [`Connection::close_is_next`]). Flush [`Connection::poll_transmit`],
+    /// then close the transport.
     Closed(Closed),
 }
 
@@ -105,6 +109,18 @@ enum State {
 /// ordinary burst gets its pong (Autobahn 2.10/2.11), a flood cannot grow the queue.
 const MAX_PENDING_PONGS: usize = 32;
 
+/// An end that arrived with the input (the peer's close frame, or a frame that breaks the
+/// protocol or a limit), held until the application has polled every event that arrived
+/// before it (see "Order of events" on [`Connection`]).
+#[derive(Debug)]
+enum Deferred {
+    /// The peer's close frame. `local` is true when we had sent our close first (it is
+    /// then the answer, and the connection ends as `CloseCause::Local`).
+    Close { frame: Option<CloseFrame>, local: bool },
+    /// The peer broke RFC 6455 or a limit (§7.1.7).
+    Fail(ProtocolError),
+}
+
 /// A client's mask source (see `Connection::masks`).
 struct Masks(Box<dyn MaskSource + Send>);
 
@@ -125,6 +141,9 @@ struct Buffers {
     /// (§5.5.3 allows answering only the latest, so a flood drops the oldest).
     pongs: VecDeque<Bytes>,
     events: VecDeque<Event>,
+    /// The close or failure that ends the input, applied by the `poll_event` that finds
+    /// `events` empty. While it is set no input is processed and no timer runs.
+    deferred: Option<Deferred>,
 }
 
 impl Buffers {
@@ -138,6 +157,7 @@ impl Buffers {
             && !self.utf8.is_incomplete()
             && self.msg_opcode.is_none()
             && self.recv.is_between_frames()
+            && self.deferred.is_none()
     }
 }
 
@@ -194,6 +214,7 @@ mod spare {
         b.recv = Default::default();
         b.msg_opcode = None;
         b.utf8 = Default::default();
+        b.deferred = None;
         if b.pongs.capacity() > KEEP_ITEMS {
             b.pongs = Default::default();
         }
@@ -234,6 +255,47 @@ mod spare {
 ///
 /// Input after the connection is closed, or after a protocol error, is ignored
 /// (RFC 6455 §7.1.7: "MUST NOT continue to attempt to process data").
+///
+/// # Order of events
+///
+/// Events come out in the order their causes arrived, and an end that arrives with the
+/// input takes effect in that order too. When a read holds messages (or pings, pongs)
+/// followed by the peer's close frame, or by a frame that breaks the protocol or a limit,
+/// the connection stops processing input at that frame (§7.1.7: the bytes after it are
+/// ignored) but does not close yet. Until the application has polled every event that
+/// came before it, the connection still counts as open for sending: `send*`,
+/// [`send_ping`](Self::send_ping) and [`close`](Self::close) succeed, and
+/// [`is_closing`](Self::is_closing) and [`is_closed`](Self::is_closed) are false. So the
+/// reply to a message that came before a close goes out before the answering close frame
+/// (RFC 6455 §5.5.1: an endpoint "MAY delay sending a Close frame until its current
+/// message is sent"). The [`poll_event`](Self::poll_event) that reaches the end applies
+/// it: it queues the close frame (echoing the peer's code, or the error's
+/// [`close_code`](ProtocolError::close_code) and [`reason`](ProtocolError::reason))
+/// behind everything sent so far, pongs still owed first, and returns [`Event::Closed`].
+/// [`close_is_next`](Self::close_is_next) says when the next `poll_event` is that one, so
+/// that a driver can move messages it holds for the connection into it first. This holds
+/// when nothing precedes the end as well: a close or a failure is never applied inside
+/// `handle_bytes`, always by the next `poll_event`. Hence step 4's order: events before
+/// transmit.
+///
+/// While such an end waits to be polled:
+/// - [`handle_timeout`](Self::handle_timeout) does nothing (no keepalive ping, no idle,
+///   pong or close timeout: the end is already here) and
+///   [`poll_timeout`](Self::poll_timeout) is `None`;
+/// - [`handle_eof`](Self::handle_eof) changes nothing: `Closed` reports the peer's close
+///   ([`CloseCause::Peer`], its code) or the failure, not [`CloseCause::TransportClosed`];
+/// - [`close`](Self::close) succeeds and its frame is the one sent. After the peer's
+///   close it is our answer, and the connection ends as [`CloseCause::Peer`] with the
+///   peer's code and reason: the peer started the closing handshake, its close frame
+///   arrived before ours was sent (§7.1.3), and the connection close code is the one of
+///   the first close frame received (§7.1.5). After a protocol failure the application's
+///   close goes out instead of the error's (§7.1.7 only says the endpoint SHOULD send a
+///   close with an appropriate code) and `Closed` reports the error;
+/// - [`send_ping`](Self::send_ping) succeeds, but its pong will not be read.
+///
+/// End of stream itself is not deferred: `handle_eof` with no close received ends the
+/// connection at once ([`CloseCause::TransportClosed`]); events already queued are still
+/// polled first, but sends fail from then on.
 pub struct Connection {
     role: Role,
     config: Arc<Config>,
@@ -269,6 +331,12 @@ impl std::fmt::Debug for Connection {
 
 impl Connection {
     /// A server-side connection, opened at `now`.
+    ///
+    /// The crate reads no clock: `now` here and in every later call is the only time it
+    /// sees. Timers and ping send times count from an epoch kept with the configuration
+    /// and fixed by the first `now` any connection sharing this `Arc<Config>` is given
+    /// (a long margin before it, so that other connections' instants, even earlier ones,
+    /// map exactly); a `Config` passed by value gets an epoch of its own.
     pub fn server(config: impl Into<Arc<Config>>, now: Instant) -> Self {
         Self::new(Role::Server, config.into(), None, now)
     }
@@ -317,14 +385,36 @@ impl Connection {
         self.state == State::CloseSent
     }
 
-    /// The next event, if any.
+    /// The next event, if any. When every earlier event has been polled, this applies a
+    /// close or failure that arrived with the input (see "Order of events" on the type): the
+    /// close frame is queued and `Closed` returned.
     pub fn poll_event(&mut self) -> Option<Event> {
+        let b = self.bufs.as_mut()?;
+        if let Some(ev) = b.events.pop_front() {
+            return Some(ev);
+        }
+        let d = b.deferred.take()?;
+        self.apply(d);
         self.bufs.as_mut()?.events.pop_front()
+    }
+
+    /// Whether the next [`poll_event`](Self::poll_event) applies a received close or a
+    /// protocol failure and returns [`Event::Closed`]: every event before it has been
+    /// polled. Until that call the connection is still open for sending, so a driver that
+    /// holds messages for this connection can queue them now, to go out before the close
+    /// frame.
+    pub fn close_is_next(&self) -> bool {
+        self.bufs.as_ref().is_some_and(|b| b.events.is_empty() && b.deferred.is_some())
+    }
+
+    /// A close or failure from the input waits for `poll_event`.
+    fn is_deferred(&self) -> bool {
+        self.bufs.as_ref().is_some_and(|b| b.deferred.is_some())
     }
 
     /// The earliest deadline at which [`handle_timeout`](Self::handle_timeout) must run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
+        timer::instant(self.config.epoch.get()?, self.timers.next()?)
     }
 
     /// Bytes waiting in [`poll_transmit`](Self::poll_transmit), for backpressure.
@@ -382,28 +472,37 @@ impl Connection {
     // ---- time ------------------------------------------------------------------------
 
     /// Runs the timers due at `now`: close timeout, keepalive ping, pong timeout, idle.
+    /// Does nothing while a received close or failure waits to be polled.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.state == State::Closed {
+        if self.state == State::Closed || self.is_deferred() {
             return;
         }
-        if self.timers.is_expired(Timer::Close, now) {
+        let at = self.clock(now);
+        if self.timers.is_expired(Timer::Close, at) {
             self.finish(CloseCode::ABNORMAL, String::new(), CloseCause::CloseTimeout);
             return;
         }
-        if self.timers.is_expired(Timer::PongTimeout, now) {
+        if self.timers.is_expired(Timer::PongTimeout, at) {
             self.finish(CloseCode::ABNORMAL, String::new(), CloseCause::HeartbeatTimeout);
             return;
         }
-        if self.timers.is_expired(Timer::Idle, now) {
+        if self.timers.is_expired(Timer::Idle, at) {
             self.timers.stop(Timer::Idle);
             let _ = self.close(now, CloseCode::GOING_AWAY, "idle timeout");
         }
-        if self.timers.is_expired(Timer::Keepalive, now) {
+        if self.timers.is_expired(Timer::Keepalive, at) {
             self.timers.stop(Timer::Keepalive);
             if self.state == State::Open && self.send_ping(now).is_ok() {
-                self.timers.set(Timer::PongTimeout, timer::after(now, self.config.pong_timeout));
+                self.timers.set(Timer::PongTimeout, timer::after(at, self.config.pong_timeout));
             }
         }
+    }
+
+    /// `now` as nanoseconds since the configuration's epoch, which the first instant any
+    /// connection of the configuration is given fixes (see `timer.rs`: the caller's
+    /// instants are the only time this crate sees).
+    fn clock(&self, now: Instant) -> u64 {
+        timer::offset(self.config.epoch.fix(now), now)
     }
 
     /// Inbound traffic of any kind shows the peer is alive.
@@ -411,12 +510,13 @@ impl Connection {
         if self.state != State::Open {
             return;
         }
+        let at = self.clock(now);
         if let Some(i) = self.config.ping_interval {
-            self.timers.set(Timer::Keepalive, timer::after(now, i));
+            self.timers.set(Timer::Keepalive, timer::after(at, i));
             self.timers.stop(Timer::PongTimeout);
         }
         if let Some(i) = self.config.idle_timeout {
-            self.timers.set(Timer::Idle, timer::after(now, i));
+            self.timers.set(Timer::Idle, timer::after(at, i));
         }
     }
 
@@ -505,7 +605,8 @@ impl Connection {
     /// number.
     ///
     /// The payload is [`PING_PAYLOAD_LEN`] bytes: the sequence number (4 bytes) and the
-    /// send time (8 bytes, nanoseconds from a process-wide epoch), both big-endian. A pong
+    /// send time (8 bytes, nanoseconds from the configuration's epoch, which only the
+    /// caller's instants determine: see [`Connection::server`]), both big-endian. A pong
     /// echoing it reports the RTT if it answers a ping newer than the last one measured,
     /// so a pong that arrives after further pings were sent (a slow peer) is still
     /// measured. The peer only echoes the payload: it can make its own RTT look longer or
@@ -515,7 +616,7 @@ impl Connection {
         let seq = self.ping_seq.wrapping_add(1);
         let mut payload = [0u8; PING_PAYLOAD_LEN];
         payload[..4].copy_from_slice(&seq.to_be_bytes());
-        payload[4..].copy_from_slice(&timer::offset(now).to_be_bytes());
+        payload[4..].copy_from_slice(&self.clock(now).to_be_bytes());
         self.send_control(OpCode::Ping, &payload)?;
         self.ping_seq = seq;
         Ok(seq)
@@ -533,7 +634,10 @@ impl Connection {
     }
 
     /// Starts the close handshake (RFC 6455 §7.1.2). After this no message may be sent;
-    /// the peer's close, or [`Config::close_timeout`], ends the connection.
+    /// the peer's close, or [`Config::close_timeout`], ends the connection. If the peer's
+    /// close (or a protocol failure) has already arrived and waits to be polled, this
+    /// frame is the answer, and the next `poll_event` past the earlier events ends the
+    /// connection (see "Order of events" on the type).
     pub fn close(&mut self, now: Instant, code: CloseCode, reason: &str) -> Result<(), SendError> {
         self.check_open()?;
         if !code.is_valid_on_wire() {
@@ -545,7 +649,10 @@ impl Connection {
         self.queue_close(Some(CloseFrame { code, reason: reason.to_owned() }));
         self.state = State::CloseSent;
         self.timers.clear();
-        self.timers.set(Timer::Close, timer::after(now, self.config.close_timeout));
+        if !self.is_deferred() {
+            let at = timer::after(self.clock(now), self.config.close_timeout);
+            self.timers.set(Timer::Close, at);
+        }
         Ok(())
     }
 
@@ -583,20 +690,70 @@ impl Connection {
         b.events.push_back(Event::Closed(Closed { code, reason, cause }));
     }
 
-    /// Fails the connection (RFC 6455 §7.1.7): sends a close with the error's code if we
-    /// have not sent one, and stops processing input.
+    /// Fails the connection (RFC 6455 §7.1.7): input stops here; the close goes out when
+    /// the application polls past the events before it.
     fn fail(&mut self, err: ProtocolError) {
-        let code = err.close_code();
-        if self.state == State::Open {
-            self.queue_close(Some(CloseFrame { code, reason: String::new() }));
-        }
-        self.finish(code, String::new(), CloseCause::Error(err));
+        self.defer(Deferred::Fail(err));
     }
 
-    /// The transport reached end of stream (or failed).
+    /// Stops input at an end that arrived with it and holds the end for `poll_event`. No
+    /// timer runs meanwhile: the end is here, only the application's polling is not.
+    fn defer(&mut self, d: Deferred) {
+        let b = bufs(&mut self.bufs);
+        if b.deferred.is_none() {
+            b.deferred = Some(d);
+        }
+        self.timers.clear();
+    }
+
+    /// Applies a deferred end: the close frame behind everything queued, then `Closed`.
+    fn apply(&mut self, d: Deferred) {
+        match d {
+            Deferred::Close { frame, local } => {
+                let (code, reason) = match &frame {
+                    Some(f) => (f.code, f.reason.clone()),
+                    None => (CloseCode::NO_STATUS, String::new()),
+                };
+                if self.state == State::Open {
+                    // §5.5.1: "the endpoint MUST send a Close frame in response ...
+                    // typically echoing the status code it received".
+                    let echo = frame.map(|f| CloseFrame { code: f.code, reason: String::new() });
+                    self.queue_close(echo);
+                }
+                let cause = if local { CloseCause::Local } else { CloseCause::Peer };
+                self.finish(code, reason, cause);
+            }
+            Deferred::Fail(err) => {
+                // §7.1.7: send a close with an appropriate code, unless we have sent one;
+                // its reason names the rule broken (§5.5.1: "useful for debugging").
+                let code = err.close_code();
+                if self.state == State::Open {
+                    let reason = err.reason().to_owned();
+                    self.queue_close(Some(CloseFrame { code, reason }));
+                }
+                self.finish(code, String::new(), CloseCause::Error(err));
+            }
+        }
+    }
+
+    /// The transport reached end of stream (or failed). After a close or failure that
+    /// waits to be polled it changes nothing: that end is what `Closed` reports.
     pub fn handle_eof(&mut self, _now: Instant) {
-        if self.state != State::Closed {
+        if self.state != State::Closed && !self.is_deferred() {
             self.finish(CloseCode::ABNORMAL, String::new(), CloseCause::TransportClosed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_fits_the_engines_record() {
+        // The engine asserts the same (`size_of::<Connection>() <= 56`): it keeps this
+        // struct inline in every connection's record.
+        let size = std::mem::size_of::<Connection>();
+        assert!(size <= 56, "Connection grew to {size} bytes");
     }
 }

@@ -5,13 +5,13 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::close::{CloseCode, CloseFrame};
+use crate::close::CloseFrame;
 use crate::error::ProtocolError;
 use crate::header::{FrameHeader, OpCode, MAX_HEADER_LEN};
 use crate::mask::apply_mask_offset;
 use crate::message::{Message, Utf8Bytes};
 
-use super::{bufs, CloseCause, Connection, Event, Pong, Role, State};
+use super::{bufs, Connection, Deferred, Event, Pong, Role, State};
 
 /// Payload is unmasked and validated in pieces of this size, so that the bytes just
 /// copied are still in L1 cache for the mask and UTF-8 passes.
@@ -158,15 +158,16 @@ impl Connection {
 
     fn receive<S: Source>(&mut self, now: Instant, mut src: S) {
         // §7.1.7: after a close frame is received, or the connection failed, input is
-        // not processed. (We still process input while our own close is in flight.)
-        if self.state == State::Closed {
+        // not processed, also while that end waits for the application to poll up to it.
+        // (We still process input while our own close is in flight.)
+        if self.input_stopped() {
             return;
         }
         self.note_activity(now);
         let end = src.len();
         let min_share = src.min_share();
         let mut pos = 0;
-        while pos < end && self.state != State::Closed {
+        while pos < end && !self.input_stopped() {
             match bufs(&mut self.bufs).recv {
                 RecvState::Header { mut buf, len } => {
                     let data = src.at(pos);
@@ -212,6 +213,11 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Closed, or a received close or failure waits to be polled.
+    fn input_stopped(&self) -> bool {
+        self.state == State::Closed || self.is_deferred()
     }
 
     /// Whether the `take` bytes at hand are the whole payload of a final text or binary
@@ -448,7 +454,7 @@ impl Connection {
         if ahead == 0 || ahead > self.ping_seq.wrapping_sub(self.pong_seq) {
             return None;
         }
-        let now = super::timer::offset(now);
+        let now = self.clock(now);
         if sent > now {
             return None;
         }
@@ -456,22 +462,11 @@ impl Connection {
         Some(std::time::Duration::from_nanos(now - sent))
     }
 
-    /// The peer's close frame arrived (§5.5.1, §7.1.3).
+    /// The peer's close frame arrived (§5.5.1, §7.1.3): input stops, and the answer goes
+    /// out when the application has polled the events before it (see `Connection`,
+    /// "Order of events").
     fn close_received(&mut self, frame: Option<CloseFrame>) {
-        let (code, reason) = match &frame {
-            Some(f) => (f.code, f.reason.clone()),
-            None => (CloseCode::NO_STATUS, String::new()),
-        };
-        match self.state {
-            State::Open => {
-                // "the endpoint MUST send a Close frame in response ... typically echoing
-                // the status code it received".
-                let echo = frame.map(|f| CloseFrame { code: f.code, reason: String::new() });
-                self.queue_close(echo);
-                self.finish(code, reason, CloseCause::Peer);
-            }
-            State::CloseSent => self.finish(code, reason, CloseCause::Local),
-            State::Closed => {}
-        }
+        let local = self.state == State::CloseSent;
+        self.defer(Deferred::Close { frame, local });
     }
 }

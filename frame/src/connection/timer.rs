@@ -4,10 +4,39 @@
 //! Timers that are never armed together share a slot, which keeps an idle connection
 //! small: the keepalive ping and the pong timeout take turns, and so do the idle
 //! timeout and the close timeout (closing stops the idle timer). Deadlines are stored as
-//! nanoseconds since a process-wide epoch (8 bytes each rather than 24 for an
-//! `Option<(Instant, Timer)>`, and no 16-byte creation instant on every connection).
+//! nanoseconds since an epoch (8 bytes each rather than 24 for an
+//! `Option<(Instant, Timer)>`), and so is the send time in a ping's payload.
+//!
+//! # Where the epoch comes from
+//!
+//! The crate reads no clock: the `now` its caller passes is the only time it sees, so a
+//! test's virtual clock, a fuzzer and the engine get the same behaviour from the same
+//! instants, whatever else ran in the process before. (It used to fix a process-wide
+//! epoch from `Instant::now()` on first use.) An offset needs an instant to count from,
+//! and the candidates are:
+//!
+//! - one `Instant` per connection (its creation time): exact and local, but 16 bytes,
+//!   and `Connection` has no 16 bytes to spare (the engine keeps it inline in each
+//!   connection's record and asserts it stays at 56 bytes or less);
+//! - a process-wide epoch fixed from the first instant any caller passes: no clock, but
+//!   state shared by unrelated connections, tests and fuzz inputs;
+//! - an epoch kept with the configuration, which every connection already points to
+//!   (`Arc<Config>`): no byte added to `Connection`. This is the one used
+//!   (`config::Epoch`).
+//!
+//! The epoch is fixed once (a `OnceLock`) by the first `now` given to any connection of
+//! that `Arc<Config>`, set a margin before it (2^32 s where the platform's `Instant`
+//! can go back that far, else a day or a second) so that instants a caller passes for
+//! other connections of the same configuration, even earlier ones (another virtual clock's
+//! `t0`), still map to exact offsets. Nothing observable depends on the epoch's value:
+//! offsets are only compared with each other or subtracted (deadlines, RTTs), and a
+//! connection always uses the one epoch of its configuration, so a pong is measured
+//! against the epoch its ping was stamped with. An engine that shares one `Arc<Config>`
+//! among its connections shares one epoch; `Connection::server(Config::default(), now)`
+//! gets one of its own. The limits are those of the representation: an instant more
+//! than the margin before the epoch counts as the epoch (timers due early, never late
+//! beyond that margin), and a deadline more than some 292 years past it means never.
 
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// "No deadline" in a slot.
@@ -42,46 +71,33 @@ impl Timer {
     }
 }
 
-/// The instant every offset counts from: fixed on first use, set well before it (where
-/// the platform's clock can go back that far) so that instants a caller took a little
-/// earlier, such as a test's virtual `t0`, still map to distinct offsets.
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(|| {
-        let now = Instant::now();
-        // 2^32 s (136 years) back keeps offsets far below 2^63 ns; the shorter steps
-        // serve clocks that start at boot and cannot represent earlier instants.
-        [1u64 << 32, 86_400, 1]
-            .into_iter()
-            .find_map(|s| now.checked_sub(Duration::from_secs(s)))
-            .unwrap_or(now)
-    })
-}
-
-/// The largest offset: some 160 years past the epoch. Below `KIND_BIT - 1`, so that no
+/// The largest offset: some 292 years past the epoch. Below `KIND_BIT - 1`, so that no
 /// armed slot (offset with its kind bit) ever reads as `NONE`.
 const MAX_OFFSET: u64 = KIND_BIT - 2;
 
-/// `t` as nanoseconds since the epoch (saturating: before the epoch is 0, after
+/// `t` as nanoseconds since `epoch` (saturating: before the epoch is 0, after
 /// [`MAX_OFFSET`] is `MAX_OFFSET`).
-pub(crate) fn offset(t: Instant) -> u64 {
-    let n = t.saturating_duration_since(epoch()).as_nanos();
+pub(crate) fn offset(epoch: Instant, t: Instant) -> u64 {
+    let n = t.saturating_duration_since(epoch).as_nanos();
     u64::try_from(n).unwrap_or(MAX_OFFSET).min(MAX_OFFSET)
 }
 
-/// `d` after `now`, or the farthest deadline the table can hold if that overflows (a
-/// configured timeout of `Duration::MAX` means "never", not a panic).
-pub(crate) fn after(now: Instant, d: Duration) -> Instant {
-    now.checked_add(d).unwrap_or_else(|| instant(MAX_OFFSET))
+/// `d` after the offset `now`, or the farthest deadline the table can hold if that is
+/// further (a configured timeout of `Duration::MAX` means "never", not a panic).
+pub(crate) fn after(now: u64, d: Duration) -> u64 {
+    let d = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    now.saturating_add(d).min(MAX_OFFSET)
 }
 
-/// The instant of an offset.
-pub(crate) fn instant(offset: u64) -> Instant {
-    epoch() + Duration::from_nanos(offset)
+/// The instant of an offset, if the platform's `Instant` reaches it (a deadline it cannot
+/// represent is too far to ever come).
+pub(crate) fn instant(epoch: Instant, offset: u64) -> Option<Instant> {
+    epoch.checked_add(Duration::from_nanos(offset))
 }
 
-/// Deadlines by [`Timer`], two slots, as offsets from the process-wide epoch; the top
-/// bit of each says which of the slot's two timers it is (16 bytes in all).
+/// Deadlines by [`Timer`], two slots, as offsets from the configuration's epoch (see the
+/// module doc); the top bit of each says which of the slot's two timers it is (16 bytes
+/// in all).
 #[derive(Debug, Clone)]
 pub(crate) struct TimerTable {
     at: [u64; 2],
@@ -94,9 +110,10 @@ impl TimerTable {
     }
 
     /// Arms `t` (replacing the other timer of its slot).
-    pub(crate) fn set(&mut self, t: Timer, at: Instant) {
+    /// Arms `t` at the offset `at` (at most [`MAX_OFFSET`]: see [`after`]).
+    pub(crate) fn set(&mut self, t: Timer, at: u64) {
         let (i, bit) = t.slot();
-        self.at[i] = offset(at) | bit;
+        self.at[i] = at.min(MAX_OFFSET) | bit;
     }
 
     /// `t`'s deadline as an offset, if `t` is armed.
@@ -113,16 +130,18 @@ impl TimerTable {
     }
 
     #[cfg(test)]
-    pub(crate) fn get(&self, t: Timer) -> Option<Instant> {
-        self.armed(t).map(instant)
+    pub(crate) fn get(&self, t: Timer) -> Option<u64> {
+        self.armed(t)
     }
 
-    pub(crate) fn is_expired(&self, t: Timer, now: Instant) -> bool {
-        self.armed(t).is_some_and(|at| at <= offset(now))
+    /// Whether `t` is armed and due at the offset `now`.
+    pub(crate) fn is_expired(&self, t: Timer, now: u64) -> bool {
+        self.armed(t).is_some_and(|at| at <= now)
     }
 
-    pub(crate) fn next(&self) -> Option<Instant> {
-        self.at.iter().filter(|&&v| v != NONE).map(|v| v & !KIND_BIT).min().map(instant)
+    /// The earliest deadline, as an offset.
+    pub(crate) fn next(&self) -> Option<u64> {
+        self.at.iter().filter(|&&v| v != NONE).map(|v| v & !KIND_BIT).min()
     }
 
     pub(crate) fn clear(&mut self) {
@@ -135,22 +154,40 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    const S: u64 = 1_000_000_000;
+
     #[test]
     fn slot_partners_replace_each_other() {
-        let t0 = Instant::now();
+        let t0 = 7 * S;
         let mut t = TimerTable::new();
-        t.set(Timer::Keepalive, t0 + Duration::from_secs(10));
-        t.set(Timer::Idle, t0 + Duration::from_secs(60));
-        assert_eq!(t.next(), Some(t0 + Duration::from_secs(10)));
-        t.set(Timer::PongTimeout, t0 + Duration::from_secs(13));
+        t.set(Timer::Keepalive, t0 + 10 * S);
+        t.set(Timer::Idle, t0 + 60 * S);
+        assert_eq!(t.next(), Some(t0 + 10 * S));
+        t.set(Timer::PongTimeout, t0 + 13 * S);
         assert_eq!(t.get(Timer::Keepalive), None);
         t.stop(Timer::Keepalive); // not armed: leaves the pong timeout alone
-        assert_eq!(t.get(Timer::PongTimeout), Some(t0 + Duration::from_secs(13)));
-        t.set(Timer::Close, t0 + Duration::from_secs(5));
+        assert_eq!(t.get(Timer::PongTimeout), Some(t0 + 13 * S));
+        t.set(Timer::Close, t0 + 5 * S);
         assert_eq!(t.get(Timer::Idle), None);
-        assert!(t.is_expired(Timer::Close, t0 + Duration::from_secs(5)));
-        assert_eq!(t.next(), Some(t0 + Duration::from_secs(5)));
+        assert!(t.is_expired(Timer::Close, t0 + 5 * S));
+        assert!(!t.is_expired(Timer::Close, t0 + 5 * S - 1));
+        assert_eq!(t.next(), Some(t0 + 5 * S));
         t.clear();
         assert_eq!(t.next(), None);
+    }
+
+    #[test]
+    fn offsets_are_exact_differences_and_saturate_at_the_ends() {
+        let epoch = Instant::now();
+        let t = epoch + Duration::from_nanos(12_345);
+        assert_eq!(offset(epoch, t), 12_345);
+        assert_eq!(offset(t, epoch), 0, "before the epoch counts as the epoch");
+        assert_eq!(instant(epoch, 12_345), Some(t));
+        assert_eq!(after(5, Duration::MAX), MAX_OFFSET);
+        assert_eq!(after(5, Duration::from_nanos(7)), 12);
+        // The farthest deadline never reads as "no deadline".
+        let mut table = TimerTable::new();
+        table.set(Timer::Idle, u64::MAX);
+        assert_eq!(table.next(), Some(MAX_OFFSET));
     }
 }
