@@ -622,13 +622,15 @@ fn rw_fails_bad_frames_from_tungstenite_with_the_mapped_code() {
             p.ts.flush().unwrap();
             let ev = p.rw_receive();
             assert_eq!(ev.len(), 1, "{role:?} {name}: {ev:?}");
+            let reason = err.reason();
             assert_eq!(
                 closed(&ev[0]),
                 (CloseCode(code), String::new(), CloseCause::Error(err)),
                 "{role:?} {name}"
             );
             p.rw_flush();
-            let want = TsCloseFrame { code: code.into(), reason: "".into() };
+            // The close frame names the broken rule.
+            let want = TsCloseFrame { code: code.into(), reason: reason.into() };
             assert_eq!(p.ts_read_all(), [TsMessage::Close(Some(want))], "{role:?} {name}");
         }
 
@@ -646,7 +648,8 @@ fn rw_fails_bad_frames_from_tungstenite_with_the_mapped_code() {
         );
         p.rw_flush();
         let got = p.ts.read();
-        let want = TsCloseFrame { code: TsCloseCode::Protocol, reason: "".into() };
+        let reason = PE::InvalidCloseCode(1005).reason();
+        let want = TsCloseFrame { code: TsCloseCode::Protocol, reason: reason.into() };
         assert!(matches!(&got, Ok(TsMessage::Close(Some(f))) if *f == want), "{role:?}: {got:?}");
     });
 }

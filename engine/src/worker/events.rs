@@ -253,6 +253,13 @@ impl Core {
         loop {
             let Some(c) = self.conns.get_mut(key) else { return };
             let Some(ws) = c.ws() else { return };
+            if ws.close_is_next() {
+                // The peer's close (or a protocol failure) comes after the messages the
+                // handler just answered: their answers, and anything else accepted for
+                // sending, go out before the close frame the next poll queues.
+                c.feed_core(usize::MAX, &self.stats);
+            }
+            let Some(ws) = c.ws() else { return };
             let Some(ev) = ws.poll_event() else { break };
             match ev {
                 Event::Message(m) => {

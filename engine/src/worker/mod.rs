@@ -9,6 +9,8 @@
 //! before the wait; a test drives the loop with a virtual clock and a fake driver.
 
 mod events;
+#[cfg(test)]
+mod sim;
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
