@@ -36,6 +36,8 @@
 //! server.shutdown().unwrap();
 //! ```
 
+#![deny(unsafe_code)]
+
 pub use ringwire_frame as frame;
 
 mod clock;
@@ -47,6 +49,7 @@ mod handler;
 mod server;
 mod slab;
 mod stats;
+#[allow(unsafe_code)]
 mod sys;
 mod topics;
 #[cfg(feature = "codec")]
