@@ -127,10 +127,12 @@ fn kernel_has_incremental(submitter: &Submitter<'_>, bgid: u16) -> bool {
     // ring that will use the group is created after this returns).
     let ok = unsafe { submitter.register_buf_ring_with_flags(ring as u64, 1, bgid, PBUF_RING_INC) }
         .is_ok();
-    if ok {
-        let _ = submitter.unregister_buf_ring(bgid);
+    if ok && submitter.unregister_buf_ring(bgid).is_err() {
+        // Still registered (no known cause): keep the page rather than unmap it.
+        return ok;
     }
-    // SAFETY: mapped above with this length; the kernel no longer refers to it.
+    // SAFETY: mapped above with `bytes` bytes; the kernel no longer refers to it: either
+    // the registration failed, or the group was unregistered just above.
     let _ = unsafe { munmap(ring, bytes) };
     ok
 }

@@ -135,6 +135,13 @@ impl Sqe {
     /// kernel writes; every descriptor it names stays open (a fixed-file slot stays
     /// registered) and is not replaced. `UringDriver`'s drop waits for the last
     /// completions, or leaks what they could still touch.
+    ///
+    /// The memory part is what the kernel could corrupt. The descriptor part is I/O
+    /// safety: once a request is issued the kernel holds its own reference to the file,
+    /// so closing a descriptor early cannot make it touch freed memory, but a number
+    /// closed before the entry is submitted could be reused by another file. For
+    /// connection sockets it rests on the worker keeping [`crate::sys::Driver::close`]'s
+    /// contract (close only once the connection's receive and send have ended).
     #[inline]
     unsafe fn new(e: squeue::Entry, user_data: u64) -> Self {
         Self(e.user_data(user_data))

@@ -148,6 +148,7 @@ impl Ring {
     }
 
     /// Moves entries from `overflow` into the submission queue while there is room.
+    #[inline]
     pub(super) fn drain_overflow(&mut self) {
         while let Some(e) = self.overflow.pop_front() {
             if !self.try_push(&e) {

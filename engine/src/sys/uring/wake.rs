@@ -42,9 +42,12 @@ impl<F: AsRawFd> EventfdRead<F> {
         // bytes that `self` owns and nothing else reads or writes, and reads from `fd`,
         // which `self` owns too (for the wake-up eventfd, one reference of its `Arc`).
         // Both live as long as `self`: the wake-up read sits in the driver, a further
-        // ring's in that ring, and the driver drops neither while a read may be in
-        // flight (its drop cancels the reads and waits, or calls `leak_buf`). At most
-        // one read per `EventfdRead` is armed: `arm` is called again only after `fired`.
+        // ring's in that ring, and the driver frees neither buffer while its read may be
+        // in flight: its drop cancels the reads and collects their completions, or keeps
+        // the buffers forever (`leak_buf`); and the rings drop in order, the first (where
+        // the reads are armed) before the further ones (which own their eventfd). At
+        // most one read per `EventfdRead` is armed: `arm` is called again only after
+        // `fired`, so no two reads write `buf` at once.
         unsafe { Sqe::new(e, user_data) }
     }
 
