@@ -36,6 +36,8 @@
 //! server.shutdown().unwrap();
 //! ```
 
+#![deny(unsafe_code)]
+
 pub use ringwire_frame as frame;
 
 mod clock;
@@ -48,6 +50,7 @@ mod server;
 mod shard;
 mod slab;
 mod stats;
+#[allow(unsafe_code)]
 mod sys;
 mod topics;
 #[cfg(feature = "codec")]

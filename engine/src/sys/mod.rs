@@ -5,8 +5,12 @@
 //! completion-based; the epoll backend runs the same syscalls on readiness and reports
 //! them the same way, so the worker, the protocol handling and the tests are shared.
 //!
-//! `unsafe` in the engine lives in this module's io_uring files (`uring.rs`,
-//! `bufring.rs`) and nowhere else.
+//! `unsafe` in the engine lives in this module and nowhere else (the crate root denies
+//! `unsafe_code` and allows it on `mod sys` only): in the io_uring backend, `uring/`
+//! (one file per operation, each building its submission entries through the `unsafe`
+//! `Sqe::new` next to the struct that owns what the kernel touches; see its module doc)
+//! and `bufring/` (the provided-buffer ring and its memory, with the `unsafe fn`s that
+//! hand receive buffers out and take them back). `epoll.rs` and `net.rs` have none.
 
 pub(crate) mod bufring;
 pub(crate) mod epoll;
