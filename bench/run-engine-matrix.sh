@@ -51,7 +51,7 @@ ALL_SCENARIOS="c100x1x20 c1000x1x512 c100x16x32 c100x16x4k c500x1x16k latency id
 SERVERS="${SERVERS:-$ALL_SERVERS}"
 SCENARIOS="${SCENARIOS:-$ALL_SCENARIOS}"
 
-cargo build --release -p ringwire -p ringwire-bench --bins
+cargo build --release -p ringwire-cli -p ringwire-bench --bins
 BIN="$CARGO_TARGET_DIR/release"
 
 [ "$KEEP_RESULTS" = 1 ] || rm -rf "$RESULTS"

@@ -22,7 +22,7 @@ PORT="${PORT:-19543}"
 GENERATORS="${GENERATORS:-2}"
 PING_SECS="${PING_SECS:-1}"
 PER=19900
-cargo build --release -p ringwire
+cargo build --release -p ringwire-cli
 B="$CARGO_TARGET_DIR/release/ringwire"
 OUT="$(mktemp -d)"
 

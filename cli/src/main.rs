@@ -2,6 +2,7 @@
 //! generator) and `demo` (a gateway and a client swarm on loopback, with a report).
 
 mod demo;
+mod gateway;
 mod load;
 mod serve;
 

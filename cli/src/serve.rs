@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use ringwire::frame::Config as FrameConfig;
-use ringwire::gateway::PubSub;
 use ringwire::{BackendChoice, Backpressure, Echo, Engine, EngineBuilder, EngineConfig};
+
+use crate::gateway::PubSub;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Mode {

@@ -6,9 +6,9 @@
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use ringwire::gateway::PubSub;
 use ringwire::{Engine, Server, StatsSnapshot};
 
+use crate::gateway::PubSub;
 use crate::load::args::{ClientArgs, EchoArgs, FanoutArgs, IdleArgs};
 use crate::load::echo::run_echo;
 use crate::load::fanout::run_fanout;
