@@ -15,10 +15,10 @@ use ringwire::frame::{Connection, Message};
 use serde::Serialize;
 
 use super::args::{cap_connections, FanoutArgs};
-use super::echo::{cpu_lines, per_sec};
+use super::cpu::cpu_lines;
 use super::json::{ErrorsJson, GeneratorCpuJson, LatencyJson, ServerCpuJson};
 use super::procfs::{fd_limit, ProcTarget};
-use super::report::{line, merge, new_histogram, Count, ErrorKind, Errors, Latency, Ns};
+use super::report::{line, merge, new_histogram, per_sec, Count, ErrorKind, Errors, Latency, Ns};
 use super::session::{CpuProbe, CpuUse, Session, THREAD_PREFIX};
 use super::worker::{Clients, Cx, Gauge, Phase, Script};
 use crate::gateway::publish_request;
