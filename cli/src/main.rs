@@ -18,6 +18,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run a WebSocket server (echo or pub/sub gateway).
+    #[command(after_long_help = serve::DEFAULTS_HELP)]
     Serve(serve::ServeArgs),
     /// Generate load against a WebSocket server and report latency and CPU per message.
     Load(load::LoadArgs),
