@@ -1,6 +1,8 @@
 //! The `ringwire` command: `serve` (echo or pub/sub gateway), `load` (the load
 //! generator) and `demo` (a gateway and a client swarm on loopback, with a report).
 
+#![forbid(unsafe_code)]
+
 mod demo;
 mod gateway;
 mod load;
