@@ -10,7 +10,8 @@
 #       "target/release/ringwire serve --workers 1 --listen 127.0.0.1:{PORT}"
 #
 # {PORT} in a server command is replaced by a fresh port. ROUNDS (default 3), DURATION
-# (s, default 3), LOAD (the `ringwire` binary that generates load: target/release/ringwire).
+# (s, default 3), LOAD (the `ringwire` binary that generates load: target/release/ringwire,
+# built by `cargo build --release -p ringwire-cli`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ARGS="$1"

@@ -6,9 +6,9 @@ Usage: bench-table.py TARGET_DIR/criterion
 Reads every `<group>/<function>/<size>/new/{benchmark,estimates}.json` that criterion
 wrote, takes the median time per iteration and the declared throughput (bytes), and
 prints one table for the byte-throughput groups (GiB/s) and one for the handshake (ns).
-The goal column applies the "Protocol core" target of TARGETS.md to the decode groups:
-ringwire >= 1.5x the faster peer at every size, and >= 50% of memcpy for frames of
-16 KiB and more.
+The goal column applies the "Protocol core" goal of docs/BENCHMARKS.md (Goals) to the
+decode groups: ringwire >= 1.5x the faster peer at every size, and >= 50% of memcpy for
+frames of 16 KiB and more.
 """
 
 import json

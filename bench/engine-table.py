@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Turns the raw reports of bench/run-engine-matrix.sh into the markdown of the
-"Engine (issue 3)" section of docs/BENCHMARKS.md.
+"Engine" section of docs/BENCHMARKS.md.
 
     python3 bench/engine-table.py RESULTS_DIR [--doc docs/BENCHMARKS.md]
 
@@ -333,7 +333,7 @@ def write_doc(doc, table):
         a, b = text.index(BEGIN), text.index(END) + len(END) + 1
         text = text[:a] + table + text[b:]
     else:
-        head = "## Engine (issue 3)\n"
+        head = "## Engine\n"
         a = text.index(head) + len(head)
         nxt = text.find("\n## ", a)
         nxt = len(text) if nxt < 0 else nxt + 1

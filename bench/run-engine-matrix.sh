@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The engine matrix of docs/BENCHMARKS.md ("Engine (issue 3)"): ringwire (`serve --workers 1`)
+# The engine matrix of docs/BENCHMARKS.md ("Engine"): ringwire (`serve --workers 1`)
 # and the comparison servers of bench/src/bin/peer-*.rs, each pinned to CPU 0, loaded by
 # `ringwire load` pinned to CPU 1, one fresh server process per measurement.
 #
@@ -51,7 +51,7 @@ ALL_SCENARIOS="c100x1x20 c1000x1x512 c100x16x32 c100x16x4k c500x1x16k latency id
 SERVERS="${SERVERS:-$ALL_SERVERS}"
 SCENARIOS="${SCENARIOS:-$ALL_SCENARIOS}"
 
-cargo build --release -p ringwire -p ringwire-bench --bins
+cargo build --release -p ringwire-cli -p ringwire-bench --bins
 BIN="$CARGO_TARGET_DIR/release"
 
 [ "$KEEP_RESULTS" = 1 ] || rm -rf "$RESULTS"
@@ -85,7 +85,7 @@ load_args() { # scenario -> arguments of `ringwire load` after the address
         c1000x1x512) echo "echo -c 1000 --in-flight 1 -s 512 -d $DURATION --warmup $WARMUP" ;;
         c100x16x32) echo "echo -c 100 --in-flight 16 -s 32 -d $DURATION --warmup $WARMUP" ;;
         c100x16x4k) echo "echo -c 100 --in-flight 16 -s 4096 -d $DURATION --warmup $WARMUP" ;;
-        # TARGETS.md's "500 x 16 KiB" row (one in flight: large messages, peers batch their
+        # The large-message row, 500 x 16 KiB (one in flight: large messages, peers batch their
         # writes of a frame's header and payload).
         c500x1x16k) echo "echo -c 500 --in-flight 1 -s 16384 -d $DURATION --warmup $WARMUP" ;;
         latency) echo "echo -c 1 --in-flight 1 -s 32 -d $DURATION --warmup $WARMUP" ;;

@@ -22,11 +22,11 @@ PORT="${PORT:-19543}"
 GENERATORS="${GENERATORS:-2}"
 PING_SECS="${PING_SECS:-1}"
 PER=19900
-cargo build --release -p ringwire
+cargo build --release -p ringwire-cli
 B="$CARGO_TARGET_DIR/release/ringwire"
 OUT="$(mktemp -d)"
 
-taskset -c 0 "$B" serve --workers 1 --listen "127.0.0.1:$PORT" --ping-secs "$PING_SECS" \
+taskset -c 0 "$B" serve --workers 1 --listen "127.0.0.1:$PORT" --ping-interval "$PING_SECS" \
     --max-connections $(( GENERATORS * PER + 1000 )) >"$OUT/server.txt" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null || true' EXIT

@@ -7,7 +7,8 @@ as the test payload `Reading`, at run time (no protoc, nothing compiled), then:
                as `name<TAB>value` (strings as UTF-8 hex, so any text is safe)
   encode       print the hex of an Envelope built here, for Rust to decode
 
-Needs the `protobuf` package from PyPI (`pip install protobuf`).
+Needs the `protobuf` package, 4.21 or later: `pip install protobuf`, or on Debian and
+Ubuntu `apt-get install python3-protobuf` (.ci/setup.sh installs it).
 """
 
 import sys
@@ -51,8 +52,12 @@ def build_classes():
 
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fdp)
-    get = message_factory.GetMessageClass
-    return get(pool.FindMessageTypeByName("ringwire.test.Envelope"))
+    desc = pool.FindMessageTypeByName("ringwire.test.Envelope")
+    # GetMessageClass is protobuf >= 4.22; older releases (Debian 12's python3-protobuf,
+    # 4.21) have only the factory's GetPrototype, which 5.x removed.
+    if hasattr(message_factory, "GetMessageClass"):
+        return message_factory.GetMessageClass(desc)
+    return message_factory.MessageFactory(pool).GetPrototype(desc)
 
 
 def s(text):

@@ -43,7 +43,6 @@ pub use ringwire_frame as frame;
 mod clock;
 mod config;
 mod conn;
-pub mod gateway;
 mod handle;
 mod handler;
 mod server;

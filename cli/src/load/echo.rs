@@ -14,9 +14,10 @@ use ringwire::frame::{Connection, Message};
 use serde::Serialize;
 
 use super::args::{cap_connections, EchoArgs};
+use super::cpu::cpu_lines;
 use super::json::{ErrorsJson, GeneratorCpuJson, LatencyJson, ServerCpuJson};
-use super::procfs::{fd_limit, CpuWindow, ProcTarget};
-use super::report::{line, merge, new_histogram, Count, ErrorKind, Errors, Latency, Ns};
+use super::procfs::{fd_limit, ProcTarget};
+use super::report::{line, merge, new_histogram, per_sec, Count, ErrorKind, Errors, Latency};
 use super::session::{CpuProbe, CpuUse, Session, THREAD_PREFIX};
 use super::worker::{Clients, Cx, Gauge, Phase, Script};
 
@@ -241,14 +242,6 @@ pub struct EchoJson<'a> {
     pub failed: bool,
 }
 
-pub(crate) fn per_sec(n: u64, wall_ns: u64) -> f64 {
-    if wall_ns == 0 {
-        0.0
-    } else {
-        n as f64 * 1e9 / wall_ns as f64
-    }
-}
-
 /// Runs the echo scenario. `server`: whose CPU to charge (a PID, or the in-process
 /// server's threads).
 pub fn run_echo(a: &EchoArgs, server: Option<ProcTarget>) -> Result<EchoReport, String> {
@@ -287,76 +280,6 @@ pub fn run_echo(a: &EchoArgs, server: Option<ProcTarget>) -> Result<EchoReport, 
         unanswered: scripts.iter().map(EchoScript::unanswered).sum(),
         notes: note.into_iter().collect(),
     })
-}
-
-/// Generator threads busier than this (percent of their cores, run-queue wait included)
-/// bound the throughput: the report says so.
-pub(crate) const NEAR_LIMIT_PERCENT: f64 = 90.0;
-
-/// The generator's CPU use as a percentage of its threads' cores.
-pub(crate) fn of_threads(g: &CpuWindow, threads: usize) -> f64 {
-    g.percent() / threads as f64
-}
-
-/// How busy the generator's threads were, in percent of their cores: time waiting for a
-/// CPU is time the generator wanted to run, so it counts as busy.
-pub(crate) fn busy_of_threads(g: &CpuWindow, threads: usize) -> f64 {
-    (g.percent() + g.wait_percent()) / threads as f64
-}
-
-/// Whether the generator was near its limit (then msg/s is bounded by it).
-pub(crate) fn near_limit(g: &CpuWindow, threads: usize) -> bool {
-    busy_of_threads(g, threads) > NEAR_LIMIT_PERCENT
-}
-
-/// Writes the CPU lines shared by the scenario reports. `work`: messages the server
-/// handled in the window, for CPU per message.
-pub(crate) fn cpu_lines(out: &mut String, cpu: &CpuUse, threads: usize, work: u64, unit: &str) {
-    if let Some(s) = cpu.server {
-        let per = s.per(work);
-        line(
-            out,
-            "server CPU",
-            format_args!("{:.1}% of a core, {} per {unit}{}", s.percent(), Ns(per), waited(&s)),
-        );
-        if let Some(split) = s.split(per) {
-            let k = split.kernel_percent;
-            line(
-                out,
-                "server split",
-                format_args!(
-                    "{:.0}% kernel, {:.0}% user: {} and {} per {unit}",
-                    k,
-                    100.0 - k,
-                    Ns(split.kernel_ns),
-                    Ns(split.user_ns)
-                ),
-            );
-        }
-    }
-    let g = cpu.generator;
-    let warn = if near_limit(&g, threads) {
-        "\n                  <- generator near its limit: msg/s is bounded by the generator; \
-         compare server CPU per message"
-    } else {
-        ""
-    };
-    line(
-        out,
-        "generator CPU",
-        format_args!("{:.1}% of {threads} thread(s){}{warn}", of_threads(&g, threads), waited(&g)),
-    );
-}
-
-/// Notes run-queue wait above 5% of a core (summed over the threads): other work took
-/// CPU time from these threads, so throughput and latency understate them (CPU per
-/// message is unaffected).
-pub(crate) fn waited(w: &CpuWindow) -> String {
-    if w.wait_percent() > 5.0 {
-        format!(" (+{:.0}% of a core runnable but waiting: shared cores)", w.wait_percent())
-    } else {
-        String::new()
-    }
 }
 
 impl fmt::Display for EchoReport {

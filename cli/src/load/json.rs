@@ -10,7 +10,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::echo::{busy_of_threads, near_limit, of_threads};
+use super::cpu::{busy_of_threads, near_limit, of_threads};
 use super::procfs::CpuWindow;
 use super::report::{Errors, Latency};
 

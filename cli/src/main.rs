@@ -1,7 +1,10 @@
 //! The `ringwire` command: `serve` (echo or pub/sub gateway), `load` (the load
 //! generator) and `demo` (a gateway and a client swarm on loopback, with a report).
 
+#![forbid(unsafe_code)]
+
 mod demo;
+mod gateway;
 mod load;
 mod serve;
 
@@ -17,6 +20,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run a WebSocket server (echo or pub/sub gateway).
+    #[command(after_long_help = serve::DEFAULTS_HELP)]
     Serve(serve::ServeArgs),
     /// Generate load against a WebSocket server and report latency and CPU per message.
     Load(load::LoadArgs),

@@ -210,6 +210,15 @@ pub fn line(out: &mut String, label: &str, value: impl fmt::Display) {
     let _ = writeln!(out, "  {label:<16}{value}");
 }
 
+/// `n` events in `wall_ns` nanoseconds, per second (0 for an empty window).
+pub(crate) fn per_sec(n: u64, wall_ns: u64) -> f64 {
+    if wall_ns == 0 {
+        0.0
+    } else {
+        n as f64 * 1e9 / wall_ns as f64
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,4 @@
-//! The `fanout` scenario against the pub/sub gateway (`ringwire::gateway`): N subscriber
+//! The `fanout` scenario against the pub/sub gateway (`crate::gateway`): N subscriber
 //! connections send `SUB <topic>` and wait for `SUBSCRIBED <topic>`; connection 0 then
 //! publishes at a fixed rate with binary publish requests. Each payload starts with its
 //! send time (monotonic ns) and a sequence number, both 8 bytes little-endian.
@@ -12,16 +12,16 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use ringwire::frame::{Connection, Message};
-use ringwire::gateway::publish_request;
 use serde::Serialize;
 
 use super::args::{cap_connections, FanoutArgs};
-use super::echo::{cpu_lines, per_sec};
+use super::cpu::cpu_lines;
 use super::json::{ErrorsJson, GeneratorCpuJson, LatencyJson, ServerCpuJson};
 use super::procfs::{fd_limit, ProcTarget};
-use super::report::{line, merge, new_histogram, Count, ErrorKind, Errors, Latency, Ns};
+use super::report::{line, merge, new_histogram, per_sec, Count, ErrorKind, Errors, Latency, Ns};
 use super::session::{CpuProbe, CpuUse, Session, THREAD_PREFIX};
 use super::worker::{Clients, Cx, Gauge, Phase, Script};
+use crate::gateway::publish_request;
 
 /// Most publishes sent in one loop turn when the publisher is behind.
 const BURST: usize = 1024;

@@ -6,15 +6,16 @@
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use ringwire::gateway::PubSub;
 use ringwire::{Engine, Server, StatsSnapshot};
 
+use crate::gateway::PubSub;
 use crate::load::args::{ClientArgs, EchoArgs, FanoutArgs, IdleArgs};
 use crate::load::echo::run_echo;
 use crate::load::fanout::run_fanout;
 use crate::load::idle::run_idle;
 use crate::load::procfs::{fd_limit, ProcTarget};
 use crate::load::report::{Bytes, Count, Ns};
+use crate::serve::Backend;
 
 /// Name prefix of the engine's worker threads (how their CPU time is told apart).
 const SERVER_THREADS: &str = "ringwire-w";
@@ -25,6 +26,9 @@ pub struct DemoArgs {
     /// Server worker threads (default: one per CPU).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// The server's I/O backend.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    pub backend: Backend,
     /// Load generator threads (unpinned: the server's workers own the CPUs).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
@@ -58,6 +62,7 @@ impl Default for DemoArgs {
     fn default() -> Self {
         Self {
             workers: None,
+            backend: Backend::Auto,
             threads: 1,
             echo_connections: 200,
             in_flight: 4,
@@ -71,8 +76,11 @@ impl Default for DemoArgs {
     }
 }
 
-fn start_server(workers: Option<usize>) -> Result<Server, String> {
-    let mut b = Engine::builder().listen(([127, 0, 0, 1], 0).into()).pin_cpus(true);
+fn start_server(workers: Option<usize>, backend: Backend) -> Result<Server, String> {
+    let mut b = Engine::builder()
+        .listen(([127, 0, 0, 1], 0).into())
+        .pin_cpus(true)
+        .backend(backend.choice());
     if let Some(w) = workers {
         b = b.workers(w);
     }
@@ -103,7 +111,7 @@ fn closes_text(s: &StatsSnapshot) -> String {
 /// Runs the demo.
 pub fn run(a: DemoArgs) -> Result<(), String> {
     let started = Instant::now();
-    let server = start_server(a.workers)?;
+    let server = start_server(a.workers, a.backend)?;
     let addr = server.local_addr();
     let info = server.backend().clone();
     println!(

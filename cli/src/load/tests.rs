@@ -1,10 +1,10 @@
 //! End-to-end: the generator against in-process ringwire servers.
 
-use ringwire::gateway::PubSub;
 use ringwire::{Echo, Engine};
 
 use super::args::{ClientArgs, EchoArgs, FanoutArgs, IdleArgs};
 use super::procfs::ProcTarget;
+use crate::gateway::PubSub;
 
 fn client(addr: std::net::SocketAddr) -> ClientArgs {
     ClientArgs { addrs: vec![addr], connect_timeout: 10.0, ..ClientArgs::default() }

@@ -16,11 +16,13 @@
 //! Files: [`args`] (flags and checks), [`client`] (one connection), [`worker`] (the
 //! loop), [`session`] (threads, phases, CPU probes, progress), [`echo`], [`idle`],
 //! [`fanout`] (the scenarios), [`procfs`] (`/proc`), [`report`] (percentiles, errors),
-//! [`json`] (`--json`: the report as one JSON object on stdout).
+//! [`json`] (`--json`: the report as one JSON object on stdout), [`cpu`] (the CPU figures
+//! the reports share).
 
 pub mod args;
 pub mod client;
 pub mod clock;
+pub mod cpu;
 pub mod echo;
 pub mod fanout;
 pub mod idle;

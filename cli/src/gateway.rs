@@ -10,10 +10,8 @@
 //! - anything else is echoed back.
 
 use bytes::Bytes;
-use ringwire_frame::Message;
-
-use crate::handler::Handler;
-use crate::Ctx;
+use ringwire::frame::Message;
+use ringwire::{Ctx, Handler};
 
 /// The gateway handler.
 #[derive(Debug, Default, Clone, Copy)]

@@ -9,7 +9,7 @@ use ringwire::frame::{Connection, Message};
 use serde::Serialize;
 
 use super::args::{cap_connections, IdleArgs};
-use super::echo::{of_threads, waited};
+use super::cpu::{of_threads, waited};
 use super::json::{ErrorsJson, GeneratorCpuJson, ServerCpuJson};
 use super::procfs::{fd_limit, rss_bytes, ProcTarget};
 use super::report::{line, Bytes, Count, Errors, Ns};

@@ -1,0 +1,362 @@
+//! `ringwire serve`: an echo server or a pub/sub gateway, for benchmarks and trials.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use ringwire::frame::Config as FrameConfig;
+use ringwire::{BackendChoice, Backpressure, Echo, Engine, EngineBuilder, EngineConfig};
+
+use crate::gateway::PubSub;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Echo every message.
+    Echo,
+    /// Pub/sub gateway (`SUB <topic>`, `PUB <topic> <text>`, binary publish).
+    Pubsub,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// io_uring where the kernel allows it, else epoll; `RINGWIRE_BACKEND=epoll` (or
+    /// `=io_uring`) in the environment chooses instead.
+    Auto,
+    /// io_uring only: refuse to start without it.
+    IoUring,
+    /// epoll only.
+    Epoll,
+}
+
+impl Backend {
+    pub fn choice(self) -> BackendChoice {
+        match self {
+            Backend::Auto => BackendChoice::Auto,
+            Backend::IoUring => BackendChoice::IoUring,
+            Backend::Epoll => BackendChoice::Epoll,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Policy {
+    /// Close the slow connection with 1008 (counted in the stats as a slow close).
+    Close,
+    /// Refuse the new message; a publish skips this subscriber (counted as a drop).
+    DropNewest,
+    /// Drop the oldest queued messages that have not started to go out (counted as drops).
+    DropOldest,
+}
+
+/// Shown after the options by `ringwire serve --help`: why the defaults are what they are.
+pub const DEFAULTS_HELP: &str = "\
+Defaults suit a server facing the internet: heartbeats on, an idle timeout, every limit
+bounded. Durations are whole seconds; 0 turns off the options that say so.
+
+Heartbeats (--ping-interval 30, --pong-timeout 10): a ping after 30 s without inbound
+traffic keeps a quiet connection alive through proxies and NATs that drop silent TCP
+connections after 60 s (a common load-balancer and reverse-proxy default), and a peer that
+sends nothing at all for 10 s after the ping is taken for dead: a vanished client goes
+within 40 s instead of holding its slot forever. A quiet connection costs one small ping
+and pong per 30 s.
+
+Idle timeout (--idle-timeout 120): closes (1001) a connection that sent nothing for 120 s.
+Any inbound bytes count, pongs included, so with heartbeats on a live peer never reaches
+it (it answers the pings) and a dead one is closed by the pong timeout first; it is the
+backstop for --ping-interval 0 or a ping interval above it.";
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on (repeat for several).
+    #[arg(long, short, default_value = "127.0.0.1:9001")]
+    pub listen: Vec<SocketAddr>,
+    /// Server mode.
+    #[arg(long, value_enum, default_value_t = Mode::Echo)]
+    pub mode: Mode,
+    /// Worker threads [default: one per CPU this process may run on].
+    #[arg(long, short)]
+    pub workers: Option<usize>,
+    /// Do not pin workers to CPUs (by default worker i runs on the i-th allowed CPU).
+    #[arg(long)]
+    pub no_pin: bool,
+    /// I/O backend.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    pub backend: Backend,
+    /// Largest message and largest frame, in bytes (16 MiB); a bigger one closes the
+    /// connection with 1009.
+    #[arg(long, alias = "max-message-size", value_name = "BYTES", default_value_t = 16 << 20)]
+    pub max_message: usize,
+    /// Backpressure: most bytes queued unsent on one connection (4 MiB) before
+    /// --backpressure applies; a quarter of it is the low watermark.
+    #[arg(long, alias = "max-queued", value_name = "BYTES", default_value_t = 4 << 20)]
+    pub max_queued_bytes: usize,
+    /// What to do with a slow consumer whose queue reached --max-queued-bytes.
+    #[arg(long, value_enum, default_value_t = Policy::Close)]
+    pub backpressure: Policy,
+    /// Heartbeat: send a ping after this many seconds without inbound traffic (0: no
+    /// heartbeats).
+    #[arg(long, alias = "ping-secs", value_name = "SECS", default_value_t = 30)]
+    pub ping_interval: u64,
+    /// Heartbeat: after a ping, close the connection if nothing at all arrives within
+    /// this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub pong_timeout: u64,
+    /// Close the connection (1001) after this many seconds without inbound traffic of
+    /// any kind, pongs included (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub idle_timeout: u64,
+    /// The WebSocket upgrade must complete within this many seconds of the accept.
+    #[arg(long, alias = "handshake-secs", value_name = "SECS", default_value_t = 10)]
+    pub handshake_timeout: u64,
+    /// TCP keepalive idle time on accepted sockets, in seconds (0: off).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub tcp_keepalive: u64,
+    /// Most open connections per worker; further accepts are closed at once.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_connections: usize,
+    /// io_uring submission queue entries of each worker's first ring (power of two)
+    /// [default: 4096].
+    #[arg(long)]
+    pub ring_entries: Option<u32>,
+    /// io_uring direct descriptors: fixed-file slots per ring [default: as many as one
+    /// table may hold]; a worker opens another ring when one is full.
+    #[arg(long)]
+    pub fixed_files_per_ring: Option<u32>,
+    /// io_uring: spin up to this many microseconds watching for work before sleeping
+    /// (0: sleep at once). Lower latency for more CPU.
+    #[arg(long, default_value_t = 0)]
+    pub busy_poll_us: u64,
+    /// Provided receive buffers per ring (power of two), shared by the ring's connections.
+    #[arg(long, default_value_t = EngineConfig::default().recv_buffers)]
+    pub recv_buffers: u32,
+    /// Size of each receive buffer, in bytes.
+    #[arg(long, default_value_t = EngineConfig::default().recv_buffer_size)]
+    pub recv_buffer_size: u32,
+    /// With io_uring, use plain file descriptors instead of direct descriptors.
+    #[arg(long)]
+    pub no_direct: bool,
+    /// Print the open connections and message counts every this many seconds (0: only
+    /// at the end). With io_uring direct descriptors connections do not show in
+    /// /proc/PID/fd; this line (or `ss`) counts them.
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub stats_every: u64,
+    /// Stop after this many seconds (0: run until Ctrl-C / SIGTERM).
+    #[arg(long, default_value_t = 0)]
+    pub duration: u64,
+}
+
+/// `N s`, or `off` for 0.
+fn secs_text(s: u64) -> String {
+    if s == 0 {
+        "off".into()
+    } else {
+        format!("{s} s")
+    }
+}
+
+/// Seconds, with 0 meaning off.
+fn secs_or_off(s: u64) -> Option<Duration> {
+    (s > 0).then(|| Duration::from_secs(s))
+}
+
+impl ServeArgs {
+    /// The timers and limits in force, one line for the startup banner.
+    pub fn timers_text(&self) -> String {
+        let heartbeat = if self.ping_interval == 0 {
+            "off".into()
+        } else {
+            format!("ping after {} s, pong timeout {} s", self.ping_interval, self.pong_timeout)
+        };
+        format!(
+            "heartbeats {heartbeat}; idle timeout {}; max message {} B; max queued {} B per \
+             connection ({:?}); max {} connections per worker",
+            secs_text(self.idle_timeout),
+            self.max_message,
+            self.max_queued_bytes,
+            self.backpressure,
+            self.max_connections
+        )
+    }
+
+    pub fn builder(&self) -> EngineBuilder {
+        let frame = FrameConfig::default()
+            .max_message_size(self.max_message)
+            .max_frame_size(self.max_message)
+            .ping_interval(secs_or_off(self.ping_interval))
+            .pong_timeout(Duration::from_secs(self.pong_timeout))
+            .idle_timeout(secs_or_off(self.idle_timeout));
+        let mut b = Engine::builder()
+            .pin_cpus(!self.no_pin)
+            .backend(self.backend.choice())
+            .frame(frame)
+            .max_queued_bytes(self.max_queued_bytes)
+            .low_watermark(self.max_queued_bytes / 4)
+            .backpressure(match self.backpressure {
+                Policy::Close => Backpressure::Close,
+                Policy::DropNewest => Backpressure::DropNewest,
+                Policy::DropOldest => Backpressure::DropOldest,
+            })
+            .handshake_timeout(Duration::from_secs(self.handshake_timeout))
+            .tcp_keepalive(secs_or_off(self.tcp_keepalive))
+            .recv_buffers(self.recv_buffers)
+            .recv_buffer_size(self.recv_buffer_size)
+            .max_connections_per_worker(self.max_connections)
+            .direct_descriptors(!self.no_direct);
+        if let Some(w) = self.workers {
+            b = b.workers(w);
+        }
+        if let Some(n) = self.ring_entries {
+            b = b.ring_entries(n);
+        }
+        if self.fixed_files_per_ring.is_some() {
+            b = b.fixed_files_per_ring(self.fixed_files_per_ring);
+        }
+        if self.busy_poll_us > 0 {
+            b = b.busy_poll(Some(Duration::from_micros(self.busy_poll_us)));
+        }
+        for a in &self.listen {
+            b = b.listen(*a);
+        }
+        b
+    }
+}
+
+pub fn run(args: ServeArgs) -> Result<(), String> {
+    let b = args.builder();
+    let server = match args.mode {
+        Mode::Echo => b.start(|_| Echo),
+        Mode::Pubsub => b.start(|_| PubSub),
+    }
+    .map_err(|e| e.to_string())?;
+    let info = server.backend();
+    println!(
+        "ringwire serving {:?} on {:?}: {} workers, backend {} [{}]{}",
+        args.mode,
+        server.local_addrs(),
+        server.workers(),
+        info.name,
+        info.features.join(", "),
+        info.fallback_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default(),
+    );
+    println!("{}", args.timers_text());
+    println!("pid {}", std::process::id());
+    // Ctrl-C and SIGTERM stop the server gracefully.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
+    }
+    let started = std::time::Instant::now();
+    let mut next_stats = Duration::from_secs(args.stats_every);
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        if args.duration > 0 && started.elapsed() >= Duration::from_secs(args.duration) {
+            break;
+        }
+        if args.stats_every > 0 && started.elapsed() >= next_stats {
+            next_stats += Duration::from_secs(args.stats_every);
+            let s = server.stats();
+            println!(
+                "stats: {} connections open, {} accepted, {} messages in, {} out, {} drops",
+                s.connections, s.accepted, s.messages_in, s.messages_out, s.drops
+            );
+        }
+    }
+    let stats = server.stats();
+    server.shutdown().map_err(|e| e.to_string())?;
+    println!(
+        "stopped: {} accepted, {} messages in ({} lent without a copy), {} out, {} bytes in, {} \
+         out, {} drops",
+        stats.accepted,
+        stats.messages_in,
+        stats.messages_lent,
+        stats.messages_out,
+        stats.bytes_in,
+        stats.bytes_out,
+        stats.drops
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn config(args: &[&str]) -> EngineConfig {
+        let argv = std::iter::once("serve").chain(args.iter().copied());
+        Cli::try_parse_from(argv).unwrap().serve.builder().current().clone()
+    }
+
+    #[test]
+    fn defaults_are_production_defaults() {
+        let c = config(&[]);
+        // Heartbeats on, an idle timeout: a silent or vanished peer does not stay forever.
+        assert_eq!(c.frame.ping_interval, Some(Duration::from_secs(30)));
+        assert_eq!(c.frame.pong_timeout, Duration::from_secs(10));
+        assert_eq!(c.frame.idle_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(c.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(c.tcp_keepalive, Some(Duration::from_secs(60)));
+        // Every limit bounded.
+        assert_eq!(c.frame.max_message_size, 16 << 20);
+        assert_eq!(c.frame.max_frame_size, 16 << 20);
+        assert_eq!(c.max_queued_bytes, 4 << 20);
+        assert_eq!(c.low_watermark, 1 << 20);
+        assert_eq!(c.backpressure, Backpressure::Close);
+        assert_eq!(c.max_connections_per_worker, 100_000);
+        // The rest as the engine's own defaults.
+        let d = EngineConfig::default();
+        assert_eq!(c.listen, vec!["127.0.0.1:9001".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(c.backend, BackendChoice::Auto);
+        assert!(c.pin_cpus && c.direct_descriptors);
+        assert_eq!(c.workers, d.workers);
+        assert_eq!(c.ring_entries, d.ring_entries);
+        assert_eq!(c.recv_buffers, d.recv_buffers);
+        assert_eq!(c.recv_buffer_size, d.recv_buffer_size);
+        assert_eq!(c.fixed_files_per_ring, None);
+        assert_eq!(c.busy_poll, None);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn timers_turn_off() {
+        let c = config(&["--ping-interval", "0", "--idle-timeout", "0", "--tcp-keepalive", "0"]);
+        assert_eq!(c.frame.ping_interval, None);
+        assert_eq!(c.frame.idle_timeout, None);
+        assert_eq!(c.tcp_keepalive, None);
+        // The old spellings still work.
+        let c = config(&["--ping-secs", "5", "--handshake-secs", "3", "--max-queued", "4096"]);
+        assert_eq!(c.frame.ping_interval, Some(Duration::from_secs(5)));
+        assert_eq!(c.handshake_timeout, Duration::from_secs(3));
+        assert_eq!(c.max_queued_bytes, 4096);
+        assert_eq!(c.low_watermark, 1024);
+    }
+
+    #[test]
+    fn help_states_the_defaults() {
+        use clap::CommandFactory;
+        let mut cli = crate::Cli::command();
+        let help = cli.find_subcommand_mut("serve").unwrap().render_long_help().to_string();
+        for needle in [
+            "[default: 30]",
+            "[default: 120]",
+            "[default: 16777216]",
+            "[default: 4194304]",
+            "[default: close]",
+            "[default: 100000]",
+            "0: no heartbeats",
+            "0: never",
+            "Heartbeats (--ping-interval 30, --pong-timeout 10)",
+        ] {
+            assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
+        }
+    }
+}
