@@ -1,0 +1,230 @@
+//! Starting and stopping an engine: listeners, worker threads, backend choice.
+
+
+mod builder;
+mod thread;
+
+pub use self::builder::{Engine, EngineBuilder};
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::config::ConfigError;
+use crate::handle::{Publisher, WorkerShared};
+use crate::stats::{StatsSnapshot, WorkerStats};
+
+/// Why an engine could not start or stopped badly. Every variant that comes from a
+/// system call keeps its `io::Error` as its source.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A system call failed.
+    #[error("{context}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// io_uring was required ([`BackendChoice::IoUring`]) but is not available.
+    #[error("io_uring unavailable")]
+    NoIoUring(#[source] io::Error),
+    /// A worker could not be set up (its ring, its listeners).
+    #[error("worker {worker}: {context}")]
+    WorkerSetup {
+        /// The worker.
+        worker: usize,
+        /// What was being done.
+        context: &'static str,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// A worker's handler factory, or the worker itself, panicked.
+    #[error("worker {worker} panicked: {message}")]
+    WorkerPanicked {
+        /// The worker.
+        worker: usize,
+        /// The panic's message.
+        message: String,
+    },
+    /// A worker's event loop failed.
+    #[error("worker {worker} failed")]
+    WorkerFailed {
+        /// The worker.
+        worker: usize,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// Shutdown gave up waiting: these workers had not stopped by the deadline (a handler
+    /// that blocks, say). Their threads are left running, detached.
+    #[error(
+        "shutdown timed out: workers {workers:?} still running with {connections} connections"
+    )]
+    ShutdownTimeout {
+        /// The workers still running.
+        workers: Vec<usize>,
+        /// Connections they still had open.
+        connections: u64,
+    },
+}
+
+/// The message of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(not a string)".to_owned())
+}
+
+pub(crate) fn io_err(context: &'static str) -> impl FnOnce(io::Error) -> EngineError {
+    move |source| EngineError::Io { context, source }
+}
+
+/// Which backend the workers run and what it uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendInfo {
+    /// "io_uring" or "epoll".
+    pub name: &'static str,
+    /// Kernel features in use.
+    pub features: Vec<&'static str>,
+    /// Why epoll was chosen, if io_uring was not.
+    pub fallback_reason: Option<String>,
+}
+
+/// A running engine. Dropping it shuts it down gracefully.
+pub struct Server {
+    threads: Vec<JoinHandle<Result<(), EngineError>>>,
+    shared: Arc<[Arc<WorkerShared>]>,
+    stats: Vec<Arc<WorkerStats>>,
+    local_addrs: Vec<SocketAddr>,
+    backend: Option<BackendInfo>,
+    /// The longest a worker may take to stop: its shutdown timeout, then the close
+    /// timeout of what it closed last, and [`JOIN_GRACE`].
+    budget: Duration,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("workers", &self.threads.len())
+            .field("local_addrs", &self.local_addrs)
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+/// How long `shutdown` waits for the workers beyond their own shutdown timeout and the
+/// close timeout (a worker stuck in a handler never finishes).
+pub(crate) const JOIN_GRACE: Duration = Duration::from_secs(2);
+
+impl Server {
+    /// The first listening address (with the port chosen if it was 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addrs[0]
+    }
+
+    /// Every listening address.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> &BackendInfo {
+        self.backend.as_ref().expect("set once every worker started")
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.shared.len()
+    }
+
+    /// Counters summed over all workers.
+    pub fn stats(&self) -> StatsSnapshot {
+        let mut total = StatsSnapshot::default();
+        for s in &self.stats {
+            total.merge(&s.snapshot());
+        }
+        total
+    }
+
+    /// Counters of each worker.
+    pub fn worker_stats(&self) -> Vec<StatsSnapshot> {
+        self.stats.iter().map(|s| s.snapshot()).collect()
+    }
+
+    /// A publisher for topics, usable from any thread.
+    pub fn publisher(&self) -> Publisher {
+        Publisher { workers: self.shared.clone() }
+    }
+
+    /// Graceful shutdown: stop accepting, close every connection with 1001, wait up to
+    /// the shutdown timeout for close handshakes, close what is left, drain the rings and
+    /// join the workers. Waits at most the shutdown timeout plus the close timeout plus
+    /// two seconds: workers still running then (a handler that blocks) are reported in
+    /// [`EngineError::ShutdownTimeout`] and left detached.
+    pub fn shutdown(mut self) -> Result<(), EngineError> {
+        self.stop()
+    }
+
+    /// Stops the workers of a start that failed: they have no connections yet.
+    pub(crate) fn abort_start(mut self) {
+        let _ = self.stop_within(JOIN_GRACE);
+    }
+
+    fn stop(&mut self) -> Result<(), EngineError> {
+        self.stop_within(self.budget)
+    }
+
+    fn stop_within(&mut self, budget: Duration) -> Result<(), EngineError> {
+        for w in self.shared.iter() {
+            w.request_shutdown();
+        }
+        let deadline = std::time::Instant::now() + budget;
+        let mut result = Ok(());
+        let mut stuck = Vec::new();
+        for (i, t) in self.threads.drain(..).enumerate() {
+            while !t.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if !t.is_finished() {
+                stuck.push(i);
+                continue; // dropped: the thread is detached
+            }
+            let r = match t.join() {
+                Ok(r) => r,
+                Err(p) => {
+                    Err(EngineError::WorkerPanicked { worker: i, message: panic_message(&*p) })
+                }
+            };
+            if let Err(e) = r {
+                if result.is_ok() {
+                    result = Err(e);
+                }
+            }
+        }
+        if !stuck.is_empty() {
+            let connections = stuck.iter().map(|&i| self.stats[i].snapshot().connections).sum();
+            tracing::error!(workers = ?stuck, connections, "shutdown timed out");
+            return Err(EngineError::ShutdownTimeout { workers: stuck, connections });
+        }
+        result
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            let _ = self.stop();
+        }
+    }
+}
