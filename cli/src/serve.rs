@@ -223,13 +223,25 @@ impl ServeArgs {
     }
 }
 
+/// An error and its causes, one after the other ("start: worker 0: io_uring setup: ...").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
 pub fn run(args: ServeArgs) -> Result<(), String> {
     let b = args.builder();
     let server = match args.mode {
         Mode::Echo => b.start(|_| Echo),
         Mode::Pubsub => b.start(|_| PubSub),
     }
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| error_chain(&e))?;
     let info = server.backend();
     println!(
         "ringwire serving {:?} on {:?}: {} workers, backend {} [{}]{}",
@@ -240,6 +252,9 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         info.features.join(", "),
         info.fallback_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default(),
     );
+    if let Some((n, size)) = info.recv_pool {
+        println!("receive buffers per ring: {n} x {} KiB", size / 1024);
+    }
     println!("{}", args.timers_text());
     println!("pid {}", std::process::id());
     // Ctrl-C and SIGTERM stop the server gracefully.

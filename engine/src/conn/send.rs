@@ -32,6 +32,7 @@ impl Outgoing {
     }
 
     /// Hands the message to the protocol core. Fails only if the core no longer sends.
+    #[inline]
     fn send_on(self, ws: &mut Connection) -> Result<(), ringwire_frame::SendError> {
         match self {
             Outgoing::Msg(m) => ws.send(m),
@@ -154,6 +155,7 @@ impl Conn {
     ///
     /// `stats.messages_out` counts a message when it is handed to the protocol core or
     /// the socket, so messages dropped from the backlog are counted only in `drops`.
+    #[inline]
     pub(crate) fn enqueue(
         &mut self,
         out: Outgoing,
@@ -194,31 +196,34 @@ impl Conn {
                 Backpressure::Close => return Err(Refused::SlowConsumer),
             }
         }
-        let idle = self.backlog_is_empty() && self.inflight.is_none() && self.unsent_is_empty();
-        let Phase::Open(ws) = &self.phase else { return Err(Refused::Closed) };
-        let direct = idle && !ws.has_transmit() && ws.role() == Role::Server;
-        let into_core = self.backlog_is_empty() && ws.queued_bytes() < limits.core_high_water;
-        // A shared frame (fan-out) to a server connection with nothing queued and nothing
-        // in flight goes to the socket as it is: the protocol core and its buffers are not
-        // involved (no allocation per subscriber, and the frame is not queued twice).
-        // Anything sent after it waits for its completion (`inflight`), so order holds.
-        match out {
-            Outgoing::Frame(frame) if direct && !frame.is_empty() => {
+        let backlog_empty = self.backlog_is_empty();
+        let nothing_pending = backlog_empty && self.inflight.is_none() && self.unsent_is_empty();
+        let Phase::Open(ws) = &mut self.phase else { return Err(Refused::Closed) };
+        let out = match out {
+            // A shared frame (fan-out) to a server connection with nothing queued and
+            // nothing in flight goes to the socket as it is: the protocol core and its
+            // buffers are not involved (no allocation per subscriber, and the frame is not
+            // queued twice). Anything sent after it waits for its completion (`inflight`),
+            // so order holds.
+            Outgoing::Frame(frame)
+                if nothing_pending
+                    && !frame.is_empty()
+                    && !ws.has_transmit()
+                    && ws.role() == Role::Server =>
+            {
                 self.inflight = NonZeroU32::new(frame.len().min(u32::MAX as usize) as u32);
                 WorkerStats::add(&stats.messages_out, 1);
-                Ok(Enqueued::Direct(frame))
+                return Ok(Enqueued::Direct(frame));
             }
-            out if into_core => {
-                let Phase::Open(ws) = &mut self.phase else { return Err(Refused::Closed) };
-                out.send_on(ws).map_err(|_| Refused::Closed)?;
-                WorkerStats::add(&stats.messages_out, 1);
-                Ok(Enqueued::Queued)
-            }
-            out => {
-                self.pend().push_backlog(out);
-                Ok(Enqueued::Queued)
-            }
+            out => out,
+        };
+        if backlog_empty && ws.queued_bytes() < limits.core_high_water {
+            out.send_on(ws).map_err(|_| Refused::Closed)?;
+            WorkerStats::add(&stats.messages_out, 1);
+        } else {
+            self.pend().push_backlog(out);
         }
+        Ok(Enqueued::Queued)
     }
 
     /// Moves backlog messages into the protocol core while it holds less than `limit`

@@ -260,6 +260,7 @@ impl EngineBuilder {
                 backend = info.name,
                 features = ?info.features,
                 fallback = info.fallback_reason.as_deref().unwrap_or(""),
+                recv_pool = ?info.recv_pool,
                 addrs = ?server.local_addrs,
                 "ringwire engine started"
             );
@@ -267,4 +268,3 @@ impl EngineBuilder {
         Ok(server)
     }
 }
-

@@ -1,6 +1,5 @@
 //! Starting and stopping an engine: listeners, worker threads, backend choice.
 
-
 mod builder;
 mod thread;
 
@@ -99,6 +98,11 @@ pub struct BackendInfo {
     pub features: Vec<&'static str>,
     /// Why epoll was chosen, if io_uring was not.
     pub fallback_reason: Option<String>,
+    /// io_uring: each ring's provided receive buffers as chosen for this kernel (count,
+    /// bytes each): `recv_buffers` x `recv_buffer_size`, or, where the kernel cannot
+    /// consume buffers incrementally, the same bytes as more buffers of at most 16 KiB.
+    /// epoll: `None` (it reads into one buffer of `epoll_read_size`).
+    pub recv_pool: Option<(u32, u32)>,
 }
 
 /// A running engine. Dropping it shuts it down gracefully.

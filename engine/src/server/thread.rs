@@ -138,8 +138,12 @@ impl WorkerSetup {
                 return Ok(());
             }
         }
-        let info =
-            BackendInfo { name: driver.name(), features: driver.features(), fallback_reason };
+        let info = BackendInfo {
+            name: driver.name(),
+            features: driver.features(),
+            fallback_reason,
+            recv_pool: driver.recv_pool(),
+        };
         core.stats.rings.store(driver.rings() as u64, std::sync::atomic::Ordering::Relaxed);
         let _ = ready.send((worker, Ok(info)));
         // The sender goes now: `start` must see the channel close if a later worker dies.
@@ -149,4 +153,3 @@ impl WorkerSetup {
             .map_err(|source| EngineError::WorkerFailed { worker, source })
     }
 }
-

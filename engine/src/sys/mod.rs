@@ -127,6 +127,12 @@ pub(crate) trait Driver {
     fn messages_lent(&self) -> u64 {
         0
     }
+    /// The provided receive buffers of each ring as chosen for this kernel (count,
+    /// bytes each): the configured ones, or more smaller ones where the kernel lacks
+    /// incremental consumption. `None` for a backend without them.
+    fn recv_pool(&self) -> Option<(u32, u32)> {
+        None
+    }
     /// Waits in which busy polling found work before sleeping.
     fn busy_poll_hits(&self) -> u64 {
         0

@@ -388,12 +388,21 @@ impl Connection {
     /// The next event, if any. When every earlier event has been polled, this applies a
     /// close or failure that arrived with the input (see "Order of events" on the type): the
     /// close frame is queued and `Closed` returned.
+    #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
         let b = self.bufs.as_mut()?;
         if let Some(ev) = b.events.pop_front() {
             return Some(ev);
         }
-        let d = b.deferred.take()?;
+        b.deferred.as_ref()?;
+        self.poll_deferred()
+    }
+
+    /// The end of [`poll_event`](Self::poll_event): applies the waiting close or failure.
+    /// Out of line, so that the per-message path above stays small enough to inline.
+    #[cold]
+    fn poll_deferred(&mut self) -> Option<Event> {
+        let d = self.bufs.as_mut()?.deferred.take()?;
         self.apply(d);
         self.bufs.as_mut()?.events.pop_front()
     }
@@ -403,6 +412,7 @@ impl Connection {
     /// polled. Until that call the connection is still open for sending, so a driver that
     /// holds messages for this connection can queue them now, to go out before the close
     /// frame.
+    #[inline]
     pub fn close_is_next(&self) -> bool {
         self.bufs.as_ref().is_some_and(|b| b.events.is_empty() && b.deferred.is_some())
     }

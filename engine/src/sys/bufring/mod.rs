@@ -298,6 +298,11 @@ impl BufRing {
         self.used.is_some()
     }
 
+    /// The ring's buffers as chosen for this kernel: how many, and how large each is.
+    pub(crate) fn geometry(&self) -> (u32, u32) {
+        (u32::from(self.entries), self.buf_size)
+    }
+
     /// Buffers in circulation.
     #[cfg(test)]
     pub(crate) fn provided(&self) -> u16 {

@@ -221,6 +221,10 @@ impl Driver for UringDriver {
         self.features.clone()
     }
 
+    fn recv_pool(&self) -> Option<(u32, u32)> {
+        self.rings.first().map(|r| r.bufs.geometry())
+    }
+
     fn add_listener(&mut self, fd: OwnedFd) -> io::Result<()> {
         self.listeners.push(Listener::new(fd));
         self.arm_accept(self.listeners.len() - 1);

@@ -90,6 +90,24 @@ fn an_idle_peer_is_closed_with_1001_then_the_socket_after_the_close_timeout() {
 }
 
 #[test]
+fn traffic_holds_off_the_idle_timeout() {
+    let config = with_frame(|f| f.idle_timeout = Some(Duration::from_secs(60)));
+    let mut sim = Sim::new(config, Echo);
+    let mut peer = sim.connect();
+    for i in 0..100 {
+        sim.run_for(Duration::from_secs(59));
+        sim.send(&mut peer, Message::text(format!("still here {i}")));
+    }
+    sim.settle();
+    sim.read(&mut peer);
+    assert!(peer.closed().is_none(), "closed although a message came every 59 s");
+    assert_eq!(peer.messages().len(), 100);
+    sim.run_for(Duration::from_secs(61));
+    sim.read(&mut peer);
+    assert_eq!(peer.closed().map(|c| c.code), Some(CloseCode::GOING_AWAY));
+}
+
+#[test]
 fn a_slowloris_upgrade_is_cut_at_the_handshake_timeout() {
     let config = EngineConfig { handshake_timeout: Duration::from_secs(10), ..config() };
     let mut sim = Sim::new(config, Echo);
