@@ -28,7 +28,22 @@ enum Cmd {
     Demo(demo::DemoArgs),
 }
 
+/// The engine's log (a handler's panic, a shutdown that timed out, the chosen backend)
+/// goes to stderr, at the level `RINGWIRE_LOG` names (`error`, `warn`, `info`, `debug`,
+/// `trace`; default `warn`).
+fn init_log() {
+    let level = match std::env::var("RINGWIRE_LOG").as_deref() {
+        Ok("error") => tracing::Level::ERROR,
+        Ok("info") => tracing::Level::INFO,
+        Ok("debug") => tracing::Level::DEBUG,
+        Ok("trace") => tracing::Level::TRACE,
+        _ => tracing::Level::WARN,
+    };
+    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).init();
+}
+
 fn main() {
+    init_log();
     let cli = Cli::parse();
     let result = match cli.cmd.unwrap_or(Cmd::Demo(demo::DemoArgs::default())) {
         Cmd::Serve(a) => serve::run(a),

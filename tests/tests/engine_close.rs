@@ -60,6 +60,15 @@ fn other_thread_close(backend: BackendChoice) {
     runtime().block_on(async {
         let (mut ws, handle) = ws_connect_probed(addr, &rx).await;
         ws_echo(&mut ws, "open").await;
+        // An invalid code or an over-long reason is refused at once, and says why.
+        assert!(matches!(
+            handle.close(CloseCode::ABNORMAL, ""),
+            Err(ringwire::SendError::Frame(ringwire::frame::SendError::InvalidCloseCode(1006)))
+        ));
+        assert!(matches!(
+            handle.close(CloseCode::NORMAL, &"r".repeat(200)),
+            Err(ringwire::SendError::Frame(ringwire::frame::SendError::ReasonTooLong(200)))
+        ));
         let h = handle.clone();
         std::thread::spawn(move || h.close(CloseCode::NORMAL, "from afar").unwrap())
             .join()

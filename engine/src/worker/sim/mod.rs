@@ -283,6 +283,12 @@ impl ringwire_frame::MaskSource for FixedMask {
 
 impl<H: Handler> Sim<H> {
     pub(super) fn new(config: EngineConfig, handler: H) -> Self {
+        Self::with_other_workers(config, handler, 0)
+    }
+
+    /// A worker with `others` more workers beside it that never run: their command
+    /// queues (of `config.command_queue`) fill up and stay full.
+    pub(super) fn with_other_workers(config: EngineConfig, handler: H, others: usize) -> Self {
         // A virtual time far from the real clock shows nothing reads the real one.
         let t0 = Instant::now() + Duration::from_secs(1_000 * 86_400);
         let net = Rc::new(RefCell::new(Net {
@@ -296,8 +302,13 @@ impl<H: Handler> Sim<H> {
             idle: false,
         }));
         let fd = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).expect("eventfd");
-        let me = Arc::new(WorkerShared::new(config.command_queue, Arc::new(fd)));
-        let all: Arc<[Arc<WorkerShared>]> = Arc::from(vec![me.clone()]);
+        let fd = Arc::new(fd);
+        let me = Arc::new(WorkerShared::new(config.command_queue, fd.clone()));
+        let mut workers = vec![me.clone()];
+        for _ in 0..others {
+            workers.push(Arc::new(WorkerShared::new(config.command_queue, fd.clone())));
+        }
+        let all: Arc<[Arc<WorkerShared>]> = Arc::from(workers);
         let stats = Arc::new(WorkerStats::default());
         let core = Core::new(0, Arc::new(config), stats, me, all, t0);
         let worker =

@@ -350,3 +350,55 @@ fn topics_per_connection_are_limited() {
     assert_eq!(r[70], Err(crate::SendError::TopicTooLong { len: 300, max: 256 }));
     assert_eq!(sim.stats().subscribes_refused, 7);
 }
+
+#[test]
+fn close_with_an_invalid_code_or_reason_says_so() {
+    struct Closer(Vec<Result<(), crate::SendError>>);
+    impl Handler for Closer {
+        fn on_message(&mut self, cx: &mut Ctx<'_>, _: Message) {
+            self.0.push(cx.close(CloseCode(1005), "reserved"));
+            self.0.push(cx.close(CloseCode::NORMAL, &"x".repeat(124)));
+            self.0.push(cx.close(CloseCode::NORMAL, "fine"));
+            self.0.push(cx.close(CloseCode::NORMAL, "again"));
+        }
+    }
+    let mut sim = Sim::new(config(), Closer(Vec::new()));
+    let mut peer = sim.connect();
+    sim.send(&mut peer, Message::text("go"));
+    sim.settle();
+    use ringwire_frame::SendError as F;
+    assert_eq!(
+        sim.handler().0,
+        [
+            Err(crate::SendError::Frame(F::InvalidCloseCode(1005))),
+            Err(crate::SendError::Frame(F::ReasonTooLong(124))),
+            Ok(()),
+            Err(crate::SendError::Closed),
+        ]
+    );
+    sim.read(&mut peer);
+    assert_eq!(
+        peer.closed().map(|c| (c.code, c.reason.as_str())),
+        Some((CloseCode::NORMAL, "fine"))
+    );
+}
+
+#[test]
+fn publish_reports_the_workers_it_could_not_reach() {
+    struct Publish(Vec<usize>);
+    impl Handler for Publish {
+        fn on_message(&mut self, cx: &mut Ctx<'_>, msg: Message) {
+            for _ in 0..3 {
+                self.0.push(cx.publish("t", &msg));
+            }
+        }
+    }
+    // Two more workers that never drain, with room for two commands each.
+    let config = EngineConfig { command_queue: 2, ..config() };
+    let mut sim = Sim::with_other_workers(config, Publish(Vec::new()), 2);
+    let mut peer = sim.connect();
+    sim.send(&mut peer, Message::text("news"));
+    sim.settle();
+    assert_eq!(sim.handler().0, [3, 3, 1], "the third publish reached only this worker");
+    assert_eq!(sim.stats().publishes_dropped, 2);
+}
