@@ -37,8 +37,12 @@
 //! | file         | what                                                            |
 //! |--------------|-----------------------------------------------------------------|
 //! | `ring.rs`    | one io_uring instance: set-up, probe, submission queue, overflow, enter |
-//! | `driver.rs`  | [`UringDriver`]: submission, waiting, busy poll, completion dispatch, teardown |
-//! | `spread.rs`  | further rings as fixed-file tables fill (direct descriptors)    |
+//! | `spread.rs`  | the fixed-file index that names a ring and a slot; further rings' constants |
+//! | `driver/`    | [`UringDriver`]: submission, waiting, busy poll, completion dispatch, teardown (`mod.rs`); its part of each operation (arming, bookkeeping), one file per operation again; further rings as fixed-file tables fill (`spread.rs`) |
+//!
+//! The operation files know nothing of the driver; the driver's files use them (no
+//! import circle: an operation is a value with its entry and its completion, the driver
+//! decides when to submit it and what its completion means for the connections).
 //!
 //! The client side's `connect` goes in a `connect.rs` of its own, like the others: a
 //! struct owning the peer's `sockaddr` (the kernel reads it until the completion), its

@@ -5,7 +5,6 @@
 use io_uring::{cqueue, opcode};
 use rustix::io::Errno;
 
-use super::driver::UringDriver;
 use super::ring::Ring;
 use super::{ud, Sqe, Target, TAG_RECV};
 use crate::slab::Key;
@@ -18,9 +17,9 @@ use crate::sys::{Completion, RecvEnd};
 /// io_uring instance), the socket to the driver's connection table until the worker
 /// closes it, which it does only after this receive's end (`Driver::close`).
 pub(super) struct Recv {
-    key: Key,
-    target: Target,
-    bgid: u16,
+    pub(super) key: Key,
+    pub(super) target: Target,
+    pub(super) bgid: u16,
 }
 
 impl Recv {
@@ -92,14 +91,5 @@ impl Recv {
             }
             f(Completion::RecvEnded { key, why });
         }
-    }
-}
-
-impl UringDriver {
-    /// Arms the multishot receive of `key`, whose socket `t` lives on ring `r`.
-    pub(super) fn arm_recv(&mut self, key: Key, r: usize, t: Target) {
-        let bgid = self.rings[r].bufs.bgid();
-        let e = Recv { key, target: t, bgid }.sqe();
-        self.push(r, e);
     }
 }

@@ -7,9 +7,7 @@ use std::os::fd::AsRawFd;
 
 use io_uring::{opcode, types};
 
-use super::driver::UringDriver;
-use super::{Sqe, TAG_WAKE};
-use crate::sys::Completion;
+use super::Sqe;
 
 /// A read of an eventfd into a buffer of its own: the op owns both the descriptor and
 /// the 8 bytes the kernel writes, so neither can go while the read is armed.
@@ -61,21 +59,5 @@ impl<F: AsRawFd> EventfdRead<F> {
     /// still write into it.
     pub(super) fn leak_buf(&mut self) {
         std::mem::forget(std::mem::replace(&mut self.buf, Box::new([0; 8])));
-    }
-}
-
-impl UringDriver {
-    /// Arms the first ring's read of the wake-up eventfd.
-    pub(super) fn arm_wake(&mut self) {
-        let e = self.wake.arm(super::ud(TAG_WAKE, 0));
-        self.push(0, e);
-    }
-
-    /// The wake-up read completed: report it and read again.
-    #[inline]
-    pub(super) fn on_wake(&mut self, f: &mut dyn FnMut(Completion<'_>)) {
-        self.wake.fired();
-        f(Completion::Wake);
-        self.arm_wake();
     }
 }

@@ -3,6 +3,13 @@
 //! each completion to its operation's file by the tag in its `user_data`, and a teardown
 //! that lets no operation outlive the memory it uses.
 
+mod accept;
+mod cancel;
+mod close;
+mod recv;
+mod spread;
+mod wake;
+
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
