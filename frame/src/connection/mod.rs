@@ -1,5 +1,6 @@
 //! The per-connection state machine: bytes and time in, events and bytes out.
 
+mod closing;
 mod recv;
 mod send;
 mod timer;
@@ -12,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::close::CloseFrame;
 use crate::code::CloseCode;
 use crate::config::Config;
 use crate::encode::{encode_frame, encode_message, MaskSource};
@@ -21,6 +21,7 @@ use crate::header::{FrameHeader, OpCode, MAX_HEADER_LEN};
 use crate::message::Message;
 use crate::utf8::Utf8Validator;
 
+use self::closing::Deferred;
 use self::recv::RecvState;
 use self::send::SendQueue;
 use self::timer::{Timer, TimerTable};
@@ -109,18 +110,6 @@ enum State {
 /// ordinary burst gets its pong (Autobahn 2.10/2.11), a flood cannot grow the queue.
 const MAX_PENDING_PONGS: usize = 32;
 
-/// An end that arrived with the input (the peer's close frame, or a frame that breaks the
-/// protocol or a limit), held until the application has polled every event that arrived
-/// before it (see "Order of events" on [`Connection`]).
-#[derive(Debug)]
-enum Deferred {
-    /// The peer's close frame. `local` is true when we had sent our close first (it is
-    /// then the answer, and the connection ends as `CloseCause::Local`).
-    Close { frame: Option<CloseFrame>, local: bool },
-    /// The peer broke RFC 6455 or a limit (§7.1.7).
-    Fail(ProtocolError),
-}
-
 /// A client's mask source (see `Connection::masks`).
 struct Masks(Box<dyn MaskSource + Send>);
 
@@ -166,70 +155,7 @@ fn bufs(b: &mut Option<Box<Buffers>>) -> &mut Buffers {
     b.get_or_insert_with(spare::take)
 }
 
-/// A small per-thread cache of idle connections' buffers.
-///
-/// A busy connection goes idle and busy again many times a second (each time its output
-/// drains), and freeing its buffers each time would cost an allocation of the box plus
-/// the regrowth of every queue inside it on the next burst. Idle buffers therefore go to
-/// a per-thread list of at most [`spare::MAX`] instead, emptied and with any large
-/// capacity dropped, so that the next connection of this thread to get busy reuses them.
-/// An idle connection still holds no buffers, and the cache's memory is bounded per
-/// thread (a thread-per-core engine has one cache per worker).
-mod spare {
-    use std::cell::RefCell;
-
-    use super::Buffers;
-    use bytes::BytesMut;
-
-    /// Spare buffers kept per thread.
-    pub(super) const MAX: usize = 64;
-    /// Byte buffers larger than this are not kept.
-    const KEEP_BYTES: usize = 16 * 1024;
-    /// Queues longer than this are not kept.
-    const KEEP_ITEMS: usize = 256;
-
-    thread_local! {
-        // Boxes, not values: handing one out or back moves a pointer, and the connection
-        // holds exactly this box.
-        #[allow(clippy::vec_box)]
-        static SPARE: RefCell<Vec<Box<Buffers>>> = const { RefCell::new(Vec::new()) };
-    }
-
-    pub(super) fn take() -> Box<Buffers> {
-        SPARE.try_with(|s| s.borrow_mut().pop()).ok().flatten().unwrap_or_default()
-    }
-
-    /// Keeps `b` (idle: nothing queued, no message half received) for reuse.
-    pub(super) fn give(mut b: Box<Buffers>) {
-        fn trim(buf: &mut BytesMut) {
-            if buf.capacity() > KEEP_BYTES {
-                *buf = BytesMut::new();
-            } else {
-                buf.clear();
-            }
-        }
-        trim(&mut b.msg_buf);
-        trim(&mut b.ctrl_buf);
-        trim(&mut b.out.buf);
-        b.recv = Default::default();
-        b.msg_opcode = None;
-        b.utf8 = Default::default();
-        b.deferred = None;
-        if b.pongs.capacity() > KEEP_ITEMS {
-            b.pongs = Default::default();
-        }
-        if b.events.capacity() > KEEP_ITEMS {
-            b.events = Default::default();
-        }
-        b.out.trim(KEEP_ITEMS);
-        let _ = SPARE.try_with(|s| {
-            let mut s = s.borrow_mut();
-            if s.len() < MAX {
-                s.push(b);
-            }
-        });
-    }
-}
+mod spare;
 
 /// One WebSocket connection's protocol state, after the HTTP upgrade.
 ///
@@ -641,117 +567,6 @@ impl Connection {
     /// Sends a pong (unsolicited, or as the answer when [`Config::auto_pong`] is off).
     pub fn send_pong(&mut self, payload: &[u8]) -> Result<(), SendError> {
         self.send_control(OpCode::Pong, payload)
-    }
-
-    /// Starts the close handshake (RFC 6455 §7.1.2). After this no message may be sent;
-    /// the peer's close, or [`Config::close_timeout`], ends the connection. If the peer's
-    /// close (or a protocol failure) has already arrived and waits to be polled, this
-    /// frame is the answer, and the next `poll_event` past the earlier events ends the
-    /// connection (see "Order of events" on the type).
-    pub fn close(&mut self, now: Instant, code: CloseCode, reason: &str) -> Result<(), SendError> {
-        self.check_open()?;
-        if !code.is_valid_on_wire() {
-            return Err(SendError::InvalidCloseCode(code.0));
-        }
-        if reason.len() > 123 {
-            return Err(SendError::ReasonTooLong(reason.len()));
-        }
-        self.queue_close(Some(CloseFrame { code, reason: reason.to_owned() }));
-        self.state = State::CloseSent;
-        self.timers.clear();
-        if !self.is_deferred() {
-            let at = timer::after(self.clock(now), self.config.close_timeout);
-            self.timers.set(Timer::Close, at);
-        }
-        Ok(())
-    }
-
-    /// Queues the close frame: the last frame this connection sends.
-    fn queue_close(&mut self, frame: Option<CloseFrame>) {
-        // Pongs still owed go out first: nothing may follow the close frame.
-        let b = bufs(&mut self.bufs);
-        for p in std::mem::take(&mut b.pongs) {
-            let mask = self.masks.as_mut().map(|m| m.0.next_mask());
-            b.out.write_frames(p.len() + MAX_HEADER_LEN, |buf| {
-                encode_frame(buf, OpCode::Pong, true, &p, mask)
-            });
-        }
-        let mut payload = Vec::with_capacity(125);
-        if let Some(f) = &frame {
-            f.encode(&mut payload);
-        }
-        let mask = self.masks.as_mut().map(|m| m.0.next_mask());
-        b.out.write_frames(payload.len() + MAX_HEADER_LEN, |buf| {
-            encode_frame(buf, OpCode::Close, true, &payload, mask)
-        });
-    }
-
-    /// Ends the connection: state, timers and buffers are released, `Closed` reported.
-    fn finish(&mut self, code: CloseCode, reason: String, cause: CloseCause) {
-        self.state = State::Closed;
-        self.timers.clear();
-        let b = bufs(&mut self.bufs);
-        b.msg_opcode = None;
-        b.recv = RecvState::default();
-        b.msg_buf = BytesMut::new();
-        b.ctrl_buf = BytesMut::new();
-        b.utf8.reset();
-        b.pongs.clear();
-        b.events.push_back(Event::Closed(Closed { code, reason, cause }));
-    }
-
-    /// Fails the connection (RFC 6455 §7.1.7): input stops here; the close goes out when
-    /// the application polls past the events before it.
-    fn fail(&mut self, err: ProtocolError) {
-        self.defer(Deferred::Fail(err));
-    }
-
-    /// Stops input at an end that arrived with it and holds the end for `poll_event`. No
-    /// timer runs meanwhile: the end is here, only the application's polling is not.
-    fn defer(&mut self, d: Deferred) {
-        let b = bufs(&mut self.bufs);
-        if b.deferred.is_none() {
-            b.deferred = Some(d);
-        }
-        self.timers.clear();
-    }
-
-    /// Applies a deferred end: the close frame behind everything queued, then `Closed`.
-    fn apply(&mut self, d: Deferred) {
-        match d {
-            Deferred::Close { frame, local } => {
-                let (code, reason) = match &frame {
-                    Some(f) => (f.code, f.reason.clone()),
-                    None => (CloseCode::NO_STATUS, String::new()),
-                };
-                if self.state == State::Open {
-                    // §5.5.1: "the endpoint MUST send a Close frame in response ...
-                    // typically echoing the status code it received".
-                    let echo = frame.map(|f| CloseFrame { code: f.code, reason: String::new() });
-                    self.queue_close(echo);
-                }
-                let cause = if local { CloseCause::Local } else { CloseCause::Peer };
-                self.finish(code, reason, cause);
-            }
-            Deferred::Fail(err) => {
-                // §7.1.7: send a close with an appropriate code, unless we have sent one;
-                // its reason names the rule broken (§5.5.1: "useful for debugging").
-                let code = err.close_code();
-                if self.state == State::Open {
-                    let reason = err.reason().to_owned();
-                    self.queue_close(Some(CloseFrame { code, reason }));
-                }
-                self.finish(code, String::new(), CloseCause::Error(err));
-            }
-        }
-    }
-
-    /// The transport reached end of stream (or failed). After a close or failure that
-    /// waits to be polled it changes nothing: that end is what `Closed` reports.
-    pub fn handle_eof(&mut self, _now: Instant) {
-        if self.state != State::Closed && !self.is_deferred() {
-            self.finish(CloseCode::ABNORMAL, String::new(), CloseCause::TransportClosed);
-        }
     }
 }
 
