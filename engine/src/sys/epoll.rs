@@ -16,7 +16,8 @@ use rustix::event::epoll::{self, Event, EventData, EventFlags};
 use rustix::io::Errno;
 use rustix::net::{self, SendAncillaryBuffer, SendFlags, SocketFlags};
 
-use super::{accept_exhausted, Completion, Driver, RecvEnd, Socket, ACCEPT_PAUSE};
+use super::accept_pause_timeout;
+use super::{accept_exhausted, Completion, Driver, RecvEnd, Socket};
 use crate::slab::Key;
 
 const WAKE: u64 = u64::MAX;
@@ -310,16 +311,14 @@ impl Driver for EpollDriver {
         timeout: Option<Duration>,
         f: &mut dyn FnMut(Completion<'_>),
     ) -> io::Result<()> {
-        let mut timeout = if self.pending.is_empty() { timeout } else { Some(Duration::ZERO) };
-        if let Some(at) = self.accept_paused_at {
-            let left =
-                ACCEPT_PAUSE.saturating_sub(crate::clock::now().saturating_duration_since(at));
-            if left.is_zero() {
+        let timeout = if self.pending.is_empty() { timeout } else { Some(Duration::ZERO) };
+        let timeout = match accept_pause_timeout(self.accept_paused_at, timeout) {
+            Ok(t) => t,
+            Err(()) => {
                 self.resume_accepts();
-            } else {
-                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+                timeout
             }
-        }
+        };
         let ts = timeout.map(|t| rustix::time::Timespec {
             tv_sec: t.as_secs() as _,
             tv_nsec: t.subsec_nanos() as _,

@@ -32,6 +32,21 @@ use crate::slab::Key;
 /// pause a listener whose queue holds a connection that cannot be accepted would spin.
 pub(crate) const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
+/// The wait's timeout while accepting is paused since `since` (`None`: not paused):
+/// `timeout`, shortened to what is left of the pause. `Err(())` when the pause is over
+/// and accepting should resume now.
+pub(crate) fn accept_pause_timeout(
+    since: Option<std::time::Instant>,
+    timeout: Option<Duration>,
+) -> Result<Option<Duration>, ()> {
+    let Some(at) = since else { return Ok(timeout) };
+    let left = ACCEPT_PAUSE.saturating_sub(crate::clock::now().saturating_duration_since(at));
+    if left.is_zero() {
+        return Err(());
+    }
+    Ok(Some(timeout.map_or(left, |t| t.min(left))))
+}
+
 /// Whether accepting should pause after this error: everything but the errors that
 /// concern one connection only. Out of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM) is the
 /// usual case; any other persistent error would otherwise make the listener spin.

@@ -28,7 +28,7 @@ use super::wake::EventfdRead;
 use super::{is_transient, split_ud, ud, Sqe};
 use super::{TAG_ACCEPT, TAG_CLOSE, TAG_DISCARD, TAG_RECV, TAG_RING, TAG_SEND, TAG_WAKE};
 use crate::slab::Key;
-use crate::sys::{Completion, Driver, Socket, ACCEPT_PAUSE};
+use crate::sys::{accept_pause_timeout, Completion, Driver, Socket};
 
 pub(crate) struct UringDriver {
     // Field order matters for drop: the rings go first, so the kernel stops using the
@@ -282,16 +282,13 @@ impl Driver for UringDriver {
         timeout: Option<Duration>,
         f: &mut dyn FnMut(Completion<'_>),
     ) -> io::Result<()> {
-        let mut timeout = timeout;
-        if let Some(at) = self.accept_paused_at {
-            let left =
-                ACCEPT_PAUSE.saturating_sub(crate::clock::now().saturating_duration_since(at));
-            if left.is_zero() {
+        let mut timeout = match accept_pause_timeout(self.accept_paused_at, timeout) {
+            Ok(t) => t,
+            Err(()) => {
                 self.resume_accepts();
-            } else {
-                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+                timeout
             }
-        }
+        };
         if let Some(e) = self.failed.take() {
             return Err(e);
         }
