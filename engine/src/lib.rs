@@ -45,6 +45,7 @@ mod config;
 mod conn;
 mod handle;
 mod handler;
+mod panic;
 mod server;
 mod shard;
 mod slab;

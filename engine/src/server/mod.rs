@@ -76,15 +76,6 @@ pub enum EngineError {
     },
 }
 
-/// The message of a panic payload.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(not a string)".to_owned())
-}
-
 pub(crate) fn io_err(context: &'static str) -> impl FnOnce(io::Error) -> EngineError {
     move |source| EngineError::Io { context, source }
 }
@@ -206,9 +197,10 @@ impl Server {
             }
             let r = match t.join() {
                 Ok(r) => r,
-                Err(p) => {
-                    Err(EngineError::WorkerPanicked { worker: i, message: panic_message(&*p) })
-                }
+                Err(p) => Err(EngineError::WorkerPanicked {
+                    worker: i,
+                    message: crate::panic::message(&*p).to_owned(),
+                }),
             };
             if let Err(e) = r {
                 if result.is_ok() {

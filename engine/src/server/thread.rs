@@ -5,7 +5,7 @@ use std::os::fd::OwnedFd;
 use std::sync::mpsc;
 use std::sync::Arc;
 
-use super::{panic_message, BackendInfo, EngineError};
+use super::{BackendInfo, EngineError};
 use crate::clock::{Clock, Monotonic};
 use crate::config::EngineConfig;
 use crate::handle::WorkerShared;
@@ -68,7 +68,7 @@ impl WorkerSetup {
         let handler = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| factory(i))) {
             Ok(h) => h,
             Err(p) => {
-                let message = panic_message(&*p);
+                let message = crate::panic::message(&*p).to_owned();
                 fail(ready, EngineError::WorkerPanicked { worker: i, message: message.clone() });
                 return Err(EngineError::WorkerPanicked { worker: i, message });
             }

@@ -31,17 +31,13 @@ impl Core {
         match catch_unwind(AssertUnwindSafe(|| f(handler, &mut Ctx::new(self, key)))) {
             Ok(r) => Some(r),
             Err(payload) => {
-                let what = payload
-                    .downcast_ref::<&str>()
-                    .copied()
-                    .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-                    .unwrap_or("(not a string)");
                 WorkerStats::add(&self.stats.handler_panics, 1);
                 tracing::error!(
                     worker = self.id,
                     conn = %crate::ConnId { worker: self.id, key },
-                    panic = what,
-                    "handler callback panicked; closing its connection with 1011"
+                    panic = crate::panic::message(&*payload),
+                    "handler callback panicked; its connection is closed (1011, or 500 \
+                     during the upgrade)"
                 );
                 if self.conns.get(key).is_some_and(|c| c.is_open()) {
                     let _ = self.close(key, CloseCode::INTERNAL_ERROR, PANIC_REASON);
