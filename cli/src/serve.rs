@@ -89,9 +89,15 @@ pub struct ServeArgs {
     #[arg(long, alias = "max-message-size", value_name = "BYTES", default_value_t = 16 << 20)]
     pub max_message: usize,
     /// Backpressure: most bytes queued unsent on one connection (4 MiB) before
-    /// --backpressure applies; a quarter of it is the low watermark.
+    /// --backpressure applies; a quarter of it is the low watermark. A message that finds
+    /// the queue empty is always accepted, so any message up to --max-message can be
+    /// echoed.
     #[arg(long, alias = "max-queued", value_name = "BYTES", default_value_t = 4 << 20)]
     pub max_queued_bytes: usize,
+    /// Pub/sub: most topics one connection may subscribe to (64); a `SUB` past it is
+    /// answered `REFUSED`.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_topics: usize,
     /// What to do with a slow consumer whose queue reached --max-queued-bytes.
     #[arg(long, value_enum, default_value_t = Policy::Close)]
     pub backpressure: Policy,
@@ -203,6 +209,7 @@ impl ServeArgs {
             .recv_buffers(self.recv_buffers)
             .recv_buffer_size(self.recv_buffer_size)
             .max_connections_per_worker(self.max_connections)
+            .max_topics_per_connection(self.max_topics)
             .direct_descriptors(!self.no_direct);
         if let Some(w) = self.workers {
             b = b.workers(w);
@@ -327,6 +334,7 @@ mod tests {
         assert_eq!(c.low_watermark, 1 << 20);
         assert_eq!(c.backpressure, Backpressure::Close);
         assert_eq!(c.max_connections_per_worker, 100_000);
+        assert_eq!((c.max_topics_per_connection, c.max_topic_len), (64, 256));
         // The rest as the engine's own defaults.
         let d = EngineConfig::default();
         assert_eq!(c.listen, vec!["127.0.0.1:9001".parse::<SocketAddr>().unwrap()]);
