@@ -16,6 +16,18 @@
 //! server cannot spend less than this per message: it makes the same `tcp_sendmsg` call,
 //! and on loopback that call also runs the receiving socket's side of TCP and wakes its
 //! reader. `io_uring` saves the system-call entry around it, nothing inside it.
+//!
+//! `--echo` measures the whole echo instead: the other process (the client, on
+//! `--recv-cpu`) writes one `--size`-byte request to every connection and reads one
+//! `--reply-size`-byte reply from each (a round), and the measured process answers with a
+//! bare blocking `read` and `write` per connection, in order: the least a server's echo
+//! of one message in flight costs, receive included (no readiness calls: the reads are in
+//! the order the requests were written). It prints the measured process's CPU per echo
+//! and the client's round time (first request to last reply). With `-n 1` that round is
+//! one connection's round trip through a server that does nothing else, the floor under
+//! the latency row; `-n 100 --size 26 --reply-size 22` is the `100 x 20 B` row (a 20-byte
+//! payload is a 26-byte masked client frame and a 22-byte server frame), `-n 1000 --size
+//! 518 --reply-size 514` the `1,000 x 512 B` row.
 #![allow(missing_docs)]
 
 use std::io::{Read as _, Write as _};
@@ -25,7 +37,7 @@ use std::time::{Duration, Instant};
 
 const USAGE: &str =
     "usage: kernel-floor [-n CONNS] [--size BYTES] [--rounds N] [--interval-ms MS] \
-                     [--cpu N] [--recv-cpu N]";
+                     [--cpu N] [--recv-cpu N] [--echo [--reply-size BYTES]]";
 
 struct Opts {
     conns: usize,
@@ -34,6 +46,10 @@ struct Opts {
     interval: Duration,
     cpu: usize,
     recv_cpu: usize,
+    /// Measure the echo (read and write per message), not only the send.
+    echo: bool,
+    /// The echo's reply size (default: `size`).
+    reply_size: Option<usize>,
 }
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
@@ -44,6 +60,8 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         interval: Duration::ZERO,
         cpu: 0,
         recv_cpu: 1,
+        echo: false,
+        reply_size: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -58,12 +76,17 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--interval-ms" => o.interval = Duration::from_millis(value(a)? as u64),
             "--cpu" => o.cpu = value(a)?,
             "--recv-cpu" => o.recv_cpu = value(a)?,
+            "--echo" => o.echo = true,
+            "--reply-size" => o.reply_size = Some(value(a)?),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
     }
-    if o.conns == 0 || o.size == 0 || o.rounds == 0 {
-        return Err("-n, --size and --rounds must be at least 1".into());
+    if o.conns == 0 || o.size == 0 || o.rounds == 0 || o.reply_size == Some(0) {
+        return Err("-n, --size, --reply-size and --rounds must be at least 1".into());
+    }
+    if o.reply_size.is_some() && !o.echo {
+        return Err("--reply-size goes with --echo".into());
     }
     Ok(o)
 }
@@ -181,6 +204,105 @@ fn send_side(o: &Opts) -> std::io::Result<()> {
     Ok(())
 }
 
+/// `--echo`, the measured side: accepts the client's connections, then answers every
+/// request with a bare `read` and `write`, connection after connection, round after
+/// round (one warm-up round first, not measured).
+fn echo_side(o: &Opts) -> std::io::Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let reply_size = o.reply_size.unwrap_or(o.size);
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .arg("echo-client")
+        .args([addr.to_string(), o.conns.to_string(), o.size.to_string()])
+        .args([reply_size.to_string(), o.rounds.to_string(), o.recv_cpu.to_string()])
+        .stdin(Stdio::null())
+        .spawn()?;
+    pin(o.cpu);
+    let mut conns = Vec::with_capacity(o.conns);
+    while conns.len() < o.conns {
+        let (s, _) = listener.accept()?;
+        s.set_nodelay(true)?;
+        conns.push(s);
+    }
+    let mut req = vec![0u8; o.size];
+    let reply = vec![0xa5_u8; reply_size];
+    let mut round = |conns: &mut [TcpStream]| -> std::io::Result<()> {
+        for s in conns.iter_mut() {
+            s.read_exact(&mut req)?;
+            s.write_all(&reply)?;
+        }
+        Ok(())
+    };
+    round(&mut conns)?;
+    let (u0, s0, c0) = cpu_times()?;
+    for _ in 0..o.rounds {
+        round(&mut conns)?;
+    }
+    let (u1, s1, c1) = cpu_times()?;
+    drop(conns);
+    let _ = child.wait();
+    let msgs = (o.rounds * o.conns) as f64;
+    let on_cpu_ns = (c1 - c0) as f64 / msgs;
+    let (user, sys) = ((u1 - u0) as f64, (s1 - s0) as f64);
+    let user_share = if user + sys > 0.0 { user / (user + sys) } else { 0.0 };
+    println!(
+        "kernel-floor --echo: {} connections x {} B requests, {} B replies, {} rounds",
+        o.conns, o.size, reply_size, o.rounds
+    );
+    println!(
+        "echo CPU per message (read + write): {:.0} ns ({:.0} ns user, {:.0} ns kernel; {} + {} ticks)",
+        on_cpu_ns,
+        on_cpu_ns * user_share,
+        on_cpu_ns * (1.0 - user_share),
+        u1 - u0,
+        s1 - s0
+    );
+    Ok(())
+}
+
+/// `--echo`, the client: `echo-client ADDR CONNS SIZE REPLY_SIZE ROUNDS CPU`. Writes a
+/// request to every connection, then reads every reply, and prints the round times.
+fn echo_client(args: &[String]) -> std::io::Result<()> {
+    let bad = || std::io::Error::other("echo-client: ADDR CONNS SIZE REPLY_SIZE ROUNDS CPU");
+    let [addr, rest @ ..] = args else { return Err(bad()) };
+    let addr: SocketAddr = addr.parse().map_err(|_| bad())?;
+    let nums: Vec<usize> =
+        rest.iter().map(|a| a.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+    let [conns, size, reply_size, rounds, cpu] = nums[..] else { return Err(bad()) };
+    pin(cpu);
+    let mut streams = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        let s = TcpStream::connect(addr)?;
+        s.set_nodelay(true)?;
+        streams.push(s);
+    }
+    let req = vec![0x5a_u8; size];
+    let mut reply = vec![0u8; reply_size];
+    let mut times = Vec::with_capacity(rounds);
+    for r in 0..=rounds {
+        let t0 = Instant::now();
+        for s in streams.iter_mut() {
+            s.write_all(&req)?;
+        }
+        for s in streams.iter_mut() {
+            s.read_exact(&mut reply)?;
+        }
+        if r > 0 {
+            times.push(t0.elapsed());
+        }
+    }
+    times.sort_unstable();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!(
+        "client round, first request to last reply: p50 {:.1} us, p99 {:.1} us, max {:.1} us",
+        us(percentile(&times, 0.50)),
+        us(percentile(&times, 0.99)),
+        us(percentile(&times, 1.0))
+    );
+    Ok(())
+}
+
 /// The receiving process: `recv ADDR CONNS SIZE CPU`.
 fn recv_side(args: &[String]) -> std::io::Result<()> {
     let bad = |_| std::io::Error::other("recv: bad arguments");
@@ -232,16 +354,17 @@ fn recv_side(args: &[String]) -> std::io::Result<()> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = if args.first().map(String::as_str) == Some("recv") {
-        recv_side(&args[1..])
-    } else {
-        match parse_opts(&args) {
+    let result = match args.first().map(String::as_str) {
+        Some("recv") => recv_side(&args[1..]),
+        Some("echo-client") => echo_client(&args[1..]),
+        _ => match parse_opts(&args) {
+            Ok(o) if o.echo => echo_side(&o),
             Ok(o) => send_side(&o),
             Err(e) => {
                 eprintln!("{e}");
                 std::process::exit(2);
             }
-        }
+        },
     };
     if let Err(e) = result {
         eprintln!("kernel-floor: {e}");

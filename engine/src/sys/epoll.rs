@@ -58,12 +58,25 @@ enum Pending {
     FdClosed(Key),
 }
 
+impl Pending {
+    fn report(self, f: &mut dyn FnMut(Completion<'_>)) {
+        match self {
+            Pending::RecvEnded(key, why) => f(Completion::RecvEnded { key, why }),
+            Pending::Sent(key, result, chunks) => f(Completion::Sent { key, result, chunks }),
+            Pending::FdClosed(key) => f(Completion::FdClosed { key }),
+        }
+    }
+}
+
 pub(crate) struct EpollDriver {
     ep: OwnedFd,
     listeners: Vec<Option<OwnedFd>>,
     /// Connections by slab slot.
     conns: Vec<Option<Conn>>,
     pending: Vec<Pending>,
+    /// The last wait polled the kernel: the next one with completions pending may report
+    /// them alone (see `wait`).
+    skip_next: bool,
     scratch: Vec<u8>,
     events: Vec<Event>,
     wake_fd: Arc<OwnedFd>,
@@ -96,6 +109,7 @@ impl EpollDriver {
             listeners: Vec::new(),
             conns: Vec::with_capacity(max_conns),
             pending: Vec::new(),
+            skip_next: false,
             scratch: vec![0; scratch_size.max(4096)],
             events: Vec::with_capacity(1024),
             wake_fd,
@@ -311,6 +325,19 @@ impl Driver for EpollDriver {
         timeout: Option<Duration>,
         f: &mut dyn FnMut(Completion<'_>),
     ) -> io::Result<()> {
+        // Completions already known (a send that finished inside `send`, a cancel) are
+        // reported without asking the kernel for readiness first, every other wait: at
+        // one message in flight that saves an `epoll_wait(0)` per message (the send of
+        // the reply completes at once; the wait after it would find nothing), and
+        // alternating keeps a loop that always has some from never polling sockets.
+        if !self.pending.is_empty() && !std::mem::take(&mut self.skip_next) {
+            self.skip_next = true;
+            for p in std::mem::take(&mut self.pending) {
+                p.report(f);
+            }
+            return Ok(());
+        }
+        self.skip_next = false;
         let timeout = if self.pending.is_empty() { timeout } else { Some(Duration::ZERO) };
         let timeout = match accept_pause_timeout(self.accept_paused_at, timeout) {
             Ok(t) => t,
@@ -329,11 +356,7 @@ impl Driver for EpollDriver {
             Err(e) => return Err(e.into()),
         }
         for p in std::mem::take(&mut self.pending) {
-            match p {
-                Pending::RecvEnded(key, why) => f(Completion::RecvEnded { key, why }),
-                Pending::Sent(key, result, chunks) => f(Completion::Sent { key, result, chunks }),
-                Pending::FdClosed(key) => f(Completion::FdClosed { key }),
-            }
+            p.report(f);
         }
         let events: Vec<(u64, EventFlags)> =
             self.events.iter().map(|e| (e.data.u64(), e.flags)).collect();
