@@ -20,15 +20,19 @@ import re
 import sys
 from statistics import mean
 
-SERVERS = ["ringwire", "ringwire-busy-poll", "fastwebsockets", "fastwebsockets-batch",
-           "tokio-websockets", "tokio-tungstenite", "monoio-frame", "tokio-uring-frame"]
-# ringwire-busy-poll (`serve --busy-poll-us 50`, an opt-in trading CPU for latency) is a
-# variant of ringwire, not a peer; it runs in the latency scenario only.
+SERVERS = ["ringwire", "ringwire-epoll", "ringwire-busy-poll", "fastwebsockets",
+           "fastwebsockets-batch", "tokio-websockets", "tokio-tungstenite", "monoio-frame",
+           "tokio-uring-frame"]
+# ringwire-epoll (`serve --backend epoll`) and ringwire-busy-poll (`serve --busy-poll-us
+# 50`, an opt-in trading CPU for latency, in the latency scenario only) are variants of
+# ringwire, not peers.
 PEERS = [s for s in SERVERS if not s.startswith("ringwire")]
+# The goal's alternative to the peer ratio: within this factor of `kernel-floor --echo`.
+FLOOR_FACTOR = 1.10
 ECHO = {
     # scenario: (title, goal kind, CPU ratio goal)
-    "c100x1x20": ("100 connections x 1 in flight x 20 B", "syscall", 2.0),
-    "c1000x1x512": ("1,000 connections x 1 in flight x 512 B", "syscall", 2.0),
+    "c100x1x20": ("100 connections x 1 in flight x 20 B", "syscall", 1.3),
+    "c1000x1x512": ("1,000 connections x 1 in flight x 512 B", "syscall", 1.3),
     "c100x16x32": ("100 connections x 16 in flight x 32 B", "batch", 1.3),
     "c100x16x4k": ("100 connections x 16 in flight x 4 KiB", "batch", 1.3),
     "c500x1x16k": ("500 connections x 1 in flight x 16 KiB", "batch", 1.3),
@@ -70,6 +74,15 @@ def parse_echo(report):
         "gen_pct": get(gen, "percent_of_threads"), "gen_wait": waited(gen),
         "errors": errors(report) + (f", {unanswered:,} unanswered" if unanswered else ""),
     }
+
+
+def parse_floor(report):
+    """`kernel-floor --echo --json`: the kernel's cost of the same echo, no server."""
+    if get(report, "scenario") != "kernel-floor-echo":
+        return None
+    return {"cpu_per": report["cpu_ns_per_message"], "p50": get(report, "round_trip", "p50_ns"),
+            "p99": get(report, "round_trip", "p99_ns"), "conns": report["connections"],
+            "req": report["request_bytes"], "rep": report["reply_bytes"]}
 
 
 def parse_idle(report):
@@ -119,7 +132,8 @@ def load(results):
             tags.add(m.groups())
     for tag, server, scenario, _ in sorted(tags):
         report = read_json(os.path.join(results, tag + ".json"))
-        parse = parse_idle if scenario.startswith("idle") else parse_fanout if scenario == "fanout" else parse_echo
+        parse = (parse_floor if server == "floor" else parse_idle if scenario.startswith("idle")
+                 else parse_fanout if scenario == "fanout" else parse_echo)
         runs.setdefault((server, scenario), []).append(parse(report) if report else None)
     return runs
 
@@ -179,6 +193,13 @@ def echo_section(runs, scenario, out):
         out.append(f"| {s} | {k(avg(ok, 'rate'))} | {t(avg(ok, 'cpu_per'))}{spread(ok, 'cpu_per')} "
                    f"| {srv} | {t(avg(ok, 'p50'))} | {t(avg(ok, 'p99'))} | {t(avg(ok, 'p999'))} "
                    f"| {gen} | {errs} |")
+    floor = [r for r in runs.get(("floor", scenario), []) if r]
+    if floor:
+        f0 = floor[0]
+        out.append(f"| *kernel floor* ({f0['conns']:,} x {f0['req']} B in, {f0['rep']} B out: "
+                   f"bare read + write, its own blocking client) | | "
+                   f"{t(avg(floor, 'cpu_per'))}{spread(floor, 'cpu_per')} | | {t(avg(floor, 'p50'))} "
+                   f"| {t(avg(floor, 'p99'))} | | | |")
     out.append("")
     # The verdict: ringwire against the best peer of this run.
     rw = [r for r in runs.get(("ringwire", scenario), []) if r]
@@ -205,17 +226,31 @@ def echo_section(runs, scenario, out):
                         f"{avg(rw, 'p50') / b50:.2f}x", met50))
         verdict.append(("p99 <= best peer's", f"{t(avg(rw, 'p99'))} vs {t(b99)} ({lp99})",
                         f"{avg(rw, 'p99') / b99:.2f}x", met99))
-        bp_runs = [r for r in runs.get(("ringwire-busy-poll", scenario), []) if r]
-        if bp_runs:
-            for key, name, best_v, who in (("p50", "p50", b50, lp50), ("p99", "p99", b99, lp99)):
-                v = avg(bp_runs, key)
-                verdict.append((f"{name} <= best peer's, with `--busy-poll-us 50`",
+        for variant, label in (("ringwire-epoll", "on epoll"),
+                               ("ringwire-busy-poll", "with `--busy-poll-us 50`")):
+            v_runs = [r for r in runs.get((variant, scenario), []) if r]
+            if not v_runs:
+                continue
+            for key, best_v, who in (("p50", b50, lp50), ("p99", b99, lp99)):
+                v = avg(v_runs, key)
+                verdict.append((f"{key} <= best peer's, {label}",
                                 f"{t(v)} vs {t(best_v)} ({who})", f"{v / best_v:.2f}x",
                                 v <= best_v))
     else:
+        floor = [r for r in runs.get(("floor", scenario), []) if r]
+        floor_cpu = avg(floor, "cpu_per") if floor else None
         met = cpu_ratio <= 1 / goal
-        verdict.append((f"server CPU per msg <= 1/{goal:g} of best peer's",
-                        f"{t(avg(rw, 'cpu_per'))} vs {t(bcpu)} ({bp})", f"{cpu_ratio:.2f}x", met))
+        if floor_cpu:
+            floor_ratio = avg(rw, "cpu_per") / floor_cpu
+            verdict.append((f"server CPU per msg <= 1/{goal:g} of best peer's, or <= "
+                            f"{FLOOR_FACTOR:.2f}x the kernel floor",
+                            f"{t(avg(rw, 'cpu_per'))} vs {t(bcpu)} ({bp}); floor {t(floor_cpu)}",
+                            f"{cpu_ratio:.2f}x; {floor_ratio:.2f}x floor",
+                            met or floor_ratio <= FLOOR_FACTOR))
+        else:
+            verdict.append((f"server CPU per msg <= 1/{goal:g} of best peer's",
+                            f"{t(avg(rw, 'cpu_per'))} vs {t(bcpu)} ({bp})", f"{cpu_ratio:.2f}x",
+                            met))
     verdict.append(("msg/s >= best peer's", f"{k(avg(rw, 'rate'))} vs {k(brate)} ({rp})",
                     f"{rate_ratio:.2f}x", rate_ratio >= 1))
     return title, verdict
@@ -310,6 +345,9 @@ def render(results):
         srv = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:$PORT", srv)
         load_cmd = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:$PORT", load_cmd)
         load_cmd = re.sub(r"--server-pid \d+", "--server-pid $PID", load_cmd)
+        if m.group(1) == "floor":
+            servers[f"floor {m.group(2)}"] = srv
+            continue
         servers.setdefault(m.group(1) + (" fanout" if m.group(2) == "fanout" else ""), srv)
         loads.setdefault(m.group(2), load_cmd)
     out.append("<details><summary>Exact commands of this run: each load command against each "
@@ -317,6 +355,8 @@ def render(results):
     out.append("```text")
     out.append("# servers (CPU 0)")
     out.extend(servers[s] for s in ["ringwire fanout"] + SERVERS if s in servers)
+    out.append("# the kernel floor (measured on CPU 0, its own client on CPU 1)")
+    out.extend(v for key, v in sorted(servers.items()) if key.startswith("floor "))
     out.append("# load (CPU 1); $PID is the server's pid, $PORT a fresh port")
     out.extend(loads[sc] for sc in list(ECHO) + ["idle", "idle-marginal", "fanout"] if sc in loads)
     out.append("```")

@@ -45,7 +45,11 @@ KEEP_RESULTS="${KEEP_RESULTS:-0}"
 
 # ringwire-busy-poll: ringwire with `--busy-poll-us 50` (an opt-in that trades CPU for
 # latency), in the latency scenario only.
-ALL_SERVERS="ringwire ringwire-busy-poll fastwebsockets fastwebsockets-batch tokio-websockets tokio-tungstenite monoio-frame tokio-uring-frame"
+# ringwire-epoll: ringwire on its epoll backend (`--backend epoll`), the same defaults.
+# floor: not a server but `kernel-floor --echo`, the kernel's own cost of the echo (a bare
+# read and write per message, the same bytes), in the one-in-flight rows and the
+# latency row only.
+ALL_SERVERS="floor ringwire ringwire-epoll ringwire-busy-poll fastwebsockets fastwebsockets-batch tokio-websockets tokio-tungstenite monoio-frame tokio-uring-frame"
 # name: connections in-flight size
 ALL_SCENARIOS="c100x1x20 c1000x1x512 c100x16x32 c100x16x4k c500x1x16k latency idle idle-marginal fanout"
 SERVERS="${SERVERS:-$ALL_SERVERS}"
@@ -71,6 +75,8 @@ server_cmd() { # name port mode
     local name=$1 addr="127.0.0.1:$2" mode=${3:-echo}
     case $name in
         ringwire) echo "$BIN/ringwire serve --mode $mode --workers 1 --listen $addr" ;;
+        ringwire-epoll)
+            echo "$BIN/ringwire serve --mode $mode --workers 1 --backend epoll --listen $addr" ;;
         ringwire-busy-poll)
             echo "$BIN/ringwire serve --mode $mode --workers 1 --busy-poll-us 50 --listen $addr" ;;
         fastwebsockets) echo "$BIN/peer-fastwebsockets --listen $addr" ;;
@@ -94,6 +100,30 @@ load_args() { # scenario -> arguments of `ringwire load` after the address
         idle-marginal) echo "idle -c $IDLE_CONNS --baseline $IDLE_BASELINE --hold $IDLE_HOLD --settle 1" ;;
         fanout) echo "fanout -n $FANOUT_SUBS --rate $FANOUT_RATE -d $FANOUT_DURATION -s 64" ;;
     esac
+}
+
+# The kernel-floor command of a scenario with one message in flight: its connections,
+# the client frame (2-byte header, or 4 with a 16-bit length, plus the 4-byte mask) and
+# the server frame of its payload, and enough rounds for about a second.
+floor_args() {
+    case $1 in
+        c100x1x20) echo "-n 100 --size 26 --reply-size 22 --rounds 3000" ;;
+        c1000x1x512) echo "-n 1000 --size 520 --reply-size 516 --rounds 300" ;;
+        latency) echo "-n 1 --size 38 --reply-size 34 --rounds 20000" ;;
+    esac
+}
+
+run_floor() { # scenario repeat
+    local scenario=$1 rep=$2 args tag
+    args=$(floor_args "$scenario")
+    [ -n "$args" ] || return 0
+    tag="floor.$scenario.$rep"
+    local cmd="$BIN/kernel-floor --echo $args --cpu $SERVER_CPU --recv-cpu $LOAD_CPU --json"
+    echo "== $tag: $cmd" >&2
+    printf 'server: %s\nload: (its own client, on CPU %s)\n' "$cmd" "$LOAD_CPU" >"$RESULTS/$tag.cmd"
+    $cmd >"$RESULTS/$tag.json" 2>"$RESULTS/$tag.txt" || echo "(kernel-floor exited with $?)" >>"$RESULTS/$tag.txt"
+    sed 's/^/   /' "$RESULTS/$tag.json" >&2
+    sleep 0.5
 }
 
 SERVER_PID=
@@ -158,6 +188,11 @@ for rep in $(seq "$REPEAT"); do
             # Peers have no pub/sub: fan-out runs against ringwire only.
             if [ "$scenario" = fanout ] && [ "$server" != ringwire ]; then continue; fi
             if [ "$server" = ringwire-busy-poll ] && [ "$scenario" != latency ]; then continue; fi
+            if [ "$server" = ringwire-epoll ] && { [[ $scenario == idle* ]] || [ "$scenario" = fanout ]; }; then continue; fi
+            if [ "$server" = floor ]; then
+                run_floor "$scenario" "$rep"
+                continue
+            fi
             run_one "$server" "$scenario" "$rep"
         done
     done

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 const USAGE: &str =
     "usage: kernel-floor [-n CONNS] [--size BYTES] [--rounds N] [--interval-ms MS] \
-                     [--cpu N] [--recv-cpu N] [--echo [--reply-size BYTES]]";
+                     [--cpu N] [--recv-cpu N] [--echo [--reply-size BYTES] [--json]]";
 
 struct Opts {
     conns: usize,
@@ -50,6 +50,8 @@ struct Opts {
     echo: bool,
     /// The echo's reply size (default: `size`).
     reply_size: Option<usize>,
+    /// With `--echo`: one JSON object on stdout instead of the text (for the matrix).
+    json: bool,
 }
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
@@ -62,6 +64,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         recv_cpu: 1,
         echo: false,
         reply_size: None,
+        json: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -78,6 +81,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--recv-cpu" => o.recv_cpu = value(a)?,
             "--echo" => o.echo = true,
             "--reply-size" => o.reply_size = Some(value(a)?),
+            "--json" => o.json = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -85,8 +89,8 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
     if o.conns == 0 || o.size == 0 || o.rounds == 0 || o.reply_size == Some(0) {
         return Err("-n, --size, --reply-size and --rounds must be at least 1".into());
     }
-    if o.reply_size.is_some() && !o.echo {
-        return Err("--reply-size goes with --echo".into());
+    if (o.reply_size.is_some() || o.json) && !o.echo {
+        return Err("--reply-size and --json go with --echo".into());
     }
     Ok(o)
 }
@@ -212,11 +216,12 @@ fn echo_side(o: &Opts) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     let reply_size = o.reply_size.unwrap_or(o.size);
     let exe = std::env::current_exe()?;
-    let mut child = Command::new(exe)
+    let child = Command::new(exe)
         .arg("echo-client")
         .args([addr.to_string(), o.conns.to_string(), o.size.to_string()])
         .args([reply_size.to_string(), o.rounds.to_string(), o.recv_cpu.to_string()])
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()?;
     pin(o.cpu);
     let mut conns = Vec::with_capacity(o.conns);
@@ -241,11 +246,36 @@ fn echo_side(o: &Opts) -> std::io::Result<()> {
     }
     let (u1, s1, c1) = cpu_times()?;
     drop(conns);
-    let _ = child.wait();
+    let out = child.wait_with_output()?;
+    // The client's one line: "round_trip_ns P50 P99 MAX".
+    let line = String::from_utf8_lossy(&out.stdout);
+    let rt: Vec<u64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    let [p50, p99, max] = rt[..] else {
+        return Err(std::io::Error::other(format!("echo-client reported {line:?}")));
+    };
     let msgs = (o.rounds * o.conns) as f64;
     let on_cpu_ns = (c1 - c0) as f64 / msgs;
     let (user, sys) = ((u1 - u0) as f64, (s1 - s0) as f64);
     let user_share = if user + sys > 0.0 { user / (user + sys) } else { 0.0 };
+    if o.json {
+        println!(
+            "{{\"scenario\":\"kernel-floor-echo\",\"connections\":{},\"request_bytes\":{},\
+             \"reply_bytes\":{},\"rounds\":{},\"cpu_ns_per_message\":{:.1},\
+             \"user_ns_per_message\":{:.1},\"round_trip\":{{\"p50_ns\":{},\"p99_ns\":{},\
+             \"max_ns\":{}}}}}",
+            o.conns,
+            o.size,
+            reply_size,
+            o.rounds,
+            on_cpu_ns,
+            on_cpu_ns * user_share,
+            p50,
+            p99,
+            max
+        );
+        return Ok(());
+    }
+    let us = |ns: u64| ns as f64 / 1e3;
     println!(
         "kernel-floor --echo: {} connections x {} B requests, {} B replies, {} rounds",
         o.conns, o.size, reply_size, o.rounds
@@ -257,6 +287,12 @@ fn echo_side(o: &Opts) -> std::io::Result<()> {
         on_cpu_ns * (1.0 - user_share),
         u1 - u0,
         s1 - s0
+    );
+    println!(
+        "client round, first request to last reply: p50 {:.1} us, p99 {:.1} us, max {:.1} us",
+        us(p50),
+        us(p99),
+        us(max)
     );
     Ok(())
 }
@@ -293,12 +329,12 @@ fn echo_client(args: &[String]) -> std::io::Result<()> {
         }
     }
     times.sort_unstable();
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let ns = |d: Duration| d.as_nanos();
     println!(
-        "client round, first request to last reply: p50 {:.1} us, p99 {:.1} us, max {:.1} us",
-        us(percentile(&times, 0.50)),
-        us(percentile(&times, 0.99)),
-        us(percentile(&times, 1.0))
+        "round_trip_ns {} {} {}",
+        ns(percentile(&times, 0.50)),
+        ns(percentile(&times, 0.99)),
+        ns(percentile(&times, 1.0))
     );
     Ok(())
 }
