@@ -464,6 +464,16 @@ impl<H: Handler> Sim<H> {
         }
     }
 
+    /// Everything the worker wrote to the peer's socket so far.
+    pub(super) fn written(&self, peer: &Peer) -> Vec<u8> {
+        self.net.borrow().sockets.get(&peer.key).map(|s| s.written.clone()).unwrap_or_default()
+    }
+
+    /// The upgrade request `connect` sends.
+    pub(super) fn upgrade_request() -> &'static [u8] {
+        UPGRADE
+    }
+
     /// Whether the worker closed the peer's socket.
     pub(super) fn socket_closed(&self, peer: &Peer) -> bool {
         self.net.borrow().sockets.get(&peer.key).is_some_and(|s| s.closed)

@@ -402,3 +402,26 @@ fn publish_reports_the_workers_it_could_not_reach() {
     assert_eq!(sim.handler().0, [3, 3, 1], "the third publish reached only this worker");
     assert_eq!(sim.stats().publishes_dropped, 2);
 }
+
+#[test]
+fn a_panic_in_on_open_refuses_the_upgrade_with_500() {
+    struct Gatekeeper;
+    impl Handler for Gatekeeper {
+        fn on_open(
+            &mut self,
+            _: &mut Ctx<'_>,
+            _: &ringwire_frame::handshake::Request,
+        ) -> crate::Upgrade {
+            panic!("no upgrade for you");
+        }
+        fn on_message(&mut self, _: &mut Ctx<'_>, _: Message) {}
+    }
+    let mut sim = Sim::new(config(), Gatekeeper);
+    let peer = sim.connect_raw(Sim::<Gatekeeper>::upgrade_request());
+    sim.settle();
+    let written = sim.written(&peer);
+    assert!(written.starts_with(b"HTTP/1.1 500"), "{}", String::from_utf8_lossy(&written));
+    assert_eq!(sim.stats().handler_panics, 1);
+    sim.run_for(Duration::from_secs(2));
+    assert!(sim.socket_closed(&peer));
+}
