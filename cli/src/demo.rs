@@ -84,7 +84,8 @@ fn start_server(workers: Option<usize>, backend: Backend) -> Result<Server, Stri
     if let Some(w) = workers {
         b = b.workers(w);
     }
-    b.start(|_| PubSub).map_err(|e| format!("starting the gateway: {e}"))
+    b.start(|_| PubSub)
+        .map_err(|e| format!("starting the gateway: {}", crate::serve::error_chain(&e)))
 }
 
 /// Closes the server saw with codes other than a normal or going-away close.
@@ -183,7 +184,9 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let stats = server.stats();
-    server.shutdown().map_err(|e| format!("gateway shutdown: {e}"))?;
+    server
+        .shutdown()
+        .map_err(|e| format!("gateway shutdown: {}", crate::serve::error_chain(&e)))?;
 
     let gen_errors = echo.errors.total() + fan.errors.total() + idle.errors.total();
     let lost = echo.unanswered + fan.expected().saturating_sub(fan.delivered);

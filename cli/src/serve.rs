@@ -286,7 +286,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         }
     }
     let stats = server.stats();
-    server.shutdown().map_err(|e| e.to_string())?;
+    server.shutdown().map_err(|e| error_chain(&e))?;
     println!(
         "stopped: {} accepted, {} messages in ({} lent without a copy), {} out, {} bytes in, {} \
          out, {} drops",

@@ -176,12 +176,7 @@ impl ConnHandle {
     /// Starts the close handshake. The code and reason are checked here, so an invalid
     /// one is refused at once ([`SendError::Frame`]).
     pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), SendError> {
-        if !code.is_valid_on_wire() {
-            return Err(ringwire_frame::SendError::InvalidCloseCode(code.0).into());
-        }
-        if reason.len() > 123 {
-            return Err(ringwire_frame::SendError::ReasonTooLong(reason.len()).into());
-        }
+        ringwire_frame::CloseFrame::check(code, reason)?;
         self.push(Command::Close(self.id.key, code, reason.to_owned()))
     }
 

@@ -3,18 +3,36 @@
 //! parses into codes and errors, so neither needs the other's half (no import circle).
 
 use crate::code::CloseCode;
-use crate::error::ProtocolError;
+use crate::error::{ProtocolError, SendError};
+
+/// Longest close reason: a control payload is at most 125 bytes (RFC 6455 §5.5), two of
+/// them the status code.
+pub const MAX_CLOSE_REASON: usize = 123;
 
 /// The payload of a close frame with a status code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseFrame {
     /// The status code.
     pub code: CloseCode,
-    /// The UTF-8 reason, at most 123 bytes.
+    /// The UTF-8 reason, at most [`MAX_CLOSE_REASON`] bytes.
     pub reason: String,
 }
 
 impl CloseFrame {
+    /// Whether this side may send a close with `code` and `reason`: a code allowed on the
+    /// wire (not 1005, 1006, 1015 or unassigned, §7.4) and a reason of at most
+    /// [`MAX_CLOSE_REASON`] bytes. [`crate::Connection::close`] checks the same, and a
+    /// driver that queues a close for later can refuse a bad one at once with this.
+    pub fn check(code: CloseCode, reason: &str) -> Result<(), SendError> {
+        if !code.is_valid_on_wire() {
+            return Err(SendError::InvalidCloseCode(code.0));
+        }
+        if reason.len() > MAX_CLOSE_REASON {
+            return Err(SendError::ReasonTooLong(reason.len()));
+        }
+        Ok(())
+    }
+
     /// Parses a received close payload. An empty payload is `Ok(None)` (status 1005).
     pub fn parse(payload: &[u8]) -> Result<Option<Self>, ProtocolError> {
         match payload {

@@ -54,7 +54,7 @@ pub mod utf8;
 
 /// The shared byte buffers of this crate's API (the `bytes` crate's), re-exported.
 pub use bytes::Bytes;
-pub use close::CloseFrame;
+pub use close::{CloseFrame, MAX_CLOSE_REASON};
 pub use code::CloseCode;
 pub use config::Config;
 pub use connection::{

@@ -68,6 +68,14 @@ pub(crate) struct Core {
     vec_pool: Vec<Vec<Bytes>>,
 }
 
+/// Keeps a send's vector (emptied) for the next send, up to [`VEC_POOL`] of them.
+fn recycle(pool: &mut Vec<Vec<Bytes>>, mut chunks: Vec<Bytes>) {
+    chunks.clear();
+    if pool.len() < VEC_POOL {
+        pool.push(chunks);
+    }
+}
+
 /// Puts `c` on the list of connections to flush, once.
 fn mark_dirty(dirty: &mut Vec<Key>, key: Key, c: &mut Conn) {
     if !c.dirty() {
@@ -134,11 +142,8 @@ impl Core {
     }
 
     /// Takes back a send's vector (emptied) for reuse.
-    pub(crate) fn recycle(&mut self, mut chunks: Vec<Bytes>) {
-        chunks.clear();
-        if self.vec_pool.len() < VEC_POOL {
-            self.vec_pool.push(chunks);
-        }
+    pub(crate) fn recycle(&mut self, chunks: Vec<Bytes>) {
+        recycle(&mut self.vec_pool, chunks);
     }
 
     /// Queues a message on a connection, subject to the backpressure policy.
@@ -350,8 +355,8 @@ impl Core {
         let mut chunks = self.vec_pool.pop().unwrap_or_default();
         if c.next_send(&mut chunks, &self.limits, &self.stats) {
             self.ops.push(Op::Send(key, chunks));
-        } else if self.vec_pool.len() < VEC_POOL {
-            self.vec_pool.push(chunks);
+        } else {
+            recycle(&mut self.vec_pool, chunks);
         }
         let writable = c.became_writable(self.limits.low_watermark);
         if c.drained() {

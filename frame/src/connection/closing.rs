@@ -35,12 +35,7 @@ impl Connection {
     /// connection (see "Order of events" on the type).
     pub fn close(&mut self, now: Instant, code: CloseCode, reason: &str) -> Result<(), SendError> {
         self.check_open()?;
-        if !code.is_valid_on_wire() {
-            return Err(SendError::InvalidCloseCode(code.0));
-        }
-        if reason.len() > 123 {
-            return Err(SendError::ReasonTooLong(reason.len()));
-        }
+        CloseFrame::check(code, reason)?;
         self.queue_close(Some(CloseFrame { code, reason: reason.to_owned() }));
         self.state = State::CloseSent;
         self.timers.clear();

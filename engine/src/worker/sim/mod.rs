@@ -323,17 +323,22 @@ impl<H: Handler> Sim<H> {
 
     /// A connection that sends `request` and nothing more (a slow or broken client).
     pub(super) fn connect_raw(&mut self, request: &[u8]) -> Peer {
+        let peer = self.accept_one();
+        self.push(peer.key, request.to_vec());
+        self.settle();
+        peer
+    }
+
+    /// A connection the worker has accepted, with a client core for the test to play it.
+    fn accept_one(&mut self) -> Peer {
         self.net.borrow_mut().accepts += 1;
         let n = self.net.borrow().keys.len();
         self.settle();
         let key = *self.net.borrow().keys.get(n).expect("the worker accepted the connection");
-        self.push(key, request.to_vec());
-        self.settle();
         let now = self.net.borrow().now;
-        let config = ringwire_frame::Config::default();
         Peer {
             key,
-            ws: Connection::client(config, Box::new(FixedMask), now),
+            ws: Connection::client(ringwire_frame::Config::default(), Box::new(FixedMask), now),
             read: 0,
             upgraded: false,
             events: Vec::new(),
@@ -385,21 +390,7 @@ impl<H: Handler> Sim<H> {
 
     /// A new connection: accepted, upgraded, ready.
     pub(super) fn connect(&mut self) -> Peer {
-        self.net.borrow_mut().accepts += 1;
-        let n = self.net.borrow().keys.len();
-        self.settle();
-        let key = *self.net.borrow().keys.get(n).expect("the worker accepted the connection");
-        self.push(key, UPGRADE.to_vec());
-        let config = ringwire_frame::Config::default();
-        let now = self.net.borrow().now;
-        let mut peer = Peer {
-            key,
-            ws: Connection::client(config, Box::new(FixedMask), now),
-            read: 0,
-            upgraded: false,
-            events: Vec::new(),
-        };
-        self.settle();
+        let mut peer = self.connect_raw(UPGRADE);
         self.read(&mut peer);
         assert!(peer.upgraded, "no 101 after the upgrade request");
         peer
