@@ -44,6 +44,7 @@ pub type OriginCheck = Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>;
 #[non_exhaustive]
 pub struct EngineConfig {
     /// Addresses to listen on; every worker gets its own `SO_REUSEPORT` listener on each.
+    /// None: an engine that only dials (client connections).
     pub listen: Vec<SocketAddr>,
     /// Number of worker threads. Default: the CPUs this process may run on.
     pub workers: usize,
@@ -204,9 +205,6 @@ impl EngineConfig {
     /// Checks the configuration; [`crate::EngineBuilder::start`] calls this.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |s: &str| Err(ConfigError(s.to_owned()));
-        if self.listen.is_empty() {
-            return err("no listen address");
-        }
         if self.workers == 0 || self.workers > 1024 {
             return err("workers must be between 1 and 1024");
         }
@@ -286,6 +284,5 @@ mod tests {
         assert!(refused(|c| c.busy_poll = Some(Duration::from_secs(2))).contains("busy_poll"));
         assert!(refused(|c| c.fixed_files_per_ring = Some(0)).contains("fixed_files_per_ring"));
         assert!(refused(|c| c.ring_entries = 1000).contains("ring_entries"));
-        assert!(refused(|c| c.listen.clear()).contains("listen"));
     }
 }

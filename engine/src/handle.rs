@@ -42,6 +42,8 @@ pub(crate) enum Command {
     Unsubscribe(Key, Topic),
     /// A frame encoded once, for every local subscriber of the topic.
     Publish(Topic, Bytes),
+    /// Dial a new client connection.
+    Connect(Box<crate::client::Spec>),
 }
 
 /// The part of a worker other threads can reach.
@@ -132,6 +134,10 @@ pub enum SendError {
         /// The limit.
         max: usize,
     },
+    /// A client connection is not connected now (it is connecting or waiting to
+    /// reconnect); nothing was queued.
+    #[error("the client is not connected")]
+    NotConnected,
 }
 
 impl From<ringwire_frame::SendError> for SendError {

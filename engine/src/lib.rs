@@ -40,6 +40,7 @@
 
 pub use ringwire_frame as frame;
 
+pub mod client;
 mod clock;
 mod config;
 mod conn;

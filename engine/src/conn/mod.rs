@@ -14,6 +14,18 @@
 //!  socket:  Live ──begin_close──► Cancelling (ops in flight) ──► CloseSubmitted ─► removed
 //!                       └──────── nothing in flight ──────────►┘
 //! ```
+//!
+//! An outgoing (client) connection starts in `Connecting` and upgrades through
+//! `ClientHandshake`; when its socket is closed and the client will try again, the
+//! record is not removed but waits in `Backoff` with a live teardown state, and the
+//! next attempt starts over in `Connecting` under the same key:
+//!
+//! ```text
+//!  dial ─► Connecting ──connected──► ClientHandshake ──101──► Open ─► Draining ─► closed
+//!             ▲  (refused, timeout)         │ (bad answer, timeout)                  │
+//!             │                             ▼                                        │
+//!             └──retry due── Backoff ◄── socket closed, client will retry ◄──────────┘
+//! ```
 
 mod handshake;
 mod send;
@@ -39,6 +51,13 @@ pub(crate) enum Phase {
     /// The WebSocket part is over (or never began); the socket closes once what is
     /// queued has gone out, or at the deadline.
     Draining { deadline: Instant },
+    /// Client: the TCP connect is in flight; it must finish by `deadline`.
+    Connecting { deadline: Instant },
+    /// Client: the upgrade request is sent (or going out); the server's answer so far
+    /// (bounded by the header limits) must be whole by `deadline`.
+    ClientHandshake { buf: Vec<u8>, deadline: Instant },
+    /// Client: no socket; the next attempt starts at `until`.
+    Backoff { until: Instant },
 }
 
 /// Where the connection's socket is in its teardown. Each step waits for completions:
@@ -109,6 +128,8 @@ flags! {
     1 dirty set_dirty;
     /// It went over the send limit; `on_writable` runs when it drains.
     2 over_limit set_over_limit;
+    /// Client: a connect is in flight on the socket.
+    3 connecting set_connecting;
 }
 
 impl Conn {
@@ -122,6 +143,39 @@ impl Conn {
             flags: 0,
             topics: None,
         }
+    }
+
+    /// An outgoing connection about to connect (its first attempt or a later one), which
+    /// must be connected by `deadline`.
+    pub(crate) fn dialing(deadline: Instant) -> Self {
+        let mut c = Self::new(deadline);
+        c.phase = Phase::Connecting { deadline };
+        c.set_connecting(true);
+        c
+    }
+
+    /// Client: the socket is closed and the client tries again at `until`: the record
+    /// waits, with no socket, nothing queued and nothing in flight.
+    pub(crate) fn wait_for_retry(&mut self, until: Instant) {
+        *self = Self { phase: Phase::Backoff { until }, ..Self::new(until) };
+    }
+
+    /// Client: a new attempt starts (from `Backoff`).
+    pub(crate) fn redial(&mut self, deadline: Instant) {
+        *self = Self::dialing(deadline);
+    }
+
+    /// Client: connected; the upgrade request `request` goes out first, the answer is
+    /// awaited until `deadline`.
+    pub(crate) fn start_client_handshake(&mut self, request: Bytes, deadline: Instant) {
+        self.set_connecting(false);
+        self.phase = Phase::ClientHandshake { buf: Vec::new(), deadline };
+        self.pend().unsent = vec![request];
+    }
+
+    /// Client: the 101 arrived; the protocol core takes over.
+    pub(crate) fn client_upgraded(&mut self, ws: Connection) {
+        self.phase = Phase::Open(ws);
     }
 
     /// The protocol core, while the connection is open.
@@ -215,7 +269,7 @@ impl Conn {
             return None;
         }
         self.pending = None;
-        if self.recv_armed() || self.inflight.is_some() {
+        if self.recv_armed() || self.inflight.is_some() || self.connecting() {
             self.teardown = Teardown::Cancelling;
             Some(SocketStep::Cancel)
         } else {
@@ -227,7 +281,11 @@ impl Conn {
     /// After a completion: whether the socket can be closed now (cancelling, and the
     /// last operation in flight just ended). Moves to `CloseSubmitted` if so.
     pub(crate) fn finish_close(&mut self) -> bool {
-        if self.teardown == Teardown::Cancelling && !self.recv_armed() && self.inflight.is_none() {
+        if self.teardown == Teardown::Cancelling
+            && !self.recv_armed()
+            && self.inflight.is_none()
+            && !self.connecting()
+        {
             self.teardown = Teardown::CloseSubmitted;
             return true;
         }
@@ -271,7 +329,11 @@ impl Conn {
             return None;
         }
         match &self.phase {
-            Phase::Handshake { deadline, .. } | Phase::Draining { deadline } => Some(*deadline),
+            Phase::Handshake { deadline, .. }
+            | Phase::Draining { deadline }
+            | Phase::Connecting { deadline }
+            | Phase::ClientHandshake { deadline, .. } => Some(*deadline),
+            Phase::Backoff { until } => Some(*until),
             Phase::Open(c) => c.poll_timeout(),
         }
     }
@@ -281,6 +343,11 @@ impl Conn {
         match &mut self.phase {
             Phase::Handshake { deadline, .. } if now >= *deadline => TimerDue::HandshakeTimeout,
             Phase::Draining { deadline } if now >= *deadline => TimerDue::DrainTimeout,
+            Phase::Connecting { deadline } if now >= *deadline => TimerDue::ConnectTimeout,
+            Phase::ClientHandshake { deadline, .. } if now >= *deadline => {
+                TimerDue::ClientHandshakeTimeout
+            }
+            Phase::Backoff { until } if now >= *until => TimerDue::Retry,
             Phase::Open(ws) => {
                 ws.handle_timeout(now);
                 TimerDue::Protocol
@@ -297,6 +364,12 @@ pub(crate) enum TimerDue {
     HandshakeTimeout,
     /// What was left to send did not go out in time. Close the socket.
     DrainTimeout,
+    /// Client: the TCP connect did not finish in time.
+    ConnectTimeout,
+    /// Client: the server's answer to the upgrade did not arrive in time.
+    ClientHandshakeTimeout,
+    /// Client: the backoff is over; the next attempt starts.
+    Retry,
     /// The protocol core ran its timers: process its events.
     Protocol,
     /// Nothing is due yet (the wheel entry was early); re-arm.

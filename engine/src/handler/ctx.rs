@@ -5,6 +5,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use ringwire_frame::{CloseCode, Message};
 
+use crate::client::{Cause, ClientConfig, ClientHandle, ConnectError, HealthSnapshot};
 use crate::conn::Outgoing;
 use crate::handle::{ConnHandle, ConnId, Publisher, SendError};
 use crate::shard::Core;
@@ -64,8 +65,33 @@ impl Ctx<'_> {
     /// Starts the close handshake. Messages already queued go out before the close
     /// frame. An invalid code (1005, 1006, 1015, unassigned) or a reason over 123 bytes
     /// is refused with [`SendError::Frame`] and nothing is sent.
+    ///
+    /// On a client connection this closes the client for good: it ends in `Closed` and
+    /// does not reconnect.
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        if self.core.is_client(self.key) {
+            ringwire_frame::CloseFrame::check(code, reason)?;
+            self.core.stop_client(self.key, Cause::AppClose, code, reason);
+            return Ok(());
+        }
         self.core.close(self.key, code, reason)
+    }
+
+    /// Dials a client connection from a handler, as [`crate::Server::connect`] does
+    /// from other threads. The URL's host must be an IP address: a DNS lookup would
+    /// block this worker ([`ConnectError::NeedsLookup`] otherwise).
+    pub fn connect(
+        &mut self,
+        url: &str,
+        config: ClientConfig,
+    ) -> Result<ClientHandle, ConnectError> {
+        self.core.dialer.clone().connect_literal(&self.core.all, url, config)
+    }
+
+    /// The health figures of this client connection (`None` on an accepted one).
+    pub fn health(&self) -> Option<HealthSnapshot> {
+        let c = self.core.clients.get(&self.key.slot)?;
+        Some(c.health.snapshot(&c.spec.config.health))
     }
 
     /// Subscribes this connection to `topic`. Refused with

@@ -57,6 +57,22 @@ pub trait Handler: 'static {
     fn on_close(&mut self, cx: &mut Ctx<'_>, closed: &Closed) {
         let _ = (cx, closed);
     }
+
+    /// A client connection ([`crate::Server::connect`], [`Ctx::connect`]) changed
+    /// state, with its cause: connecting, connected (after the server's 101, before any
+    /// of its messages), lost and waiting to reconnect, closed for good. `cx` is the
+    /// client's connection (its id stays the same across reconnects).
+    fn on_state(&mut self, cx: &mut Ctx<'_>, change: &crate::client::StateChange) {
+        let _ = (cx, change);
+    }
+
+    /// A client connection's health level changed (an alert, or the all-clear): RTT
+    /// p95, heartbeat loss or the failure streak crossed a threshold of
+    /// [`crate::client::ClientConfig::health`]. [`Ctx::health`] reads the figures any
+    /// time.
+    fn on_health(&mut self, cx: &mut Ctx<'_>, health: &crate::client::HealthSnapshot) {
+        let _ = (cx, health);
+    }
 }
 
 /// A handler that echoes every message back: the engine's benchmark and demo server.

@@ -120,7 +120,8 @@ impl EngineBuilder {
         max_topic_len: usize);
 
     /// Starts the workers. `factory(i)` makes worker `i`'s handler, on that worker's
-    /// thread. Returns once every worker is listening.
+    /// thread. Returns once every worker is listening (an engine with no listen address
+    /// only dials: [`Server::connect`]).
     ///
     /// If any worker fails to start (its ring or listener cannot be set up, or its
     /// factory panics), the workers already started are shut down, every thread started
@@ -189,6 +190,7 @@ impl EngineBuilder {
             .map(|fd| Arc::new(WorkerShared::new(config.command_queue, fd.clone())))
             .collect();
         let stats: Vec<Arc<WorkerStats>> = (0..n).map(|_| Arc::default()).collect();
+        let dialer = Arc::new(crate::client::Dialer::new(std::time::Instant::now()));
         let cores = if config.pin_cpus { core_affinity::get_core_ids() } else { None };
         let budget = config.shutdown_timeout + config.frame.close_timeout + JOIN_GRACE;
         let config = Arc::new(config);
@@ -209,6 +211,7 @@ impl EngineBuilder {
                 require_uring: choice == BackendChoice::IoUring,
                 fallback_reason: fallback_reason.clone(),
                 listeners: ls,
+                dialer: dialer.clone(),
             };
             let factory = factory.clone();
             let ready = ready_tx.clone();
@@ -219,8 +222,15 @@ impl EngineBuilder {
                 Ok(t) => threads.push(t),
                 Err(e) => {
                     drop(ready_tx);
-                    let server =
-                        Server { threads, shared, stats, local_addrs, backend: None, budget };
+                    let server = Server {
+                        threads,
+                        shared,
+                        stats,
+                        local_addrs,
+                        backend: None,
+                        dialer,
+                        budget,
+                    };
                     server.abort_start();
                     return Err(EngineError::Io { context: "spawn worker", source: e });
                 }
@@ -241,7 +251,7 @@ impl EngineBuilder {
                 Err(_) => break,
             }
         }
-        let mut server = Server { threads, shared, stats, local_addrs, backend, budget };
+        let mut server = Server { threads, shared, stats, local_addrs, backend, dialer, budget };
         if failure.is_none() && server.backend.is_none() {
             // No report at all and no error: a worker died before saying anything.
             failure = Some(EngineError::WorkerPanicked {

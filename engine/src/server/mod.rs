@@ -103,6 +103,8 @@ pub struct Server {
     stats: Vec<Arc<WorkerStats>>,
     local_addrs: Vec<SocketAddr>,
     backend: Option<BackendInfo>,
+    /// Clients' engine-wide state: the per-target rate caps, the round robin.
+    dialer: Arc<crate::client::Dialer>,
     /// The longest a worker may take to stop: its shutdown timeout, then the close
     /// timeout of what it closed last, and [`JOIN_GRACE`].
     budget: Duration,
@@ -123,7 +125,24 @@ impl std::fmt::Debug for Server {
 pub(crate) const JOIN_GRACE: Duration = Duration::from_secs(2);
 
 impl Server {
-    /// The first listening address (with the port chosen if it was 0).
+    /// Dials a client connection to a `ws://` URL, from any thread: the host is
+    /// resolved here (a blocking DNS lookup for a name), then a worker takes the
+    /// connection (round robin, or [`ClientConfig::worker`]) and keeps it up by itself,
+    /// reconnecting with backoff until it is closed or a failure is permanent. The
+    /// handler's callbacks run for it on that worker, [`crate::Handler::on_state`] at
+    /// each state change.
+    ///
+    /// [`ClientConfig::worker`]: crate::client::ClientConfig::worker
+    pub fn connect(
+        &self,
+        url: &str,
+        config: crate::client::ClientConfig,
+    ) -> Result<crate::client::ClientHandle, crate::client::ConnectError> {
+        self.dialer.connect(&self.shared, url, config)
+    }
+
+    /// The first listening address (with the port chosen if it was 0). Panics on an
+    /// engine that listens nowhere (one that only dials).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addrs[0]
     }

@@ -46,6 +46,7 @@ pub(super) struct WorkerSetup {
     pub(super) require_uring: bool,
     pub(super) fallback_reason: Option<String>,
     pub(super) listeners: Vec<OwnedFd>,
+    pub(super) dialer: Arc<crate::client::Dialer>,
 }
 
 pub(super) type Ready = mpsc::Sender<(usize, Result<BackendInfo, EngineError>)>;
@@ -79,6 +80,7 @@ impl WorkerSetup {
             self.stats.clone(),
             self.me.clone(),
             self.all.clone(),
+            self.dialer.clone(),
             Monotonic.now(),
         );
         let config = &self.config;

@@ -9,6 +9,7 @@ mod timers;
 
 pub(crate) use self::timers::Timers;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use bytes::Bytes;
 use ringwire_frame::handshake::HandshakeError;
 use ringwire_frame::{CloseCode, Config as FrameConfig};
 
+use crate::client::{Client, ClientEvent, Dialer, Rng, StateChange};
 use crate::config::EngineConfig;
 use crate::conn::{reject_response, Conn, Enqueued, Outgoing, Refused, SendLimits, SocketStep};
 use crate::handle::{shared_frame, Command, SendError, Topic, WorkerShared};
@@ -45,6 +47,8 @@ pub(crate) enum Op {
     CloseListeners,
     /// A send; the connection's send in flight is already set.
     Send(Key, Vec<Bytes>),
+    /// A client's connect; its socket was added just before.
+    Connect(Key, std::net::SocketAddr),
 }
 
 /// A worker's state apart from its driver and handler.
@@ -66,6 +70,25 @@ pub(crate) struct Core {
     pub(crate) all: Arc<[Arc<WorkerShared>]>,
     pub(crate) shutdown_deadline: Option<Instant>,
     vec_pool: Vec<Vec<Bytes>>,
+    /// Client connections' records, by slab slot (only clients pay for them).
+    pub(crate) clients: HashMap<u32, Box<Client>>,
+    /// Client state changes and health alerts not yet delivered to the handler's
+    /// `on_state` / `on_health`.
+    pub(crate) changes: Vec<(Key, ClientEvent)>,
+    /// Backoff jitter, upgrade nonces and masking-key seeds, seeded from the OS.
+    pub(crate) rng: Rng,
+    pub(crate) dialer: Arc<Dialer>,
+}
+
+/// 8 bytes from the kernel's random source (getrandom(2)); the clock if it fails.
+fn os_seed() -> u64 {
+    let mut b = [0u8; 8];
+    match rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()) {
+        Ok(8) => u64::from_ne_bytes(b),
+        _ => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64),
+    }
 }
 
 /// Keeps a send's vector (emptied) for the next send, up to [`VEC_POOL`] of them.
@@ -91,6 +114,7 @@ impl Core {
         stats: Arc<WorkerStats>,
         me: Arc<WorkerShared>,
         all: Arc<[Arc<WorkerShared>]>,
+        dialer: Arc<Dialer>,
         now: Instant,
     ) -> Self {
         let max_conns = config.max_connections_per_worker;
@@ -120,6 +144,24 @@ impl Core {
             all,
             shutdown_deadline: None,
             vec_pool: Vec::new(),
+            clients: HashMap::new(),
+            changes: Vec::new(),
+            rng: Rng::new(os_seed()),
+            dialer,
+        }
+    }
+
+    /// Queues a client's state change for the handler (see `worker::dial`).
+    pub(crate) fn queue_change(&mut self, key: Key, change: Option<StateChange>) {
+        if let Some(c) = change {
+            self.changes.push((key, ClientEvent::State(c)));
+        }
+    }
+
+    /// Queues a client's health alert for the handler.
+    pub(crate) fn queue_alert(&mut self, key: Key, alert: Option<ClientEvent>) {
+        if let Some(a) = alert {
+            self.changes.push((key, a));
         }
     }
 

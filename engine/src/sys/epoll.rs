@@ -35,6 +35,8 @@ struct Conn {
     recv: bool,
     /// A send waiting for the socket to become writable.
     send: Option<Vec<Bytes>>,
+    /// An outgoing connection's connect is in progress (writability reports its end).
+    connecting: bool,
 }
 
 impl Conn {
@@ -43,7 +45,7 @@ impl Conn {
         if self.recv {
             f |= EventFlags::IN;
         }
-        if self.send.is_some() {
+        if self.send.is_some() || self.connecting {
             f |= EventFlags::OUT;
         }
         f
@@ -54,6 +56,7 @@ impl Conn {
 /// reported at the next `wait`.
 enum Pending {
     RecvEnded(Key, RecvEnd),
+    Connected(Key, Result<(), Errno>),
     Sent(Key, Result<usize, Errno>, Vec<Bytes>),
     FdClosed(Key),
 }
@@ -62,6 +65,7 @@ impl Pending {
     fn report(self, f: &mut dyn FnMut(Completion<'_>)) {
         match self {
             Pending::RecvEnded(key, why) => f(Completion::RecvEnded { key, why }),
+            Pending::Connected(key, result) => f(Completion::Connected { key, result }),
             Pending::Sent(key, result, chunks) => f(Completion::Sent { key, result, chunks }),
             Pending::FdClosed(key) => f(Completion::FdClosed { key }),
         }
@@ -81,6 +85,8 @@ pub(crate) struct EpollDriver {
     events: Vec<Event>,
     wake_fd: Arc<OwnedFd>,
     waiting_sends: usize,
+    /// Connects in progress.
+    waiting_connects: usize,
     /// When accepting paused for lack of resources (listeners out of the epoll set).
     accept_paused_at: Option<std::time::Instant>,
 }
@@ -114,6 +120,7 @@ impl EpollDriver {
             events: Vec::with_capacity(1024),
             wake_fd,
             waiting_sends: 0,
+            waiting_connects: 0,
             accept_paused_at: None,
         })
     }
@@ -130,6 +137,15 @@ impl EpollDriver {
         let ep = &self.ep;
         let Some(Some(c)) = self.conns.get_mut(key.slot as usize) else { return };
         if c.key != key {
+            return;
+        }
+        if c.connecting && flags.intersects(EventFlags::OUT | EventFlags::ERR | EventFlags::HUP) {
+            // A non-blocking connect has ended: SO_ERROR says how (connect(2), EINPROGRESS).
+            c.connecting = false;
+            self.waiting_connects -= 1;
+            let result = net::sockopt::socket_error(&c.fd).and_then(|r| r);
+            Self::update(ep, c);
+            f(Completion::Connected { key, result });
             return;
         }
         if flags.intersects(EventFlags::OUT | EventFlags::ERR | EventFlags::HUP) {
@@ -255,7 +271,7 @@ impl Driver for EpollDriver {
         if self.conns.len() <= slot {
             self.conns.resize_with(slot + 1, || None);
         }
-        let c = Conn { key, fd, recv: false, send: None };
+        let c = Conn { key, fd, recv: false, send: None, connecting: false };
         if let Err(e) = epoll::add(&self.ep, &c.fd, EventData::new_u64(key.pack()), c.interest()) {
             self.pending.push(Pending::RecvEnded(key, RecvEnd::Error(e)));
         }
@@ -286,7 +302,28 @@ impl Driver for EpollDriver {
                 self.waiting_sends -= 1;
                 self.pending.push(Pending::Sent(key, Err(Errno::CANCELED), chunks));
             }
+            if std::mem::take(&mut c.connecting) {
+                self.waiting_connects -= 1;
+                self.pending.push(Pending::Connected(key, Err(Errno::CANCELED)));
+            }
             Self::update(ep, c);
+        }
+    }
+
+    fn connect(&mut self, key: Key, addr: std::net::SocketAddr) {
+        let ep = &self.ep;
+        let Some(c) = self.conns.get_mut(key.slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        match net::connect(&c.fd, &addr) {
+            Ok(()) => self.pending.push(Pending::Connected(key, Ok(()))),
+            Err(Errno::INPROGRESS | Errno::INTR) => {
+                // EINTR: the connect goes on asynchronously, as for EINPROGRESS.
+                c.connecting = true;
+                self.waiting_connects += 1;
+                Self::update(ep, c);
+            }
+            Err(e) => self.pending.push(Pending::Connected(key, Err(e))),
         }
     }
 
@@ -312,6 +349,9 @@ impl Driver for EpollDriver {
                 let _ = epoll::delete(&self.ep, &c.fd);
                 if c.send.is_some() {
                     self.waiting_sends -= 1;
+                }
+                if c.connecting {
+                    self.waiting_connects -= 1;
                 }
             }
         }
@@ -375,6 +415,6 @@ impl Driver for EpollDriver {
     }
 
     fn in_flight(&self) -> usize {
-        self.pending.len() + self.waiting_sends
+        self.pending.len() + self.waiting_sends + self.waiting_connects
     }
 }

@@ -92,6 +92,9 @@ pub(crate) enum Completion<'a> {
     /// A send finished: `Ok(n)` bytes went out (possibly fewer than queued). The chunks
     /// come back so the caller can resend the rest and reuse the vector.
     Sent { key: Key, result: Result<usize, Errno>, chunks: Vec<Bytes> },
+    /// The connect of `key`'s socket finished: `Ok` once the TCP connection is up.
+    /// Either way the socket stays under `key` until [`Driver::close`].
+    Connected { key: Key, result: Result<(), Errno> },
     /// The socket of `key` is closed; no completion for `key` follows.
     FdClosed { key: Key },
     /// Another thread woke this worker (its command queue has work).
@@ -115,10 +118,14 @@ pub(crate) trait Driver {
     fn add_conn(&mut self, key: Key, sock: Socket);
     /// Closes an accepted socket that was never added (a refused connection).
     fn discard(&mut self, sock: Socket);
+    /// Connects the socket added under `key` (an outgoing connection's, made by
+    /// [`net::client_socket`]) to `addr`; one `Connected` follows, also when it failed or
+    /// was cancelled (`ECANCELED`).
+    fn connect(&mut self, key: Key, addr: std::net::SocketAddr);
     /// Starts receiving on a connection until it ends (one `RecvEnded` per start).
     fn start_recv(&mut self, key: Key);
-    /// Cancels the receive and any send of `key`; each reports its end (`RecvEnded`,
-    /// `Sent` with `ECANCELED` or with what it managed).
+    /// Cancels the receive, any send and any connect of `key`; each reports its end
+    /// (`RecvEnded`, `Sent` with `ECANCELED` or with what it managed, `Connected`).
     fn cancel(&mut self, key: Key);
     /// Sends the chunks in order, as one vectored write; `Sent` follows.
     fn send(&mut self, key: Key, chunks: Vec<Bytes>);

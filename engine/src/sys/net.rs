@@ -35,13 +35,46 @@ pub(crate) fn listener(
     Ok(fd)
 }
 
+/// TCP options of an outgoing connection's socket.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ClientSocketOptions {
+    /// Bind to this local address (port 0: any) before connecting.
+    pub(crate) bind: Option<SocketAddr>,
+    /// TCP keepalive idle time (`None`: off).
+    pub(crate) keepalive: Option<Duration>,
+    /// `TCP_USER_TIMEOUT`: how long sent data may stay unacknowledged before the kernel
+    /// drops the connection (`None`: the kernel's default, about 15 minutes).
+    pub(crate) user_timeout: Option<Duration>,
+}
+
+/// A non-blocking, close-on-exec TCP socket for connecting to `peer`, with the options
+/// an accepted socket gets from its listener (no Nagle delay, keepalive) and those of
+/// `opts`. The connect itself goes through the driver.
+pub(crate) fn client_socket(peer: SocketAddr, opts: &ClientSocketOptions) -> io::Result<OwnedFd> {
+    let family = if peer.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
+    let fd = net::socket_with(
+        family,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    configure_accepted(&fd, opts.keepalive)?;
+    if let Some(t) = opts.user_timeout {
+        sockopt::set_tcp_user_timeout(&fd, t.as_millis().min(u128::from(u32::MAX)) as u32)?;
+    }
+    if let Some(local) = opts.bind {
+        net::bind(&fd, &local)?;
+    }
+    Ok(fd)
+}
+
 /// The address a socket is bound to.
 pub(crate) fn local_addr(fd: impl AsFd) -> io::Result<SocketAddr> {
     let a = net::getsockname(fd)?;
     SocketAddr::try_from(a).map_err(|_| io::Error::other("listener has a non-IP address"))
 }
 
-/// Options for accepted connections: no Nagle delay (WebSocket frames are messages),
+/// Options for accepted and outgoing connections: no Nagle delay (WebSocket frames are messages),
 /// and TCP keepalive so dead peers are found even without WebSocket heartbeats.
 fn configure_accepted(fd: impl AsFd, keepalive: Option<Duration>) -> io::Result<()> {
     let fd = fd.as_fd();

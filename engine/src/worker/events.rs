@@ -8,6 +8,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use ringwire_frame::handshake::{HandshakeError, Request};
 use ringwire_frame::{CloseCode, Closed, Connection, Event, RecvBuffer};
 
+use crate::client::ClientEvent;
 use crate::conn::{HandshakeStep, Outgoing, Phase, TimerDue};
 use crate::handle::Command;
 use crate::handler::{Ctx, Handler, Upgrade};
@@ -20,9 +21,39 @@ use crate::sys::{Completion, RecvEnd};
 const PANIC_REASON: &str = "internal error";
 
 impl Core {
-    /// Runs one handler callback for `key`. A panic is caught here: it is counted and
-    /// logged, and the connection is closed with 1011; `None` is returned.
+    /// Runs one handler callback for `key`, after the client state changes queued
+    /// before it (so `on_state` comes before what follows from the change). A panic is
+    /// caught here: it is counted and logged, and the connection is closed with 1011;
+    /// `None` is returned.
     fn call<H: Handler, R>(
+        &mut self,
+        handler: &mut H,
+        key: Key,
+        f: impl FnOnce(&mut H, &mut Ctx<'_>) -> R,
+    ) -> Option<R> {
+        if !self.changes.is_empty() {
+            self.flush_changes(handler);
+        }
+        self.call_now(handler, key, f)
+    }
+
+    /// Delivers the queued client state changes to `on_state`, in order.
+    pub(crate) fn flush_changes<H: Handler>(&mut self, handler: &mut H) {
+        while !self.changes.is_empty() {
+            for (key, event) in std::mem::take(&mut self.changes) {
+                match event {
+                    ClientEvent::State(c) => {
+                        self.call_now(handler, key, |h, cx| h.on_state(cx, &c))
+                    }
+                    ClientEvent::Health(s) => {
+                        self.call_now(handler, key, |h, cx| h.on_health(cx, &s))
+                    }
+                };
+            }
+        }
+    }
+
+    fn call_now<H: Handler, R>(
         &mut self,
         handler: &mut H,
         key: Key,
@@ -54,6 +85,8 @@ impl Core {
             Completion::Recv { key, data } => self.on_recv(handler, key, data),
             Completion::RecvEnded { key, why } => self.on_recv_ended(handler, key, why),
             Completion::Sent { key, result, chunks } => self.on_sent(handler, key, result, chunks),
+            Completion::Connected { key, result } => self.on_connected(key, result),
+            Completion::FdClosed { key } if self.is_client(key) => self.socket_gone(key),
             Completion::FdClosed { key } => self.remove(key),
             Completion::Wake => {}
         }
@@ -79,7 +112,16 @@ impl Core {
                     HandshakeStep::Done(req, rest) => self.upgrade(handler, key, &req, &rest),
                 }
             }
-            Phase::Draining { .. } => {}
+            Phase::ClientHandshake { .. } => {
+                let Some(rest) = self.on_client_handshake(key, data.bytes_from(0)) else {
+                    return;
+                };
+                if let Some(ws) = self.conns.get_mut(key).and_then(|c| c.ws()) {
+                    ws.handle_bytes(now, &rest);
+                }
+                self.process_events(handler, key);
+            }
+            Phase::Draining { .. } | Phase::Connecting { .. } | Phase::Backoff { .. } => {}
         }
     }
 
@@ -149,6 +191,9 @@ impl Core {
     /// the socket closes.
     fn peer_gone<H: Handler>(&mut self, handler: &mut H, key: Key) {
         let now = self.now;
+        if self.is_client(key) {
+            self.client_socket_failed(key, None);
+        }
         if let Some(ws) = self.conns.get_mut(key).and_then(|c| c.ws()) {
             ws.handle_eof(now);
             self.process_events(handler, key);
@@ -193,6 +238,11 @@ impl Core {
                 self.begin_close(key);
             }
             TimerDue::DrainTimeout => self.begin_close(key),
+            TimerDue::ConnectTimeout => self.lose(key, crate::client::Cause::ConnectTimeout),
+            TimerDue::ClientHandshakeTimeout => {
+                self.lose(key, crate::client::Cause::HandshakeTimeout)
+            }
+            TimerDue::Retry => self.retry(key),
             TimerDue::Protocol => self.process_events(handler, key),
             TimerDue::Early => {}
         }
@@ -204,6 +254,10 @@ impl Core {
             Command::Send(key, msg) => {
                 let _ = self.enqueue(key, Outgoing::Msg(msg));
             }
+            Command::Close(key, code, reason) if self.is_client(key) => {
+                self.stop_client(key, crate::client::Cause::AppClose, code, &reason);
+                self.process_events(handler, key);
+            }
             Command::Close(key, code, reason) => {
                 let _ = self.close(key, code, &reason);
                 self.process_events(handler, key);
@@ -213,6 +267,7 @@ impl Core {
             }
             Command::Unsubscribe(key, topic) => self.unsubscribe(key, &topic),
             Command::Publish(topic, frame) => self.deliver(&topic, &frame),
+            Command::Connect(spec) => self.dial(spec),
         }
     }
 
@@ -226,6 +281,13 @@ impl Core {
         self.shutdown_deadline = Some(deadline);
         self.ops.push(Op::CloseListeners);
         for key in self.conns.keys() {
+            if self.is_client(key) {
+                let cause = crate::client::Cause::Shutdown;
+                self.stop_client(key, cause, CloseCode::GOING_AWAY, "shutdown");
+                self.process_events(handler, key);
+                self.schedule(key);
+                continue;
+            }
             let Some(c) = self.conns.get_mut(key) else { continue };
             if c.abandon_handshake(deadline) {
                 self.mark_dirty(key);
@@ -263,6 +325,9 @@ impl Core {
                     self.call(handler, key, |h, cx| h.on_message(cx, m));
                 }
                 Event::Pong(p) => {
+                    if let Some(rtt) = p.rtt.filter(|_| self.is_client(key)) {
+                        self.client_rtt(key, rtt);
+                    }
                     self.call(handler, key, |h, cx| h.on_pong(cx, p.rtt));
                 }
                 Event::Closed(closed) => {
@@ -287,6 +352,9 @@ impl Core {
     fn on_closed<H: Handler>(&mut self, handler: &mut H, key: Key, closed: &Closed) {
         self.drain(key);
         self.call(handler, key, |h, cx| h.on_close(cx, closed));
+        if self.is_client(key) {
+            self.client_closed(key, closed);
+        }
     }
 
     /// The connection drained below its low watermark after being over the limit.

@@ -8,6 +8,7 @@
 //! and the handler. The clock is read here only (through [`Clock`]), once per turn and
 //! before the wait; a test drives the loop with a virtual clock and a fake driver.
 
+mod dial;
 mod events;
 #[cfg(test)]
 mod sim;
@@ -47,6 +48,7 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
                 Op::Close(key) => self.driver.close(key),
                 Op::CloseListeners => self.driver.close_listeners(),
                 Op::Send(key, chunks) => self.driver.send(key, chunks),
+                Op::Connect(key, addr) => self.driver.connect(key, addr),
             }
         }
     }
@@ -109,6 +111,7 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
         self.core.now = self.clock.now();
         self.drain_commands();
         self.fire_timers();
+        self.core.flush_changes(&mut self.handler);
         if let Some(deadline) = self.core.shutdown_deadline {
             if self.core.now >= deadline {
                 self.core.force_close_all(&mut self.handler);
@@ -134,6 +137,7 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
         if !self.core.me.queue.is_empty()
             || !self.core.ops.is_empty()
             || !self.core.dirty.is_empty()
+            || !self.core.changes.is_empty()
             || (self.core.me.shutdown_requested() && self.core.shutdown_deadline.is_none())
         {
             timeout = Duration::ZERO;
@@ -145,6 +149,7 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
         let Self { driver, handler, core, .. } = self;
         core.now = now;
         driver.wait(Some(timeout), &mut |c| core.on_completion(handler, c))?;
+        core.flush_changes(handler);
         crate::stats::WorkerStats::add(&self.core.stats.loop_turns, 1);
         Ok(false)
     }

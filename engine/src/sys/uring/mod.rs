@@ -31,6 +31,7 @@
 //! | `close.rs`   | close through the ring (connections and refused sockets)        |
 //! | `wake.rs`    | the eventfd read: cross-thread wake-ups, further rings' eventfds |
 //! | `cancel.rs`  | async cancel by `user_data`                                     |
+//! | `connect.rs` | an outgoing connection's connect, owning the peer's address     |
 //!
 //! and the machinery around them:
 //!
@@ -43,10 +44,6 @@
 //! The operation files know nothing of the driver; the driver's files use them (no
 //! import circle: an operation is a value with its entry and its completion, the driver
 //! decides when to submit it and what its completion means for the connections).
-//!
-//! The client side's `connect` goes in a `connect.rs` of its own, like the others: a
-//! struct owning the peer's `sockaddr` (the kernel reads it until the completion), its
-//! entry and its completion, dispatched on a tag of its own (the next free one is 9).
 //!
 //! Every entry is built through the `unsafe` [`Sqe::new`], next to the struct that owns
 //! its memory; the `// SAFETY:` comment there says why that memory outlives the operation.
@@ -75,6 +72,7 @@ macro_rules! on_target {
 mod accept;
 mod cancel;
 mod close;
+mod connect;
 mod driver;
 mod recv;
 mod ring;
@@ -98,6 +96,8 @@ const TAG_WAKE: u64 = 6;
 const TAG_RING: u64 = 7;
 /// A refused connection's socket was closed (it frees a fixed-file slot).
 const TAG_DISCARD: u64 = 8;
+/// An outgoing connection's connect finished.
+const TAG_CONNECT: u64 = 9;
 
 #[inline]
 fn ud(tag: u64, low: u64) -> u64 {

@@ -49,6 +49,8 @@ struct FakeSocket {
     cancel: bool,
     close: bool,
     closed: bool,
+    /// A client's connect is in flight; it completes at the next wait.
+    connecting: bool,
 }
 
 /// The shared state of the fake network and the virtual clock.
@@ -103,6 +105,12 @@ impl Driver for FakeDriver {
     }
 
     fn discard(&mut self, _: Socket) {}
+
+    fn connect(&mut self, key: Key, _: std::net::SocketAddr) {
+        if let Some(s) = self.0.borrow_mut().sockets.get_mut(&key) {
+            s.connecting = true;
+        }
+    }
 
     fn start_recv(&mut self, key: Key) {
         if let Some(s) = self.0.borrow_mut().sockets.get_mut(&key) {
@@ -164,7 +172,11 @@ impl Driver for FakeDriver {
         let net = self.0.borrow();
         net.sockets
             .values()
-            .map(|s| usize::from(s.recv_armed) + usize::from(s.send.is_some()))
+            .map(|s| {
+                usize::from(s.recv_armed)
+                    + usize::from(s.send.is_some())
+                    + usize::from(s.connecting)
+            })
             .sum()
     }
 }
@@ -173,6 +185,20 @@ impl FakeDriver {
     /// Reports what is ready on one socket; whether anything was.
     fn complete(&mut self, key: Key, f: &mut dyn FnMut(Completion<'_>)) -> bool {
         let mut any = false;
+        let connected = {
+            let mut net = self.0.borrow_mut();
+            match net.sockets.get_mut(&key) {
+                Some(s) if s.connecting => {
+                    s.connecting = false;
+                    Some(if s.cancel { Err(Errno::CANCELED) } else { Ok(()) })
+                }
+                _ => None,
+            }
+        };
+        if let Some(result) = connected {
+            f(Completion::Connected { key, result });
+            any = true;
+        }
         // A send completes with what the peer's window takes (if it takes anything).
         let sent = {
             let mut net = self.0.borrow_mut();
@@ -310,7 +336,8 @@ impl<H: Handler> Sim<H> {
         }
         let all: Arc<[Arc<WorkerShared>]> = Arc::from(workers);
         let stats = Arc::new(WorkerStats::default());
-        let core = Core::new(0, Arc::new(config), stats, me, all, t0);
+        let dialer = Arc::new(crate::client::Dialer::new(t0));
+        let core = Core::new(0, Arc::new(config), stats, me, all, dialer, t0);
         let worker =
             Worker { driver: FakeDriver(net.clone()), handler, core, clock: SimClock(net.clone()) };
         Self { worker, net, t0, finished: false }

@@ -6,10 +6,12 @@
 mod accept;
 mod cancel;
 mod close;
+mod connect;
 mod recv;
 mod spread;
 mod wake;
 
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -20,13 +22,16 @@ use io_uring::{cqueue, types};
 
 use super::accept::{drop_unclaimed, Listener};
 use super::cancel::cancel;
+use super::connect::Connect;
 use super::recv::Recv;
 use super::ring::Ring;
 use super::send::SendTable;
 use super::spread::MAX_RINGS;
 use super::wake::EventfdRead;
 use super::{is_transient, split_ud, ud, Sqe};
-use super::{TAG_ACCEPT, TAG_CLOSE, TAG_DISCARD, TAG_RECV, TAG_RING, TAG_SEND, TAG_WAKE};
+use super::{
+    TAG_ACCEPT, TAG_CLOSE, TAG_CONNECT, TAG_DISCARD, TAG_RECV, TAG_RING, TAG_SEND, TAG_WAKE,
+};
 use crate::slab::Key;
 use crate::sys::{accept_pause_timeout, Completion, Driver, Socket};
 
@@ -47,6 +52,9 @@ pub(crate) struct UringDriver {
     pub(super) direct: bool,
     /// The sends in flight and the pool of ops for reuse.
     pub(super) sends: SendTable,
+    /// Outgoing connections' connects in flight, by slab slot (few at a time: only
+    /// while connections are being dialled).
+    pub(super) connects: HashMap<u32, Box<Connect>>,
     /// A submit error met outside `wait`, reported by the next `wait`.
     pub(super) failed: Option<io::Error>,
     /// The read of the wake-up eventfd, always armed on the first ring.
@@ -114,6 +122,7 @@ impl UringDriver {
             fds: Vec::with_capacity(cfg.max_conns),
             direct,
             sends: SendTable::default(),
+            connects: HashMap::new(),
             failed: None,
             wake: EventfdRead::new(wake_fd),
             accept_paused_at: None,
@@ -163,6 +172,7 @@ impl UringDriver {
             TAG_SEND => self.sends.complete(low as usize, res, f),
             TAG_CLOSE => self.on_close(r, low, f),
             TAG_DISCARD => self.slot_freed(r),
+            TAG_CONNECT => self.on_connect(low, res, f),
             TAG_WAKE => self.on_wake(f),
             TAG_RING => self.on_ring_ready(low as usize),
             _ => {} // TAG_CANCEL: the cancelled op reports on its own.
@@ -252,6 +262,10 @@ impl Driver for UringDriver {
 
     fn discard(&mut self, sock: Socket) {
         self.close_socket(sock, ud(TAG_DISCARD, 0));
+    }
+
+    fn connect(&mut self, key: Key, addr: std::net::SocketAddr) {
+        self.start_connect(key, addr);
     }
 
     fn start_recv(&mut self, key: Key) {
@@ -383,6 +397,9 @@ impl Drop for UringDriver {
             }
             self.wake.leak_buf();
             self.sends.leak();
+            for (_, op) in self.connects.drain() {
+                std::mem::forget(op);
+            }
         }
     }
 }

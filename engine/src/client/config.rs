@@ -1,0 +1,134 @@
+//! What a client connection is configured with, and why a dial can be refused.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::health::HealthConfig;
+use super::lifecycle::RetryPolicy;
+use super::limiter::ConnectRate;
+
+/// The options of one outgoing connection ([`crate::Server::connect`]). Every field has
+/// a default chosen for production; [`ClientConfig::validate`] checks them.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// Extra request headers of the upgrade (`Authorization`, cookies, ...). Names and
+    /// values that would break the HTTP framing are refused when the request is written
+    /// (the dial fails with [`crate::client::Cause::HandshakeInvalid`]).
+    pub headers: Vec<(String, String)>,
+    /// Subprotocols offered, in order of preference (`Sec-WebSocket-Protocol`). A server
+    /// that picks one not offered fails the handshake (RFC 6455 §4.1).
+    pub protocols: Vec<String>,
+    /// The `Origin` header, for servers that check it.
+    pub origin: Option<String>,
+    /// The TCP connect must finish within this long. Default 10 s.
+    pub connect_timeout: Duration,
+    /// The server's 101 must have arrived within this long of the connect. Default
+    /// 10 s. Stops a server that accepts and never answers from holding the client.
+    pub handshake_timeout: Duration,
+    /// Reconnecting: backoff, and which failures end the client. Default
+    /// [`RetryPolicy::default`] (1 s x 2 with full jitter, capped at 30 s, forever;
+    /// 4xx other than 408/429 is permanent).
+    pub retry: RetryPolicy,
+    /// Caps connection attempts per second across every client of the engine to the
+    /// same host:port (`None`: no cap). Default 200/s with bursts of 50.
+    pub connect_rate: Option<ConnectRate>,
+    /// Thresholds of the health levels. Default: p95 RTT 200 ms warn / 500 ms
+    /// critical, loss 2% / 5%, failure streak 3 / 5.
+    pub health: HealthConfig,
+    /// Bind to this local address before connecting (port 0: any port), to choose the
+    /// source address. Default `None`.
+    pub bind: Option<SocketAddr>,
+    /// TCP keepalive idle time (`None`: off). Default 60 s, as on accepted sockets.
+    pub tcp_keepalive: Option<Duration>,
+    /// `TCP_USER_TIMEOUT`: sent data unacknowledged this long drops the connection, so
+    /// a peer that stopped reading while we send is found. Default 30 s.
+    pub tcp_user_timeout: Option<Duration>,
+    /// Run the connection on this worker (`None`: the engine spreads clients round
+    /// robin).
+    pub worker: Option<usize>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            headers: Vec::new(),
+            protocols: Vec::new(),
+            origin: None,
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
+            connect_rate: Some(ConnectRate::default()),
+            health: HealthConfig::default(),
+            bind: None,
+            tcp_keepalive: Some(Duration::from_secs(60)),
+            tcp_user_timeout: Some(Duration::from_secs(30)),
+            worker: None,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Checks the configuration; [`crate::Server::connect`] calls this.
+    pub fn validate(&self) -> Result<(), ConnectError> {
+        let bad = |s: String| Err(ConnectError::Config(s));
+        let day = Duration::from_secs(86_400);
+        for (name, d) in [
+            ("connect_timeout", self.connect_timeout),
+            ("handshake_timeout", self.handshake_timeout),
+        ] {
+            if d.is_zero() || d > day {
+                return bad(format!("{name} must be between 1 ns and 1 day"));
+            }
+        }
+        if let Err(e) = self.retry.backoff.validate() {
+            return bad(format!("retry.backoff: {e}"));
+        }
+        if let Some(rate) = self.connect_rate {
+            if let Err(e) = rate.validate() {
+                return bad(format!("connect_rate: {e}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why [`crate::Server::connect`] refused to start a client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The URL does not parse, or lacks a host.
+    #[error("invalid URL: {0}")]
+    InvalidUrl(String),
+    /// Only `ws://` is supported so far.
+    #[error("unsupported scheme `{0}` (ws:// only; wss:// is not built yet)")]
+    UnsupportedScheme(String),
+    /// The host name did not resolve.
+    #[error("cannot resolve {host}")]
+    Resolve {
+        /// The host.
+        host: String,
+        /// The resolver's error.
+        #[source]
+        source: io::Error,
+    },
+    /// A handler dialled a host name: a DNS lookup would block its worker. Dial an IP
+    /// address, or resolve first, or dial from another thread ([`crate::Server::connect`]).
+    #[error(
+        "{0} is a host name; a handler may dial IP addresses only (no DNS lookup on a worker)"
+    )]
+    NeedsLookup(String),
+    /// The host name resolved to no address.
+    #[error("{0} resolved to no address")]
+    NoAddress(String),
+    /// The configuration is invalid.
+    #[error("invalid client configuration: {0}")]
+    Config(String),
+    /// There is no such worker ([`ClientConfig::worker`]).
+    #[error("no worker {0}")]
+    NoWorker(usize),
+    /// The worker's command queue is full; try again later.
+    #[error("the worker's command queue is full")]
+    QueueFull,
+}

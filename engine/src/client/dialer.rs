@@ -1,0 +1,71 @@
+//! Starting a client: the URL resolved on the caller's thread, a worker chosen, the
+//! per-target rate cap found, the dial queued to the worker.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::config::{ClientConfig, ConnectError};
+use super::handle::{ClientHandle, ClientShared, Spec};
+use super::limiter::Limiters;
+use super::target::{self, Target};
+use crate::handle::{Command, WorkerShared};
+
+/// The engine-wide part of dialling, shared by the `Server` and every worker.
+pub(crate) struct Dialer {
+    limiters: Limiters,
+    /// Round robin over the workers.
+    next: AtomicUsize,
+    /// The rate caps' time origin.
+    epoch: Instant,
+}
+
+impl Dialer {
+    pub(crate) fn new(epoch: Instant) -> Self {
+        Self { limiters: Limiters::default(), next: AtomicUsize::new(0), epoch }
+    }
+
+    /// Resolves `url` here (a blocking DNS lookup for a host name) and dials it.
+    pub(crate) fn connect(
+        &self,
+        workers: &[Arc<WorkerShared>],
+        url: &str,
+        config: ClientConfig,
+    ) -> Result<ClientHandle, ConnectError> {
+        config.validate()?;
+        let target = target::resolve(url)?;
+        self.dial(workers, target, config)
+    }
+
+    /// Dials `url` without a DNS lookup: its host must be an IP address (for a handler,
+    /// which must not block its worker).
+    pub(crate) fn connect_literal(
+        &self,
+        workers: &[Arc<WorkerShared>],
+        url: &str,
+        config: ClientConfig,
+    ) -> Result<ClientHandle, ConnectError> {
+        config.validate()?;
+        let target = target::resolve_literal(url)?;
+        self.dial(workers, target, config)
+    }
+
+    fn dial(
+        &self,
+        workers: &[Arc<WorkerShared>],
+        target: Target,
+        config: ClientConfig,
+    ) -> Result<ClientHandle, ConnectError> {
+        let w = match config.worker {
+            Some(i) if i < workers.len() => i,
+            Some(i) => return Err(ConnectError::NoWorker(i)),
+            None => self.next.fetch_add(1, Ordering::Relaxed) % workers.len(),
+        };
+        let limiter =
+            config.connect_rate.map(|r| self.limiters.get(&target.authority, r, self.epoch));
+        let shared = Arc::new(ClientShared::new());
+        let spec = Box::new(Spec { target, config, limiter, shared: shared.clone() });
+        workers[w].push(Command::Connect(spec)).map_err(|_| ConnectError::QueueFull)?;
+        Ok(ClientHandle { shared, worker: workers[w].clone(), worker_index: w as u16 })
+    }
+}

@@ -1,0 +1,166 @@
+//! [`ClientHandle`]: an outgoing connection as other threads see it, and what its
+//! worker is handed to dial it.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+
+use ringwire_frame::{CloseCode, Message};
+
+use super::config::ClientConfig;
+use super::lifecycle::ClientState;
+use super::limiter::RateLimiter;
+use super::target::Target;
+use crate::handle::{Command, ConnId, SendError, WorkerShared};
+use crate::slab::Key;
+
+/// No slab key yet (the worker has not taken the dial command).
+const NO_KEY: u64 = u64::MAX;
+
+/// What a client's handle and its worker share: the state, for any thread to read, and
+/// the slab key the worker gave it, which stays the same across reconnects.
+#[derive(Debug)]
+pub(crate) struct ClientShared {
+    state: AtomicU8,
+    key: AtomicU64,
+}
+
+fn state_code(s: ClientState) -> u8 {
+    match s {
+        ClientState::Disconnected => 0,
+        ClientState::Connecting => 1,
+        ClientState::Connected => 2,
+        ClientState::Reconnecting => 3,
+        ClientState::Closed => 4,
+    }
+}
+
+fn state_of(v: u8) -> ClientState {
+    match v {
+        1 => ClientState::Connecting,
+        2 => ClientState::Connected,
+        3 => ClientState::Reconnecting,
+        4 => ClientState::Closed,
+        _ => ClientState::Disconnected,
+    }
+}
+
+impl ClientShared {
+    pub(crate) fn new() -> Self {
+        Self { state: AtomicU8::new(0), key: AtomicU64::new(NO_KEY) }
+    }
+
+    /// Written by the worker at each transition.
+    pub(crate) fn set_state(&self, s: ClientState) {
+        self.state.store(state_code(s), Ordering::Release);
+    }
+
+    pub(crate) fn state(&self) -> ClientState {
+        state_of(self.state.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set_key(&self, key: Key) {
+        self.key.store(key.pack(), Ordering::Release);
+    }
+
+    fn key(&self) -> Option<Key> {
+        match self.key.load(Ordering::Acquire) {
+            NO_KEY => None,
+            v => Some(Key::unpack(v)),
+        }
+    }
+}
+
+/// Everything a worker needs to dial and redial one client.
+pub(crate) struct Spec {
+    pub(crate) target: Target,
+    pub(crate) config: ClientConfig,
+    pub(crate) limiter: Option<Arc<RateLimiter>>,
+    pub(crate) shared: Arc<ClientShared>,
+}
+
+/// An outgoing connection, from any thread: its state, and sends and a close that go to
+/// its worker through the worker's command queue. The connection itself lives on its
+/// worker, where the handler's callbacks run for it as for an accepted one, with
+/// [`crate::Handler::on_state`] at each state change.
+///
+/// Dropping the handle does not close the connection; [`ClientHandle::close`] does.
+#[derive(Clone)]
+pub struct ClientHandle {
+    pub(crate) shared: Arc<ClientShared>,
+    pub(crate) worker: Arc<WorkerShared>,
+    pub(crate) worker_index: u16,
+}
+
+impl std::fmt::Debug for ClientHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientHandle")
+            .field("worker", &self.worker_index)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl ClientHandle {
+    /// The state now (it may change right after).
+    pub fn state(&self) -> ClientState {
+        self.shared.state()
+    }
+
+    /// The connection's id, once its worker has taken it up; the same across reconnects.
+    pub fn id(&self) -> Option<ConnId> {
+        self.shared.key().map(|key| ConnId { worker: self.worker_index, key })
+    }
+
+    /// Queues a message. Refused with [`SendError::NotConnected`] unless the state is
+    /// `Connected` (messages are not kept across a reconnect: that is the outbox's job);
+    /// a message queued just before the connection is lost is dropped with it.
+    pub fn send(&self, msg: Message) -> Result<(), SendError> {
+        let key = self.connected_key()?;
+        self.worker.push(Command::Send(key, msg)).map_err(|_| SendError::QueueFull)
+    }
+
+    /// Queues a text message.
+    pub fn send_text(&self, text: &str) -> Result<(), SendError> {
+        self.send(Message::text(text.to_owned()))
+    }
+
+    /// Closes the client for good: the close handshake if connected, and no reconnect
+    /// in any state; the state becomes `Closed` (cause `AppClose`). An invalid code or a
+    /// reason over 123 bytes is refused with [`SendError::Frame`].
+    pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        ringwire_frame::CloseFrame::check(code, reason).map_err(SendError::Frame)?;
+        let Some(key) = self.shared.key() else { return Err(SendError::NotConnected) };
+        if self.state() == ClientState::Closed {
+            return Err(SendError::Closed);
+        }
+        self.worker
+            .push(Command::Close(key, code, reason.to_owned()))
+            .map_err(|_| SendError::QueueFull)
+    }
+
+    fn connected_key(&self) -> Result<Key, SendError> {
+        match (self.state(), self.shared.key()) {
+            (ClientState::Connected, Some(key)) => Ok(key),
+            (ClientState::Closed, _) => Err(SendError::Closed),
+            _ => Err(SendError::NotConnected),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_codes_round_trip() {
+        for s in [
+            ClientState::Disconnected,
+            ClientState::Connecting,
+            ClientState::Connected,
+            ClientState::Reconnecting,
+            ClientState::Closed,
+        ] {
+            assert_eq!(state_of(state_code(s)), s);
+        }
+    }
+}

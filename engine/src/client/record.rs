@@ -1,0 +1,77 @@
+//! A worker's record of one client, beside its connection record in the slab: what the
+//! dials need (the target, the options), the state machine and the health figures.
+
+use std::time::Instant;
+
+use ringwire_frame::handshake::ClientRequest;
+
+use super::handle::Spec;
+use super::health::{Health, HealthSnapshot, Level};
+use super::lifecycle::{Lifecycle, StateChange};
+
+/// What a client's handler hears of, besides the messages.
+#[derive(Debug, Clone)]
+pub(crate) enum ClientEvent {
+    /// `on_state`.
+    State(StateChange),
+    /// `on_health`: the health level changed.
+    Health(HealthSnapshot),
+}
+
+/// One client on its worker.
+pub(crate) struct Client {
+    pub(crate) spec: Box<Spec>,
+    pub(crate) life: Lifecycle,
+    pub(crate) health: Health,
+    /// Attempts made so far, to go round the resolved addresses.
+    pub(crate) dials: u32,
+    /// The upgrade request of the attempt in its handshake (its key checks the 101).
+    pub(crate) request: Option<Box<ClientRequest>>,
+    /// When the next attempt starts, once the socket of this one is closed; `None`
+    /// when the client has ended (`Closed`).
+    pub(crate) retry_at: Option<Instant>,
+    /// The health level last reported.
+    pub(crate) level: Level,
+}
+
+impl Client {
+    pub(crate) fn new(spec: Box<Spec>) -> Self {
+        Self {
+            spec,
+            life: Lifecycle::new(),
+            health: Health::default(),
+            dials: 0,
+            request: None,
+            retry_at: None,
+            level: Level::Ok,
+        }
+    }
+
+    /// The health figures when their level changed since the last report (an alert
+    /// for the handler's `on_health`), else `None`.
+    pub(crate) fn health_alert(&mut self) -> Option<ClientEvent> {
+        let cfg = &self.spec.config.health;
+        let level = self.health.level(cfg);
+        if level == self.level {
+            return None;
+        }
+        self.level = level;
+        Some(ClientEvent::Health(self.health.snapshot(cfg)))
+    }
+
+    /// Publishes a transition to the handle's readers and returns it for the handler.
+    pub(crate) fn changed(&self, change: Option<StateChange>) -> Option<StateChange> {
+        if let Some(c) = &change {
+            self.spec.shared.set_state(c.to);
+        }
+        change
+    }
+
+    /// The address of the next attempt: the resolved ones in turn.
+    pub(crate) fn next_addr(&mut self) -> std::net::SocketAddr {
+        let addrs = &self.spec.target.addrs;
+        let a = addrs[self.dials as usize % addrs.len()];
+        self.dials = self.dials.wrapping_add(1);
+        a
+    }
+}

@@ -1,0 +1,326 @@
+//! Client connections on the worker: the dial, the connect's completion, the server's
+//! answer to the upgrade, losses and reconnects. Every state change goes through the
+//! client's [`crate::client::Lifecycle`] and is queued for the handler's `on_state`
+//! (delivered before the next callback, so it is never re-entered).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use ringwire_frame::handshake::{self, ClientRequest, HandshakeError};
+use ringwire_frame::{CloseCode, Connection, XorShiftMask};
+use rustix::io::Errno;
+
+use crate::client::{Cause, Client, ClientState, Spec};
+use crate::conn::{Conn, Phase};
+use crate::shard::{Core, Op};
+use crate::slab::Key;
+use crate::stats::WorkerStats;
+use crate::sys::net::{client_socket, ClientSocketOptions};
+use crate::sys::Socket;
+
+/// Longest `Retry-After` honoured (RFC 9110 §10.2.3), so a server cannot park a client
+/// for days.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+impl Core {
+    /// `Command::Connect`: a new client. It gets a slab record at once (its key is the
+    /// handle's for good) and its first attempt.
+    pub(crate) fn dial(&mut self, spec: Box<Spec>) {
+        let shared = spec.shared.clone();
+        if self.shutdown_deadline.is_some()
+            || self.conns.len() >= self.config.max_connections_per_worker
+        {
+            shared.set_state(ClientState::Closed);
+            return;
+        }
+        let key = self.conns.insert(Conn::dialing(self.now));
+        WorkerStats::add(&self.stats.connections, 1);
+        shared.set_key(key);
+        let mut client = Box::new(Client::new(spec));
+        let change = client.life.dial();
+        let change = client.changed(change);
+        self.clients.insert(key.slot, client);
+        self.queue_change(key, change);
+        self.attempt(key);
+    }
+
+    /// Starts an attempt: a socket, then the connect through the driver. Waits instead
+    /// while the target's connect-rate cap says so.
+    fn attempt(&mut self, key: Key) {
+        let now = self.now;
+        let Some(client) = self.clients.get_mut(&key.slot) else { return };
+        if let Some(limiter) = &client.spec.limiter {
+            if let Err(wait) = limiter.try_acquire(now) {
+                if let Some(c) = self.conns.get_mut(key) {
+                    c.phase = Phase::Backoff { until: now + wait };
+                    c.set_connecting(false);
+                }
+                self.schedule(key);
+                return;
+            }
+        }
+        let addr = client.next_addr();
+        let cfg = &client.spec.config;
+        let opts = ClientSocketOptions {
+            bind: cfg.bind,
+            keepalive: cfg.tcp_keepalive,
+            user_timeout: cfg.tcp_user_timeout,
+        };
+        let deadline = now + cfg.connect_timeout;
+        match client_socket(addr, &opts) {
+            Ok(fd) => {
+                let Some(c) = self.conns.get_mut(key) else { return };
+                c.redial(deadline);
+                self.ops.push(Op::AddConn(key, Socket::Fd(fd)));
+                self.ops.push(Op::Connect(key, addr));
+                self.timers.unschedule(key);
+                self.schedule(key);
+            }
+            Err(e) => {
+                // No socket was made: the attempt failed without one (EMFILE, say).
+                if let Some(c) = self.conns.get_mut(key) {
+                    c.phase = Phase::Backoff { until: now };
+                    c.set_connecting(false);
+                }
+                self.lose(key, Cause::Io { errno: e.raw_os_error().unwrap_or(0) });
+            }
+        }
+    }
+
+    /// The connect of `key` finished.
+    pub(crate) fn on_connected(&mut self, key: Key, result: Result<(), Errno>) {
+        let now = self.now;
+        let Some(c) = self.conns.get_mut(key) else { return };
+        c.set_connecting(false);
+        if c.closing() {
+            self.maybe_finish_close(key);
+            return;
+        }
+        if let Err(e) = result {
+            self.lose(key, Cause::ConnectFailed { errno: e.raw_os_error() });
+            return;
+        }
+        let Some(client) = self.clients.get_mut(&key.slot) else { return };
+        let mut nonce = [0u8; 16];
+        nonce[..8].copy_from_slice(&self.rng.next_u64().to_ne_bytes());
+        nonce[8..].copy_from_slice(&self.rng.next_u64().to_ne_bytes());
+        let cfg = &client.spec.config;
+        let target = &client.spec.target;
+        let mut req = ClientRequest::new(target.host_header.clone(), target.path.clone(), nonce);
+        for p in &cfg.protocols {
+            req = req.protocol(p.clone());
+        }
+        if let Some(o) = &cfg.origin {
+            req = req.header("Origin", o.clone());
+        }
+        for (n, v) in &cfg.headers {
+            req = req.header(n.clone(), v.clone());
+        }
+        let mut out = Vec::with_capacity(256);
+        if let Err(e) = req.write(&mut out) {
+            self.lose(key, Cause::HandshakeInvalid(e.to_string()));
+            return;
+        }
+        let deadline = now + cfg.handshake_timeout;
+        client.request = Some(Box::new(req));
+        c.start_client_handshake(Bytes::from(out), deadline);
+        c.set_recv_armed(true);
+        self.ops.push(Op::StartRecv(key));
+        self.mark_dirty(key);
+        self.timers.unschedule(key);
+        self.schedule(key);
+    }
+
+    /// Bytes of the server's answer to the upgrade. Returns the bytes that followed a
+    /// 101 (the first frames) once the connection is open, for the protocol core.
+    pub(crate) fn on_client_handshake(&mut self, key: Key, data: &[u8]) -> Option<Vec<u8>> {
+        let now = self.now;
+        let limits = self.config.handshake_limits;
+        let c = self.conns.get_mut(key)?;
+        let Phase::ClientHandshake { buf, .. } = &mut c.phase else { return None };
+        buf.extend_from_slice(data);
+        let client = self.clients.get_mut(&key.slot)?;
+        let req = client.request.as_deref()?;
+        let cause = match handshake::parse_response(buf, req, &limits) {
+            Ok(None) => return None,
+            Ok(Some((_resp, used))) => {
+                let rest = buf[used..].to_vec();
+                let masks = Box::new(XorShiftMask::new(self.rng.next_u64()));
+                c.client_upgraded(Connection::client(self.frame_config.clone(), masks, now));
+                client.request = None;
+                client.health.record_success();
+                let alert = client.health_alert();
+                let change = client.life.up(now);
+                let change = client.changed(change);
+                self.timers.unschedule(key);
+                self.schedule(key);
+                self.queue_change(key, change);
+                self.queue_alert(key, alert);
+                return Some(rest);
+            }
+            Err(HandshakeError::Status(status)) => {
+                Cause::HandshakeStatus { status, retry_after: retry_after(buf) }
+            }
+            Err(e) => Cause::HandshakeInvalid(e.to_string()),
+        };
+        self.lose(key, cause);
+        None
+    }
+
+    /// The current attempt or connection of client `key` ended with `cause`: the state
+    /// machine decides between a retry and the end, and the socket (if there is one
+    /// and it is not already being drained or closed) is closed. The record waits for
+    /// the socket's close (`socket_gone`) before it moves on.
+    pub(crate) fn lose(&mut self, key: Key, cause: Cause) {
+        let now = self.now;
+        let Some(client) = self.clients.get_mut(&key.slot) else { return };
+        match &cause {
+            Cause::HeartbeatLost => client.health.record_lost(),
+            _ if client.life.state() != ClientState::Connected => client.health.record_failure(),
+            _ => {}
+        }
+        tracing::debug!(
+            worker = self.id,
+            target = client.spec.target.authority,
+            %cause,
+            failures = client.life.failures(),
+            attempt = client.life.attempt(),
+            "client connection lost"
+        );
+        let alert = client.health_alert();
+        self.queue_alert(key, alert);
+        let Some(client) = self.clients.get_mut(&key.slot) else { return };
+        let policy = &client.spec.config.retry;
+        let Some((change, retry_at)) = client.life.lost(now, cause, policy, &mut self.rng) else {
+            return;
+        };
+        client.retry_at = retry_at;
+        let change = client.changed(Some(change));
+        self.queue_change(key, change);
+        self.end_attempt(key);
+    }
+
+    /// Closes the socket of a client's attempt in its connect or upgrade; a client with
+    /// no socket moves on at once. An open connection's socket closes through its
+    /// close handshake and drain instead.
+    fn end_attempt(&mut self, key: Key) {
+        let Some(c) = self.conns.get(key) else { return };
+        match c.phase {
+            Phase::Connecting { .. } | Phase::ClientHandshake { .. } => self.begin_close(key),
+            Phase::Backoff { .. } => self.socket_gone(key),
+            _ => {}
+        }
+    }
+
+    /// Whether `key` is a client connection.
+    pub(crate) fn is_client(&self, key: Key) -> bool {
+        !self.clients.is_empty() && self.clients.contains_key(&key.slot)
+    }
+
+    /// A client's socket is closed (or it had none): it waits for its next attempt,
+    /// or, once `Closed`, leaves.
+    pub(crate) fn socket_gone(&mut self, key: Key) {
+        let retry_at = self.clients.get(&key.slot).and_then(|c| c.retry_at);
+        match retry_at {
+            Some(at) => {
+                // An open connection left its topics at its `Closed` event; no other
+                // phase has any.
+                let Some(c) = self.conns.get_mut(key) else { return };
+                c.wait_for_retry(at);
+                self.timers.unschedule(key);
+                self.schedule(key);
+            }
+            None => {
+                self.clients.remove(&key.slot);
+                self.remove(key);
+            }
+        }
+    }
+
+    /// The backoff of `key` is over: the next attempt.
+    pub(crate) fn retry(&mut self, key: Key) {
+        let Some(client) = self.clients.get_mut(&key.slot) else { return };
+        if client.life.state() == ClientState::Connecting {
+            // Waiting for the rate cap, not a backoff: the same attempt goes on.
+            self.attempt(key);
+            return;
+        }
+        let change = client.life.retry();
+        let change = client.changed(change);
+        self.queue_change(key, change);
+        self.attempt(key);
+    }
+
+    /// The application closes client `key` (a handle's or a handler's close, or the
+    /// shutdown): it ends in `Closed` and never reconnects. An open connection closes
+    /// with the close handshake (`code`, `reason`).
+    pub(crate) fn stop_client(&mut self, key: Key, cause: Cause, code: CloseCode, reason: &str) {
+        let Some(client) = self.clients.get_mut(&key.slot) else { return };
+        client.retry_at = None;
+        let change = client.life.close(cause);
+        let change = client.changed(change);
+        self.queue_change(key, change);
+        if self.conns.get(key).is_some_and(Conn::is_open) {
+            let _ = self.close(key, code, reason);
+        } else {
+            self.end_attempt(key);
+        }
+    }
+
+    /// A client's WebSocket connection ended (its `Closed` event): lost, unless the
+    /// application closed it.
+    pub(crate) fn client_closed(&mut self, key: Key, closed: &ringwire_frame::Closed) {
+        let cause = match closed.cause {
+            ringwire_frame::CloseCause::HeartbeatTimeout => Cause::HeartbeatLost,
+            _ => Cause::Closed { code: closed.code.0 },
+        };
+        self.lose(key, cause);
+    }
+
+    /// A client in its connect or upgrade lost its socket (reset, end of stream).
+    pub(crate) fn client_socket_failed(&mut self, key: Key, errno: Option<Errno>) {
+        let Some(c) = self.conns.get(key) else { return };
+        if matches!(c.phase, Phase::Connecting { .. } | Phase::ClientHandshake { .. }) {
+            let cause = match errno {
+                Some(e) => Cause::Io { errno: e.raw_os_error() },
+                None => Cause::Closed { code: CloseCode::ABNORMAL.0 },
+            };
+            self.lose(key, cause);
+        }
+    }
+
+    /// A pong answered a heartbeat of client `key`.
+    pub(crate) fn client_rtt(&mut self, key: Key, rtt: Duration) {
+        if let Some(client) = self.clients.get_mut(&key.slot) {
+            client.health.record_rtt(rtt);
+            let alert = client.health_alert();
+            self.queue_alert(key, alert);
+        }
+    }
+}
+
+/// The `Retry-After` of a non-101 answer, in its delay-seconds form (RFC 9110
+/// §10.2.3; the HTTP-date form is not read), capped at [`MAX_RETRY_AFTER`].
+fn retry_after(head: &[u8]) -> Option<Duration> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut headers);
+    resp.parse(head).ok()?;
+    let h = resp.headers.iter().find(|h| h.name.eq_ignore_ascii_case("retry-after"))?;
+    let secs: u64 = std::str::from_utf8(h.value).ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_are_read_and_capped() {
+        let r = |s: &str| retry_after(s.as_bytes());
+        assert_eq!(r("HTTP/1.1 503 Busy\r\nRetry-After: 7\r\n\r\n"), Some(Duration::from_secs(7)));
+        assert_eq!(r("HTTP/1.1 429 X\r\nretry-after:  99999\r\n\r\n"), Some(MAX_RETRY_AFTER));
+        assert_eq!(r("HTTP/1.1 503 X\r\nRetry-After: Fri, 07 Nov 2026 08:49:37 GMT\r\n\r\n"), None);
+        assert_eq!(r("HTTP/1.1 503 X\r\n\r\n"), None);
+        assert_eq!(r("garbage"), None);
+    }
+}

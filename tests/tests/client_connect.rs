@@ -1,0 +1,290 @@
+//! Client connections over real sockets on loopback, on both backends: dialling a
+//! ringwire server, echo, the application's close, reconnecting after a refused
+//! connect and after a server restart, and hostile or failing servers (a 403, a wrong
+//! accept key, a server that never answers the upgrade, a 503 with Retry-After).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use common::{builder, start_probe, GuardExt, Guarded, PATIENCE};
+use ringwire::client::{Backoff, Cause, ClientConfig, ClientState, RetryPolicy, StateChange};
+use ringwire::frame::{CloseCode, Closed, Message};
+use ringwire::{BackendChoice, Ctx, Engine, Handler, SendError};
+
+/// What the client side's handler saw.
+#[derive(Debug)]
+enum Client {
+    State(StateChange),
+    Msg(Message),
+    Closed(Closed),
+}
+
+struct ClientProbe(Sender<Client>);
+
+impl Handler for ClientProbe {
+    fn on_message(&mut self, _: &mut Ctx<'_>, msg: Message) {
+        let _ = self.0.send(Client::Msg(msg));
+    }
+    fn on_close(&mut self, _: &mut Ctx<'_>, closed: &Closed) {
+        let _ = self.0.send(Client::Closed(closed.clone()));
+    }
+    fn on_state(&mut self, _: &mut Ctx<'_>, change: &StateChange) {
+        let _ = self.0.send(Client::State(change.clone()));
+    }
+}
+
+/// An engine that only dials, with one worker.
+fn client_engine(backend: BackendChoice) -> (Guarded, Receiver<Client>) {
+    let (tx, rx) = channel();
+    let engine = Engine::builder()
+        .workers(1)
+        .pin_cpus(false)
+        .backend(backend)
+        .start(move |_| ClientProbe(tx.clone()))
+        .expect("a client-only engine starts")
+        .guarded();
+    (engine, rx)
+}
+
+/// Quick retries for tests: 20 ms x 2 up to 100 ms.
+fn quick() -> ClientConfig {
+    let mut c = ClientConfig::default();
+    c.retry = RetryPolicy {
+        backoff: Backoff {
+            initial: Duration::from_millis(20),
+            max: Duration::from_millis(100),
+            ..Backoff::default()
+        },
+        ..RetryPolicy::default()
+    };
+    c
+}
+
+/// The next state change to `to`, skipping other events; the events skipped on the
+/// way are returned too (in order).
+fn expect_state(rx: &Receiver<Client>, to: ClientState) -> (StateChange, Vec<Client>) {
+    let end = Instant::now() + PATIENCE;
+    let mut before = Vec::new();
+    loop {
+        match rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
+            Ok(Client::State(c)) if c.to == to => return (c, before),
+            Ok(other) => before.push(other),
+            Err(RecvTimeoutError::Timeout) => panic!("no change to {to} (saw {before:?})"),
+            Err(RecvTimeoutError::Disconnected) => panic!("client probe gone"),
+        }
+    }
+}
+
+fn expect_msg(rx: &Receiver<Client>) -> Message {
+    let end = Instant::now() + PATIENCE;
+    loop {
+        match rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
+            Ok(Client::Msg(m)) => return m,
+            Ok(_) => {}
+            Err(e) => panic!("no message: {e:?}"),
+        }
+    }
+}
+
+fn echo_and_close(backend: BackendChoice) {
+    let (server, _srx) = start_probe(builder(backend));
+    let (engine, rx) = client_engine(backend);
+    let url = format!("ws://{}/feed?x=1", server.local_addr());
+    let client = engine.connect(&url, ClientConfig::default()).unwrap();
+    let (c, _) = expect_state(&rx, ClientState::Connecting);
+    assert_eq!((c.from, c.cause), (ClientState::Disconnected, Cause::Requested));
+    let (c, _) = expect_state(&rx, ClientState::Connected);
+    assert_eq!(c.cause, Cause::Upgraded);
+    assert_eq!(client.state(), ClientState::Connected);
+    client.send_text("hello").unwrap();
+    assert_eq!(expect_msg(&rx), Message::text("hello".to_owned()));
+    client.send(Message::binary(vec![7u8; 100_000])).unwrap();
+    assert_eq!(expect_msg(&rx), Message::binary(vec![7u8; 100_000]));
+    client.close(CloseCode::NORMAL, "bye").unwrap();
+    let (c, _) = expect_state(&rx, ClientState::Closed);
+    assert_eq!(c.cause, Cause::AppClose);
+    assert!(common::wait_until(PATIENCE, || engine.stats().connections == 0));
+    assert!(common::wait_until(PATIENCE, || server.stats().connections == 0));
+    assert_eq!(client.send_text("late"), Err(SendError::Closed));
+    assert_eq!(client.state(), ClientState::Closed);
+    engine.shutdown().unwrap();
+    server.shutdown().unwrap();
+}
+
+/// A port with nothing listening on it (bound, then released).
+fn dead_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+fn refused_then_server_appears(backend: BackendChoice) {
+    let addr = dead_port();
+    let (engine, rx) = client_engine(backend);
+    let client = engine.connect(&format!("ws://{addr}/"), quick()).unwrap();
+    let (c, _) = expect_state(&rx, ClientState::Reconnecting);
+    assert_eq!(c.cause, Cause::ConnectFailed { errno: 111 }, "ECONNREFUSED");
+    // It keeps trying; then a server appears on the port.
+    let _ = expect_state(&rx, ClientState::Reconnecting);
+    let (server, _srx) = start_probe(builder(backend).config({
+        let mut c = builder(backend).current().clone();
+        c.listen = vec![addr];
+        c
+    }));
+    let _ = expect_state(&rx, ClientState::Connected);
+    client.send_text("after").unwrap();
+    assert_eq!(expect_msg(&rx), Message::text("after".to_owned()));
+    engine.shutdown().unwrap();
+    server.shutdown().unwrap();
+}
+
+fn server_restart_reconnects(backend: BackendChoice) {
+    let (server, _srx) = start_probe(builder(backend));
+    let addr = server.local_addr();
+    let (engine, rx) = client_engine(backend);
+    let client = engine.connect(&format!("ws://{addr}/"), quick()).unwrap();
+    let (_, _) = expect_state(&rx, ClientState::Connected);
+    let id = client.id().expect("taken up by its worker");
+    server.shutdown().unwrap();
+    let (c, before) = expect_state(&rx, ClientState::Reconnecting);
+    assert_eq!(c.cause, Cause::Closed { code: 1001 }, "the server's shutdown close");
+    let closed = |e: &Client| matches!(e, Client::Closed(c) if c.code == CloseCode::GOING_AWAY);
+    assert!(before.iter().any(closed), "on_close before the state change: {before:?}");
+    let mut cfg = builder(backend).current().clone();
+    cfg.listen = vec![addr];
+    let (server, _srx) = start_probe(builder(backend).config(cfg));
+    let (c, _) = expect_state(&rx, ClientState::Connected);
+    assert_eq!(c.from, ClientState::Connecting);
+    assert_eq!(client.id(), Some(id), "the same connection id across reconnects");
+    client.send_text("again").unwrap();
+    assert_eq!(expect_msg(&rx), Message::text("again".to_owned()));
+    assert_eq!(engine.stats().connections, 1, "one record, not one per attempt");
+    engine.shutdown().unwrap();
+    assert_eq!(client.state(), ClientState::Closed);
+    server.shutdown().unwrap();
+}
+
+/// A one-shot raw server: accepts connections and answers each upgrade request with
+/// `answer(request)`; `None` keeps the connection open without answering. Reports each
+/// accept's instant.
+fn raw_server(
+    answer: impl Fn(&str) -> Option<String> + Send + 'static,
+) -> (SocketAddr, Receiver<Instant>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let mut held: Vec<TcpStream> = Vec::new();
+        let end = Instant::now() + Duration::from_secs(20);
+        l.set_nonblocking(true).unwrap();
+        while Instant::now() < end {
+            let Ok((mut s, _)) = l.accept() else {
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            };
+            if tx.send(Instant::now()).is_err() {
+                return;
+            }
+            s.set_nonblocking(false).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            match answer(&String::from_utf8_lossy(&req)) {
+                Some(a) => {
+                    let _ = s.write_all(a.as_bytes());
+                    held.push(s);
+                }
+                None => held.push(s),
+            }
+        }
+    });
+    (addr, rx)
+}
+
+fn forbidden_is_permanent(backend: BackendChoice) {
+    let (addr, accepts) =
+        raw_server(|_| Some("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".into()));
+    let (engine, rx) = client_engine(backend);
+    let client = engine.connect(&format!("ws://{addr}/"), quick()).unwrap();
+    let (c, before) = expect_state(&rx, ClientState::Closed);
+    assert_eq!(c.cause, Cause::HandshakeStatus { status: 403, retry_after: None });
+    let retried = |e: &Client| matches!(e, Client::State(c) if c.to == ClientState::Reconnecting);
+    assert!(!before.iter().any(retried), "{before:?}");
+    assert_eq!(client.state(), ClientState::Closed);
+    assert!(accepts.recv_timeout(PATIENCE).is_ok());
+    assert!(accepts.recv_timeout(Duration::from_millis(300)).is_err(), "no second attempt");
+    assert!(common::wait_until(PATIENCE, || engine.stats().connections == 0));
+    engine.shutdown().unwrap();
+}
+
+fn wrong_accept_key_is_refused(backend: BackendChoice) {
+    let (addr, _accepts) = raw_server(|_| {
+        Some(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n"
+                .into(),
+        )
+    });
+    let (engine, rx) = client_engine(backend);
+    engine.connect(&format!("ws://{addr}/"), quick()).unwrap();
+    let (c, _) = expect_state(&rx, ClientState::Closed);
+    assert!(matches!(&c.cause, Cause::HandshakeInvalid(e) if e.contains("Accept")), "{c:?}");
+    engine.shutdown().unwrap();
+}
+
+fn silent_server_times_out(backend: BackendChoice) {
+    let (addr, accepts) = raw_server(|_| None);
+    let (engine, rx) = client_engine(backend);
+    let mut cfg = quick();
+    cfg.handshake_timeout = Duration::from_millis(200);
+    cfg.retry.backoff.max_attempts = Some(2);
+    engine.connect(&format!("ws://{addr}/"), cfg).unwrap();
+    let (c, _) = expect_state(&rx, ClientState::Reconnecting);
+    assert_eq!(c.cause, Cause::HandshakeTimeout);
+    let (c, _) = expect_state(&rx, ClientState::Closed);
+    assert_eq!(c.cause, Cause::GaveUp { attempts: 2 });
+    assert_eq!(accepts.try_iter().count(), 2, "two attempts, then it gave up");
+    engine.shutdown().unwrap();
+}
+
+fn retry_after_is_honoured(backend: BackendChoice) {
+    let (addr, accepts) = raw_server(|_| {
+        Some(
+            "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n"
+                .into(),
+        )
+    });
+    let (engine, rx) = client_engine(backend);
+    engine.connect(&format!("ws://{addr}/"), quick()).unwrap();
+    let (c, _) = expect_state(&rx, ClientState::Reconnecting);
+    assert_eq!(
+        c.cause,
+        Cause::HandshakeStatus { status: 503, retry_after: Some(Duration::from_secs(1)) }
+    );
+    let first = accepts.recv_timeout(PATIENCE).unwrap();
+    let second = accepts.recv_timeout(PATIENCE).unwrap();
+    assert!(
+        second - first >= Duration::from_millis(900),
+        "retried after {:?}, before the server's Retry-After of 1 s",
+        second - first
+    );
+    engine.shutdown().unwrap();
+}
+
+both_backends! {
+    echo_and_close => echo_and_close_io_uring, echo_and_close_epoll;
+    refused_then_server_appears => refused_then_server_appears_io_uring, refused_then_server_appears_epoll;
+    server_restart_reconnects => server_restart_reconnects_io_uring, server_restart_reconnects_epoll;
+    forbidden_is_permanent => forbidden_is_permanent_io_uring, forbidden_is_permanent_epoll;
+    wrong_accept_key_is_refused => wrong_accept_key_is_refused_io_uring, wrong_accept_key_is_refused_epoll;
+    silent_server_times_out => silent_server_times_out_io_uring, silent_server_times_out_epoll;
+    retry_after_is_honoured => retry_after_is_honoured_io_uring, retry_after_is_honoured_epoll;
+}
