@@ -279,7 +279,44 @@ fn retry_after_is_honoured(backend: BackendChoice) {
     engine.shutdown().unwrap();
 }
 
+/// A 101 with the right accept key for `request`.
+fn accept(request: &str) -> String {
+    let key = request
+        .lines()
+        .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+        .expect("a key in the request")
+        .trim();
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n\r\n",
+        ringwire::frame::handshake::accept_key(key.as_bytes())
+    )
+}
+
+fn silent_peer_is_lost_by_the_heartbeat(backend: BackendChoice) {
+    // Upgrades, then neither reads nor writes: a peer that vanished without a FIN.
+    let (addr, _accepts) = raw_server(|req| Some(accept(req)));
+    let (engine, rx) = client_engine(backend);
+    let mut cfg = quick();
+    cfg.ping_interval = Some(Duration::from_millis(200));
+    cfg.pong_timeout = Duration::from_millis(300);
+    let client = engine.connect(&format!("ws://{addr}/"), cfg).unwrap();
+    let _ = expect_state(&rx, ClientState::Connected);
+    let up = Instant::now();
+    let (c, _) = expect_state(&rx, ClientState::Reconnecting);
+    let took = up.elapsed();
+    assert_eq!(c.cause, Cause::HeartbeatLost);
+    client.close(CloseCode::NORMAL, "done").unwrap();
+    let _ = expect_state(&rx, ClientState::Closed);
+    // Lower bound only here (the wall clock of a loaded machine says little about the
+    // upper one); the exact bound is checked under virtual time in the engine's tests.
+    // (The test hears of the connect a little after the worker set its timers.)
+    assert!(took >= Duration::from_millis(450), "lost after {took:?}, before 200 + 300 ms");
+    engine.shutdown().unwrap();
+}
+
 both_backends! {
+    silent_peer_is_lost_by_the_heartbeat => silent_peer_is_lost_by_the_heartbeat_io_uring, silent_peer_is_lost_by_the_heartbeat_epoll;
     echo_and_close => echo_and_close_io_uring, echo_and_close_epoll;
     refused_then_server_appears => refused_then_server_appears_io_uring, refused_then_server_appears_epoll;
     server_restart_reconnects => server_restart_reconnects_io_uring, server_restart_reconnects_epoll;

@@ -22,6 +22,14 @@ pub struct ClientConfig {
     pub protocols: Vec<String>,
     /// The `Origin` header, for servers that check it.
     pub origin: Option<String>,
+    /// Heartbeat: a ping after this long without inbound traffic (any inbound byte
+    /// counts as life), `None` for none. Default 20 s (the interval Python's
+    /// `websockets` uses). The pongs give the RTT figures of [`crate::Ctx::health`];
+    /// without heartbeats a peer that vanished silently is found by TCP alone.
+    pub ping_interval: Option<Duration>,
+    /// The connection is lost (cause `HeartbeatLost`) when nothing arrives within
+    /// this long of a heartbeat ping. Default 10 s.
+    pub pong_timeout: Duration,
     /// The TCP connect must finish within this long. Default 10 s.
     pub connect_timeout: Duration,
     /// The server's 101 must have arrived within this long of the connect. Default
@@ -56,6 +64,8 @@ impl Default for ClientConfig {
             headers: Vec::new(),
             protocols: Vec::new(),
             origin: None,
+            ping_interval: Some(Duration::from_secs(20)),
+            pong_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
@@ -77,6 +87,8 @@ impl ClientConfig {
         for (name, d) in [
             ("connect_timeout", self.connect_timeout),
             ("handshake_timeout", self.handshake_timeout),
+            ("pong_timeout", self.pong_timeout),
+            ("ping_interval", self.ping_interval.unwrap_or(Duration::from_secs(1))),
         ] {
             if d.is_zero() || d > day {
                 return bad(format!("{name} must be between 1 ns and 1 day"));

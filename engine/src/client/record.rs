@@ -1,7 +1,10 @@
 //! A worker's record of one client, beside its connection record in the slab: what the
 //! dials need (the target, the options), the state machine and the health figures.
 
+use std::sync::Arc;
 use std::time::Instant;
+
+use ringwire_frame::Config as FrameConfig;
 
 use ringwire_frame::handshake::ClientRequest;
 
@@ -32,11 +35,18 @@ pub(crate) struct Client {
     pub(crate) retry_at: Option<Instant>,
     /// The health level last reported.
     pub(crate) level: Level,
+    /// The protocol core's configuration: the engine's limits with this client's
+    /// heartbeat (made once per client, shared by its successive connections).
+    pub(crate) frame: Arc<FrameConfig>,
 }
 
 impl Client {
-    pub(crate) fn new(spec: Box<Spec>) -> Self {
+    pub(crate) fn new(spec: Box<Spec>, engine_frame: &FrameConfig) -> Self {
+        let mut frame = engine_frame.clone();
+        frame.ping_interval = spec.config.ping_interval;
+        frame.pong_timeout = spec.config.pong_timeout;
         Self {
+            frame: Arc::new(frame),
             spec,
             life: Lifecycle::new(),
             health: Health::default(),

@@ -36,7 +36,7 @@ impl Core {
         let key = self.conns.insert(Conn::dialing(self.now));
         WorkerStats::add(&self.stats.connections, 1);
         shared.set_key(key);
-        let mut client = Box::new(Client::new(spec));
+        let mut client = Box::new(Client::new(spec, &self.frame_config));
         let change = client.life.dial();
         let change = client.changed(change);
         self.clients.insert(key.slot, client);
@@ -146,7 +146,7 @@ impl Core {
             Ok(Some((_resp, used))) => {
                 let rest = buf[used..].to_vec();
                 let masks = Box::new(XorShiftMask::new(self.rng.next_u64()));
-                c.client_upgraded(Connection::client(self.frame_config.clone(), masks, now));
+                c.client_upgraded(Connection::client(client.frame.clone(), masks, now));
                 client.request = None;
                 client.health.record_success();
                 let alert = client.health_alert();

@@ -8,6 +8,8 @@
 //! completion is pending, the fake driver advances the clock by the worker's timeout,
 //! exactly to its next deadline.
 
+mod client;
+mod client_tests;
 mod tests;
 
 use std::cell::RefCell;
@@ -68,6 +70,12 @@ struct Net {
     horizon: Instant,
     /// The last wait had nothing to report and the worker nothing left to do.
     idle: bool,
+    /// How clients' connects end: `None` connects, `Some(e)` fails with `e`.
+    connect_error: Option<Errno>,
+    /// Clients' connects never complete (a peer that drops SYNs).
+    connects_hang: bool,
+    /// The virtual time of every connect the worker started.
+    connects: Vec<Instant>,
 }
 
 #[derive(Clone)]
@@ -107,7 +115,10 @@ impl Driver for FakeDriver {
     fn discard(&mut self, _: Socket) {}
 
     fn connect(&mut self, key: Key, _: std::net::SocketAddr) {
-        if let Some(s) = self.0.borrow_mut().sockets.get_mut(&key) {
+        let mut net = self.0.borrow_mut();
+        let now = net.now;
+        net.connects.push(now);
+        if let Some(s) = net.sockets.get_mut(&key) {
             s.connecting = true;
         }
     }
@@ -187,10 +198,15 @@ impl FakeDriver {
         let mut any = false;
         let connected = {
             let mut net = self.0.borrow_mut();
+            let (hang, error) = (net.connects_hang, net.connect_error);
             match net.sockets.get_mut(&key) {
-                Some(s) if s.connecting => {
+                Some(s) if s.connecting && (s.cancel || !hang) => {
                     s.connecting = false;
-                    Some(if s.cancel { Err(Errno::CANCELED) } else { Ok(()) })
+                    Some(match error {
+                        _ if s.cancel => Err(Errno::CANCELED),
+                        Some(e) => Err(e),
+                        None => Ok(()),
+                    })
                 }
                 _ => None,
             }
@@ -281,7 +297,7 @@ pub(super) struct Peer {
     pub(super) key: Key,
     pub(super) ws: Connection,
     /// How much of the socket's written bytes this peer has read.
-    read: usize,
+    pub(super) read: usize,
     pub(super) upgraded: bool,
     pub(super) events: Vec<Event>,
 }
@@ -326,6 +342,9 @@ impl<H: Handler> Sim<H> {
             listening: true,
             horizon: t0,
             idle: false,
+            connect_error: None,
+            connects_hang: false,
+            connects: Vec::new(),
         }));
         let fd = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).expect("eventfd");
         let fd = Arc::new(fd);
@@ -423,7 +442,7 @@ impl<H: Handler> Sim<H> {
         peer
     }
 
-    fn push(&mut self, key: Key, data: Vec<u8>) {
+    pub(super) fn push(&mut self, key: Key, data: Vec<u8>) {
         self.net.borrow_mut().sockets.get_mut(&key).expect("a live socket").inbound.push_back(data);
     }
 

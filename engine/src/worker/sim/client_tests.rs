@@ -1,0 +1,225 @@
+//! Client connections under virtual time: the backoff schedule and its jitter, the
+//! stable reset, the connect and heartbeat deadlines to the millisecond, the
+//! per-target rate cap. No test here sleeps; connects and servers are played by the
+//! fake driver and the test.
+#![cfg(test)]
+
+use std::time::{Duration, Instant};
+
+use ringwire_frame::Message;
+use rustix::io::Errno;
+
+use super::Sim;
+use crate::client::{Backoff, Cause, ClientConfig, ClientState, ConnectRate, StateChange};
+use crate::config::EngineConfig;
+use crate::handler::{Ctx, Handler};
+
+/// Records every state change with the virtual time it was delivered at.
+#[derive(Default)]
+struct Recorder {
+    changes: Vec<(Instant, StateChange)>,
+    messages: Vec<Message>,
+}
+
+impl Handler for Recorder {
+    fn on_message(&mut self, _: &mut Ctx<'_>, msg: Message) {
+        self.messages.push(msg);
+    }
+    fn on_state(&mut self, cx: &mut Ctx<'_>, change: &StateChange) {
+        self.changes.push((cx.now(), change.clone()));
+    }
+}
+
+impl Recorder {
+    /// The instants of the changes to `to`.
+    fn times(&self, to: ClientState) -> Vec<Instant> {
+        self.changes.iter().filter(|(_, c)| c.to == to).map(|(t, _)| *t).collect()
+    }
+}
+
+const URL: &str = "ws://10.1.2.3:9001/feed";
+const TICK: Duration = Duration::from_millis(1);
+
+fn sim() -> Sim<Recorder> {
+    Sim::new(EngineConfig::default(), Recorder::default())
+}
+
+/// No heartbeat, no rate cap, backoff 1 s x 2 up to 8 s.
+fn config() -> ClientConfig {
+    let mut c = ClientConfig { ping_interval: None, connect_rate: None, ..Default::default() };
+    c.retry.backoff = Backoff {
+        initial: Duration::from_secs(1),
+        factor: 2.0,
+        max: Duration::from_secs(8),
+        ..Backoff::default()
+    };
+    c
+}
+
+#[test]
+fn refused_attempts_follow_the_backoff_schedule() {
+    let mut sim = sim();
+    sim.set_connect_error(Some(Errno::CONNREFUSED));
+    let cfg = config();
+    let backoff = cfg.retry.backoff.clone();
+    let h = sim.dial(URL, cfg);
+    sim.run_for(Duration::from_secs(300));
+    assert_ne!(h.state(), ClientState::Closed, "still trying (forever by default)");
+    let rec = sim.handler();
+    let lost = rec.times(ClientState::Reconnecting);
+    let retried: Vec<Instant> = rec
+        .changes
+        .iter()
+        .filter(|(_, c)| matches!(c.cause, Cause::Retry { .. }))
+        .map(|(t, _)| *t)
+        .collect();
+    assert!(lost.len() >= 300 / 8, "{} attempts in 300 s", lost.len());
+    let mut waits = Vec::new();
+    for (n, (l, r)) in lost.iter().zip(&retried).enumerate() {
+        let wait = *r - *l;
+        assert!(wait <= backoff.ceiling(n as u32) + TICK, "retry {n} waited {wait:?}");
+        waits.push(wait);
+    }
+    // Full jitter: the waits at the cap are spread over [0, 8 s], not all the same.
+    let capped = &waits[4..];
+    let (lo, hi) = (capped.iter().min().unwrap(), capped.iter().max().unwrap());
+    assert!(*hi - *lo > Duration::from_secs(2), "waits at the cap {capped:?}");
+    let mean = capped.iter().sum::<Duration>() / capped.len() as u32;
+    assert!((2500..5500).contains(&mean.as_millis()), "mean wait at the cap {mean:?}");
+    for (_, c) in &rec.changes {
+        if c.to == ClientState::Reconnecting {
+            assert_eq!(c.cause, Cause::ConnectFailed { errno: Errno::CONNREFUSED.raw_os_error() });
+        }
+    }
+}
+
+#[test]
+fn a_connect_that_never_finishes_times_out_at_the_deadline() {
+    let mut sim = sim();
+    sim.set_connects_hang(true);
+    let mut cfg = config();
+    cfg.connect_timeout = Duration::from_secs(3);
+    cfg.retry.backoff.max_attempts = Some(1);
+    let h = sim.dial(URL, cfg);
+    let start = sim.now();
+    sim.run_for(Duration::from_secs(10));
+    let rec = sim.handler();
+    let (at, closed) = rec.changes.last().cloned().expect("changes");
+    assert_eq!((closed.to, closed.cause), (ClientState::Closed, Cause::GaveUp { attempts: 1 }));
+    let took = at - start;
+    assert!(took >= Duration::from_secs(3) && took <= Duration::from_secs(3) + TICK, "{took:?}");
+    assert_eq!(h.state(), ClientState::Closed);
+    assert_eq!(sim.stats().connections, 0, "the record is gone");
+}
+
+#[test]
+fn a_silent_server_is_lost_at_ping_interval_plus_pong_timeout() {
+    let mut sim = sim();
+    let mut cfg = config();
+    cfg.ping_interval = Some(Duration::from_secs(20));
+    cfg.pong_timeout = Duration::from_secs(10);
+    let h = sim.dial(URL, cfg);
+    let mut server = sim.accept_client(&h);
+    assert_eq!(h.state(), ClientState::Connected);
+    let up = sim.handler().times(ClientState::Connected)[0];
+    sim.run_for(Duration::from_secs(25));
+    sim.read(&mut server);
+    assert_eq!(server.pings(), 1, "a heartbeat ping at 20 s");
+    // The server's core answered, but the test never transmits it: silence.
+    sim.run_for(Duration::from_secs(10));
+    let rec = sim.handler();
+    let (at, lost) = rec.changes.iter().find(|(_, c)| c.to == ClientState::Reconnecting).unwrap();
+    assert_eq!(lost.cause, Cause::HeartbeatLost);
+    let took = *at - up;
+    let bound = Duration::from_secs(30);
+    assert!(took >= bound && took <= bound + TICK, "lost after {took:?}");
+}
+
+#[test]
+fn a_server_that_answers_keeps_it_up_and_feeds_the_health_figures() {
+    let mut sim = sim();
+    let mut cfg = config();
+    cfg.ping_interval = Some(Duration::from_secs(5));
+    cfg.pong_timeout = Duration::from_secs(2);
+    let h = sim.dial(URL, cfg);
+    let mut server = sim.accept_client(&h);
+    for _ in 0..600 {
+        sim.run_for(Duration::from_millis(100));
+        sim.read(&mut server);
+        sim.transmit(&mut server);
+    }
+    assert_eq!(h.state(), ClientState::Connected, "an hour of answered pings");
+    let health = sim.health(&h);
+    assert!(health.heartbeats >= 10, "{health:?}");
+    assert_eq!(health.loss, 0.0);
+    assert!(health.rtt_p50.is_some_and(|r| r <= Duration::from_millis(200)), "{health:?}");
+    // The server's messages reach the handler.
+    sim.send(&mut server, Message::text("tick"));
+    sim.settle();
+    assert_eq!(sim.handler().messages, [Message::text("tick")]);
+}
+
+#[test]
+fn a_stable_connection_restarts_the_backoff_from_its_first_step() {
+    let mut sim = sim();
+    let mut cfg = config();
+    cfg.retry.backoff.initial = Duration::from_secs(4);
+    cfg.retry.backoff.max = Duration::from_secs(64);
+    cfg.retry.backoff.stable_after = Duration::from_secs(30);
+    let backoff = cfg.retry.backoff.clone();
+    sim.set_connect_error(Some(Errno::CONNREFUSED));
+    let h = sim.dial(URL, cfg);
+    // Four refusals: the ceiling has grown to 64 s.
+    while sim.handler().times(ClientState::Reconnecting).len() < 4 {
+        sim.run_for(Duration::from_secs(1));
+    }
+    sim.set_connect_error(None);
+    while h.state() != ClientState::Connecting {
+        sim.run_for(Duration::from_secs(1));
+    }
+    let server = sim.accept_client(&h);
+    assert_eq!(h.state(), ClientState::Connected);
+    sim.run_for(Duration::from_secs(31));
+    sim.hang_up(&server);
+    sim.settle();
+    let lost_at = *sim.handler().times(ClientState::Reconnecting).last().unwrap();
+    sim.run_for(backoff.ceiling(0) + TICK);
+    let retry_at = *sim.handler().times(ClientState::Connecting).last().unwrap();
+    assert!(retry_at > lost_at, "retried within the first step's ceiling");
+    assert!(retry_at - lost_at <= backoff.ceiling(0) + TICK);
+}
+
+#[test]
+fn the_connect_rate_cap_spaces_attempts_to_one_target() {
+    let mut sim = sim();
+    let mut cfg = config();
+    cfg.connect_rate = Some(ConnectRate { per_second: 4, burst: 2 });
+    let handles: Vec<_> = (0..10).map(|_| sim.dial(URL, cfg.clone())).collect();
+    sim.run_for(Duration::from_secs(5));
+    let connects = sim.connects();
+    assert_eq!(connects.len(), 10, "every client connected in the end");
+    // Two at once (the burst), then one every 250 ms.
+    let t0 = connects[0];
+    assert!(connects[1] - t0 < TICK);
+    for w in connects[1..].windows(2) {
+        assert!(w[1] - w[0] >= Duration::from_millis(250) - TICK, "{:?}", w[1] - w[0]);
+    }
+    assert!(handles.iter().all(|h| h.state() == ClientState::Connecting), "no server answered");
+}
+
+#[test]
+fn closing_a_waiting_client_ends_it_at_once() {
+    let mut sim = sim();
+    sim.set_connect_error(Some(Errno::CONNREFUSED));
+    let h = sim.dial(URL, config());
+    sim.settle();
+    assert_eq!(h.state(), ClientState::Reconnecting);
+    h.close(ringwire_frame::CloseCode::NORMAL, "bye").unwrap();
+    sim.settle();
+    assert_eq!(h.state(), ClientState::Closed);
+    let last = sim.handler().changes.last().cloned().unwrap().1;
+    assert_eq!((last.from, last.cause), (ClientState::Reconnecting, Cause::AppClose));
+    assert_eq!(sim.stats().connections, 0);
+    sim.run_for(Duration::from_secs(60));
+    assert_eq!(sim.connects().len(), 1, "no attempt after the close");
+}
