@@ -126,6 +126,13 @@ pub struct EngineConfig {
     pub shutdown_timeout: Duration,
     /// TCP keepalive idle time on accepted sockets (`None`: off). Default 60 s.
     pub tcp_keepalive: Option<Duration>,
+    /// `TCP_USER_TIMEOUT` on accepted sockets: data sent and not acknowledged for this
+    /// long (a peer that stopped reading: Linux applies it to zero-window probes too)
+    /// drops the connection, whose send queue is then freed. Default `None` (the
+    /// kernel's, about 15 minutes): the send queue limit and the backpressure policy
+    /// already bound what a slow reader costs, and a mobile client may stall for a
+    /// while and recover. Clients have their own (`ClientConfig::tcp_user_timeout`).
+    pub tcp_user_timeout: Option<Duration>,
     /// Most topics one connection may be subscribed to. Default 64. Each subscription
     /// costs memory on the worker (the name, a set entry, about 1 KiB with a long name),
     /// and a peer that chooses topic names (a pub/sub gateway) could otherwise grow it
@@ -184,6 +191,7 @@ impl Default for EngineConfig {
             command_queue: 65_536,
             shutdown_timeout: Duration::from_secs(3),
             tcp_keepalive: Some(Duration::from_secs(60)),
+            tcp_user_timeout: None,
             max_topics_per_connection: 64,
             max_topic_len: 256,
             origin_check: None,

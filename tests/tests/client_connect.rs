@@ -315,7 +315,37 @@ fn silent_peer_is_lost_by_the_heartbeat(backend: BackendChoice) {
     engine.shutdown().unwrap();
 }
 
+fn peer_that_stops_reading_is_lost_at_the_user_timeout(backend: BackendChoice) {
+    // Upgrades, then never reads again: our sends fill its window and ours, and the
+    // kernel gives up on the unacknowledged data after TCP_USER_TIMEOUT (Linux applies
+    // it to zero-window probes too).
+    let (addr, _accepts) = raw_server(|req| Some(accept(req)));
+    let (tx, rx) = channel();
+    let engine = Engine::builder()
+        .workers(1)
+        .pin_cpus(false)
+        .backend(backend)
+        .max_queued_bytes(256 << 20)
+        .start(move |_| ClientProbe(tx.clone()))
+        .unwrap()
+        .guarded();
+    let mut cfg = quick();
+    cfg.ping_interval = None;
+    cfg.tcp_user_timeout = Some(Duration::from_millis(500));
+    let client = engine.connect(&format!("ws://{addr}/"), cfg).unwrap();
+    let _ = expect_state(&rx, ClientState::Connected);
+    let chunk = bytes::Bytes::from(vec![0u8; 1 << 20]);
+    for _ in 0..64 {
+        client.send(Message::binary(chunk.clone())).unwrap();
+    }
+    let (c, _) = expect_state(&rx, ClientState::Reconnecting);
+    assert_eq!(c.cause, Cause::Io { errno: 110 }, "ETIMEDOUT");
+    client.close(CloseCode::NORMAL, "done").unwrap();
+    engine.shutdown().unwrap();
+}
+
 both_backends! {
+    peer_that_stops_reading_is_lost_at_the_user_timeout => peer_that_stops_reading_is_lost_at_the_user_timeout_io_uring, peer_that_stops_reading_is_lost_at_the_user_timeout_epoll;
     silent_peer_is_lost_by_the_heartbeat => silent_peer_is_lost_by_the_heartbeat_io_uring, silent_peer_is_lost_by_the_heartbeat_epoll;
     echo_and_close => echo_and_close_io_uring, echo_and_close_epoll;
     refused_then_server_appears => refused_then_server_appears_io_uring, refused_then_server_appears_epoll;

@@ -35,6 +35,8 @@ pub(crate) struct Client {
     pub(crate) retry_at: Option<Instant>,
     /// The health level last reported.
     pub(crate) level: Level,
+    /// The error the socket failed with, until the loss it causes is reported.
+    pub(crate) errno: Option<i32>,
     /// The protocol core's configuration: the engine's limits with this client's
     /// heartbeat (made once per client, shared by its successive connections).
     pub(crate) frame: Arc<FrameConfig>,
@@ -54,6 +56,7 @@ impl Client {
             request: None,
             retry_at: None,
             level: Level::Ok,
+            errno: None,
         }
     }
 

@@ -103,6 +103,8 @@ impl EngineBuilder {
         shutdown_timeout: Duration);
     setter!(/// See [`EngineConfig::tcp_keepalive`].
         tcp_keepalive: Option<Duration>);
+    setter!(/// See [`EngineConfig::tcp_user_timeout`].
+        tcp_user_timeout: Option<Duration>);
 
     /// Accept only upgrades whose `Origin` passes `check` (others get 403).
     pub fn origin_check(
@@ -166,13 +168,13 @@ impl EngineBuilder {
         let mut listeners: Vec<Vec<OwnedFd>> = (0..n).map(|_| Vec::new()).collect();
         let mut local_addrs = Vec::new();
         for addr in &config.listen {
-            let ka = config.tcp_keepalive;
-            let first = net::listener(*addr, 4096, ka).map_err(io_err("bind listener"))?;
+            let (ka, ut) = (config.tcp_keepalive, config.tcp_user_timeout);
+            let first = net::listener(*addr, 4096, ka, ut).map_err(io_err("bind listener"))?;
             let bound = net::local_addr(&first).map_err(io_err("listener address"))?;
             local_addrs.push(bound);
             listeners[0].push(first);
             for l in listeners.iter_mut().skip(1) {
-                l.push(net::listener(bound, 4096, ka).map_err(io_err("bind listener"))?);
+                l.push(net::listener(bound, 4096, ka, ut).map_err(io_err("bind listener"))?);
             }
         }
 

@@ -19,6 +19,7 @@ pub(crate) fn listener(
     addr: SocketAddr,
     backlog: i32,
     keepalive: Option<Duration>,
+    user_timeout: Option<Duration>,
 ) -> io::Result<OwnedFd> {
     let family = if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
     let fd = net::socket_with(
@@ -29,7 +30,7 @@ pub(crate) fn listener(
     )?;
     sockopt::set_socket_reuseaddr(&fd, true)?;
     sockopt::set_socket_reuseport(&fd, true)?;
-    configure_accepted(&fd, keepalive)?;
+    configure_accepted(&fd, keepalive, user_timeout)?;
     net::bind(&fd, &addr)?;
     net::listen(&fd, backlog)?;
     Ok(fd)
@@ -58,10 +59,7 @@ pub(crate) fn client_socket(peer: SocketAddr, opts: &ClientSocketOptions) -> io:
         SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
         None,
     )?;
-    configure_accepted(&fd, opts.keepalive)?;
-    if let Some(t) = opts.user_timeout {
-        sockopt::set_tcp_user_timeout(&fd, t.as_millis().min(u128::from(u32::MAX)) as u32)?;
-    }
+    configure_accepted(&fd, opts.keepalive, opts.user_timeout)?;
     if let Some(local) = opts.bind {
         net::bind(&fd, &local)?;
     }
@@ -76,9 +74,16 @@ pub(crate) fn local_addr(fd: impl AsFd) -> io::Result<SocketAddr> {
 
 /// Options for accepted and outgoing connections: no Nagle delay (WebSocket frames are messages),
 /// and TCP keepalive so dead peers are found even without WebSocket heartbeats.
-fn configure_accepted(fd: impl AsFd, keepalive: Option<Duration>) -> io::Result<()> {
+fn configure_accepted(
+    fd: impl AsFd,
+    keepalive: Option<Duration>,
+    user_timeout: Option<Duration>,
+) -> io::Result<()> {
     let fd = fd.as_fd();
     sockopt::set_tcp_nodelay(fd, true)?;
+    if let Some(t) = user_timeout {
+        sockopt::set_tcp_user_timeout(fd, t.as_millis().clamp(1, u128::from(u32::MAX)) as u32)?;
+    }
     if let Some(idle) = keepalive {
         sockopt::set_socket_keepalive(fd, true)?;
         sockopt::set_tcp_keepidle(fd, idle)?;
@@ -97,8 +102,9 @@ mod tests {
     /// sockets; if a kernel stopped doing so, this fails.
     #[test]
     fn accepted_sockets_inherit_the_listener_options() {
+        let ka = Some(Duration::from_secs(42));
         let fd =
-            listener("127.0.0.1:0".parse().unwrap(), 16, Some(Duration::from_secs(42))).unwrap();
+            listener("127.0.0.1:0".parse().unwrap(), 16, ka, Some(Duration::from_secs(7))).unwrap();
         let addr = local_addr(&fd).unwrap();
         let l = TcpListener::from(fd);
         l.set_nonblocking(false).unwrap();
@@ -108,5 +114,6 @@ mod tests {
         assert!(sockopt::socket_keepalive(&a).unwrap());
         assert_eq!(sockopt::tcp_keepidle(&a).unwrap(), Duration::from_secs(42));
         assert_eq!(sockopt::tcp_keepcnt(&a).unwrap(), 6);
+        assert_eq!(sockopt::tcp_user_timeout(&a).unwrap(), 7000);
     }
 }

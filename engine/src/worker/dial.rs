@@ -59,6 +59,7 @@ impl Core {
                 return;
             }
         }
+        client.errno = None;
         let addr = client.next_addr();
         let cfg = &client.spec.config;
         let opts = ClientSocketOptions {
@@ -270,19 +271,30 @@ impl Core {
     /// A client's WebSocket connection ended (its `Closed` event): lost, unless the
     /// application closed it.
     pub(crate) fn client_closed(&mut self, key: Key, closed: &ringwire_frame::Closed) {
-        let cause = match closed.cause {
-            ringwire_frame::CloseCause::HeartbeatTimeout => Cause::HeartbeatLost,
+        let errno = self.clients.get_mut(&key.slot).and_then(|c| c.errno.take());
+        let cause = match (&closed.cause, errno) {
+            (ringwire_frame::CloseCause::HeartbeatTimeout, _) => Cause::HeartbeatLost,
+            (ringwire_frame::CloseCause::TransportClosed, Some(errno)) => Cause::Io { errno },
             _ => Cause::Closed { code: closed.code.0 },
         };
         self.lose(key, cause);
     }
 
+    /// The socket of client `key` failed with `e`: kept as the cause of the loss that
+    /// follows (its `Closed` event only says 1006).
+    pub(crate) fn client_errno(&mut self, key: Key, e: Errno) {
+        if let Some(client) = self.clients.get_mut(&key.slot) {
+            client.errno = Some(e.raw_os_error());
+        }
+    }
+
     /// A client in its connect or upgrade lost its socket (reset, end of stream).
-    pub(crate) fn client_socket_failed(&mut self, key: Key, errno: Option<Errno>) {
+    pub(crate) fn client_socket_failed(&mut self, key: Key) {
         let Some(c) = self.conns.get(key) else { return };
         if matches!(c.phase, Phase::Connecting { .. } | Phase::ClientHandshake { .. }) {
+            let errno = self.clients.get_mut(&key.slot).and_then(|c| c.errno.take());
             let cause = match errno {
-                Some(e) => Cause::Io { errno: e.raw_os_error() },
+                Some(errno) => Cause::Io { errno },
                 None => Cause::Closed { code: CloseCode::ABNORMAL.0 },
             };
             self.lose(key, cause);

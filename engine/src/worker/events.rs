@@ -181,6 +181,9 @@ impl Core {
                 if matches!(c.phase, Phase::Handshake { .. }) {
                     WorkerStats::add(&self.stats.handshake_failures, 1);
                 }
+                if let RecvEnd::Error(e) = why {
+                    self.client_errno(key, e);
+                }
                 self.peer_gone(handler, key);
             }
             _ => self.maybe_finish_close(key),
@@ -192,7 +195,7 @@ impl Core {
     fn peer_gone<H: Handler>(&mut self, handler: &mut H, key: Key) {
         let now = self.now;
         if self.is_client(key) {
-            self.client_socket_failed(key, None);
+            self.client_socket_failed(key);
         }
         if let Some(ws) = self.conns.get_mut(key).and_then(|c| c.ws()) {
             ws.handle_eof(now);
@@ -215,10 +218,11 @@ impl Core {
                     c.sent(n, &mut chunks);
                     self.mark_dirty(key);
                 }
-                Err(_) => {
+                Err(e) => {
                     c.send_failed();
-                    // The peer is gone (reset, broken pipe).
+                    // The peer is gone (reset, broken pipe, TCP_USER_TIMEOUT).
                     if !c.closing() {
+                        self.client_errno(key, e);
                         self.peer_gone(handler, key);
                     }
                 }
