@@ -34,7 +34,7 @@ impl Dialer {
     ) -> Result<ClientHandle, ConnectError> {
         config.validate()?;
         let target = target::resolve(url)?;
-        self.dial(workers, target, config)
+        self.dial(workers, target, config, None)
     }
 
     /// Dials `url` without a DNS lookup: its host must be an IP address (for a handler,
@@ -47,23 +47,27 @@ impl Dialer {
     ) -> Result<ClientHandle, ConnectError> {
         config.validate()?;
         let target = target::resolve_literal(url)?;
-        self.dial(workers, target, config)
+        self.dial(workers, target, config, None)
     }
 
-    fn dial(
+    /// Queues the dial of `target` to a worker: a new client, or, with `again`, a new
+    /// client under that (ended) handle, on its worker.
+    pub(crate) fn dial(
         &self,
         workers: &[Arc<WorkerShared>],
         target: Target,
         config: ClientConfig,
+        again: Option<&ClientHandle>,
     ) -> Result<ClientHandle, ConnectError> {
-        let w = match config.worker {
-            Some(i) if i < workers.len() => i,
-            Some(i) => return Err(ConnectError::NoWorker(i)),
-            None => self.next.fetch_add(1, Ordering::Relaxed) % workers.len(),
+        let w = match (again, config.worker) {
+            (Some(h), _) => usize::from(h.worker_index),
+            (None, Some(i)) if i < workers.len() => i,
+            (None, Some(i)) => return Err(ConnectError::NoWorker(i)),
+            (None, None) => self.next.fetch_add(1, Ordering::Relaxed) % workers.len(),
         };
         let limiter =
             config.connect_rate.map(|r| self.limiters.get(&target.authority, r, self.epoch));
-        let shared = Arc::new(ClientShared::new());
+        let shared = again.map_or_else(|| Arc::new(ClientShared::new()), |h| h.shared.clone());
         let spec = Box::new(Spec { target, config, limiter, shared: shared.clone() });
         workers[w].push(Command::Connect(spec)).map_err(|_| ConnectError::QueueFull)?;
         Ok(ClientHandle { shared, worker: workers[w].clone(), worker_index: w as u16 })

@@ -58,6 +58,14 @@ impl ClientShared {
         state_of(self.state.load(Ordering::Acquire))
     }
 
+    /// An ended (`Closed`) client's state back to `Disconnected`, for a new dial under
+    /// the same handle; `true` for the one caller that did it.
+    pub(crate) fn reopen(&self) -> bool {
+        let (closed, fresh) =
+            (state_code(ClientState::Closed), state_code(ClientState::Disconnected));
+        self.state.compare_exchange(closed, fresh, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
     pub(crate) fn set_key(&self, key: Key) {
         self.key.store(key.pack(), Ordering::Release);
     }

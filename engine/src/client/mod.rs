@@ -54,6 +54,7 @@ mod handle;
 mod health;
 mod lifecycle;
 mod limiter;
+mod pool;
 mod record;
 mod target;
 
@@ -63,6 +64,7 @@ pub use self::handle::ClientHandle;
 pub use self::health::{HealthConfig, HealthSnapshot, Level};
 pub use self::lifecycle::{Cause, ClientState, RetryPolicy, StateChange};
 pub use self::limiter::ConnectRate;
+pub use self::pool::Pool;
 
 pub(crate) use self::backoff::Rng;
 pub(crate) use self::dialer::Dialer;

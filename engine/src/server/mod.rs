@@ -141,6 +141,17 @@ impl Server {
         self.dialer.connect(&self.shared, url, config)
     }
 
+    /// A pool of `size` client connections to one `ws://` URL, spread over the workers
+    /// ([`crate::client::Pool`]). The host is resolved once, here.
+    pub fn pool(
+        &self,
+        url: &str,
+        size: usize,
+        config: crate::client::ClientConfig,
+    ) -> Result<crate::client::Pool, crate::client::ConnectError> {
+        crate::client::Pool::new(self.dialer.clone(), self.shared.clone(), url, size, config)
+    }
+
     /// The first listening address (with the port chosen if it was 0). Panics on an
     /// engine that listens nowhere (one that only dials).
     pub fn local_addr(&self) -> SocketAddr {
