@@ -8,6 +8,7 @@ use std::time::Instant;
 use super::config::{ClientConfig, ConnectError};
 use super::handle::{ClientHandle, ClientShared, Spec};
 use super::limiter::Limiters;
+use super::stream::{ClientStream, EventSink, STREAM_CAPACITY};
 use super::target::{self, Target};
 use crate::handle::{Command, WorkerShared};
 
@@ -34,7 +35,21 @@ impl Dialer {
     ) -> Result<ClientHandle, ConnectError> {
         config.validate()?;
         let target = target::resolve(url)?;
-        self.dial(workers, target, config, None)
+        self.dial(workers, target, config, None, None)
+    }
+
+    /// As [`Dialer::connect`], the client's events going to a stream.
+    pub(crate) fn connect_stream(
+        &self,
+        workers: &[Arc<WorkerShared>],
+        url: &str,
+        config: ClientConfig,
+    ) -> Result<ClientStream, ConnectError> {
+        config.validate()?;
+        let target = target::resolve(url)?;
+        let sink = Arc::new(EventSink::new(STREAM_CAPACITY));
+        let h = self.dial(workers, target, config, None, Some(sink.clone()))?;
+        Ok(ClientStream::new(h, sink))
     }
 
     /// Dials `url` without a DNS lookup: its host must be an IP address (for a handler,
@@ -47,7 +62,7 @@ impl Dialer {
     ) -> Result<ClientHandle, ConnectError> {
         config.validate()?;
         let target = target::resolve_literal(url)?;
-        self.dial(workers, target, config, None)
+        self.dial(workers, target, config, None, None)
     }
 
     /// Queues the dial of `target` to a worker: a new client, or, with `again`, a new
@@ -58,6 +73,7 @@ impl Dialer {
         target: Target,
         config: ClientConfig,
         again: Option<&ClientHandle>,
+        sink: Option<Arc<EventSink>>,
     ) -> Result<ClientHandle, ConnectError> {
         let w = match (again, config.worker) {
             (Some(h), _) => usize::from(h.worker_index),
@@ -68,7 +84,7 @@ impl Dialer {
         let limiter =
             config.connect_rate.map(|r| self.limiters.get(&target.authority, r, self.epoch));
         let shared = again.map_or_else(|| Arc::new(ClientShared::new()), |h| h.shared.clone());
-        let spec = Box::new(Spec { target, config, limiter, shared: shared.clone() });
+        let spec = Box::new(Spec { target, config, limiter, shared: shared.clone(), sink });
         workers[w].push(Command::Connect(spec)).map_err(|_| ConnectError::QueueFull)?;
         Ok(ClientHandle { shared, worker: workers[w].clone(), worker_index: w as u16 })
     }

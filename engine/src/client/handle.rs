@@ -84,6 +84,8 @@ pub(crate) struct Spec {
     pub(crate) config: ClientConfig,
     pub(crate) limiter: Option<Arc<RateLimiter>>,
     pub(crate) shared: Arc<ClientShared>,
+    /// Where the client's events go instead of the handler (a [`super::ClientStream`]).
+    pub(crate) sink: Option<Arc<super::stream::EventSink>>,
 }
 
 /// An outgoing connection, from any thread: its state, and sends and a close that go to

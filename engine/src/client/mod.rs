@@ -42,10 +42,13 @@
 //! engine.shutdown().unwrap();
 //! ```
 //!
+//! For async applications (tokio or any runtime), [`connect`] and
+//! [`crate::Server::connect_stream`] give the client as a [`ClientStream`] of
+//! [`Event`]s instead of handler callbacks; [`Pool`] holds N connections to one target.
+//!
 //! Not yet: `wss://` (the seam for TLS is between the socket and the upgrade, in the
 //! worker's client phases), direct descriptors for outgoing sockets (they are plain
-//! descriptors, counted against RLIMIT_NOFILE), the connection pool and the tokio
-//! facade.
+//! descriptors, counted against RLIMIT_NOFILE).
 
 mod backoff;
 mod config;
@@ -56,6 +59,7 @@ mod lifecycle;
 mod limiter;
 mod pool;
 mod record;
+mod stream;
 mod target;
 
 pub use self::backoff::Backoff;
@@ -65,8 +69,10 @@ pub use self::health::{HealthConfig, HealthSnapshot, Level};
 pub use self::lifecycle::{Cause, ClientState, RetryPolicy, StateChange};
 pub use self::limiter::ConnectRate;
 pub use self::pool::Pool;
+pub use self::stream::{connect, connect_with, ClientStream, Event, STREAM_CAPACITY};
 
 pub(crate) use self::backoff::Rng;
 pub(crate) use self::dialer::Dialer;
 pub(crate) use self::handle::Spec;
 pub(crate) use self::record::{Client, ClientEvent};
+pub(crate) use self::stream::EventSink;

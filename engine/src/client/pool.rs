@@ -57,7 +57,7 @@ impl Pool {
         config.validate()?;
         let target = super::target::resolve(url)?;
         let members = (0..size)
-            .map(|_| dialer.dial(&workers, target.clone(), config.clone(), None))
+            .map(|_| dialer.dial(&workers, target.clone(), config.clone(), None, None))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             target,
@@ -131,6 +131,7 @@ impl Pool {
                     self.target.clone(),
                     self.config.clone(),
                     Some(m),
+                    None,
                 );
                 if again.is_err() {
                     // The worker's queue is full: leave it ended; the next send tries.

@@ -75,6 +75,13 @@ pub trait Handler: 'static {
     }
 }
 
+/// A handler that does nothing: the engine of clients whose events go to streams.
+pub(crate) struct Quiet;
+
+impl Handler for Quiet {
+    fn on_message(&mut self, _: &mut Ctx<'_>, _: Message) {}
+}
+
 /// A handler that echoes every message back: the engine's benchmark and demo server.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Echo;

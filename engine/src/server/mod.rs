@@ -141,6 +141,17 @@ impl Server {
         self.dialer.connect(&self.shared, url, config)
     }
 
+    /// As [`Server::connect`], with the client's messages, state changes and closes
+    /// delivered to the returned [`crate::client::ClientStream`] (an async stream)
+    /// instead of the handler.
+    pub fn connect_stream(
+        &self,
+        url: &str,
+        config: crate::client::ClientConfig,
+    ) -> Result<crate::client::ClientStream, crate::client::ConnectError> {
+        self.dialer.connect_stream(&self.shared, url, config)
+    }
+
     /// A pool of `size` client connections to one `ws://` URL, spread over the workers
     /// ([`crate::client::Pool`]). The host is resolved once, here.
     pub fn pool(

@@ -153,13 +153,31 @@ impl Core {
 
     /// Queues a client's state change for the handler (see `worker::dial`).
     pub(crate) fn queue_change(&mut self, key: Key, change: Option<StateChange>) {
-        if let Some(c) = change {
-            self.changes.push((key, ClientEvent::State(c)));
+        let Some(c) = change else { return };
+        // A stream client's changes go straight to its stream, in order with its
+        // messages; a handler's wait for the next safe point (no re-entry).
+        if let Some(sink) = self.client_sink(key) {
+            sink.push(crate::client::Event::State(c));
+            return;
         }
+        self.changes.push((key, ClientEvent::State(c)));
     }
 
-    /// Queues a client's health alert for the handler.
+    /// The stream a client's events go to, if it has one.
+    #[inline]
+    pub(crate) fn client_sink(&self, key: Key) -> Option<&crate::client::EventSink> {
+        if self.clients.is_empty() {
+            return None;
+        }
+        self.clients.get(&key.slot)?.spec.sink.as_deref()
+    }
+
+    /// Queues a client's health alert for the handler (a stream client has none: its
+    /// figures are read with `Ctx::health`).
     pub(crate) fn queue_alert(&mut self, key: Key, alert: Option<ClientEvent>) {
+        if self.client_sink(key).is_some() {
+            return;
+        }
         if let Some(a) = alert {
             self.changes.push((key, a));
         }

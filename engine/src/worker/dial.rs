@@ -31,6 +31,9 @@ impl Core {
             || self.conns.len() >= self.config.max_connections_per_worker
         {
             shared.set_state(ClientState::Closed);
+            if let Some(sink) = &spec.sink {
+                sink.finish();
+            }
             return;
         }
         let key = self.conns.insert(Conn::dialing(self.now));
@@ -232,7 +235,10 @@ impl Core {
                 self.schedule(key);
             }
             None => {
-                self.clients.remove(&key.slot);
+                if let Some(sink) = self.clients.remove(&key.slot).and_then(|c| c.spec.sink.clone())
+                {
+                    sink.finish();
+                }
                 self.remove(key);
             }
         }
@@ -298,6 +304,15 @@ impl Core {
                 None => Cause::Closed { code: CloseCode::ABNORMAL.0 },
             };
             self.lose(key, cause);
+        }
+    }
+
+    /// A stream client's consumer fell a whole stream behind: closed as a slow
+    /// consumer (1008), as a server closes one; it reconnects.
+    pub(crate) fn stream_overflow(&mut self, key: Key) {
+        // Once: the messages still arriving before the close takes effect overflow too.
+        if self.close(key, CloseCode::POLICY, "slow consumer").is_ok() {
+            WorkerStats::add(&self.stats.slow_closes, 1);
         }
     }
 

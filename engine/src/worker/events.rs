@@ -326,6 +326,12 @@ impl Core {
             match ev {
                 Event::Message(m) => {
                     WorkerStats::add(&self.stats.messages_in, 1);
+                    if let Some(sink) = self.client_sink(key) {
+                        if !sink.push(crate::client::Event::Message(m)) {
+                            self.stream_overflow(key);
+                        }
+                        continue;
+                    }
                     self.call(handler, key, |h, cx| h.on_message(cx, m));
                 }
                 Event::Pong(p) => {
@@ -355,7 +361,11 @@ impl Core {
 
     fn on_closed<H: Handler>(&mut self, handler: &mut H, key: Key, closed: &Closed) {
         self.drain(key);
-        self.call(handler, key, |h, cx| h.on_close(cx, closed));
+        if let Some(sink) = self.client_sink(key) {
+            sink.push(crate::client::Event::Closed(closed.clone()));
+        } else {
+            self.call(handler, key, |h, cx| h.on_close(cx, closed));
+        }
         if self.is_client(key) {
             self.client_closed(key, closed);
         }
