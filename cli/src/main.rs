@@ -1,8 +1,10 @@
 //! The `ringwire` command: `serve` (echo or pub/sub gateway), `load` (the load
-//! generator) and `demo` (a gateway and a client swarm on loopback, with a report).
+//! generator), `connect` (an interactive WebSocket client) and `demo` (a gateway and a
+//! client swarm on loopback, with a report).
 
 #![forbid(unsafe_code)]
 
+mod connect;
 mod demo;
 mod gateway;
 mod load;
@@ -24,6 +26,9 @@ enum Cmd {
     Serve(serve::ServeArgs),
     /// Generate load against a WebSocket server and report latency and CPU per message.
     Load(load::LoadArgs),
+    /// Connect to a WebSocket server: send stdin lines, print the messages received.
+    #[command(after_long_help = connect::HELP)]
+    Connect(connect::ConnectArgs),
     /// Start a gateway and a client swarm on loopback and report what happened (default).
     Demo(demo::DemoArgs),
 }
@@ -48,6 +53,7 @@ fn main() {
     let result = match cli.cmd.unwrap_or(Cmd::Demo(demo::DemoArgs::default())) {
         Cmd::Serve(a) => serve::run(a),
         Cmd::Load(a) => load::run(a),
+        Cmd::Connect(a) => connect::run(a),
         Cmd::Demo(a) => demo::run(a),
     };
     if let Err(e) = result {
