@@ -250,7 +250,8 @@ fn silent_server_times_out(backend: BackendChoice) {
     let (c, _) = expect_state(&rx, ClientState::Reconnecting);
     assert_eq!(c.cause, Cause::HandshakeTimeout);
     let (c, _) = expect_state(&rx, ClientState::Closed);
-    assert_eq!(c.cause, Cause::GaveUp { attempts: 2 });
+    let gave_up = Cause::GaveUp { attempts: 2, last: Box::new(Cause::HandshakeTimeout) };
+    assert_eq!(c.cause, gave_up);
     assert_eq!(accepts.try_iter().count(), 2, "two attempts, then it gave up");
     engine.shutdown().unwrap();
 }

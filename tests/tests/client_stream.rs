@@ -119,7 +119,8 @@ fn a_stream_that_is_not_read_closes_its_client_as_a_slow_consumer(backend: Backe
         let cap = client::STREAM_CAPACITY;
         assert!((cap - 2..=cap).contains(&messages), "{messages} messages");
         let last = last.expect("the state changes were kept");
-        assert_eq!((last.to, last.cause), (ClientState::Closed, Cause::GaveUp { attempts: 1 }));
+        let gave_up = Cause::GaveUp { attempts: 1, last: Box::new(Cause::Closed { code: 1008 }) };
+        assert_eq!((last.to, last.cause), (ClientState::Closed, gave_up));
     });
     assert!(s.overflows() > 0);
     assert_eq!(engine.stats().slow_closes, 1);

@@ -94,6 +94,8 @@ pub enum Cause {
     GaveUp {
         /// The failed attempts in a row.
         attempts: u32,
+        /// Why the last one failed.
+        last: Box<Cause>,
     },
     /// The engine shuts down.
     Shutdown,
@@ -136,7 +138,9 @@ impl fmt::Display for Cause {
             Self::HeartbeatLost => f.write_str("no pong within the pong timeout"),
             Self::Io { errno } => write!(f, "socket error: {}", os_text(*errno)),
             Self::AppClose => f.write_str("closed by the application"),
-            Self::GaveUp { attempts } => write!(f, "gave up after {attempts} failed attempts"),
+            Self::GaveUp { attempts, last } => {
+                write!(f, "gave up after {attempts} failed attempts, the last: {last}")
+            }
             Self::Shutdown => f.write_str("engine shutting down"),
         }
     }
@@ -278,8 +282,8 @@ impl Lifecycle {
     ///
     /// A permanent `cause` (see [`RetryPolicy::is_permanent`]) → Closed with that cause.
     /// Otherwise, after the stable reset (see the type's doc): if the failed attempts in a
-    /// row reach `max_attempts` → Closed with [`Cause::GaveUp`], which replaces `cause` (a
-    /// caller that wants the last failure logs it before the call); else → Reconnecting
+    /// row reach `max_attempts` → Closed with [`Cause::GaveUp`], which carries `cause` as
+    /// its `last`; else → Reconnecting
     /// with `cause`, and the instant to call [`Lifecycle::retry`] at: `now` plus the
     /// backoff delay, or plus the `Retry-After` of a 429 or 503 where that is longer
     /// (capped at 1 hour; RFC 6585 §4, RFC 9110 §10.2.3).
@@ -308,7 +312,8 @@ impl Lifecycle {
             self.failures = self.failures.saturating_add(1);
             if policy.backoff.max_attempts.is_some_and(|m| self.failures >= m) {
                 let attempts = self.failures;
-                return Some((self.go(ClientState::Closed, Cause::GaveUp { attempts }), None));
+                let gave_up = Cause::GaveUp { attempts, last: Box::new(cause) };
+                return Some((self.go(ClientState::Closed, gave_up), None));
             }
         }
         let mut wait = policy.backoff.delay(self.attempt, rng);
@@ -427,7 +432,8 @@ mod tests {
         assert_eq!(permanent(&[400, 401, 403, 404, 426, 499]), 6);
         assert_eq!(permanent(&[408, 429, 500, 502, 503, 504, 301, 200]), 0);
         let ends = [Cause::HandshakeInvalid("bad accept".into()), Cause::AppClose, Cause::Shutdown];
-        assert!(ends.iter().chain([&Cause::GaveUp { attempts: 3 }]).all(|c| p.is_permanent(c)));
+        let gave_up = Cause::GaveUp { attempts: 3, last: Box::new(refused()) };
+        assert!(ends.iter().chain([&gave_up]).all(|c| p.is_permanent(c)));
         let passing = [
             refused(),
             Cause::HeartbeatLost,
@@ -499,7 +505,8 @@ mod tests {
             l.retry().unwrap();
         }
         let (c, at) = l.lost(t, refused(), &p, &mut rng).unwrap();
-        assert_eq!((c.to, c.cause, at), (Closed, Cause::GaveUp { attempts: 3 }, None));
+        let gave_up = Cause::GaveUp { attempts: 3, last: Box::new(refused()) };
+        assert_eq!((c.to, c.cause, at), (Closed, gave_up, None));
         // After a stable connection the loss itself is no failed attempt: m more are granted.
         let mut l = reach(Connected, t);
         let later = t + Duration::from_secs(60);

@@ -105,7 +105,8 @@ fn a_connect_that_never_finishes_times_out_at_the_deadline() {
     sim.run_for(Duration::from_secs(10));
     let rec = sim.handler();
     let (at, closed) = rec.changes.last().cloned().expect("changes");
-    assert_eq!((closed.to, closed.cause), (ClientState::Closed, Cause::GaveUp { attempts: 1 }));
+    let gave_up = Cause::GaveUp { attempts: 1, last: Box::new(Cause::ConnectTimeout) };
+    assert_eq!((closed.to, closed.cause), (ClientState::Closed, gave_up));
     let took = at - start;
     assert!(took >= Duration::from_secs(3) && took <= Duration::from_secs(3) + TICK, "{took:?}");
     assert_eq!(h.state(), ClientState::Closed);
