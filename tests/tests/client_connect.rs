@@ -345,6 +345,31 @@ fn peer_that_stops_reading_is_lost_at_the_user_timeout(backend: BackendChoice) {
     engine.shutdown().unwrap();
 }
 
+/// With io_uring, outgoing sockets become direct descriptors too: a hundred clients
+/// leave the process's descriptor table as it was (the server here uses direct
+/// descriptors as well).
+#[test]
+fn outgoing_sockets_are_direct_descriptors_on_io_uring() {
+    let (server, _srx) = start_probe(builder(BackendChoice::IoUring));
+    let (engine, rx) = client_engine(BackendChoice::IoUring);
+    let before = common::open_fds();
+    let url = format!("ws://{}/", server.local_addr());
+    let clients: Vec<_> = (0..100).map(|_| engine.connect(&url, quick()).unwrap()).collect();
+    for _ in 0..100 {
+        let _ = expect_state(&rx, ClientState::Connected);
+    }
+    let after = common::open_fds();
+    assert!(after <= before + 5, "descriptors {before} -> {after} for 100 clients");
+    clients[0].send_text("still works").unwrap();
+    assert_eq!(expect_msg(&rx), Message::text("still works".to_owned()));
+    for c in &clients {
+        c.close(CloseCode::NORMAL, "").unwrap();
+    }
+    assert!(common::wait_until(PATIENCE, || engine.stats().connections == 0));
+    engine.shutdown().unwrap();
+    server.shutdown().unwrap();
+}
+
 both_backends! {
     peer_that_stops_reading_is_lost_at_the_user_timeout => peer_that_stops_reading_is_lost_at_the_user_timeout_io_uring, peer_that_stops_reading_is_lost_at_the_user_timeout_epoll;
     silent_peer_is_lost_by_the_heartbeat => silent_peer_is_lost_by_the_heartbeat_io_uring, silent_peer_is_lost_by_the_heartbeat_epoll;

@@ -13,7 +13,7 @@
 //!     match event {
 //!         Event::Message(m) => println!("{m:?}"),
 //!         Event::State(change) => eprintln!("{} -> {}: {}", change.from, change.to, change.cause),
-//!         Event::Closed(_) => {}
+//!         _ => {}
 //!     }
 //! }
 //! # Ok(()) }

@@ -32,6 +32,7 @@
 //! | `wake.rs`    | the eventfd read: cross-thread wake-ups, further rings' eventfds |
 //! | `cancel.rs`  | async cancel by `user_data`                                     |
 //! | `connect.rs` | an outgoing connection's connect, owning the peer's address     |
+//! | `install.rs` | an outgoing socket into a fixed-file table (a direct descriptor) |
 //!
 //! and the machinery around them:
 //!
@@ -74,6 +75,7 @@ mod cancel;
 mod close;
 mod connect;
 mod driver;
+mod install;
 mod recv;
 mod ring;
 mod send;
@@ -98,6 +100,8 @@ const TAG_RING: u64 = 7;
 const TAG_DISCARD: u64 = 8;
 /// An outgoing connection's connect finished.
 const TAG_CONNECT: u64 = 9;
+/// An outgoing connection's socket went into a fixed-file table (or did not).
+const TAG_INSTALL: u64 = 10;
 
 #[inline]
 fn ud(tag: u64, low: u64) -> u64 {

@@ -7,6 +7,7 @@ mod accept;
 mod cancel;
 mod close;
 mod connect;
+mod install;
 mod recv;
 mod spread;
 mod wake;
@@ -23,6 +24,7 @@ use io_uring::{cqueue, types};
 use super::accept::{drop_unclaimed, Listener};
 use super::cancel::cancel;
 use super::connect::Connect;
+use super::install::Install;
 use super::recv::Recv;
 use super::ring::Ring;
 use super::send::SendTable;
@@ -30,7 +32,8 @@ use super::spread::MAX_RINGS;
 use super::wake::EventfdRead;
 use super::{is_transient, split_ud, ud, Sqe};
 use super::{
-    TAG_ACCEPT, TAG_CLOSE, TAG_CONNECT, TAG_DISCARD, TAG_RECV, TAG_RING, TAG_SEND, TAG_WAKE,
+    TAG_ACCEPT, TAG_CLOSE, TAG_CONNECT, TAG_DISCARD, TAG_INSTALL, TAG_RECV, TAG_RING, TAG_SEND,
+    TAG_WAKE,
 };
 use crate::slab::Key;
 use crate::sys::{accept_pause_timeout, Completion, Driver, Socket};
@@ -55,6 +58,8 @@ pub(crate) struct UringDriver {
     /// Outgoing connections' connects in flight, by slab slot (few at a time: only
     /// while connections are being dialled).
     pub(super) connects: HashMap<u32, Box<Connect>>,
+    /// Outgoing sockets being installed as direct descriptors, by slab slot.
+    pub(super) installs: HashMap<u32, Box<Install>>,
     /// A submit error met outside `wait`, reported by the next `wait`.
     pub(super) failed: Option<io::Error>,
     /// The read of the wake-up eventfd, always armed on the first ring.
@@ -123,6 +128,7 @@ impl UringDriver {
             direct,
             sends: SendTable::default(),
             connects: HashMap::new(),
+            installs: HashMap::new(),
             failed: None,
             wake: EventfdRead::new(wake_fd),
             accept_paused_at: None,
@@ -158,6 +164,15 @@ impl UringDriver {
         ring.overflow.push_back(e);
     }
 
+    /// Holds `sock` as `key`'s socket.
+    pub(super) fn set_socket(&mut self, key: Key, sock: Socket) {
+        let slot = key.slot as usize;
+        if self.fds.len() <= slot {
+            self.fds.resize_with(slot + 1, || None);
+        }
+        self.fds[slot] = Some(sock);
+    }
+
     /// Hands a completion of ring `r` to the operation its tag names.
     fn handle(&mut self, r: usize, cqe: &cqueue::Entry, f: &mut dyn FnMut(Completion<'_>)) {
         let (tag, low) = split_ud(cqe.user_data());
@@ -173,6 +188,7 @@ impl UringDriver {
             TAG_CLOSE => self.on_close(r, low, f),
             TAG_DISCARD => self.slot_freed(r),
             TAG_CONNECT => self.on_connect(low, res, f),
+            TAG_INSTALL => self.on_install(low, res, f),
             TAG_WAKE => self.on_wake(f),
             TAG_RING => self.on_ring_ready(low as usize),
             _ => {} // TAG_CANCEL: the cancelled op reports on its own.
@@ -253,11 +269,11 @@ impl Driver for UringDriver {
     }
 
     fn add_conn(&mut self, key: Key, sock: Socket) {
-        let slot = key.slot as usize;
-        if self.fds.len() <= slot {
-            self.fds.resize_with(slot + 1, || None);
+        match sock {
+            // Only outgoing sockets arrive plain while direct descriptors are in use.
+            Socket::Fd(fd) if self.direct => self.add_outgoing(key, fd),
+            sock => self.set_socket(key, sock),
         }
-        self.fds[slot] = Some(sock);
     }
 
     fn discard(&mut self, sock: Socket) {
@@ -265,7 +281,7 @@ impl Driver for UringDriver {
     }
 
     fn connect(&mut self, key: Key, addr: std::net::SocketAddr) {
-        self.start_connect(key, addr);
+        self.connect_outgoing(key, addr);
     }
 
     fn start_recv(&mut self, key: Key) {
@@ -275,7 +291,9 @@ impl Driver for UringDriver {
     }
 
     fn cancel(&mut self, key: Key) {
-        self.cancel_conn(key);
+        if !self.cancel_install(key) {
+            self.cancel_conn(key);
+        }
     }
 
     fn send(&mut self, key: Key, chunks: Vec<Bytes>) {
@@ -398,6 +416,9 @@ impl Drop for UringDriver {
             self.wake.leak_buf();
             self.sends.leak();
             for (_, op) in self.connects.drain() {
+                std::mem::forget(op);
+            }
+            for (_, op) in self.installs.drain() {
                 std::mem::forget(op);
             }
         }
