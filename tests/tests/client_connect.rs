@@ -370,7 +370,21 @@ fn outgoing_sockets_are_direct_descriptors_on_io_uring() {
     server.shutdown().unwrap();
 }
 
+fn source_address_is_chosen(backend: BackendChoice) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (engine, _rx) = client_engine(backend);
+    let mut cfg = quick();
+    cfg.bind = Some("127.0.0.2:0".parse().unwrap());
+    let _client = engine.connect(&format!("ws://{addr}/"), cfg).unwrap();
+    l.set_nonblocking(false).unwrap();
+    let (_s, peer) = l.accept().unwrap();
+    assert_eq!(peer.ip().to_string(), "127.0.0.2", "the client's source address");
+    engine.shutdown().unwrap();
+}
+
 both_backends! {
+    source_address_is_chosen => source_address_is_chosen_io_uring, source_address_is_chosen_epoll;
     peer_that_stops_reading_is_lost_at_the_user_timeout => peer_that_stops_reading_is_lost_at_the_user_timeout_io_uring, peer_that_stops_reading_is_lost_at_the_user_timeout_epoll;
     silent_peer_is_lost_by_the_heartbeat => silent_peer_is_lost_by_the_heartbeat_io_uring, silent_peer_is_lost_by_the_heartbeat_epoll;
     echo_and_close => echo_and_close_io_uring, echo_and_close_epoll;

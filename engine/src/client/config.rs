@@ -45,8 +45,11 @@ pub struct ClientConfig {
     /// Thresholds of the health levels. Default: p95 RTT 200 ms warn / 500 ms
     /// critical, loss 2% / 5%, failure streak 3 / 5.
     pub health: HealthConfig,
-    /// Bind to this local address before connecting (port 0: any port), to choose the
-    /// source address. Default `None`.
+    /// Bind to this local address before connecting, to choose the source address.
+    /// With port 0 the port is picked at connect time (`IP_BIND_ADDRESS_NO_PORT`), so
+    /// one source address still reaches each server ip:port ~28k times. Spread clients
+    /// over several source addresses (127.0.0.x on loopback) to hold more connections
+    /// to one server than one address has ports. Default `None`.
     pub bind: Option<SocketAddr>,
     /// TCP keepalive idle time (`None`: off). Default 60 s, as on accepted sockets.
     pub tcp_keepalive: Option<Duration>,

@@ -47,8 +47,7 @@
 //! [`Event`]s instead of handler callbacks; [`Pool`] holds N connections to one target.
 //!
 //! Not yet: `wss://` (the seam for TLS is between the socket and the upgrade, in the
-//! worker's client phases), direct descriptors for outgoing sockets (they are plain
-//! descriptors, counted against RLIMIT_NOFILE).
+//! worker's client phases).
 
 mod backoff;
 mod config;
