@@ -43,7 +43,7 @@ pub(crate) enum Command {
     /// A frame encoded once, for every local subscriber of the topic.
     Publish(Topic, Bytes),
     /// Dial a new client connection.
-    Connect(Box<crate::client::Spec>),
+    Connect(Box<crate::client::Dial>),
 }
 
 /// The part of a worker other threads can reach.

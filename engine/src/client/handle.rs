@@ -78,11 +78,19 @@ impl ClientShared {
     }
 }
 
-/// Everything a worker needs to dial and redial one client.
+/// What a worker needs to dial and redial a client, shared by every client dialled
+/// with the same target and configuration at once (`connect_many`, a pool).
 pub(crate) struct Spec {
     pub(crate) target: Target,
     pub(crate) config: ClientConfig,
     pub(crate) limiter: Option<Arc<RateLimiter>>,
+    /// The protocol core's configuration: the engine's limits with this heartbeat.
+    pub(crate) frame: Arc<ringwire_frame::Config>,
+}
+
+/// One client's dial, for its worker.
+pub(crate) struct Dial {
+    pub(crate) spec: Arc<Spec>,
     pub(crate) shared: Arc<ClientShared>,
     /// Where the client's events go instead of the handler (a [`super::ClientStream`]).
     pub(crate) sink: Option<Arc<super::stream::EventSink>>,

@@ -72,6 +72,6 @@ pub use self::stream::{connect, connect_with, ClientStream, Event, STREAM_CAPACI
 
 pub(crate) use self::backoff::Rng;
 pub(crate) use self::dialer::Dialer;
-pub(crate) use self::handle::Spec;
+pub(crate) use self::handle::Dial;
 pub(crate) use self::record::{Client, ClientEvent};
 pub(crate) use self::stream::EventSink;

@@ -10,8 +10,8 @@ use ringwire_frame::{CloseCode, Message};
 use super::config::{ClientConfig, ConnectError};
 use super::dialer::Dialer;
 use super::handle::ClientHandle;
+use super::handle::Spec;
 use super::lifecycle::ClientState;
-use super::target::Target;
 use crate::handle::{SendError, WorkerShared};
 
 /// N connections to one `ws://` target, for callers that want many connections to one
@@ -24,8 +24,7 @@ use crate::handle::{SendError, WorkerShared};
 /// same handle, when it ended for good (a permanent failure, or it gave up); only
 /// [`Pool::close`] ends the members for good.
 pub struct Pool {
-    target: Target,
-    config: ClientConfig,
+    spec: Arc<Spec>,
     members: Box<[ClientHandle]>,
     next: AtomicUsize,
     closed: AtomicBool,
@@ -36,7 +35,7 @@ pub struct Pool {
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
-            .field("target", &self.target.authority)
+            .field("target", &self.spec.target.authority)
             .field("size", &self.members.len())
             .field("up", &self.up())
             .finish()
@@ -55,13 +54,12 @@ impl Pool {
             return Err(ConnectError::Config("a pool needs at least one member".into()));
         }
         config.validate()?;
-        let target = super::target::resolve(url)?;
+        let spec = dialer.spec(super::target::resolve(url)?, config);
         let members = (0..size)
-            .map(|_| dialer.dial(&workers, target.clone(), config.clone(), None, None))
+            .map(|_| dialer.dial(&workers, &spec, None, None))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
-            target,
-            config,
+            spec,
             members: members.into_boxed_slice(),
             next: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
@@ -126,13 +124,7 @@ impl Pool {
         }
         for m in self.members.iter() {
             if m.state() == ClientState::Closed && m.shared.reopen() {
-                let again = self.dialer.dial(
-                    &self.workers,
-                    self.target.clone(),
-                    self.config.clone(),
-                    Some(m),
-                    None,
-                );
+                let again = self.dialer.dial(&self.workers, &self.spec, Some(m), None);
                 if again.is_err() {
                     // The worker's queue is full: leave it ended; the next send tries.
                     m.shared.set_state(ClientState::Closed);

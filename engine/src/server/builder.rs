@@ -192,7 +192,8 @@ impl EngineBuilder {
             .map(|fd| Arc::new(WorkerShared::new(config.command_queue, fd.clone())))
             .collect();
         let stats: Vec<Arc<WorkerStats>> = (0..n).map(|_| Arc::default()).collect();
-        let dialer = Arc::new(crate::client::Dialer::new(std::time::Instant::now()));
+        let dialer =
+            Arc::new(crate::client::Dialer::new(std::time::Instant::now(), config.frame.clone()));
         let cores = if config.pin_cpus { core_affinity::get_core_ids() } else { None };
         let budget = config.shutdown_timeout + config.frame.close_timeout + JOIN_GRACE;
         let config = Arc::new(config);

@@ -141,6 +141,18 @@ impl Server {
         self.dialer.connect(&self.shared, url, config)
     }
 
+    /// Dials `n` clients to one `ws://` URL (resolved once, here), spread over the
+    /// workers like [`Server::connect`]'s; they share one copy of the target and the
+    /// configuration, which is what makes many clients to one upstream cheap in memory.
+    pub fn connect_many(
+        &self,
+        url: &str,
+        n: usize,
+        config: crate::client::ClientConfig,
+    ) -> Result<Vec<crate::client::ClientHandle>, crate::client::ConnectError> {
+        self.dialer.connect_many(&self.shared, url, n, config)
+    }
+
     /// As [`Server::connect`], with the client's messages, state changes and closes
     /// delivered to the returned [`crate::client::ClientStream`] (an async stream)
     /// instead of the handler.

@@ -169,7 +169,7 @@ impl Core {
         if self.clients.is_empty() {
             return None;
         }
-        self.clients.get(&key.slot)?.spec.sink.as_deref()
+        self.clients.get(&key.slot)?.sink.as_deref()
     }
 
     /// Queues a client's health alert for the handler (a stream client has none: its

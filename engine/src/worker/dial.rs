@@ -10,7 +10,7 @@ use ringwire_frame::handshake::{self, ClientRequest, HandshakeError};
 use ringwire_frame::{CloseCode, Connection, XorShiftMask};
 use rustix::io::Errno;
 
-use crate::client::{Cause, Client, ClientState, Spec};
+use crate::client::{Cause, Client, ClientState, Dial};
 use crate::conn::{Conn, Phase};
 use crate::shard::{Core, Op};
 use crate::slab::Key;
@@ -25,13 +25,13 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 impl Core {
     /// `Command::Connect`: a new client. It gets a slab record at once (its key is the
     /// handle's for good) and its first attempt.
-    pub(crate) fn dial(&mut self, spec: Box<Spec>) {
-        let shared = spec.shared.clone();
+    pub(crate) fn dial(&mut self, dial: Dial) {
+        let shared = dial.shared.clone();
         if self.shutdown_deadline.is_some()
             || self.conns.len() >= self.config.max_connections_per_worker
         {
             shared.set_state(ClientState::Closed);
-            if let Some(sink) = &spec.sink {
+            if let Some(sink) = &dial.sink {
                 sink.finish();
             }
             return;
@@ -39,7 +39,7 @@ impl Core {
         let key = self.conns.insert(Conn::dialing(self.now));
         WorkerStats::add(&self.stats.connections, 1);
         shared.set_key(key);
-        let mut client = Box::new(Client::new(spec, &self.frame_config));
+        let mut client = Box::new(Client::new(dial));
         let change = client.life.dial();
         let change = client.changed(change);
         self.clients.insert(key.slot, client);
@@ -150,7 +150,7 @@ impl Core {
             Ok(Some((_resp, used))) => {
                 let rest = buf[used..].to_vec();
                 let masks = Box::new(XorShiftMask::new(self.rng.next_u64()));
-                c.client_upgraded(Connection::client(client.frame.clone(), masks, now));
+                c.client_upgraded(Connection::client(client.spec.frame.clone(), masks, now));
                 client.request = None;
                 client.health.record_success();
                 let alert = client.health_alert();
@@ -235,8 +235,7 @@ impl Core {
                 self.schedule(key);
             }
             None => {
-                if let Some(sink) = self.clients.remove(&key.slot).and_then(|c| c.spec.sink.clone())
-                {
+                if let Some(sink) = self.clients.remove(&key.slot).and_then(|c| c.sink) {
                     sink.finish();
                 }
                 self.remove(key);

@@ -271,7 +271,7 @@ impl Core {
             }
             Command::Unsubscribe(key, topic) => self.unsubscribe(key, &topic),
             Command::Publish(topic, frame) => self.deliver(&topic, &frame),
-            Command::Connect(spec) => self.dial(spec),
+            Command::Connect(dial) => self.dial(*dial),
         }
     }
 

@@ -355,7 +355,7 @@ impl<H: Handler> Sim<H> {
         }
         let all: Arc<[Arc<WorkerShared>]> = Arc::from(workers);
         let stats = Arc::new(WorkerStats::default());
-        let dialer = Arc::new(crate::client::Dialer::new(t0));
+        let dialer = Arc::new(crate::client::Dialer::new(t0, config.frame.clone()));
         let core = Core::new(0, Arc::new(config), stats, me, all, dialer, t0);
         let worker =
             Worker { driver: FakeDriver(net.clone()), handler, core, clock: SimClock(net.clone()) };

@@ -10,6 +10,14 @@ use crate::sys::uring::connect::Connect;
 use crate::sys::uring::UringDriver;
 use crate::sys::Completion;
 
+/// Gives back the room a burst of dials left in a table of operations in flight, once
+/// the burst is over (a table grown to 100,000 dials would hold megabytes otherwise).
+pub(super) fn shrink_idle<V>(table: &mut std::collections::HashMap<u32, V>) {
+    if table.is_empty() && table.capacity() > 64 {
+        table.shrink_to(64);
+    }
+}
+
 impl UringDriver {
     /// Connects `key`'s socket to `addr`. The worker adds the socket first; without one
     /// there is nothing to connect and nothing is reported (the worker never does that).
@@ -27,6 +35,7 @@ impl UringDriver {
     pub(super) fn on_connect(&mut self, low: u64, res: i32, f: &mut dyn FnMut(Completion<'_>)) {
         let key = Key::unpack(low);
         self.connects.remove(&key.slot);
+        shrink_idle(&mut self.connects);
         let result = if res >= 0 { Ok(()) } else { Err(Errno::from_raw_os_error(-res)) };
         f(Completion::Connected { key, result });
     }

@@ -55,6 +55,7 @@ impl UringDriver {
     pub(super) fn on_install(&mut self, low: u64, res: i32, f: &mut dyn FnMut(Completion<'_>)) {
         let key = Key::unpack(low);
         let Some(op) = self.installs.remove(&key.slot) else { return };
+        super::connect::shrink_idle(&mut self.installs);
         let r = op.ring;
         let ring = &mut self.rings[r];
         ring.reserved = ring.reserved.saturating_sub(1);
