@@ -183,8 +183,11 @@ EDITS = [
      "binascii.b2a_hex(frameHeader.mask) if frameHeader.mask else None",
      "binascii.b2a_hex(frameHeader.mask).decode('ascii') if frameHeader.mask else None", 2,
      "wire log: masks as text"),
+    # The wire log keeps masks as hex text already (the edit above); only frames a
+    # client sent are masked, so this shows in fuzzingserver mode (ours as the client).
     ("fuzzing.py", "mmask = binascii.b2a_hex(t[6])",
-     "mmask = binascii.b2a_hex(t[6]).decode('ascii')", 1, "HTML report: mask as text"),
+     "mmask = t[6] if isinstance(t[6], str) else binascii.b2a_hex(t[6]).decode('ascii')", 1,
+     "HTML report: mask as text"),
     ("fuzzing.py",
      '% (c[0], case[c[0]], c[1])).encode("utf-8"))',
      "% (c[0], case[c[0]], c[1])))", 1,
