@@ -5,12 +5,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use common::{builder, start_probe, GuardExt, Guarded, PATIENCE};
+use common::{accept_101 as accept, builder, raw_server, start_probe, GuardExt, Guarded, PATIENCE};
 use ringwire::client::{Backoff, Cause, ClientConfig, ClientState, RetryPolicy, StateChange};
 use ringwire::frame::{CloseCode, Closed, Message};
 use ringwire::{BackendChoice, Ctx, Engine, Handler, SendError};
@@ -147,71 +146,36 @@ fn server_restart_reconnects(backend: BackendChoice) {
     let client = engine.connect(&format!("ws://{addr}/"), quick()).unwrap();
     let (_, _) = expect_state(&rx, ClientState::Connected);
     let id = client.id().expect("taken up by its worker");
-    server.shutdown().unwrap();
-    let (c, before) = expect_state(&rx, ClientState::Reconnecting);
-    assert_eq!(c.cause, Cause::Closed { code: 1001 }, "the server's shutdown close");
-    let closed = |e: &Client| matches!(e, Client::Closed(c) if c.code == CloseCode::GOING_AWAY);
-    assert!(before.iter().any(closed), "on_close before the state change: {before:?}");
-    let mut cfg = builder(backend).current().clone();
-    cfg.listen = vec![addr];
-    let (server, _srx) = start_probe(builder(backend).config(cfg));
-    let (c, _) = expect_state(&rx, ClientState::Connected);
-    assert_eq!(c.from, ClientState::Connecting);
-    assert_eq!(client.id(), Some(id), "the same connection id across reconnects");
-    client.send_text("again").unwrap();
-    assert_eq!(expect_msg(&rx), Message::text("again".to_owned()));
-    assert_eq!(engine.stats().connections, 1, "one record, not one per attempt");
+    let mut server = server;
+    for round in 0..3 {
+        server.shutdown().unwrap();
+        let (c, before) = expect_state(&rx, ClientState::Reconnecting);
+        assert_eq!(c.cause, Cause::Closed { code: 1001 }, "the server's shutdown close");
+        let closed = |e: &Client| matches!(e, Client::Closed(c) if c.code == CloseCode::GOING_AWAY);
+        assert!(before.iter().any(closed), "on_close before the state change: {before:?}");
+        let mut cfg = builder(backend).current().clone();
+        cfg.listen = vec![addr];
+        server = start_probe(builder(backend).config(cfg)).0;
+        let (c, _) = expect_state(&rx, ClientState::Connected);
+        assert_eq!(c.from, ClientState::Connecting);
+        assert_eq!(client.id(), Some(id), "the same connection id across reconnects");
+        // Messages after the reconnect arrive, in order.
+        for i in 0..50 {
+            client.send_text(&format!("{round}:{i}")).unwrap();
+        }
+        for i in 0..50 {
+            assert_eq!(expect_msg(&rx), Message::text(format!("{round}:{i}")));
+        }
+        assert_eq!(engine.stats().connections, 1, "one record, not one per attempt");
+    }
     engine.shutdown().unwrap();
     assert_eq!(client.state(), ClientState::Closed);
     server.shutdown().unwrap();
 }
 
-/// A one-shot raw server: accepts connections and answers each upgrade request with
-/// `answer(request)`; `None` keeps the connection open without answering. Reports each
-/// accept's instant.
-fn raw_server(
-    answer: impl Fn(&str) -> Option<String> + Send + 'static,
-) -> (SocketAddr, Receiver<Instant>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        let mut held: Vec<TcpStream> = Vec::new();
-        let end = Instant::now() + Duration::from_secs(20);
-        l.set_nonblocking(true).unwrap();
-        while Instant::now() < end {
-            let Ok((mut s, _)) = l.accept() else {
-                std::thread::sleep(Duration::from_millis(2));
-                continue;
-            };
-            if tx.send(Instant::now()).is_err() {
-                return;
-            }
-            s.set_nonblocking(false).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-            let mut req = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => req.extend_from_slice(&buf[..n]),
-                }
-            }
-            match answer(&String::from_utf8_lossy(&req)) {
-                Some(a) => {
-                    let _ = s.write_all(a.as_bytes());
-                    held.push(s);
-                }
-                None => held.push(s),
-            }
-        }
-    });
-    (addr, rx)
-}
-
 fn forbidden_is_permanent(backend: BackendChoice) {
     let (addr, accepts) =
-        raw_server(|_| Some("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".into()));
+        raw_server(|_| Some(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".into()));
     let (engine, rx) = client_engine(backend);
     let client = engine.connect(&format!("ws://{addr}/"), quick()).unwrap();
     let (c, before) = expect_state(&rx, ClientState::Closed);
@@ -280,23 +244,9 @@ fn retry_after_is_honoured(backend: BackendChoice) {
     engine.shutdown().unwrap();
 }
 
-/// A 101 with the right accept key for `request`.
-fn accept(request: &str) -> String {
-    let key = request
-        .lines()
-        .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
-        .expect("a key in the request")
-        .trim();
-    format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\n\r\n",
-        ringwire::frame::handshake::accept_key(key.as_bytes())
-    )
-}
-
 fn silent_peer_is_lost_by_the_heartbeat(backend: BackendChoice) {
     // Upgrades, then neither reads nor writes: a peer that vanished without a FIN.
-    let (addr, _accepts) = raw_server(|req| Some(accept(req)));
+    let (addr, _accepts) = raw_server(|req| Some(accept(req).into()));
     let (engine, rx) = client_engine(backend);
     let mut cfg = quick();
     cfg.ping_interval = Some(Duration::from_millis(200));
@@ -320,7 +270,7 @@ fn peer_that_stops_reading_is_lost_at_the_user_timeout(backend: BackendChoice) {
     // Upgrades, then never reads again: our sends fill its window and ours, and the
     // kernel gives up on the unacknowledged data after TCP_USER_TIMEOUT (Linux applies
     // it to zero-window probes too).
-    let (addr, _accepts) = raw_server(|req| Some(accept(req)));
+    let (addr, _accepts) = raw_server(|req| Some(accept(req).into()));
     let (tx, rx) = channel();
     let engine = Engine::builder()
         .workers(1)
@@ -343,31 +293,6 @@ fn peer_that_stops_reading_is_lost_at_the_user_timeout(backend: BackendChoice) {
     assert_eq!(c.cause, Cause::Io { errno: 110 }, "ETIMEDOUT");
     client.close(CloseCode::NORMAL, "done").unwrap();
     engine.shutdown().unwrap();
-}
-
-/// With io_uring, outgoing sockets become direct descriptors too: a hundred clients
-/// leave the process's descriptor table as it was (the server here uses direct
-/// descriptors as well).
-#[test]
-fn outgoing_sockets_are_direct_descriptors_on_io_uring() {
-    let (server, _srx) = start_probe(builder(BackendChoice::IoUring));
-    let (engine, rx) = client_engine(BackendChoice::IoUring);
-    let before = common::open_fds();
-    let url = format!("ws://{}/", server.local_addr());
-    let clients: Vec<_> = (0..100).map(|_| engine.connect(&url, quick()).unwrap()).collect();
-    for _ in 0..100 {
-        let _ = expect_state(&rx, ClientState::Connected);
-    }
-    let after = common::open_fds();
-    assert!(after <= before + 5, "descriptors {before} -> {after} for 100 clients");
-    clients[0].send_text("still works").unwrap();
-    assert_eq!(expect_msg(&rx), Message::text("still works".to_owned()));
-    for c in &clients {
-        c.close(CloseCode::NORMAL, "").unwrap();
-    }
-    assert!(common::wait_until(PATIENCE, || engine.stats().connections == 0));
-    engine.shutdown().unwrap();
-    server.shutdown().unwrap();
 }
 
 fn source_address_is_chosen(backend: BackendChoice) {

@@ -7,8 +7,8 @@
 #![allow(dead_code)]
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use ringwire::frame::{CloseCause, CloseCode, Closed, Message};
@@ -728,4 +728,60 @@ pub async fn ws_close(ws: &mut Ws) {
     use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode as TCode, CloseFrame};
     let _ = ws.close(Some(CloseFrame { code: TCode::Normal, reason: "".into() })).await;
     ws_expect_end(ws).await;
+}
+
+/// A raw server for client tests: accepts connections for 20 s and answers each upgrade
+/// request with `answer(request)` (bytes: a response, and frames after it if the test
+/// likes); `None` keeps the connection open without answering. The connections stay
+/// open, unread, until the thread ends. Reports each accept's instant; dropping the
+/// receiver stops it at the next accept.
+pub fn raw_server(
+    answer: impl Fn(&str) -> Option<Vec<u8>> + Send + 'static,
+) -> (SocketAddr, Receiver<Instant>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let mut held: Vec<TcpStream> = Vec::new();
+        let end = Instant::now() + Duration::from_secs(20);
+        l.set_nonblocking(true).unwrap();
+        while Instant::now() < end {
+            let Ok((mut s, _)) = l.accept() else {
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            };
+            if tx.send(Instant::now()).is_err() {
+                return;
+            }
+            s.set_nonblocking(false).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            if let Some(a) = answer(&String::from_utf8_lossy(&req)) {
+                let _ = s.write_all(&a);
+            }
+            held.push(s);
+        }
+    });
+    (addr, rx)
+}
+
+/// A 101 with the right accept key for the upgrade request `request`.
+pub fn accept_101(request: &str) -> String {
+    let key = request
+        .lines()
+        .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+        .expect("a key in the request")
+        .trim();
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n\r\n",
+        ringwire::frame::handshake::accept_key(key.as_bytes())
+    )
 }
