@@ -26,6 +26,10 @@ pub(crate) struct WorkerStats {
     pub(crate) handler_panics: AtomicU64,
     pub(crate) subscribes_refused: AtomicU64,
     pub(crate) publishes_dropped: AtomicU64,
+    pub(crate) clients: AtomicU64,
+    pub(crate) clients_connected: AtomicU64,
+    pub(crate) client_losses: AtomicU64,
+    pub(crate) clients_degraded: AtomicU64,
     pub(crate) closes: [AtomicU64; TRACKED_CODES.len() + 1],
 }
 
@@ -74,6 +78,10 @@ impl WorkerStats {
             handler_panics: self.handler_panics.load(Relaxed),
             subscribes_refused: self.subscribes_refused.load(Relaxed),
             publishes_dropped: self.publishes_dropped.load(Relaxed),
+            clients: self.clients.load(Relaxed),
+            clients_connected: self.clients_connected.load(Relaxed),
+            client_losses: self.client_losses.load(Relaxed),
+            clients_degraded: self.clients_degraded.load(Relaxed),
             closes_by_code,
         }
     }
@@ -125,6 +133,16 @@ pub struct StatsSnapshot {
     pub subscribes_refused: u64,
     /// Publishes from a handler that a full worker queue could not take (per worker).
     pub publishes_dropped: u64,
+    /// Client connections ([`crate::Server::connect`]) not yet `Closed`, in any state
+    /// (each is also counted in `connections` while it has a record).
+    pub clients: u64,
+    /// Client connections `Connected` now.
+    pub clients_connected: u64,
+    /// Times a client went to `Reconnecting` (a failed attempt or a lost connection).
+    pub client_losses: u64,
+    /// Client connections whose health level is `Warn` or `Critical` now
+    /// ([`crate::client::HealthConfig`]).
+    pub clients_degraded: u64,
     /// Ended WebSocket connections by close code (`None`: any other code).
     pub closes_by_code: Vec<(Option<u16>, u64)>,
 }
@@ -150,6 +168,10 @@ impl StatsSnapshot {
         self.handler_panics += o.handler_panics;
         self.subscribes_refused += o.subscribes_refused;
         self.publishes_dropped += o.publishes_dropped;
+        self.clients += o.clients;
+        self.clients_connected += o.clients_connected;
+        self.client_losses += o.client_losses;
+        self.clients_degraded += o.clients_degraded;
         for (code, n) in &o.closes_by_code {
             match self.closes_by_code.iter_mut().find(|(c, _)| c == code) {
                 Some((_, m)) => *m += n,

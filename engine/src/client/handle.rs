@@ -1,12 +1,14 @@
 //! [`ClientHandle`]: an outgoing connection as other threads see it, and what its
 //! worker is handed to dial it.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ringwire_frame::{CloseCode, Message};
 
 use super::config::ClientConfig;
+use super::health::{HealthSnapshot, Level};
 use super::lifecycle::ClientState;
 use super::limiter::RateLimiter;
 use super::target::Target;
@@ -22,6 +24,29 @@ const NO_KEY: u64 = u64::MAX;
 pub(crate) struct ClientShared {
     state: AtomicU8,
     key: AtomicU64,
+    /// The health figures as of the last heartbeat or attempt: p95 RTT in
+    /// microseconds (`u32::MAX`: none yet), loss in thousandths, the failure streak, the
+    /// level (0 ok, 1 warn, 2 critical).
+    rtt_p95_us: AtomicU32,
+    loss_permille: AtomicU32,
+    streak: AtomicU32,
+    level: AtomicU8,
+}
+
+/// A client's health as its handle sees it, from any thread
+/// ([`ClientHandle::health`]); the full figures are [`crate::Ctx::health`] on the
+/// worker.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct HealthSummary {
+    /// The level against the client's thresholds.
+    pub level: Level,
+    /// p95 round trip of the heartbeats (`None` before the first pong).
+    pub rtt_p95: Option<Duration>,
+    /// Share of the last 32 heartbeats lost (0 to 1).
+    pub loss: f32,
+    /// Failed attempts in a row.
+    pub streak: u32,
 }
 
 fn state_code(s: ClientState) -> u8 {
@@ -46,7 +71,43 @@ fn state_of(v: u8) -> ClientState {
 
 impl ClientShared {
     pub(crate) fn new() -> Self {
-        Self { state: AtomicU8::new(0), key: AtomicU64::new(NO_KEY) }
+        Self {
+            state: AtomicU8::new(0),
+            key: AtomicU64::new(NO_KEY),
+            rtt_p95_us: AtomicU32::new(u32::MAX),
+            loss_permille: AtomicU32::new(0),
+            streak: AtomicU32::new(0),
+            level: AtomicU8::new(0),
+        }
+    }
+
+    /// Written by the worker after each heartbeat and attempt (relaxed: each figure is
+    /// whole; a reader may see one figure a sample newer than another).
+    pub(crate) fn set_health(&self, h: &HealthSnapshot) {
+        let us = h.rtt_p95.map_or(u32::MAX, |d| d.as_micros().min(u128::from(u32::MAX - 1)) as u32);
+        self.rtt_p95_us.store(us, Ordering::Relaxed);
+        self.loss_permille.store((h.loss * 1000.0).round() as u32, Ordering::Relaxed);
+        self.streak.store(h.streak, Ordering::Relaxed);
+        let level = match h.level {
+            Level::Ok => 0,
+            Level::Warn => 1,
+            Level::Critical => 2,
+        };
+        self.level.store(level, Ordering::Relaxed);
+    }
+
+    fn health(&self) -> HealthSummary {
+        let us = self.rtt_p95_us.load(Ordering::Relaxed);
+        HealthSummary {
+            level: match self.level.load(Ordering::Relaxed) {
+                0 => Level::Ok,
+                1 => Level::Warn,
+                _ => Level::Critical,
+            },
+            rtt_p95: (us != u32::MAX).then(|| Duration::from_micros(u64::from(us))),
+            loss: self.loss_permille.load(Ordering::Relaxed) as f32 / 1000.0,
+            streak: self.streak.load(Ordering::Relaxed),
+        }
     }
 
     /// Written by the worker at each transition.
@@ -122,6 +183,11 @@ impl ClientHandle {
     /// The state now (it may change right after).
     pub fn state(&self) -> ClientState {
         self.shared.state()
+    }
+
+    /// The health figures as of the last heartbeat or attempt.
+    pub fn health(&self) -> HealthSummary {
+        self.shared.health()
     }
 
     /// The connection's id, once its worker has taken it up; the same across reconnects.

@@ -241,6 +241,7 @@ impl Health {
     }
 
     /// The worst of the levels of the RTT p95, the loss and the connect streak.
+    #[cfg(test)]
     pub(crate) fn level(&self, cfg: &HealthConfig) -> Level {
         self.level_of(self.quantile(0.95), cfg)
     }

@@ -63,7 +63,7 @@ mod target;
 
 pub use self::backoff::Backoff;
 pub use self::config::{ClientConfig, ConnectError};
-pub use self::handle::ClientHandle;
+pub use self::handle::{ClientHandle, HealthSummary};
 pub use self::health::{HealthConfig, HealthSnapshot, Level};
 pub use self::lifecycle::{Cause, ClientState, RetryPolicy, StateChange};
 pub use self::limiter::ConnectRate;

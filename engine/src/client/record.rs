@@ -10,6 +10,7 @@ use super::handle::{ClientShared, Dial, Spec};
 use super::health::{Health, HealthSnapshot, Level};
 use super::lifecycle::{Lifecycle, StateChange};
 use super::stream::EventSink;
+use crate::stats::WorkerStats;
 
 /// What a client's handler hears of, besides the messages.
 #[derive(Debug, Clone)]
@@ -61,14 +62,21 @@ impl Client {
 
     /// The health figures when their level changed since the last report (an alert
     /// for the handler's `on_health`), else `None`.
-    pub(crate) fn health_alert(&mut self) -> Option<ClientEvent> {
+    pub(crate) fn health_alert(&mut self, stats: &WorkerStats) -> Option<ClientEvent> {
         let cfg = &self.spec.config.health;
-        let level = self.health.level(cfg);
+        let snapshot = self.health.snapshot(cfg);
+        self.shared.set_health(&snapshot);
+        let level = snapshot.level;
         if level == self.level {
             return None;
         }
+        match (self.level, level) {
+            (Level::Ok, _) => WorkerStats::add(&stats.clients_degraded, 1),
+            (_, Level::Ok) => WorkerStats::sub(&stats.clients_degraded, 1),
+            _ => {}
+        }
         self.level = level;
-        Some(ClientEvent::Health(self.health.snapshot(cfg)))
+        Some(ClientEvent::Health(snapshot))
     }
 
     /// Publishes a transition to the handle's readers and returns it for the handler.

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use ringwire_frame::handshake::HandshakeError;
 use ringwire_frame::{CloseCode, Config as FrameConfig};
 
-use crate::client::{Client, ClientEvent, Dialer, Rng, StateChange};
+use crate::client::{Client, ClientEvent, ClientState, Dialer, Level, Rng, StateChange};
 use crate::config::EngineConfig;
 use crate::conn::{reject_response, Conn, Enqueued, Outgoing, Refused, SendLimits, SocketStep};
 use crate::handle::{shared_frame, Command, SendError, Topic, WorkerShared};
@@ -154,6 +154,21 @@ impl Core {
     /// Queues a client's state change for the handler (see `worker::dial`).
     pub(crate) fn queue_change(&mut self, key: Key, change: Option<StateChange>) {
         let Some(c) = change else { return };
+        let s = &self.stats;
+        match (c.from, c.to) {
+            (_, ClientState::Connected) => WorkerStats::add(&s.clients_connected, 1),
+            (ClientState::Connected, _) => WorkerStats::sub(&s.clients_connected, 1),
+            _ => {}
+        }
+        if c.to == ClientState::Reconnecting {
+            WorkerStats::add(&s.client_losses, 1);
+        }
+        if c.to == ClientState::Closed {
+            WorkerStats::sub(&s.clients, 1);
+            if self.clients.get(&key.slot).is_some_and(|cl| cl.level != Level::Ok) {
+                WorkerStats::sub(&s.clients_degraded, 1);
+            }
+        }
         // A stream client's changes go straight to its stream, in order with its
         // messages; a handler's wait for the next safe point (no re-entry).
         if let Some(sink) = self.client_sink(key) {

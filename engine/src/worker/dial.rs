@@ -38,6 +38,7 @@ impl Core {
         }
         let key = self.conns.insert(Conn::dialing(self.now));
         WorkerStats::add(&self.stats.connections, 1);
+        WorkerStats::add(&self.stats.clients, 1);
         shared.set_key(key);
         let mut client = Box::new(Client::new(dial));
         let change = client.life.dial();
@@ -153,7 +154,7 @@ impl Core {
                 c.client_upgraded(Connection::client(client.spec.frame.clone(), masks, now));
                 client.request = None;
                 client.health.record_success();
-                let alert = client.health_alert();
+                let alert = client.health_alert(&self.stats);
                 let change = client.life.up(now);
                 let change = client.changed(change);
                 self.timers.unschedule(key);
@@ -191,7 +192,7 @@ impl Core {
             attempt = client.life.attempt(),
             "client connection lost"
         );
-        let alert = client.health_alert();
+        let alert = client.health_alert(&self.stats);
         self.queue_alert(key, alert);
         let Some(client) = self.clients.get_mut(&key.slot) else { return };
         let policy = &client.spec.config.retry;
@@ -319,7 +320,7 @@ impl Core {
     pub(crate) fn client_rtt(&mut self, key: Key, rtt: Duration) {
         if let Some(client) = self.clients.get_mut(&key.slot) {
             client.health.record_rtt(rtt);
-            let alert = client.health_alert();
+            let alert = client.health_alert(&self.stats);
             self.queue_alert(key, alert);
         }
     }

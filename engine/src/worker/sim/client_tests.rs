@@ -152,6 +152,11 @@ fn a_server_that_answers_keeps_it_up_and_feeds_the_health_figures() {
     assert_eq!(h.state(), ClientState::Connected, "an hour of answered pings");
     let health = sim.health(&h);
     assert!(health.heartbeats >= 10, "{health:?}");
+    // The handle sees the same figures from any thread.
+    let seen = h.health();
+    let us = |d: Option<Duration>| d.map(|d| d.as_micros());
+    assert_eq!((us(seen.rtt_p95), seen.streak), (us(health.rtt_p95), 0));
+    assert!(seen.rtt_p95.is_some());
     assert_eq!(health.loss, 0.0);
     assert!(health.rtt_p50.is_some_and(|r| r <= Duration::from_millis(200)), "{health:?}");
     // The server's messages reach the handler.
@@ -206,6 +211,32 @@ fn the_connect_rate_cap_spaces_attempts_to_one_target() {
         assert!(w[1] - w[0] >= Duration::from_millis(250) - TICK, "{:?}", w[1] - w[0]);
     }
     assert!(handles.iter().all(|h| h.state() == ClientState::Connecting), "no server answered");
+}
+
+#[test]
+fn the_workers_counters_follow_the_clients() {
+    let mut sim = sim();
+    sim.set_connect_error(Some(Errno::CONNREFUSED));
+    let mut cfg = config();
+    cfg.health.streak_warn = 2;
+    let h = sim.dial(URL, cfg);
+    while sim.stats().client_losses < 3 {
+        sim.run_for(Duration::from_secs(1));
+    }
+    let s = sim.stats();
+    assert_eq!((s.clients, s.clients_connected, s.clients_degraded), (1, 0, 1), "{s:?}");
+    assert!(h.health().streak >= 3);
+    sim.set_connect_error(None);
+    while h.state() != ClientState::Connecting {
+        sim.run_for(Duration::from_millis(100));
+    }
+    let _server = sim.accept_client(&h);
+    let s = sim.stats();
+    assert_eq!((s.clients, s.clients_connected, s.clients_degraded), (1, 1, 0), "{s:?}");
+    h.close(ringwire_frame::CloseCode::NORMAL, "").unwrap();
+    sim.run_for(Duration::from_secs(10));
+    let s = sim.stats();
+    assert_eq!((s.clients, s.clients_connected, s.connections), (0, 0, 0), "{s:?}");
 }
 
 #[test]
