@@ -30,6 +30,10 @@ pub struct ClientConfig {
     /// The connection is lost (cause `HeartbeatLost`) when nothing arrives within
     /// this long of a heartbeat ping. Default 10 s.
     pub pong_timeout: Duration,
+    /// The application-level heartbeat beside the protocol's (the "dual channel"):
+    /// `None` (the default) for none. A server whose WebSocket layer answers pings while
+    /// its application is stuck is found by this one only.
+    pub app_heartbeat: Option<AppHeartbeat>,
     /// The TCP connect must finish within this long. Default 10 s.
     pub connect_timeout: Duration,
     /// The server's 101 must have arrived within this long of the connect. Default
@@ -69,6 +73,7 @@ impl Default for ClientConfig {
             origin: None,
             ping_interval: Some(Duration::from_secs(20)),
             pong_timeout: Duration::from_secs(10),
+            app_heartbeat: None,
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
@@ -97,6 +102,11 @@ impl ClientConfig {
                 return bad(format!("{name} must be between 1 ns and 1 day"));
             }
         }
+        if let Some(h) = &self.app_heartbeat {
+            if h.interval.is_zero() || h.timeout.is_zero() || h.interval > day || h.timeout > day {
+                return bad("app_heartbeat: interval and timeout between 1 ns and 1 day".into());
+            }
+        }
         if let Err(e) = self.retry.backoff.validate() {
             return bad(format!("retry.backoff: {e}"));
         }
@@ -107,6 +117,21 @@ impl ClientConfig {
         }
         Ok(())
     }
+}
+
+/// An application-level heartbeat: after `interval` without an application message
+/// from the server, the client sends `message`; if no application message arrives
+/// within `timeout` of it, the connection is lost ([`crate::client::Cause::AppHeartbeatLost`])
+/// and closed with 1001. Any message from the server counts as the answer (pongs and
+/// pings do not: they are the protocol's heartbeat).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppHeartbeat {
+    /// What the client sends (say `{"type":"ping"}`, whatever the server answers).
+    pub message: ringwire_frame::Message,
+    /// Silence from the server's application before the heartbeat is sent.
+    pub interval: Duration,
+    /// How long the answer may take.
+    pub timeout: Duration,
 }
 
 /// Why [`crate::Server::connect`] refused to start a client.

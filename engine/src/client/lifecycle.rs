@@ -83,6 +83,9 @@ pub enum Cause {
     },
     /// No answer to a ping within the pong timeout.
     HeartbeatLost,
+    /// No application message within the application heartbeat's timeout
+    /// ([`crate::client::AppHeartbeat`]).
+    AppHeartbeatLost,
     /// The socket failed.
     Io {
         /// The `errno` of the failed operation.
@@ -136,6 +139,9 @@ impl fmt::Display for Cause {
             Self::Closed { code: 1006 } => f.write_str("connection lost (1006, no close frame)"),
             Self::Closed { code } => write!(f, "connection closed with code {code}"),
             Self::HeartbeatLost => f.write_str("no pong within the pong timeout"),
+            Self::AppHeartbeatLost => {
+                f.write_str("no application message within the application heartbeat's timeout")
+            }
             Self::Io { errno } => write!(f, "socket error: {}", os_text(*errno)),
             Self::AppClose => f.write_str("closed by the application"),
             Self::GaveUp { attempts, last } => {

@@ -62,7 +62,7 @@ mod stream;
 mod target;
 
 pub use self::backoff::Backoff;
-pub use self::config::{ClientConfig, ConnectError};
+pub use self::config::{AppHeartbeat, ClientConfig, ConnectError};
 pub use self::handle::{ClientHandle, HealthSummary};
 pub use self::health::{HealthConfig, HealthSnapshot, Level};
 pub use self::lifecycle::{Cause, ClientState, RetryPolicy, StateChange};

@@ -208,7 +208,21 @@ impl Core {
     pub(crate) fn schedule(&mut self, key: Key) {
         if let Some(c) = self.conns.get(key) {
             self.timers.schedule(key, c);
+            // A client's application heartbeat shares the entry (the earlier wins).
+            if !c.closing() {
+                if let Some(at) = self.client_app_due(key) {
+                    self.timers.schedule_at(key, at);
+                }
+            }
         }
+    }
+
+    /// When a client's application heartbeat is next due, if it has one running.
+    fn client_app_due(&self, key: Key) -> Option<Instant> {
+        if self.clients.is_empty() {
+            return None;
+        }
+        self.clients.get(&key.slot)?.app_due
     }
 
     /// A vector for a send's chunks.

@@ -31,6 +31,11 @@ impl Timers {
     /// heartbeats move later on every read); one that moved earlier replaces it.
     pub(crate) fn schedule(&mut self, key: Key, c: &Conn) {
         let Some(deadline) = c.deadline() else { return };
+        self.schedule_at(key, deadline);
+    }
+
+    /// Keeps the connection's one wheel entry at or before `deadline`.
+    pub(crate) fn schedule_at(&mut self, key: Key, deadline: Instant) {
         let tick = self.tick_of(deadline).max(1);
         match self.wheel.when(key.slot) {
             Some(at) if at <= tick => {}

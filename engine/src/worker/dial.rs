@@ -154,6 +154,9 @@ impl Core {
                 c.client_upgraded(Connection::client(client.spec.frame.clone(), masks, now));
                 client.request = None;
                 client.health.record_success();
+                client.app_due =
+                    client.spec.config.app_heartbeat.as_ref().map(|h| now + h.interval);
+                client.app_waiting = false;
                 let alert = client.health_alert(&self.stats);
                 let change = client.life.up(now);
                 let change = client.changed(change);
@@ -179,8 +182,9 @@ impl Core {
     pub(crate) fn lose(&mut self, key: Key, cause: Cause) {
         let now = self.now;
         let Some(client) = self.clients.get_mut(&key.slot) else { return };
+        client.app_due = None;
         match &cause {
-            Cause::HeartbeatLost => client.health.record_lost(),
+            Cause::HeartbeatLost | Cause::AppHeartbeatLost => client.health.record_lost(),
             _ if client.life.state() != ClientState::Connected => client.health.record_failure(),
             _ => {}
         }
@@ -305,6 +309,40 @@ impl Core {
             };
             self.lose(key, cause);
         }
+    }
+
+    /// An application message arrived on client `key`: its application heartbeat, if it
+    /// has one, starts over.
+    pub(crate) fn client_heard(&mut self, key: Key) {
+        let now = self.now;
+        let Some(client) = self.clients.get_mut(&key.slot) else { return };
+        if let (Some(h), Some(_)) = (&client.spec.config.app_heartbeat, client.app_due) {
+            client.app_due = Some(now + h.interval);
+            client.app_waiting = false;
+        }
+    }
+
+    /// Client `key`'s timer fired: its application heartbeat is sent when due, and the
+    /// connection is lost when the answer is late.
+    pub(crate) fn app_heartbeat_due(&mut self, key: Key) {
+        let now = self.now;
+        let Some(client) = self.clients.get_mut(&key.slot) else { return };
+        let (Some(h), Some(due)) = (&client.spec.config.app_heartbeat, client.app_due) else {
+            return;
+        };
+        if now < due || !self.conns.get(key).is_some_and(Conn::is_open) {
+            return;
+        }
+        if client.app_waiting {
+            // No answer in time: lost; the close handshake ends the connection.
+            self.lose(key, Cause::AppHeartbeatLost);
+            let _ = self.close(key, CloseCode::GOING_AWAY, "application heartbeat lost");
+            return;
+        }
+        client.app_waiting = true;
+        client.app_due = Some(now + h.timeout);
+        let msg = h.message.clone();
+        let _ = self.enqueue(key, crate::conn::Outgoing::Msg(msg));
     }
 
     /// A stream client's consumer fell a whole stream behind: closed as a slow

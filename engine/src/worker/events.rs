@@ -250,6 +250,10 @@ impl Core {
             TimerDue::Protocol => self.process_events(handler, key),
             TimerDue::Early => {}
         }
+        if self.is_client(key) {
+            self.app_heartbeat_due(key);
+            self.process_events(handler, key);
+        }
         self.schedule(key);
     }
 
@@ -326,6 +330,9 @@ impl Core {
             match ev {
                 Event::Message(m) => {
                     WorkerStats::add(&self.stats.messages_in, 1);
+                    if self.is_client(key) {
+                        self.client_heard(key);
+                    }
                     if let Some(sink) = self.client_sink(key) {
                         if !sink.push(crate::client::Event::Message(m)) {
                             self.stream_overflow(key);

@@ -255,3 +255,59 @@ fn closing_a_waiting_client_ends_it_at_once() {
     sim.run_for(Duration::from_secs(60));
     assert_eq!(sim.connects().len(), 1, "no attempt after the close");
 }
+
+fn app_heartbeat_config() -> ClientConfig {
+    let mut c = config();
+    c.app_heartbeat = Some(crate::client::AppHeartbeat {
+        message: Message::text("app-ping"),
+        interval: Duration::from_secs(5),
+        timeout: Duration::from_secs(2),
+    });
+    c
+}
+
+#[test]
+fn a_server_whose_application_is_silent_is_lost_by_the_app_heartbeat() {
+    let mut sim = sim();
+    let h = sim.dial(URL, app_heartbeat_config());
+    let mut server = sim.accept_client(&h);
+    let up = sim.handler().times(ClientState::Connected)[0];
+    sim.run_for(Duration::from_secs(6));
+    sim.read(&mut server);
+    assert_eq!(server.messages(), [Message::text("app-ping")], "sent after 5 s of silence");
+    sim.run_for(Duration::from_secs(5));
+    let rec = sim.handler();
+    let (at, lost) = rec.changes.iter().find(|(_, c)| c.to == ClientState::Reconnecting).unwrap();
+    assert_eq!(lost.cause, Cause::AppHeartbeatLost);
+    let took = *at - up;
+    let bound = Duration::from_secs(7);
+    assert!(took >= bound && took <= bound + TICK, "lost after {took:?}");
+    sim.read(&mut server);
+    let closed = server.closed().map(|c| c.code.0);
+    assert_eq!(closed, Some(1001), "the client closed with 1001");
+}
+
+#[test]
+fn application_messages_hold_the_app_heartbeat_off() {
+    let mut sim = sim();
+    let h = sim.dial(URL, app_heartbeat_config());
+    let mut server = sim.accept_client(&h);
+    for i in 0..20 {
+        sim.run_for(Duration::from_secs(3));
+        sim.send(&mut server, Message::text(format!("tick {i}")));
+        sim.settle();
+    }
+    sim.read(&mut server);
+    assert_eq!(h.state(), ClientState::Connected, "a minute of application traffic");
+    assert!(server.messages().is_empty(), "no heartbeat needed: {:?}", server.messages());
+    // The server goes quiet: now the heartbeat is sent, answered, and sent again.
+    for _ in 0..4 {
+        sim.run_for(Duration::from_secs(6));
+        sim.read(&mut server);
+        sim.send(&mut server, Message::text("pong"));
+        sim.settle();
+    }
+    sim.read(&mut server);
+    assert_eq!(h.state(), ClientState::Connected);
+    assert!(server.messages().len() >= 3, "{:?}", server.messages());
+}
