@@ -308,7 +308,28 @@ fn source_address_is_chosen(backend: BackendChoice) {
     engine.shutdown().unwrap();
 }
 
+fn a_host_name_target_connects_and_reconnects(backend: BackendChoice) {
+    // `localhost` may name ::1 first, where nothing listens: the attempts go round the
+    // addresses the name has, and its lookup is repeated after each loss.
+    let (server, _srx) = start_probe(builder(backend));
+    let addr = server.local_addr();
+    let (engine, rx) = client_engine(backend);
+    let client = engine.connect(&format!("ws://localhost:{}/", addr.port()), quick()).unwrap();
+    let _ = expect_state(&rx, ClientState::Connected);
+    server.shutdown().unwrap();
+    let _ = expect_state(&rx, ClientState::Reconnecting);
+    let mut cfg = builder(backend).current().clone();
+    cfg.listen = vec![addr];
+    let (server, _srx) = start_probe(builder(backend).config(cfg));
+    let _ = expect_state(&rx, ClientState::Connected);
+    client.send_text("by name").unwrap();
+    assert_eq!(expect_msg(&rx), Message::text("by name".to_owned()));
+    engine.shutdown().unwrap();
+    server.shutdown().unwrap();
+}
+
 both_backends! {
+    a_host_name_target_connects_and_reconnects => host_name_io_uring, host_name_epoll;
     source_address_is_chosen => source_address_is_chosen_io_uring, source_address_is_chosen_epoll;
     peer_that_stops_reading_is_lost_at_the_user_timeout => peer_that_stops_reading_is_lost_at_the_user_timeout_io_uring, peer_that_stops_reading_is_lost_at_the_user_timeout_epoll;
     silent_peer_is_lost_by_the_heartbeat => silent_peer_is_lost_by_the_heartbeat_io_uring, silent_peer_is_lost_by_the_heartbeat_epoll;

@@ -2,7 +2,8 @@
 //! per-target rate cap found, the dial queued to the worker.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, OnceLock, PoisonError};
 use std::time::Instant;
 
 use ringwire_frame::Config as FrameConfig;
@@ -23,11 +24,23 @@ pub(crate) struct Dialer {
     epoch: Instant,
     /// The engine's protocol limits, which clients share (with their own heartbeat).
     frame: FrameConfig,
+    /// The thread that looks host names up again after losses (`refresh`), started on
+    /// first use; it ends when the engine (and this sender) goes.
+    resolver: OnceLock<Option<Sender<Arc<Spec>>>>,
 }
+
+/// Most one lookup of a target's name a second, however many of its clients are lost.
+const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Dialer {
     pub(crate) fn new(epoch: Instant, frame: FrameConfig) -> Self {
-        Self { limiters: Limiters::default(), next: AtomicUsize::new(0), epoch, frame }
+        Self {
+            limiters: Limiters::default(),
+            next: AtomicUsize::new(0),
+            epoch,
+            frame,
+            resolver: OnceLock::new(),
+        }
     }
 
     /// What every client of `target` with `config` shares: made once for a batch of
@@ -38,7 +51,47 @@ impl Dialer {
         let mut frame = self.frame.clone();
         frame.ping_interval = config.ping_interval;
         frame.pong_timeout = config.pong_timeout;
-        Arc::new(Spec { target, config, limiter, frame: Arc::new(frame) })
+        let addrs = std::sync::Mutex::new(Arc::from(target.addrs.clone()));
+        let refresh = std::sync::Mutex::new((false, None));
+        Arc::new(Spec { target, config, limiter, frame: Arc::new(frame), addrs, refresh })
+    }
+
+    /// Looks the name of `spec`'s target up again, on the resolver thread, after a
+    /// client lost its connection: the next attempts go to the addresses the name has
+    /// now (a server moved, a failover). At most one lookup per target at a time and one
+    /// a second; a target given as an address is never looked up; a failed lookup
+    /// keeps the addresses known.
+    pub(crate) fn refresh(&self, spec: &Arc<Spec>, now: Instant) {
+        if spec.target.name.is_none() {
+            return;
+        }
+        {
+            let mut r = spec.refresh.lock().unwrap_or_else(PoisonError::into_inner);
+            if r.0 || r.1.is_some_and(|at| now.saturating_duration_since(at) < REFRESH_EVERY) {
+                return;
+            }
+            *r = (true, Some(now));
+        }
+        let tx = self.resolver.get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<Arc<Spec>>();
+            let spawned =
+                std::thread::Builder::new().name("ringwire-resolver".into()).spawn(move || {
+                    for spec in rx {
+                        if let Some((host, port)) = &spec.target.name {
+                            if let Ok(fresh) = target::lookup(host, *port) {
+                                *spec.addrs.lock().unwrap_or_else(PoisonError::into_inner) =
+                                    Arc::from(fresh);
+                            }
+                        }
+                        spec.refresh.lock().unwrap_or_else(PoisonError::into_inner).0 = false;
+                    }
+                });
+            spawned.ok().map(|_| tx)
+        });
+        let sent = tx.as_ref().is_some_and(|tx| tx.send(spec.clone()).is_ok());
+        if !sent {
+            spec.refresh.lock().unwrap_or_else(PoisonError::into_inner).0 = false;
+        }
     }
 
     /// Resolves `url` here (a blocking DNS lookup for a host name) and dials it `n`
@@ -113,5 +166,36 @@ impl Dialer {
         let dial = Box::new(Dial { spec: spec.clone(), shared: shared.clone(), sink });
         workers[w].push(Command::Connect(dial)).map_err(|_| ConnectError::QueueFull)?;
         Ok(ClientHandle { shared, worker: workers[w].clone(), worker_index: w as u16 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_lost_clients_host_name_is_looked_up_again_off_the_worker() {
+        let d = Dialer::new(Instant::now(), FrameConfig::default());
+        let spec = d.spec(target::resolve("ws://localhost:9/").unwrap(), ClientConfig::default());
+        // Pretend the name used to point elsewhere (TEST-NET-1, never contacted).
+        *spec.addrs.lock().unwrap() = Arc::from(vec!["192.0.2.1:9".parse().unwrap()]);
+        let now = Instant::now();
+        d.refresh(&spec, now);
+        let end = Instant::now() + Duration::from_secs(5);
+        while !spec.addrs()[0].ip().is_loopback() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(spec.addrs().iter().all(|a| a.ip().is_loopback()), "{:?}", spec.addrs());
+        // At most one lookup a second: an immediate second loss asks for none.
+        *spec.addrs.lock().unwrap() = Arc::from(vec!["192.0.2.1:9".parse().unwrap()]);
+        d.refresh(&spec, now + Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(spec.addrs()[0].ip().to_string().starts_with("192.0.2."), "not looked up again");
+        // An address target is never looked up.
+        let lit = d.spec(target::resolve("ws://127.0.0.1:9/").unwrap(), ClientConfig::default());
+        d.refresh(&lit, now);
+        assert!(!lit.refresh.lock().unwrap().0);
     }
 }

@@ -147,6 +147,18 @@ pub(crate) struct Spec {
     pub(crate) limiter: Option<Arc<RateLimiter>>,
     /// The protocol core's configuration: the engine's limits with this heartbeat.
     pub(crate) frame: Arc<ringwire_frame::Config>,
+    /// The addresses attempts go to: the target's, replaced by a later lookup of its
+    /// name (`Dialer::refresh`). Read once per attempt.
+    pub(crate) addrs: std::sync::Mutex<Arc<[std::net::SocketAddr]>>,
+    /// A lookup is queued or running, and when the last one was asked for.
+    pub(crate) refresh: std::sync::Mutex<(bool, Option<std::time::Instant>)>,
+}
+
+impl Spec {
+    /// The addresses to try now.
+    pub(crate) fn addrs(&self) -> Arc<[std::net::SocketAddr]> {
+        self.addrs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
 }
 
 /// One client's dial, for its worker.

@@ -95,7 +95,7 @@ impl Client {
 
     /// The address of the next attempt: the resolved ones in turn.
     pub(crate) fn next_addr(&mut self) -> std::net::SocketAddr {
-        let addrs = &self.spec.target.addrs;
+        let addrs = self.spec.addrs();
         let a = addrs[self.dials as usize % addrs.len()];
         self.dials = self.dials.wrapping_add(1);
         a

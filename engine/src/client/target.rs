@@ -16,20 +16,29 @@ pub(crate) struct Target {
     pub(crate) authority: String,
     /// The resolved addresses, tried in turn on successive attempts.
     pub(crate) addrs: Vec<SocketAddr>,
+    /// The host name and port, when the host is a name (looked up again after a loss).
+    pub(crate) name: Option<(String, u16)>,
+}
+
+/// Looks `host:port` up (blocking: never on a worker).
+pub(crate) fn lookup(host: &str, port: u16) -> Result<Vec<SocketAddr>, ConnectError> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|source| ConnectError::Resolve { host: host.to_owned(), source })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(ConnectError::NoAddress(host.to_owned()));
+    }
+    Ok(addrs)
 }
 
 /// Parses `url` (`ws://host[:port]/path?query`; the fragment is dropped, as RFC 6455
 /// §3 forbids one) and resolves its host.
 pub(crate) fn resolve(url: &str) -> Result<Target, ConnectError> {
     let (host, port, host_header, path) = parse(url)?;
-    let addrs: Vec<SocketAddr> = (host.as_str(), port)
-        .to_socket_addrs()
-        .map_err(|source| ConnectError::Resolve { host: host.clone(), source })?
-        .collect();
-    if addrs.is_empty() {
-        return Err(ConnectError::NoAddress(host));
-    }
-    Ok(Target { host_header, path, authority: format!("{host}:{port}"), addrs })
+    let addrs = lookup(&host, port)?;
+    let name = host.parse::<std::net::IpAddr>().is_err().then(|| (host.clone(), port));
+    Ok(Target { host_header, path, authority: format!("{host}:{port}"), addrs, name })
 }
 
 /// As [`resolve`], for a URL whose host is an IP address: no DNS lookup, so a worker
@@ -42,6 +51,7 @@ pub(crate) fn resolve_literal(url: &str) -> Result<Target, ConnectError> {
         path,
         authority: format!("{host}:{port}"),
         addrs: vec![SocketAddr::new(ip, port)],
+        name: None,
     })
 }
 
@@ -112,5 +122,9 @@ mod tests {
         let t = resolve("ws://127.0.0.1:9/p").unwrap();
         assert_eq!(t.addrs, vec!["127.0.0.1:9".parse().unwrap()]);
         assert_eq!(t.authority, "127.0.0.1:9");
+        assert_eq!(t.name, None, "an address is not looked up again");
+        let t = resolve("ws://localhost:9/p").unwrap();
+        assert!(t.addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 9), "{:?}", t.addrs);
+        assert_eq!(t.name, Some(("localhost".to_owned(), 9)));
     }
 }

@@ -204,6 +204,9 @@ impl Core {
             return;
         };
         client.retry_at = retry_at;
+        if retry_at.is_some() {
+            self.dialer.refresh(&client.spec, now);
+        }
         let change = client.changed(Some(change));
         self.queue_change(key, change);
         self.end_attempt(key);
