@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ringwire_frame::handshake::{self, ClientRequest, HandshakeError};
-use ringwire_frame::{CloseCode, Connection, XorShiftMask};
+use ringwire_frame::{CloseCode, Connection, Message, XorShiftMask};
 use rustix::io::Errno;
 
 use crate::client::{Cause, Client, ClientState, Dial};
@@ -315,14 +315,20 @@ impl Core {
     }
 
     /// An application message arrived on client `key`: its application heartbeat, if it
-    /// has one, starts over.
-    pub(crate) fn client_heard(&mut self, key: Key) {
+    /// has one, starts over, and a stream client's message goes to its stream (`None`
+    /// then; the message back for the handler otherwise).
+    pub(crate) fn client_message(&mut self, key: Key, m: Message) -> Option<Message> {
         let now = self.now;
-        let Some(client) = self.clients.get_mut(&key.slot) else { return };
+        let Some(client) = self.clients.get_mut(&key.slot) else { return Some(m) };
         if let (Some(h), Some(_)) = (&client.spec.config.app_heartbeat, client.app_due) {
             client.app_due = Some(now + h.interval);
             client.app_waiting = false;
         }
+        let Some(sink) = client.sink.as_deref() else { return Some(m) };
+        if !sink.push(crate::client::Event::Message(m)) {
+            self.stream_overflow(key);
+        }
+        None
     }
 
     /// Client `key`'s timer fired: its application heartbeat is sent when due, and the

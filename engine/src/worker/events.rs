@@ -252,7 +252,6 @@ impl Core {
         }
         if self.is_client(key) {
             self.app_heartbeat_due(key);
-            self.process_events(handler, key);
         }
         self.schedule(key);
     }
@@ -316,6 +315,8 @@ impl Core {
 
     /// Runs the handler for every event the protocol core has, in order.
     pub(crate) fn process_events<H: Handler>(&mut self, handler: &mut H, key: Key) {
+        // Looked up once, not per message: accepted connections pay nothing more.
+        let client = self.is_client(key);
         loop {
             let Some(c) = self.conns.get_mut(key) else { return };
             let Some(ws) = c.ws() else { return };
@@ -330,19 +331,18 @@ impl Core {
             match ev {
                 Event::Message(m) => {
                     WorkerStats::add(&self.stats.messages_in, 1);
-                    if self.is_client(key) {
-                        self.client_heard(key);
-                    }
-                    if let Some(sink) = self.client_sink(key) {
-                        if !sink.push(crate::client::Event::Message(m)) {
-                            self.stream_overflow(key);
+                    let m = if client {
+                        match self.client_message(key, m) {
+                            Some(m) => m,
+                            None => continue, // it went to the client's stream
                         }
-                        continue;
-                    }
+                    } else {
+                        m
+                    };
                     self.call(handler, key, |h, cx| h.on_message(cx, m));
                 }
                 Event::Pong(p) => {
-                    if let Some(rtt) = p.rtt.filter(|_| self.is_client(key)) {
+                    if let Some(rtt) = p.rtt.filter(|_| client) {
                         self.client_rtt(key, rtt);
                     }
                     self.call(handler, key, |h, cx| h.on_pong(cx, p.rtt));
