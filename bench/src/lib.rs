@@ -8,6 +8,17 @@
 
 pub mod frame_echo;
 
+/// The value after the first of `names` on a command line (`--clients 100`), parsed, or
+/// `default`: the client benchmarks' (`client-idle`, `client-storm`, `client-echo`) only
+/// argument parsing.
+pub fn arg<T: std::str::FromStr>(args: &[String], names: &[&str], default: T) -> T {
+    args.iter()
+        .position(|a| names.contains(&a.as_str()))
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 use ringwire_frame::{encode_frame, OpCode};
 
 /// Payload sizes of the protocol-core benchmarks: 16 B, 125 B (the largest 7-bit length),

@@ -12,17 +12,10 @@
 //! message, printed with msg/s. Pin it (`taskset`) to a core of its own, the server to
 //! another, as bench/run-engine-matrix.sh pins server and load generator.
 
+use ringwire_bench::arg;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn arg<T: std::str::FromStr>(args: &[String], names: &[&str], default: T) -> T {
-    args.iter()
-        .position(|a| names.contains(&a.as_str()))
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// The process's CPU time so far (user + system), from `/proc/self/stat` (10 ms ticks).
 fn cpu() -> Duration {

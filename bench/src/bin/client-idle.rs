@@ -12,6 +12,7 @@
 //! the clients over 127.0.0.1..=127.0.0.S as source addresses (one source address
 //! reaches one server ip:port about 28k times). Prints one line of figures.
 
+use ringwire_bench::arg;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,26 +40,18 @@ fn rss() -> u64 {
     pages * 4096
 }
 
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(url) = args.first().filter(|a| !a.starts_with("--")).cloned() else {
         eprintln!("usage: client-idle URL [--clients N] [--baseline B] [--hold SECS] [--workers W] [--sources S] [--ping-secs P]");
         std::process::exit(2);
     };
-    let n: u64 = arg(&args, "--clients", 10_000);
-    let baseline: u64 = arg(&args, "--baseline", 1_000);
-    let hold: u64 = arg(&args, "--hold", 5);
-    let workers: usize = arg(&args, "--workers", 1);
-    let sources: u8 = arg(&args, "--sources", 1);
-    let ping: u64 = arg(&args, "--ping-secs", 20);
+    let n: u64 = arg(&args, &["--clients"], 10_000);
+    let baseline: u64 = arg(&args, &["--baseline"], 1_000);
+    let hold: u64 = arg(&args, &["--hold"], 5);
+    let workers: usize = arg(&args, &["--workers"], 1);
+    let sources: u8 = arg(&args, &["--sources"], 1);
+    let ping: u64 = arg(&args, &["--ping-secs"], 20);
     let (up, lost) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let (u, l) = (up.clone(), lost.clone());
     let engine = Engine::builder()

@@ -15,6 +15,7 @@
 //! default 1,000/s with bursts of 100); the backoff is the default (1 s x 2, full
 //! jitter, capped at 30 s).
 
+use ringwire_bench::arg;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -39,14 +40,6 @@ impl Handler for Times {
             _ => {}
         }
     }
-}
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn server(addr: SocketAddr, workers: usize) -> Server {
@@ -81,12 +74,12 @@ fn peak_rate(s: &Server, until: impl Fn() -> bool) -> u64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let n: usize = arg(&args, "--clients", 10_000);
-    let down: f64 = arg(&args, "--down", 2.0);
-    let rate: u32 = arg(&args, "--rate", ConnectRate::default().per_second);
-    let burst: u32 = arg(&args, "--burst", ConnectRate::default().burst);
-    let workers: usize = arg(&args, "--workers", 1);
-    let server_workers: usize = arg(&args, "--server-workers", 1);
+    let n: usize = arg(&args, &["--clients"], 10_000);
+    let down: f64 = arg(&args, &["--down"], 2.0);
+    let rate: u32 = arg(&args, &["--rate"], ConnectRate::default().per_second);
+    let burst: u32 = arg(&args, &["--burst"], ConnectRate::default().burst);
+    let workers: usize = arg(&args, &["--workers"], 1);
+    let server_workers: usize = arg(&args, &["--server-workers"], 1);
 
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let first = server(addr, server_workers);

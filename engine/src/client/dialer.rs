@@ -103,9 +103,19 @@ impl Dialer {
         n: usize,
         config: ClientConfig,
     ) -> Result<Vec<ClientHandle>, ConnectError> {
-        config.validate()?;
-        let spec = self.spec(target::resolve(url)?, config);
+        let spec = self.prepare(url, config)?;
         (0..n).map(|_| self.dial(workers, &spec, None, None)).collect()
+    }
+
+    /// Checks `config`, resolves `url` here (a blocking DNS lookup for a host name) and
+    /// makes the spec its clients share.
+    pub(crate) fn prepare(
+        &self,
+        url: &str,
+        config: ClientConfig,
+    ) -> Result<Arc<Spec>, ConnectError> {
+        config.validate()?;
+        Ok(self.spec(target::resolve(url)?, config))
     }
 
     /// Resolves `url` here (a blocking DNS lookup for a host name) and dials it.
@@ -115,9 +125,7 @@ impl Dialer {
         url: &str,
         config: ClientConfig,
     ) -> Result<ClientHandle, ConnectError> {
-        config.validate()?;
-        let spec = self.spec(target::resolve(url)?, config);
-        self.dial(workers, &spec, None, None)
+        self.dial(workers, &self.prepare(url, config)?, None, None)
     }
 
     /// As [`Dialer::connect`], the client's events going to a stream.
@@ -127,8 +135,7 @@ impl Dialer {
         url: &str,
         config: ClientConfig,
     ) -> Result<ClientStream, ConnectError> {
-        config.validate()?;
-        let spec = self.spec(target::resolve(url)?, config);
+        let spec = self.prepare(url, config)?;
         let sink = Arc::new(EventSink::new(STREAM_CAPACITY));
         let h = self.dial(workers, &spec, None, Some(sink.clone()))?;
         Ok(ClientStream::new(h, sink))

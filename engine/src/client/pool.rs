@@ -53,8 +53,7 @@ impl Pool {
         if size == 0 {
             return Err(ConnectError::Config("a pool needs at least one member".into()));
         }
-        config.validate()?;
-        let spec = dialer.spec(super::target::resolve(url)?, config);
+        let spec = dialer.prepare(url, config)?;
         let members = (0..size)
             .map(|_| dialer.dial(&workers, &spec, None, None))
             .collect::<Result<Vec<_>, _>>()?;

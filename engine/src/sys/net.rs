@@ -22,13 +22,7 @@ pub(crate) fn listener(
     keepalive: Option<Duration>,
     user_timeout: Option<Duration>,
 ) -> io::Result<OwnedFd> {
-    let family = if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
-    let fd = net::socket_with(
-        family,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-        None,
-    )?;
+    let fd = tcp_socket(addr)?;
     sockopt::set_socket_reuseaddr(&fd, true)?;
     sockopt::set_socket_reuseport(&fd, true)?;
     configure_accepted(&fd, keepalive, user_timeout)?;
@@ -53,13 +47,7 @@ pub(crate) struct ClientSocketOptions {
 /// an accepted socket gets from its listener (no Nagle delay, keepalive) and those of
 /// `opts`. The connect itself goes through the driver.
 pub(crate) fn client_socket(peer: SocketAddr, opts: &ClientSocketOptions) -> io::Result<OwnedFd> {
-    let family = if peer.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
-    let fd = net::socket_with(
-        family,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-        None,
-    )?;
+    let fd = tcp_socket(peer)?;
     configure_accepted(&fd, opts.keepalive, opts.user_timeout)?;
     if let Some(local) = opts.bind {
         if local.port() == 0 {
@@ -93,6 +81,13 @@ fn bind_address_no_port(fd: &OwnedFd) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// A non-blocking, close-on-exec TCP socket of `addr`'s family.
+fn tcp_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
+    let family = if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
+    let flags = SocketFlags::CLOEXEC | SocketFlags::NONBLOCK;
+    Ok(net::socket_with(family, SocketType::STREAM, flags, None)?)
 }
 
 /// The address a socket is bound to.
