@@ -824,3 +824,25 @@ fn local_close_while_a_failure_waits_goes_out_and_the_error_is_reported() {
     // One close only: ours (§7.1.7 only says SHOULD for the error's code).
     assert_eq!(sent_frames(&mut s), [(OpCode::Close, close_payload(1000, "bye"))]);
 }
+
+#[test]
+fn a_seeded_client_masks_like_one_given_the_same_generator() {
+    // `client_seeded` holds the crate's generator inline; frames, masks and all, are the
+    // same as `client` with that generator boxed.
+    let now = Instant::now();
+    let mut a = Connection::client_seeded(Config::default(), 42, now);
+    let mut b =
+        Connection::client(Config::default(), Box::new(ringwire_frame::XorShiftMask::new(42)), now);
+    let (mut wa, mut wb) = (Vec::new(), Vec::new());
+    for c in [&mut a, &mut b] {
+        c.send(Message::text("seeded")).unwrap();
+        c.close(now, CloseCode::NORMAL, "bye").unwrap();
+    }
+    a.poll_transmit_into(&mut wa);
+    b.poll_transmit_into(&mut wb);
+    assert_eq!(wa, wb);
+    assert_ne!(wa[1] & 0x80, 0, "client frames are masked (RFC 6455 §5.3)");
+    let mut server = Connection::server(Config::default(), now);
+    server.handle_bytes(now, &wa);
+    assert_eq!(server.poll_event(), Some(Event::Message(Message::text("seeded"))));
+}

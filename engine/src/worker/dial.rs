@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ringwire_frame::handshake::{self, ClientRequest, HandshakeError};
-use ringwire_frame::{CloseCode, Connection, Message, XorShiftMask};
+use ringwire_frame::{CloseCode, Connection, Message};
 use rustix::io::Errno;
 
 use crate::client::{Cause, Client, ClientState, Dial};
@@ -150,8 +150,8 @@ impl Core {
             Ok(None) => return None,
             Ok(Some((_resp, used))) => {
                 let rest = buf[used..].to_vec();
-                let masks = Box::new(XorShiftMask::new(self.rng.next_u64()));
-                c.client_upgraded(Connection::client(client.spec.frame.clone(), masks, now));
+                let seed = self.rng.next_u64();
+                c.client_upgraded(Connection::client_seeded(client.spec.frame.clone(), seed, now));
                 client.request = None;
                 client.health.record_success();
                 client.app_due =
