@@ -1,5 +1,6 @@
-//! ringwire's client against another stack's server: a tungstenite server (blocking,
-//! on its own thread) that echoes, fragments, pings and closes, on both backends.
+//! ringwire's client against other stacks' servers: a tungstenite server (blocking, on
+//! its own thread) and a fastwebsockets one (tokio), that echo, fragment, ping and
+//! close, on both backends.
 //! (The server side has the reverse in `interop_tungstenite.rs`.)
 
 mod common;
@@ -156,6 +157,124 @@ fn against_tungstenite(backend: BackendChoice) {
     engine.shutdown().unwrap();
 }
 
+/// A fastwebsockets server on a current-thread tokio runtime of its own thread: the
+/// upgrade answered by hand (its `upgrade` needs hyper's server), then
+/// `WebSocket::after_handshake` in a `FragmentCollector`: echoes; `fragmented` answers
+/// with three frames; `ping-me` pings (fastwebsockets answers our pong itself: nothing
+/// to see) and then says `pinged`; `close-me` closes with 4000. Reports the close code
+/// each connection got from the client.
+fn fastwebsockets_server() -> (std::net::SocketAddr, ServerLog) {
+    use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    l.set_nonblocking(true).unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(l).unwrap();
+            for _ in 0..2 {
+                let Ok(Ok((mut s, _))) =
+                    tokio::time::timeout(Duration::from_secs(10), l.accept()).await
+                else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read_exact(&mut b).await.is_err() {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let answer = common::accept_101(&String::from_utf8_lossy(&head));
+                s.write_all(answer.as_bytes()).await.unwrap();
+                let mut ws = fastwebsockets::FragmentCollector::new(WebSocket::after_handshake(
+                    s,
+                    Role::Server,
+                ));
+                let mut code = None;
+                loop {
+                    let Ok(Ok(f)) =
+                        tokio::time::timeout(Duration::from_secs(10), ws.read_frame()).await
+                    else {
+                        break;
+                    };
+                    match (f.opcode, &f.payload[..]) {
+                        (OpCode::Text, b"fragmented") => {
+                            for (i, part) in [&b"ab"[..], b"cd", b"ef"].into_iter().enumerate() {
+                                let op = if i == 0 { OpCode::Text } else { OpCode::Continuation };
+                                let frame =
+                                    Frame::new(i == 2, op, None, Payload::from(part.to_vec()));
+                                ws.write_frame(frame).await.unwrap();
+                            }
+                        }
+                        (OpCode::Text, b"ping-me") => {
+                            let ping =
+                                Frame::new(true, OpCode::Ping, None, Payload::from(b"x".to_vec()));
+                            ws.write_frame(ping).await.unwrap();
+                            ws.write_frame(Frame::text(Payload::from(b"pinged".to_vec())))
+                                .await
+                                .unwrap();
+                        }
+                        (OpCode::Text, b"close-me") => {
+                            ws.write_frame(Frame::close(4000, b"bye")).await.unwrap();
+                        }
+                        (OpCode::Text | OpCode::Binary, _) => ws.write_frame(f).await.unwrap(),
+                        (OpCode::Close, p) => {
+                            code = (p.len() >= 2).then(|| u16::from_be_bytes([p[0], p[1]]));
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                let _ = tx.send(code);
+            }
+        });
+    });
+    (addr, rx)
+}
+
+fn against_fastwebsockets(backend: BackendChoice) {
+    let (addr, server_log) = fastwebsockets_server();
+    let (tx, rx) = channel();
+    let engine: Guarded = Engine::builder()
+        .workers(1)
+        .pin_cpus(false)
+        .backend(backend)
+        .start(move |_| Probe(tx.clone()))
+        .unwrap()
+        .guarded();
+    let mut cfg = ClientConfig::default();
+    cfg.retry.backoff.initial = Duration::from_millis(20);
+    let client = engine.connect(&format!("ws://{addr}/interop"), cfg).unwrap();
+    state(&rx, ClientState::Connected);
+    client.send_text("echo me").unwrap();
+    assert_eq!(msg(&rx), Message::text("echo me".to_owned()));
+    client.send(Message::binary(vec![2u8; 70_000])).unwrap();
+    assert_eq!(msg(&rx), Message::binary(vec![2u8; 70_000]), "a 64-bit length frame");
+    client.send_text("fragmented").unwrap();
+    assert_eq!(msg(&rx), Message::text("abcdef".to_owned()), "three frames, one message");
+    client.send_text("ping-me").unwrap();
+    assert_eq!(msg(&rx), Message::text("pinged".to_owned()));
+    client.send_text("after the ping").unwrap();
+    assert_eq!(msg(&rx), Message::text("after the ping".to_owned()), "the pong did not upset it");
+    client.send_text("close-me").unwrap();
+    let Seen::Closed(closed) = next(&rx, "the close", |s| matches!(s, Seen::Closed(_))) else {
+        unreachable!()
+    };
+    assert_eq!((closed.code, closed.reason.as_str()), (CloseCode(4000), "bye"));
+    assert_eq!(state(&rx, ClientState::Reconnecting).cause, Cause::Closed { code: 4000 });
+    assert_eq!(server_log.recv_timeout(PATIENCE).unwrap(), Some(4000), "our echo of its close");
+    state(&rx, ClientState::Connected);
+    client.close(CloseCode::NORMAL, "done").unwrap();
+    assert_eq!(state(&rx, ClientState::Closed).cause, Cause::AppClose);
+    assert_eq!(server_log.recv_timeout(PATIENCE).unwrap(), Some(1000));
+    engine.shutdown().unwrap();
+}
+
 both_backends! {
     against_tungstenite => against_tungstenite_io_uring, against_tungstenite_epoll;
+    against_fastwebsockets => against_fastwebsockets_io_uring, against_fastwebsockets_epoll;
 }
