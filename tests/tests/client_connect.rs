@@ -341,3 +341,41 @@ both_backends! {
     silent_server_times_out => silent_server_times_out_io_uring, silent_server_times_out_epoll;
     retry_after_is_honoured => retry_after_is_honoured_io_uring, retry_after_is_honoured_epoll;
 }
+
+fn shutdown_ends_clients_in_every_phase(backend: BackendChoice) {
+    // Connected, in their upgrade (a server that never answers), and waiting to retry
+    // (a port nothing listens on): the engine's shutdown ends them all, promptly.
+    let (server, _srx) = start_probe(builder(backend));
+    let (silent, _accepts) = raw_server(|_| None);
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (engine, rx) = client_engine(backend);
+    let mut cfg = quick();
+    cfg.retry.backoff.initial = Duration::from_secs(30);
+    cfg.retry.backoff.max = Duration::from_secs(30);
+    let up = engine.connect(&format!("ws://{}/", server.local_addr()), cfg.clone()).unwrap();
+    let hanging = engine.connect(&format!("ws://{silent}/"), cfg.clone()).unwrap();
+    let waiting = engine.connect(&format!("ws://{dead}/"), cfg).unwrap();
+    assert!(common::wait_until(PATIENCE, || up.state() == ClientState::Connected
+        && waiting.state() == ClientState::Reconnecting));
+    assert_eq!(hanging.state(), ClientState::Connecting);
+    let t = Instant::now();
+    engine.shutdown().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "shutdown took {:?}", t.elapsed());
+    for h in [&up, &hanging, &waiting] {
+        assert_eq!(h.state(), ClientState::Closed);
+    }
+    let mut causes = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        if let Client::State(c) = e {
+            if c.to == ClientState::Closed {
+                causes.push(c.cause);
+            }
+        }
+    }
+    assert_eq!(causes, vec![Cause::Shutdown; 3], "each told why");
+    server.shutdown().unwrap();
+}
+
+both_backends! {
+    shutdown_ends_clients_in_every_phase => shutdown_ends_clients_io_uring, shutdown_ends_clients_epoll;
+}
