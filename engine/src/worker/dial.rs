@@ -143,13 +143,24 @@ impl Core {
         let limits = self.config.handshake_limits;
         let c = self.conns.get_mut(key)?;
         let Phase::ClientHandshake { buf, .. } = &mut c.phase else { return None };
-        buf.extend_from_slice(data);
         let client = self.clients.get_mut(&key.slot)?;
         let req = client.request.as_deref()?;
-        let cause = match handshake::parse_response(buf, req, &limits) {
-            Ok(None) => return None,
-            Ok(Some((_resp, used))) => {
-                let rest = buf[used..].to_vec();
+        // The common case, a 101 that arrives in one read, is checked where it landed;
+        // only a split one is gathered (bounded by the header limit).
+        let gathered = !buf.is_empty();
+        if gathered {
+            buf.extend_from_slice(data);
+        }
+        let head: &[u8] = if gathered { buf } else { data };
+        let cause = match handshake::check_response(head, req, &limits) {
+            Ok(None) => {
+                if !gathered {
+                    buf.extend_from_slice(data);
+                }
+                return None;
+            }
+            Ok(Some(parsed)) => {
+                let rest = head[parsed.len..].to_vec();
                 let seed = self.rng.next_u64();
                 c.client_upgraded(Connection::client_seeded(client.spec.frame.clone(), seed, now));
                 client.request = None;
@@ -167,7 +178,7 @@ impl Core {
                 return Some(rest);
             }
             Err(HandshakeError::Status(status)) => {
-                Cause::HandshakeStatus { status, retry_after: retry_after(buf) }
+                Cause::HandshakeStatus { status, retry_after: retry_after(head) }
             }
             Err(e) => Cause::HandshakeInvalid(e.to_string()),
         };

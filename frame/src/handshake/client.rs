@@ -96,8 +96,49 @@ pub fn parse_response(
     req: &ClientRequest,
     limits: &HandshakeLimits,
 ) -> Result<Option<(Response, usize)>, HandshakeError> {
-    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut resp = httparse::Response::new(&mut headers);
+    let mut headers = Vec::new();
+    let Some(head) = parse(buf, req, limits, Some(&mut headers))? else { return Ok(None) };
+    Ok(Some((Response { protocol: head.protocol, headers }, head.len)))
+}
+
+/// What [`check_response`] found in a valid 101.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHead {
+    /// The subprotocol the server chose, if any.
+    pub protocol: Option<String>,
+    /// The bytes the head took (frames may follow in the same read).
+    pub len: usize,
+}
+
+/// As [`parse_response`], without copying the headers: the same checks (RFC 6455 §4.1)
+/// for a client that needs only the verdict and the subprotocol. Allocates nothing
+/// unless a subprotocol is chosen (with the default header limits).
+pub fn check_response(
+    buf: &[u8],
+    req: &ClientRequest,
+    limits: &HandshakeLimits,
+) -> Result<Option<ResponseHead>, HandshakeError> {
+    parse(buf, req, limits, None)
+}
+
+/// Header slots kept on the stack; a larger `max_headers` takes them from the heap.
+const STACK_HEADERS: usize = 64;
+
+fn parse(
+    buf: &[u8],
+    req: &ClientRequest,
+    limits: &HandshakeLimits,
+    keep: Option<&mut Vec<(String, Vec<u8>)>>,
+) -> Result<Option<ResponseHead>, HandshakeError> {
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut heap;
+    let headers: &mut [httparse::Header<'_>] = if limits.max_headers <= STACK_HEADERS {
+        &mut stack[..limits.max_headers]
+    } else {
+        heap = vec![httparse::EMPTY_HEADER; limits.max_headers];
+        &mut heap
+    };
+    let mut resp = httparse::Response::new(headers);
     let Some(used) = head_len(resp.parse(buf), buf, limits, "response head")? else {
         return Ok(None);
     };
@@ -140,8 +181,10 @@ pub fn parse_response(
             return Err(HandshakeError::UnexpectedProtocol);
         }
     }
-    let headers = resp.headers.iter().map(|h| (h.name.to_owned(), h.value.to_vec())).collect();
-    Ok(Some((Response { protocol, headers }, used)))
+    if let Some(out) = keep {
+        out.extend(resp.headers.iter().map(|h| (h.name.to_owned(), h.value.to_vec())));
+    }
+    Ok(Some(ResponseHead { protocol, len: used }))
 }
 
 #[cfg(test)]
@@ -201,6 +244,29 @@ mod tests {
         for (resp, err) in cases {
             assert_eq!(parse_response(resp.as_bytes(), &req, &limits), Err(err));
         }
+    }
+
+    #[test]
+    fn check_response_gives_the_same_verdicts_without_the_headers() {
+        let req = ClientRequest::new("h", "/", NONCE).protocol("chat");
+        let limits = HandshakeLimits::default();
+        let ok = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: chat\r\n\r\n";
+        for cut in 0..ok.len() {
+            assert_eq!(check_response(&ok.as_bytes()[..cut], &req, &limits), Ok(None));
+        }
+        let head = check_response(ok.as_bytes(), &req, &limits).unwrap().unwrap();
+        assert_eq!(head, ResponseHead { protocol: Some("chat".into()), len: ok.len() });
+        let bad = ok.replace("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "AAAA");
+        assert_eq!(check_response(bad.as_bytes(), &req, &limits), Err(HandshakeError::BadAccept));
+        // More header lines than a stack's worth, with a limit that allows them.
+        let many: String = (0..100).map(|i| format!("X-{i}: v\r\n")).collect();
+        let big = ok.replace("\r\n\r\n", &format!("\r\n{many}\r\n"));
+        let roomy = HandshakeLimits::default().max_headers(200);
+        assert!(check_response(big.as_bytes(), &req, &roomy).unwrap().is_some());
+        assert_eq!(
+            check_response(big.as_bytes(), &req, &limits),
+            Err(HandshakeError::TooManyHeaders(64))
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! (`Ok(None)` while incomplete), [`Request::accept`] writes the 101 response, and a
 //! [`HandshakeError`] writes the 4xx answer with [`HandshakeError::write_response`].
 //!
-//! Client: [`ClientRequest`] writes the request, [`parse_response`] validates the 101.
+//! Client: [`ClientRequest`] writes the request, [`parse_response`] validates the 101
+//! ([`check_response`]: the same checks without a copy of the headers).
 //!
 //! Both sides bound what the peer controls: total header bytes and header count
 //! ([`HandshakeLimits`]). A handshake timeout (slowloris) needs a clock, so it is the
@@ -16,7 +17,7 @@ mod server;
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
 
-pub use client::{parse_response, ClientRequest, Response};
+pub use client::{check_response, parse_response, ClientRequest, Response, ResponseHead};
 pub use server::{parse_request, Request};
 
 /// RFC 6455 §1.3: the GUID appended to the key before hashing.

@@ -46,6 +46,11 @@ impl<H: Handler> Sim<H> {
     /// Plays the server of client `h`'s current socket: reads its upgrade request,
     /// answers 101, and returns the server side for the test to drive.
     pub(in crate::worker) fn accept_client(&mut self, h: &ClientHandle) -> Peer {
+        self.accept_client_split(h, usize::MAX)
+    }
+
+    /// As [`Sim::accept_client`], the 101 arriving in two reads, cut after `cut` bytes.
+    pub(in crate::worker) fn accept_client_split(&mut self, h: &ClientHandle, cut: usize) -> Peer {
         let key = h.id().expect("the worker took the dial").key;
         self.settle();
         let written = self.net.borrow().sockets[&key].written.clone();
@@ -54,8 +59,13 @@ impl<H: Handler> Sim<H> {
             .expect("a whole upgrade request");
         let mut resp = Vec::new();
         req.accept(None, &[], &mut resp).expect("the 101");
-        self.push(key, resp);
-        self.settle();
+        let second = resp.split_off(cut.min(resp.len()));
+        for part in [resp, second] {
+            if !part.is_empty() {
+                self.push(key, part);
+                self.settle();
+            }
+        }
         let now = self.now();
         Peer {
             key,

@@ -311,3 +311,15 @@ fn application_messages_hold_the_app_heartbeat_off() {
     assert_eq!(h.state(), ClientState::Connected);
     assert!(server.messages().len() >= 3, "{:?}", server.messages());
 }
+
+#[test]
+fn a_101_split_at_any_byte_connects_once() {
+    for cut in [1, 2, 12, 40, 80, 120, 128] {
+        let mut sim = sim();
+        let h = sim.dial(URL, config());
+        let _server = sim.accept_client_split(&h, cut);
+        assert_eq!(h.state(), ClientState::Connected, "cut after {cut} bytes");
+        let ups = sim.handler().times(ClientState::Connected).len();
+        assert_eq!(ups, 1, "one change to Connected");
+    }
+}
