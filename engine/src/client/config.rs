@@ -30,6 +30,10 @@ pub struct ClientConfig {
     /// The connection is lost (cause `HeartbeatLost`) when nothing arrives within
     /// this long of a heartbeat ping. Default 10 s.
     pub pong_timeout: Duration,
+    /// Read-idle deadline: when nothing at all arrives for this long the close handshake
+    /// starts (1001; the loss is `Closed { code: 1001 }`). Default `None`: with
+    /// heartbeats on, pongs are traffic, so this only matters without them.
+    pub idle_timeout: Option<Duration>,
     /// The application-level heartbeat beside the protocol's (the "dual channel"):
     /// `None` (the default) for none. A server whose WebSocket layer answers pings while
     /// its application is stuck is found by this one only.
@@ -74,6 +78,7 @@ impl Default for ClientConfig {
             ping_interval: Some(Duration::from_secs(20)),
             pong_timeout: Duration::from_secs(10),
             app_heartbeat: None,
+            idle_timeout: None,
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
@@ -97,6 +102,7 @@ impl ClientConfig {
             ("handshake_timeout", self.handshake_timeout),
             ("pong_timeout", self.pong_timeout),
             ("ping_interval", self.ping_interval.unwrap_or(Duration::from_secs(1))),
+            ("idle_timeout", self.idle_timeout.unwrap_or(Duration::from_secs(1))),
         ] {
             if d.is_zero() || d > day {
                 return bad(format!("{name} must be between 1 ns and 1 day"));

@@ -51,6 +51,7 @@ impl Dialer {
         let mut frame = self.frame.clone();
         frame.ping_interval = config.ping_interval;
         frame.pong_timeout = config.pong_timeout;
+        frame.idle_timeout = config.idle_timeout;
         let addrs = std::sync::Mutex::new(Arc::from(target.addrs.clone()));
         let refresh = std::sync::Mutex::new((false, None));
         Arc::new(Spec { target, config, limiter, frame: Arc::new(frame), addrs, refresh })

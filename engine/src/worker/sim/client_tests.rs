@@ -323,3 +323,24 @@ fn a_101_split_at_any_byte_connects_once() {
         assert_eq!(ups, 1, "one change to Connected");
     }
 }
+
+#[test]
+fn a_read_idle_client_closes_at_its_idle_timeout() {
+    let mut sim = sim();
+    let mut cfg = config();
+    cfg.idle_timeout = Some(Duration::from_secs(15));
+    let h = sim.dial(URL, cfg);
+    let mut server = sim.accept_client(&h);
+    let up = sim.handler().times(ClientState::Connected)[0];
+    sim.run_for(Duration::from_secs(14));
+    sim.read(&mut server);
+    assert!(server.closed().is_none(), "nothing before the idle timeout");
+    sim.run_for(Duration::from_secs(2));
+    sim.read(&mut server);
+    sim.transmit(&mut server); // the server answers the close
+    sim.settle();
+    let rec = sim.handler();
+    let (at, lost) = rec.changes.iter().find(|(_, c)| c.to == ClientState::Reconnecting).unwrap();
+    assert_eq!(lost.cause, Cause::Closed { code: 1001 });
+    assert!(*at - up >= Duration::from_secs(15) && *at - up <= Duration::from_secs(16));
+}
