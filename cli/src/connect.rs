@@ -60,8 +60,9 @@ const MAX_QUEUED: usize = 1 << 30;
 /// `ringwire connect` options.
 #[derive(Args, Debug, Clone)]
 pub struct ConnectArgs {
-    /// The server: ws://host[:port][/path][?query]. A host name is resolved once, at the
-    /// start (wss:// is not supported yet).
+    /// The server: ws://host[:port][/path][?query]. A host name is resolved at the
+    /// start and again after a lost connection (wss:// is not supported yet).
+    #[arg(value_parser = ws_url)]
     pub url: String,
     /// Send each stdin line as a binary message instead of a text message.
     #[arg(long, short)]
@@ -242,6 +243,22 @@ pub fn run(args: ConnectArgs) -> Result<(), String> {
     result.and(down)
 }
 
+/// A usage error (exit status 2) for what is not a `ws://` URL with a host; the engine
+/// checks the rest.
+fn ws_url(s: &str) -> Result<String, String> {
+    let rest = match s.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("ws") => rest,
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("wss") => {
+            return Err("wss:// is not supported yet (ws:// only)".into())
+        }
+        _ => return Err(format!("{s:?} is not a ws:// URL")),
+    };
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("{s:?} has no host"));
+    }
+    Ok(s.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -322,6 +339,11 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }
+        for url in ["http://h/", "wss://h/", "ws:///path", "h:9001"] {
+            let e = Cli::try_parse_from(["connect", url]).map(|c| c.connect).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{url}: {e}");
+        }
+        assert!(Cli::try_parse_from(["connect", "WS://h:1/x?y"]).is_ok());
     }
 
     #[test]
