@@ -122,46 +122,4 @@ if [[ $rc -eq 124 || $rc -eq 137 ]]; then
     echo "run.sh: wstest did not finish within AUTOBAHN_TIMEOUT=${limit}s" >&2
 fi
 
-"$venv/bin/python" - "$out" "$rc" <<'EOF'
-import collections, fnmatch, json, os, sys
-out, rc = sys.argv[1], int(sys.argv[2])
-reports = os.path.join(out, "reports")
-log = open(os.path.join(out, "wstest.log"), errors="replace").read()
-started = [l.split()[4] for l in log.splitlines() if l.startswith("Running test case ID ")]
-index = os.path.join(reports, "index.json")
-results = {}
-if os.path.exists(index):
-    for agent, cs in json.load(open(index)).items():
-        results.update(cs)
-if "Traceback" in log:
-    print("run.sh: wstest logged a Python traceback (see %s/wstest.log)" % out, file=sys.stderr)
-
-key = lambda c: [int(x) for x in c.split(".")]
-order = ["OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED"]
-counts = collections.Counter(v["behavior"] for v in results.values())
-if results:
-    for b in order + sorted(set(counts) - set(order)):
-        print("%-13s %d" % (b, counts.get(b, 0)))
-    print("%-13s %d" % ("total", len(results)))
-bad = 0
-for c in sorted(results, key=key):
-    v = results[c]
-    if v["behavior"] == "OK" and v["behaviorClose"] == "OK":
-        continue
-    r = json.load(open(os.path.join(reports, v["reportfile"])))
-    print("  %-7s %-13s close %-13s %s | %s (close code %s)"
-          % (c, v["behavior"], v["behaviorClose"], r.get("result"), r.get("resultClose"), v.get("remoteCloseCode")))
-    if v["behavior"] in ("FAILED", "NON-STRICT") or v["behavior"] not in order:
-        bad += 1
-missing = [c for c in started if c not in results]
-planned = [int(l.split()[3]) for l in log.splitlines() if l.startswith("Ok, will run ")]
-if planned and planned[0] != len(results):
-    print("run.sh: %d cases planned, %d in the report" % (planned[0], len(results)), file=sys.stderr)
-    missing = missing or ["?"]
-if rc != 0 or not results or missing:
-    if missing:
-        print("run.sh: cases started but not in the report: %s" % " ".join(missing), file=sys.stderr)
-    print("run.sh: the suite run did not complete (wstest exit %d)" % rc, file=sys.stderr)
-    sys.exit(2)
-sys.exit(1 if bad else 0)
-EOF
+"$venv/bin/python" "$here/verdict.py" run.sh "$out" "$rc"
