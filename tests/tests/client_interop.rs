@@ -115,8 +115,9 @@ fn tungstenite_server() -> (std::net::SocketAddr, ServerLog) {
     (addr, rx)
 }
 
-fn against_tungstenite(backend: BackendChoice) {
-    let (addr, server_log) = tungstenite_server();
+/// The same conversation with either server: echo, a 64-bit length, a fragmented
+/// message, a ping, the server's close (the client reconnects), the client's close.
+fn exercise(backend: BackendChoice, addr: std::net::SocketAddr, server_log: ServerLog) {
     let (tx, rx) = channel();
     let engine: Guarded = Engine::builder()
         .workers(1)
@@ -157,11 +158,16 @@ fn against_tungstenite(backend: BackendChoice) {
     engine.shutdown().unwrap();
 }
 
+fn against_tungstenite(backend: BackendChoice) {
+    let (addr, server_log) = tungstenite_server();
+    exercise(backend, addr, server_log);
+}
+
 /// A fastwebsockets server on a current-thread tokio runtime of its own thread: the
 /// upgrade answered by hand (its `upgrade` needs hyper's server), then
 /// `WebSocket::after_handshake` in a `FragmentCollector`: echoes; `fragmented` answers
-/// with three frames; `ping-me` pings (fastwebsockets answers our pong itself: nothing
-/// to see) and then says `pinged`; `close-me` closes with 4000. Reports the close code
+/// with three frames; `ping-me` pings and answers `got pong` once the pong is in;
+/// `close-me` closes with 4000. Reports the close code
 /// each connection got from the client.
 fn fastwebsockets_server() -> (std::net::SocketAddr, ServerLog) {
     use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket};
@@ -214,9 +220,10 @@ fn fastwebsockets_server() -> (std::net::SocketAddr, ServerLog) {
                             let ping =
                                 Frame::new(true, OpCode::Ping, None, Payload::from(b"x".to_vec()));
                             ws.write_frame(ping).await.unwrap();
-                            ws.write_frame(Frame::text(Payload::from(b"pinged".to_vec())))
-                                .await
-                                .unwrap();
+                        }
+                        (OpCode::Pong, b"x") => {
+                            let text = Frame::text(Payload::from(b"got pong".to_vec()));
+                            ws.write_frame(text).await.unwrap();
                         }
                         (OpCode::Text, b"close-me") => {
                             ws.write_frame(Frame::close(4000, b"bye")).await.unwrap();
@@ -238,40 +245,7 @@ fn fastwebsockets_server() -> (std::net::SocketAddr, ServerLog) {
 
 fn against_fastwebsockets(backend: BackendChoice) {
     let (addr, server_log) = fastwebsockets_server();
-    let (tx, rx) = channel();
-    let engine: Guarded = Engine::builder()
-        .workers(1)
-        .pin_cpus(false)
-        .backend(backend)
-        .start(move |_| Probe(tx.clone()))
-        .unwrap()
-        .guarded();
-    let mut cfg = ClientConfig::default();
-    cfg.retry.backoff.initial = Duration::from_millis(20);
-    let client = engine.connect(&format!("ws://{addr}/interop"), cfg).unwrap();
-    state(&rx, ClientState::Connected);
-    client.send_text("echo me").unwrap();
-    assert_eq!(msg(&rx), Message::text("echo me".to_owned()));
-    client.send(Message::binary(vec![2u8; 70_000])).unwrap();
-    assert_eq!(msg(&rx), Message::binary(vec![2u8; 70_000]), "a 64-bit length frame");
-    client.send_text("fragmented").unwrap();
-    assert_eq!(msg(&rx), Message::text("abcdef".to_owned()), "three frames, one message");
-    client.send_text("ping-me").unwrap();
-    assert_eq!(msg(&rx), Message::text("pinged".to_owned()));
-    client.send_text("after the ping").unwrap();
-    assert_eq!(msg(&rx), Message::text("after the ping".to_owned()), "the pong did not upset it");
-    client.send_text("close-me").unwrap();
-    let Seen::Closed(closed) = next(&rx, "the close", |s| matches!(s, Seen::Closed(_))) else {
-        unreachable!()
-    };
-    assert_eq!((closed.code, closed.reason.as_str()), (CloseCode(4000), "bye"));
-    assert_eq!(state(&rx, ClientState::Reconnecting).cause, Cause::Closed { code: 4000 });
-    assert_eq!(server_log.recv_timeout(PATIENCE).unwrap(), Some(4000), "our echo of its close");
-    state(&rx, ClientState::Connected);
-    client.close(CloseCode::NORMAL, "done").unwrap();
-    assert_eq!(state(&rx, ClientState::Closed).cause, Cause::AppClose);
-    assert_eq!(server_log.recv_timeout(PATIENCE).unwrap(), Some(1000));
-    engine.shutdown().unwrap();
+    exercise(backend, addr, server_log);
 }
 
 both_backends! {
