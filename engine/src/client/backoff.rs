@@ -69,7 +69,11 @@ impl Rng {
 /// Exponential backoff with *full jitter* (Marc Brooker, "Exponential Backoff And
 /// Jitter", AWS Architecture Blog, 2015): retry number `n` (0 for the first retry after a
 /// lost connection or a failed attempt) waits a uniform draw from `[0, ceiling(n)]`, with
-/// `ceiling(n) = min(max, initial * factor^n)`.
+/// `ceiling(n) = min(max, initial * factor^n)`, but no more than the ceiling time alone
+/// would have reached since the failures began ([`Backoff::ceiling_after`]): a refused
+/// connect returns at once, and four quick refusals must not send a client 16 s away
+/// from a server that was down for two (measured in docs/BENCHMARKS.md, "Reconnect
+/// storm").
 ///
 /// The defaults (1 s, ×2, capped at 30 s) start sooner and cap lower than Python
 /// `websockets`' (3.1 s, ×1.618, capped at 90 s), which grows its delays
@@ -157,8 +161,33 @@ impl Backoff {
     }
 
     /// The delay before retry number `attempt`: uniform in `[0, ceiling(attempt)]`.
+    #[cfg(test)]
     pub(crate) fn delay(&self, attempt: u32, rng: &mut Rng) -> Duration {
         rng.duration_up_to(self.ceiling(attempt))
+    }
+
+    /// The ceiling of retry number `attempt` when the failures began `elapsed` ago: the
+    /// per-attempt ceiling, but no more than `initial + elapsed x (factor - 1)`, the
+    /// ceiling the schedule would have reached by then had every wait been the whole of
+    /// its ceiling. Failures that come fast (a refused connect returns at once) then do
+    /// not push the next attempt further out than the outage's length justifies: after a
+    /// two-second outage a client retries within about three seconds of the server's
+    /// return, not within the 8 or 16 s that four quick refusals would have earned.
+    /// Slow failures (timeouts) are untouched: their ceiling is the smaller one anyway.
+    pub fn ceiling_after(&self, attempt: u32, elapsed: Duration) -> Duration {
+        let grown = elapsed.as_secs_f64() * (self.factor - 1.0).max(0.0);
+        let by_time = if grown.is_finite() && grown < self.max.as_secs_f64() {
+            self.initial.saturating_add(Duration::from_secs_f64(grown))
+        } else {
+            self.max
+        };
+        self.ceiling(attempt).min(by_time)
+    }
+
+    /// The delay before retry number `attempt` of failures that began `elapsed` ago:
+    /// uniform in `[0, ceiling_after(attempt, elapsed)]`.
+    pub(crate) fn delay_after(&self, attempt: u32, elapsed: Duration, rng: &mut Rng) -> Duration {
+        rng.duration_up_to(self.ceiling_after(attempt, elapsed))
     }
 }
 
@@ -168,6 +197,27 @@ mod tests {
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
+    }
+
+    #[test]
+    fn fast_failures_grow_the_ceiling_no_faster_than_time() {
+        let b = Backoff::default(); // 1 s x 2, capped at 30 s
+                                    // Five refusals within half a second: the ceiling is 1.5 s, not 32 s (30 s).
+        assert_eq!(b.ceiling_after(5, Duration::from_millis(500)), Duration::from_millis(1500));
+        // Slow failures (timeouts) keep the per-attempt schedule.
+        assert_eq!(b.ceiling_after(2, secs(60)), secs(4));
+        assert_eq!(b.ceiling_after(9, secs(600)), secs(30));
+        // At the start of a series the first step's ceiling holds.
+        assert_eq!(b.ceiling_after(0, Duration::ZERO), secs(1));
+        // No overflow on absurd inputs.
+        assert_eq!(b.ceiling_after(u32::MAX, Duration::MAX), secs(30));
+        let flat = Backoff { factor: 1.0, ..Backoff::default() };
+        assert_eq!(flat.ceiling_after(7, secs(100)), secs(1));
+        let mut rng = Rng::new(7);
+        for n in 0..100u32 {
+            let d = b.delay_after(n, Duration::from_millis(u64::from(n) * 10), &mut rng);
+            assert!(d <= b.ceiling_after(n, Duration::from_millis(u64::from(n) * 10)));
+        }
     }
 
     #[test]

@@ -240,12 +240,21 @@ pub(crate) struct Lifecycle {
     attempt: u32,
     failures: u32,
     connected_at: Option<Instant>,
+    /// When the failures since the last stable connection began (the backoff's
+    /// ceiling grows no faster than time: `Backoff::ceiling_after`).
+    failing_since: Option<Instant>,
 }
 
 impl Lifecycle {
     /// A client not dialled yet.
     pub(crate) fn new() -> Self {
-        Self { state: ClientState::Disconnected, attempt: 0, failures: 0, connected_at: None }
+        Self {
+            state: ClientState::Disconnected,
+            attempt: 0,
+            failures: 0,
+            connected_at: None,
+            failing_since: None,
+        }
     }
 
     /// The current state.
@@ -314,6 +323,7 @@ impl Lifecycle {
         if stable {
             self.attempt = 0;
             self.failures = 0;
+            self.failing_since = None;
         } else {
             self.failures = self.failures.saturating_add(1);
             if policy.backoff.max_attempts.is_some_and(|m| self.failures >= m) {
@@ -322,7 +332,9 @@ impl Lifecycle {
                 return Some((self.go(ClientState::Closed, gave_up), None));
             }
         }
-        let mut wait = policy.backoff.delay(self.attempt, rng);
+        let since = *self.failing_since.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(since);
+        let mut wait = policy.backoff.delay_after(self.attempt, elapsed, rng);
         if let Cause::HandshakeStatus { status: 429 | 503, retry_after: Some(after) } = cause {
             wait = wait.max(after.min(MAX_RETRY_AFTER));
         }

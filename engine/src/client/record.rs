@@ -105,10 +105,11 @@ impl Client {
 #[cfg(test)]
 mod tests {
     /// A regression guard for the memory of an idle client (docs/BENCHMARKS.md measures
-    /// the whole of it): the record beside the connection's, boxed, 160 bytes today.
+    /// the whole of it): the record beside the connection's, boxed, 168 bytes today (a
+    /// 176-byte allocation).
     #[test]
     fn client_record_stays_small() {
         let n = std::mem::size_of::<super::Client>();
-        assert!(n <= 160, "the client record grew to {n} bytes");
+        assert!(n <= 168, "the client record grew to {n} bytes");
     }
 }

@@ -344,3 +344,29 @@ fn a_read_idle_client_closes_at_its_idle_timeout() {
     assert_eq!(lost.cause, Cause::Closed { code: 1001 });
     assert!(*at - up >= Duration::from_secs(15) && *at - up <= Duration::from_secs(16));
 }
+
+#[test]
+fn after_a_short_outage_the_next_attempt_comes_within_initial_plus_its_length() {
+    // Refusals come back at once; the ceiling grows no faster than time, so a client
+    // whose server was gone for 2 s tries again within 1 + 2 s of its return, however
+    // many quick refusals it met (the per-attempt schedule alone allows 16 s and more).
+    for _ in 0..30 {
+        let mut sim = sim();
+        let mut cfg = config();
+        cfg.retry.backoff.max = Duration::from_secs(30);
+        let h = sim.dial(URL, cfg);
+        let server = sim.accept_client(&h);
+        sim.set_connect_error(Some(Errno::CONNREFUSED));
+        sim.hang_up(&server);
+        sim.settle();
+        let lost_at = sim.now();
+        sim.run_for(Duration::from_secs(2));
+        sim.set_connect_error(None);
+        let back = sim.now();
+        let before = sim.connects().len();
+        sim.run_for(Duration::from_secs(30));
+        let next = sim.connects().get(before).copied().expect("an attempt after the return");
+        let bound = lost_at + Duration::from_secs(2) + Duration::from_secs(3) + TICK;
+        assert!(next <= bound, "next attempt {:?} after the return", next - back);
+    }
+}
