@@ -379,3 +379,54 @@ fn shutdown_ends_clients_in_every_phase(backend: BackendChoice) {
 both_backends! {
     shutdown_ends_clients_in_every_phase => shutdown_ends_clients_io_uring, shutdown_ends_clients_epoll;
 }
+
+/// A handler that dials from inside a callback (`Ctx::connect`): its engine's first
+/// client, once connected, dials a second one to the same server.
+struct Relay(std::sync::mpsc::Sender<(ringwire::ConnId, StateChange)>, String, bool);
+
+impl Handler for Relay {
+    fn on_message(&mut self, _: &mut Ctx<'_>, _: Message) {}
+    fn on_state(&mut self, cx: &mut Ctx<'_>, change: &StateChange) {
+        let _ = self.0.send((cx.id(), change.clone()));
+        if change.to == ClientState::Connected && !self.2 {
+            self.2 = true;
+            cx.connect(&self.1, ClientConfig::default()).expect("a handler dials an address");
+            let named = cx.connect("ws://localhost:1/", ClientConfig::default());
+            assert!(matches!(named, Err(ringwire::client::ConnectError::NeedsLookup(_))));
+        }
+    }
+}
+
+fn a_handler_dials(backend: BackendChoice) {
+    let (server, _srx) = start_probe(builder(backend));
+    let url = format!("ws://{}/", server.local_addr());
+    let (tx, rx) = channel();
+    let u = url.clone();
+    let engine = Engine::builder()
+        .workers(1)
+        .pin_cpus(false)
+        .backend(backend)
+        .start(move |_| Relay(tx.clone(), u.clone(), false))
+        .unwrap()
+        .guarded();
+    let first = engine.connect(&url, ClientConfig::default()).unwrap();
+    let mut connected = Vec::new();
+    let end = Instant::now() + PATIENCE;
+    while connected.len() < 2 && Instant::now() < end {
+        if let Ok((id, c)) = rx.recv_timeout(Duration::from_millis(100)) {
+            if c.to == ClientState::Connected {
+                connected.push(id);
+            }
+        }
+    }
+    assert_eq!(connected.len(), 2, "the first client and the one its handler dialled");
+    assert_eq!(connected[0], first.id().unwrap());
+    assert_ne!(connected[1], connected[0]);
+    assert_eq!(engine.stats().clients_connected, 2);
+    engine.shutdown().unwrap();
+    server.shutdown().unwrap();
+}
+
+both_backends! {
+    a_handler_dials => a_handler_dials_io_uring, a_handler_dials_epoll;
+}
