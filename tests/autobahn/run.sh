@@ -65,33 +65,14 @@ if [[ "$backend" != auto ]]; then
     fi
 fi
 
-port="$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-
-server_pid=""
-stop_server() {
-    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
-    server_pid=""
-}
-trap stop_server EXIT
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+port="$(free_port "$venv/bin/python")"
+trap stop_bg EXIT
 
 "$bin" serve "$listen_flag" "127.0.0.1:$port" "${backend_args[@]}" > "$out/server.log" 2>&1 &
-server_pid=$!
-up=""
-for _ in $(seq 100); do
-    kill -0 "$server_pid" 2>/dev/null || break
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then up=1; break; fi
-    sleep 0.1
-done
-if [[ -z "$up" ]]; then
-    echo "run.sh: server did not start listening on 127.0.0.1:$port; its log:" >&2
-    cat "$out/server.log" >&2
-    exit 2
-fi
+bg_pid=$!
+wait_listening "run.sh: the server" "$port" 100 "$out/server.log"
 echo "server: $bin serve $listen_flag 127.0.0.1:$port ${backend_args[*]} ${RINGWIRE_BACKEND:+(RINGWIRE_BACKEND=$RINGWIRE_BACKEND)}"
 
 "$venv/bin/python" - "$out" "$port" "$cases" <<'EOF'
@@ -111,7 +92,7 @@ start=$(date +%s)
 rc=0
 (cd "$out" && timeout --kill-after=10 "$limit" "$venv/bin/wstest" -m fuzzingclient -s fuzzingclient.json > wstest.log 2>&1) || rc=$?
 secs=$(( $(date +%s) - start ))
-stop_server
+stop_bg
 head -n 1 "$out/server.log" | sed 's/^/server: /'
 tail -n 1 "$out/server.log" | sed 's/^/server: /'
 if [[ "$backend" != auto ]] && ! head -n 1 "$out/server.log" | grep -qi "backend ${backend/_/.\\?}"; then

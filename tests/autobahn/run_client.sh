@@ -64,7 +64,9 @@ fi
 rm -rf "$out"
 mkdir -p "$out/reports"
 
-port="$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+port="$(free_port "$venv/bin/python")"
 
 "$venv/bin/python" - "$out" "$port" "$cases" <<'EOF'
 import json, sys
@@ -79,33 +81,13 @@ spec = {
 json.dump(spec, open(out + "/fuzzingserver.json", "w"), indent=2)
 EOF
 
-suite_pid=""
-stop_suite() {
-    if [[ -n "$suite_pid" ]] && kill -0 "$suite_pid" 2>/dev/null; then
-        kill -TERM "$suite_pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$suite_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$suite_pid" 2>/dev/null || true
-        wait "$suite_pid" 2>/dev/null || true
-    fi
-    suite_pid=""
-}
-trap stop_suite EXIT
+trap stop_bg EXIT
 
 # --webport 0: no embedded HTTP server (it would take port 8080, and fails on Python 3).
 (cd "$out" && exec "$venv/bin/wstest" -m fuzzingserver \
     -s fuzzingserver.json --webport 0) > "$out/wstest.log" 2>&1 &
-suite_pid=$!
-up=""
-for _ in $(seq 200); do
-    kill -0 "$suite_pid" 2>/dev/null || break
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then up=1; break; fi
-    sleep 0.1
-done
-if [[ -z "$up" ]]; then
-    echo "run_client.sh: the suite did not start listening on 127.0.0.1:$port; its log:" >&2
-    cat "$out/wstest.log" >&2
-    exit 2
-fi
+bg_pid=$!
+wait_listening "run_client.sh: the suite" "$port" 200 "$out/wstest.log"
 echo "suite: wstest -m fuzzingserver on ws://127.0.0.1:$port"
 
 backend_env=()
@@ -115,7 +97,7 @@ rc=0
 env "${backend_env[@]}" timeout --kill-after=10 "$limit" "$client" "ws://127.0.0.1:$port" "$agent" \
     > "$out/client.log" 2>&1 || rc=$?
 secs=$(( $(date +%s) - start ))
-stop_suite
+stop_bg
 head -n 2 "$out/client.log" | sed 's/^/client: /'
 tail -n 2 "$out/client.log" | sed 's/^/client: /'
 if [[ "$backend" != auto ]] && ! head -n 1 "$out/client.log" | grep -q "$backend backend"; then

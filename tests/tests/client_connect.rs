@@ -6,48 +6,14 @@
 mod common;
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
 
-use common::{accept_101 as accept, builder, raw_server, start_probe, GuardExt, Guarded, PATIENCE};
+use common::client::{client_engine, expect_msg, expect_state, Client, ClientProbe};
+use common::{accept_101 as accept, builder, raw_server, start_probe, GuardExt, PATIENCE};
 use ringwire::client::{Backoff, Cause, ClientConfig, ClientState, RetryPolicy, StateChange};
-use ringwire::frame::{CloseCode, Closed, Message};
+use ringwire::frame::{CloseCode, Message};
 use ringwire::{BackendChoice, Ctx, Engine, Handler, SendError};
-
-/// What the client side's handler saw.
-#[derive(Debug)]
-enum Client {
-    State(StateChange),
-    Msg(Message),
-    Closed(Closed),
-}
-
-struct ClientProbe(Sender<Client>);
-
-impl Handler for ClientProbe {
-    fn on_message(&mut self, _: &mut Ctx<'_>, msg: Message) {
-        let _ = self.0.send(Client::Msg(msg));
-    }
-    fn on_close(&mut self, _: &mut Ctx<'_>, closed: &Closed) {
-        let _ = self.0.send(Client::Closed(closed.clone()));
-    }
-    fn on_state(&mut self, _: &mut Ctx<'_>, change: &StateChange) {
-        let _ = self.0.send(Client::State(change.clone()));
-    }
-}
-
-/// An engine that only dials, with one worker.
-fn client_engine(backend: BackendChoice) -> (Guarded, Receiver<Client>) {
-    let (tx, rx) = channel();
-    let engine = Engine::builder()
-        .workers(1)
-        .pin_cpus(false)
-        .backend(backend)
-        .start(move |_| ClientProbe(tx.clone()))
-        .expect("a client-only engine starts")
-        .guarded();
-    (engine, rx)
-}
 
 /// Quick retries for tests: 20 ms x 2 up to 100 ms.
 fn quick() -> ClientConfig {
@@ -61,32 +27,6 @@ fn quick() -> ClientConfig {
         ..RetryPolicy::default()
     };
     c
-}
-
-/// The next state change to `to`, skipping other events; the events skipped on the
-/// way are returned too (in order).
-fn expect_state(rx: &Receiver<Client>, to: ClientState) -> (StateChange, Vec<Client>) {
-    let end = Instant::now() + PATIENCE;
-    let mut before = Vec::new();
-    loop {
-        match rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
-            Ok(Client::State(c)) if c.to == to => return (c, before),
-            Ok(other) => before.push(other),
-            Err(RecvTimeoutError::Timeout) => panic!("no change to {to} (saw {before:?})"),
-            Err(RecvTimeoutError::Disconnected) => panic!("client probe gone"),
-        }
-    }
-}
-
-fn expect_msg(rx: &Receiver<Client>) -> Message {
-    let end = Instant::now() + PATIENCE;
-    loop {
-        match rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
-            Ok(Client::Msg(m)) => return m,
-            Ok(_) => {}
-            Err(e) => panic!("no message: {e:?}"),
-        }
-    }
 }
 
 fn echo_and_close(backend: BackendChoice) {
@@ -382,17 +322,24 @@ both_backends! {
 
 /// A handler that dials from inside a callback (`Ctx::connect`): its engine's first
 /// client, once connected, dials a second one to the same server.
-struct Relay(std::sync::mpsc::Sender<(ringwire::ConnId, StateChange)>, String, bool);
+struct Relay {
+    tx: std::sync::mpsc::Sender<(ringwire::ConnId, StateChange)>,
+    url: String,
+    dialled: bool,
+    /// The dial of a host name was refused with `NeedsLookup`.
+    refused_name: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
 
 impl Handler for Relay {
     fn on_message(&mut self, _: &mut Ctx<'_>, _: Message) {}
     fn on_state(&mut self, cx: &mut Ctx<'_>, change: &StateChange) {
-        let _ = self.0.send((cx.id(), change.clone()));
-        if change.to == ClientState::Connected && !self.2 {
-            self.2 = true;
-            cx.connect(&self.1, ClientConfig::default()).expect("a handler dials an address");
+        let _ = self.tx.send((cx.id(), change.clone()));
+        if change.to == ClientState::Connected && !self.dialled {
+            self.dialled = true;
+            let _ = cx.connect(&self.url, ClientConfig::default());
             let named = cx.connect("ws://localhost:1/", ClientConfig::default());
-            assert!(matches!(named, Err(ringwire::client::ConnectError::NeedsLookup(_))));
+            let refused = matches!(named, Err(ringwire::client::ConnectError::NeedsLookup(_)));
+            self.refused_name.store(refused, std::sync::atomic::Ordering::SeqCst);
         }
     }
 }
@@ -402,11 +349,18 @@ fn a_handler_dials(backend: BackendChoice) {
     let url = format!("ws://{}/", server.local_addr());
     let (tx, rx) = channel();
     let u = url.clone();
+    let refused_name = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let refused = refused_name.clone();
     let engine = Engine::builder()
         .workers(1)
         .pin_cpus(false)
         .backend(backend)
-        .start(move |_| Relay(tx.clone(), u.clone(), false))
+        .start(move |_| Relay {
+            tx: tx.clone(),
+            url: u.clone(),
+            dialled: false,
+            refused_name: refused.clone(),
+        })
         .unwrap()
         .guarded();
     let first = engine.connect(&url, ClientConfig::default()).unwrap();
@@ -423,6 +377,7 @@ fn a_handler_dials(backend: BackendChoice) {
     assert_eq!(connected[0], first.id().unwrap());
     assert_ne!(connected[1], connected[0]);
     assert_eq!(engine.stats().clients_connected, 2);
+    assert!(refused_name.load(std::sync::atomic::Ordering::SeqCst), "a host name is refused");
     engine.shutdown().unwrap();
     server.shutdown().unwrap();
 }

@@ -6,63 +6,17 @@
 mod common;
 
 use std::net::TcpListener;
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::time::{Duration, Instant};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::Duration;
 
-use common::{GuardExt, Guarded, PATIENCE};
-use ringwire::client::{Cause, ClientConfig, ClientState, StateChange};
-use ringwire::frame::{CloseCode, Closed, Message};
-use ringwire::{BackendChoice, Ctx, Engine, Handler};
+use common::client::{client_engine, expect_closed, expect_msg, expect_state};
+use common::PATIENCE;
+use ringwire::client::{Cause, ClientConfig, ClientState};
+use ringwire::frame::{CloseCode, Message};
+use ringwire::BackendChoice;
 use tungstenite::protocol::frame::coding::{CloseCode as TsCloseCode, Data, OpCode as TsOpCode};
 use tungstenite::protocol::frame::{CloseFrame as TsCloseFrame, Frame};
 use tungstenite::Message as TsMessage;
-
-#[derive(Debug)]
-enum Seen {
-    State(StateChange),
-    Msg(Message),
-    Closed(Closed),
-}
-
-struct Probe(Sender<Seen>);
-
-impl Handler for Probe {
-    fn on_message(&mut self, _: &mut Ctx<'_>, msg: Message) {
-        let _ = self.0.send(Seen::Msg(msg));
-    }
-    fn on_close(&mut self, _: &mut Ctx<'_>, closed: &Closed) {
-        let _ = self.0.send(Seen::Closed(closed.clone()));
-    }
-    fn on_state(&mut self, _: &mut Ctx<'_>, change: &StateChange) {
-        let _ = self.0.send(Seen::State(change.clone()));
-    }
-}
-
-fn next(rx: &Receiver<Seen>, what: &str, mut pick: impl FnMut(&Seen) -> bool) -> Seen {
-    let end = Instant::now() + PATIENCE;
-    loop {
-        match rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
-            Ok(s) if pick(&s) => return s,
-            Ok(_) => {}
-            Err(RecvTimeoutError::Timeout) => panic!("never saw {what}"),
-            Err(e) => panic!("{e}"),
-        }
-    }
-}
-
-fn msg(rx: &Receiver<Seen>) -> Message {
-    match next(rx, "a message", |s| matches!(s, Seen::Msg(_))) {
-        Seen::Msg(m) => m,
-        _ => unreachable!(),
-    }
-}
-
-fn state(rx: &Receiver<Seen>, to: ClientState) -> StateChange {
-    match next(rx, "a state change", |s| matches!(s, Seen::State(c) if c.to == to)) {
-        Seen::State(c) => c,
-        _ => unreachable!(),
-    }
-}
 
 /// What the tungstenite server saw of the client's close, per connection.
 type ServerLog = Receiver<Option<u16>>;
@@ -118,42 +72,34 @@ fn tungstenite_server() -> (std::net::SocketAddr, ServerLog) {
 /// The same conversation with either server: echo, a 64-bit length, a fragmented
 /// message, a ping, the server's close (the client reconnects), the client's close.
 fn exercise(backend: BackendChoice, addr: std::net::SocketAddr, server_log: ServerLog) {
-    let (tx, rx) = channel();
-    let engine: Guarded = Engine::builder()
-        .workers(1)
-        .pin_cpus(false)
-        .backend(backend)
-        .start(move |_| Probe(tx.clone()))
-        .unwrap()
-        .guarded();
+    let (engine, rx) = client_engine(backend);
     let mut cfg = ClientConfig::default();
     cfg.retry.backoff.initial = Duration::from_millis(20);
     let client = engine.connect(&format!("ws://{addr}/interop"), cfg).unwrap();
-    state(&rx, ClientState::Connected);
+    expect_state(&rx, ClientState::Connected);
 
     client.send_text("echo me").unwrap();
-    assert_eq!(msg(&rx), Message::text("echo me".to_owned()));
+    assert_eq!(expect_msg(&rx), Message::text("echo me".to_owned()));
     client.send(Message::binary(vec![1u8; 70_000])).unwrap();
-    assert_eq!(msg(&rx), Message::binary(vec![1u8; 70_000]), "a 64-bit length frame");
+    assert_eq!(expect_msg(&rx), Message::binary(vec![1u8; 70_000]), "a 64-bit length frame");
     client.send_text("fragmented").unwrap();
-    assert_eq!(msg(&rx), Message::text("abcdef".to_owned()), "three frames, one message");
+    assert_eq!(expect_msg(&rx), Message::text("abcdef".to_owned()), "three frames, one message");
     client.send_text("ping-me").unwrap();
-    assert_eq!(msg(&rx), Message::text("got pong".to_owned()), "our pong reached it");
+    assert_eq!(expect_msg(&rx), Message::text("got pong".to_owned()), "our pong reached it");
 
     // The server closes: the close handshake completes, and the client reconnects.
     client.send_text("close-me").unwrap();
-    let closed = next(&rx, "the close", |s| matches!(s, Seen::Closed(_)));
-    let Seen::Closed(closed) = closed else { unreachable!() };
+    let closed = expect_closed(&rx);
     assert_eq!((closed.code, closed.reason.as_str()), (CloseCode(4000), "bye"));
-    assert_eq!(state(&rx, ClientState::Reconnecting).cause, Cause::Closed { code: 4000 });
+    assert_eq!(expect_state(&rx, ClientState::Reconnecting).0.cause, Cause::Closed { code: 4000 });
     assert_eq!(server_log.recv_timeout(PATIENCE).unwrap(), Some(4000), "our echo of its close");
-    state(&rx, ClientState::Connected);
+    expect_state(&rx, ClientState::Connected);
 
     // The client closes: the server sees 1000, the client ends.
     client.send_text("again").unwrap();
-    assert_eq!(msg(&rx), Message::text("again".to_owned()));
+    assert_eq!(expect_msg(&rx), Message::text("again".to_owned()));
     client.close(CloseCode::NORMAL, "done").unwrap();
-    assert_eq!(state(&rx, ClientState::Closed).cause, Cause::AppClose);
+    assert_eq!(expect_state(&rx, ClientState::Closed).0.cause, Cause::AppClose);
     assert_eq!(server_log.recv_timeout(PATIENCE).unwrap(), Some(1000));
     engine.shutdown().unwrap();
 }

@@ -17,15 +17,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The process's CPU time so far (user + system), from `/proc/self/stat` (10 ms ticks).
-fn cpu() -> Duration {
+/// The process's CPU time so far (user, system), from `/proc/self/stat` (10 ms ticks).
+fn cpu() -> (Duration, Duration) {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(") ").map_or("", |(_, r)| r);
     let f: Vec<&str> = after.split_whitespace().collect();
     // Fields 14 and 15 of stat(5) (utime, stime); `after` starts at field 3.
     let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    let ticks = field(11) + field(12);
-    Duration::from_millis(ticks * 10)
+    (Duration::from_millis(field(11) * 10), Duration::from_millis(field(12) * 10))
 }
 
 /// What the client threads share with the measuring thread.
@@ -221,13 +220,16 @@ fn main() {
     let (c1, e1, t1) = (cpu(), shared.echoes.load(Relaxed), Instant::now());
     shared.stop.store(true, Relaxed);
     let echoes = e1 - e0;
-    let per = (c1 - c0).as_nanos() as f64 / echoes.max(1) as f64;
+    let (user, sys) = (c1.0 - c0.0, c1.1 - c0.1);
+    let per = |d: Duration| d.as_nanos() as f64 / echoes.max(1) as f64;
     println!(
-        "client {client}: {} connections ready, {:.0} msg/s, client CPU {:.0}% , {:.0} ns per echoed message",
+        "client {client}: {} connections ready, {:.0} msg/s, client CPU {:.0}% , {:.0} ns per echoed message (user {:.0} ns, kernel {:.0} ns)",
         shared.ready.load(Relaxed),
         echoes as f64 / (t1 - t0).as_secs_f64(),
-        100.0 * (c1 - c0).as_secs_f64() / (t1 - t0).as_secs_f64(),
-        per
+        100.0 * (user + sys).as_secs_f64() / (t1 - t0).as_secs_f64(),
+        per(user + sys),
+        per(user),
+        per(sys)
     );
     if let Some(e) = engine {
         let _ = e.shutdown();

@@ -6,6 +6,8 @@
 //! Every blocking read has a timeout, so no test can hang.
 #![allow(dead_code)]
 
+pub mod client;
+
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
