@@ -50,6 +50,13 @@ pub struct EngineConfig {
     pub workers: usize,
     /// Pin worker `i` to the `i`-th allowed CPU. Default `true`.
     pub pin_cpus: bool,
+    /// Pin worker `i` to CPU `cpus[i % cpus.len()]` instead (whatever `pin_cpus` says).
+    /// Default `None`. For two engines in one process (a server and a load generator)
+    /// kept on CPUs of their own.
+    pub cpus: Option<Vec<usize>>,
+    /// Worker threads are named this followed by their index. Default `"ringwire-w"`.
+    /// Linux keeps the first 15 bytes of a thread name.
+    pub thread_name: String,
     /// I/O backend. Default [`BackendChoice::Auto`].
     pub backend: BackendChoice,
     /// io_uring submission queue entries of a worker's first ring (power of two). Default
@@ -150,6 +157,8 @@ impl std::fmt::Debug for EngineConfig {
             .field("listen", &self.listen)
             .field("workers", &self.workers)
             .field("pin_cpus", &self.pin_cpus)
+            .field("cpus", &self.cpus)
+            .field("thread_name", &self.thread_name)
             .field("backend", &self.backend)
             .field("ring_entries", &self.ring_entries)
             .field("recv_buffers", &self.recv_buffers)
@@ -173,6 +182,8 @@ impl Default for EngineConfig {
             listen: Vec::new(),
             workers: default_workers(),
             pin_cpus: true,
+            cpus: None,
+            thread_name: "ringwire-w".into(),
             backend: BackendChoice::Auto,
             ring_entries: 4096,
             recv_buffers: 256,
@@ -255,6 +266,12 @@ impl EngineConfig {
         if self.command_queue == 0 {
             return err("command_queue must be at least 1");
         }
+        if self.cpus.as_ref().is_some_and(Vec::is_empty) {
+            return err("cpus must name at least one CPU (or be None)");
+        }
+        if self.thread_name.contains('\0') {
+            return err("thread_name must not contain a NUL byte");
+        }
         if self.frame.max_frame_size > self.frame.max_message_size {
             return err("frame.max_frame_size must not exceed frame.max_message_size");
         }
@@ -292,5 +309,7 @@ mod tests {
         assert!(refused(|c| c.busy_poll = Some(Duration::from_secs(2))).contains("busy_poll"));
         assert!(refused(|c| c.fixed_files_per_ring = Some(0)).contains("fixed_files_per_ring"));
         assert!(refused(|c| c.ring_entries = 1000).contains("ring_entries"));
+        assert!(refused(|c| c.cpus = Some(Vec::new())).contains("cpus"));
+        assert!(refused(|c| c.thread_name = "a\0b".into()).contains("thread_name"));
     }
 }

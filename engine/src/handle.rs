@@ -26,6 +26,14 @@ impl ConnId {
     pub fn worker(&self) -> usize {
         usize::from(self.worker)
     }
+
+    /// The connection's place on its worker: below
+    /// [`crate::EngineConfig::max_connections_per_worker`], dense (the lowest free place
+    /// is taken first) and reused after the connection ends. With [`ConnId::worker`] it
+    /// indexes per-connection data kept in vectors rather than maps.
+    pub fn index(&self) -> usize {
+        self.key.slot as usize
+    }
 }
 
 impl std::fmt::Display for ConnId {
@@ -56,6 +64,10 @@ pub(crate) struct WorkerShared {
     /// A graceful shutdown was asked for. A flag beside the queue rather than a command
     /// in it, so that a full queue can never keep a shutdown out.
     shutdown: AtomicBool,
+    /// The application rang for the handler's `on_wake` (`Server::wake`). A flag rather
+    /// than a command, like `shutdown`, so a full queue cannot keep it out, and rings
+    /// before the worker looks count once.
+    wake_requested: AtomicBool,
 }
 
 impl WorkerShared {
@@ -65,6 +77,7 @@ impl WorkerShared {
             wake_fd,
             notified: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
+            wake_requested: AtomicBool::new(false),
         }
     }
 
@@ -78,6 +91,19 @@ impl WorkerShared {
     pub(crate) fn request_shutdown(&self) {
         self.shutdown.store(true, Ordering::SeqCst);
         self.wake();
+    }
+
+    /// Asks the worker to run its handler's `on_wake`, and wakes it. Never fails.
+    pub(crate) fn ring(&self) {
+        if !self.wake_requested.swap(true, Ordering::SeqCst) {
+            self.wake();
+        }
+    }
+
+    /// Whether the application rang since the last call (which clears it).
+    pub(crate) fn take_ring(&self) -> bool {
+        self.wake_requested.load(Ordering::Relaxed)
+            && self.wake_requested.swap(false, Ordering::SeqCst)
     }
 
     pub(crate) fn shutdown_requested(&self) -> bool {

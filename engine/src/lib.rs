@@ -63,7 +63,7 @@ pub use config::{
     default_workers, BackendChoice, Backpressure, ConfigError, EngineConfig, OriginCheck,
 };
 pub use handle::{ConnHandle, ConnId, Publisher, SendError, Topic};
-pub use handler::Ctx;
+pub use handler::{Ctx, WorkerCtx};
 pub use handler::{Echo, Handler, Upgrade};
 pub use server::{BackendInfo, Engine, EngineBuilder, EngineError, Server};
 pub use stats::StatsSnapshot;

@@ -177,4 +177,11 @@ pub enum ConnectError {
     /// The worker's command queue is full; try again later.
     #[error("the worker's command queue is full")]
     QueueFull,
+    /// The worker is shutting down and dials nothing more.
+    #[error("the worker is shutting down")]
+    ShuttingDown,
+    /// The worker holds [`crate::EngineConfig::max_connections_per_worker`] connections
+    /// already.
+    #[error("the worker holds as many connections as it may")]
+    WorkerFull,
 }

@@ -161,6 +161,27 @@ impl Spec {
     }
 }
 
+/// A dial target and its configuration, resolved and checked once: every client dialled
+/// from it shares one copy of both (and one per-target rate cap), which is what makes a
+/// fleet of clients to one upstream cheap. Made by [`crate::Server::client_spec`];
+/// dialled with [`crate::Server::dial`], or on a worker with [`crate::Ctx::dial`] and
+/// [`crate::WorkerCtx::dial`]. Cheap to clone.
+#[derive(Clone)]
+pub struct ClientSpec(pub(crate) Arc<Spec>);
+
+impl ClientSpec {
+    /// The configuration every client dialled from this spec gets.
+    pub fn config(&self) -> &ClientConfig {
+        &self.0.config
+    }
+}
+
+impl std::fmt::Debug for ClientSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSpec").field("target", &self.0.target.authority).finish()
+    }
+}
+
 /// One client's dial, for its worker.
 pub(crate) struct Dial {
     pub(crate) spec: Arc<Spec>,

@@ -63,7 +63,7 @@ mod target;
 
 pub use self::backoff::Backoff;
 pub use self::config::{AppHeartbeat, ClientConfig, ConnectError};
-pub use self::handle::{ClientHandle, HealthSummary};
+pub use self::handle::{ClientHandle, ClientSpec, HealthSummary};
 pub use self::health::{HealthConfig, HealthSnapshot, Level};
 pub use self::lifecycle::{Cause, ClientState, RetryPolicy, StateChange};
 pub use self::limiter::ConnectRate;
@@ -72,6 +72,6 @@ pub use self::stream::{connect, connect_with, ClientStream, Event, STREAM_CAPACI
 
 pub(crate) use self::backoff::Rng;
 pub(crate) use self::dialer::Dialer;
-pub(crate) use self::handle::Dial;
+pub(crate) use self::handle::{ClientShared, Dial};
 pub(crate) use self::record::{Client, ClientEvent};
 pub(crate) use self::stream::EventSink;

@@ -88,6 +88,17 @@ impl Ctx<'_> {
         self.core.dialer.clone().connect_literal(&self.core.all, url, config)
     }
 
+    /// Dials a client from `spec` on this worker, at once, as [`crate::WorkerCtx::dial`].
+    pub fn dial(&mut self, spec: &crate::client::ClientSpec) -> Result<ClientHandle, ConnectError> {
+        self.core.dial_here(spec)
+    }
+
+    /// Asks for the handler's [`crate::Handler::on_wake`] on this worker at `at`, as
+    /// [`crate::WorkerCtx::wake_at`].
+    pub fn wake_at(&mut self, at: Instant) {
+        self.core.wake_at(at);
+    }
+
     /// The health figures of this client connection (`None` on an accepted one).
     pub fn health(&self) -> Option<HealthSnapshot> {
         let c = self.core.clients.get(&self.key.slot)?;

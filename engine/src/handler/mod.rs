@@ -2,8 +2,10 @@
 //! connection, with a [`Ctx`] to act on it.
 
 mod ctx;
+mod worker_ctx;
 
 pub use self::ctx::Ctx;
+pub use self::worker_ctx::WorkerCtx;
 
 use std::time::Duration;
 
@@ -72,6 +74,17 @@ pub trait Handler: 'static {
     /// time.
     fn on_health(&mut self, cx: &mut Ctx<'_>, health: &crate::client::HealthSnapshot) {
         let _ = (cx, health);
+    }
+
+    /// The application rang this worker ([`crate::Server::wake`],
+    /// [`crate::Server::wake_all`]), or the time asked for with [`Ctx::wake_at`] /
+    /// [`WorkerCtx::wake_at`] came (to the worker's 1 ms tick). Work that belongs to the
+    /// worker rather than to one connection runs here: acting on several connections,
+    /// dialling at a pace, periodic sends. Several rings before the worker looks run it
+    /// once; state the application shares with the handler (an atomic, a queue) says
+    /// what to do.
+    fn on_wake(&mut self, w: &mut WorkerCtx<'_>) {
+        let _ = w;
     }
 }
 

@@ -67,6 +67,10 @@ impl EngineBuilder {
         workers: usize);
     setter!(/// See [`EngineConfig::pin_cpus`].
         pin_cpus: bool);
+    setter!(/// See [`EngineConfig::cpus`].
+        cpus: Option<Vec<usize>>);
+    setter!(/// See [`EngineConfig::thread_name`].
+        thread_name: String);
     setter!(/// See [`EngineConfig::backend`].
         backend: BackendChoice);
     setter!(/// See [`EngineConfig::ring_entries`].
@@ -194,7 +198,11 @@ impl EngineBuilder {
         let stats: Vec<Arc<WorkerStats>> = (0..n).map(|_| Arc::default()).collect();
         let dialer =
             Arc::new(crate::client::Dialer::new(std::time::Instant::now(), config.frame.clone()));
-        let cores = if config.pin_cpus { core_affinity::get_core_ids() } else { None };
+        let cores = match &config.cpus {
+            Some(list) => Some(list.iter().map(|&id| core_affinity::CoreId { id }).collect()),
+            None if config.pin_cpus => core_affinity::get_core_ids(),
+            None => None,
+        };
         let budget = config.shutdown_timeout + config.frame.close_timeout + JOIN_GRACE;
         let config = Arc::new(config);
         let factory = Arc::new(factory);
@@ -219,7 +227,7 @@ impl EngineBuilder {
             let factory = factory.clone();
             let ready = ready_tx.clone();
             let spawned = std::thread::Builder::new()
-                .name(format!("ringwire-w{i}"))
+                .name(format!("{}{i}", config.thread_name))
                 .spawn(move || setup.run(&*factory, ready));
             match spawned {
                 Ok(t) => threads.push(t),

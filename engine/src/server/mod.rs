@@ -153,6 +153,40 @@ impl Server {
         self.dialer.connect_many(&self.shared, url, n, config)
     }
 
+    /// Resolves `url` here (a blocking DNS lookup for a host name) and checks `config`,
+    /// once, for clients to dial later with [`Server::dial`], [`crate::Ctx::dial`] or
+    /// [`crate::WorkerCtx::dial`]: they share one copy of the target and configuration.
+    pub fn client_spec(
+        &self,
+        url: &str,
+        config: crate::client::ClientConfig,
+    ) -> Result<crate::client::ClientSpec, crate::client::ConnectError> {
+        Ok(crate::client::ClientSpec(self.dialer.prepare(url, config)?))
+    }
+
+    /// Dials one client from `spec` (see [`Server::client_spec`]), as
+    /// [`Server::connect`] does, without resolving anything.
+    pub fn dial(
+        &self,
+        spec: &crate::client::ClientSpec,
+    ) -> Result<crate::client::ClientHandle, crate::client::ConnectError> {
+        self.dialer.dial(&self.shared, &spec.0, None, None)
+    }
+
+    /// Rings worker `worker`: its handler's [`crate::Handler::on_wake`] runs at its next
+    /// loop turn (once, however often it was rung before). `false` if there is no such
+    /// worker.
+    pub fn wake(&self, worker: usize) -> bool {
+        self.shared.get(worker).map(|w| w.ring()).is_some()
+    }
+
+    /// Rings every worker ([`Server::wake`]).
+    pub fn wake_all(&self) {
+        for w in self.shared.iter() {
+            w.ring();
+        }
+    }
+
     /// As [`Server::connect`], with the client's messages, state changes and closes
     /// delivered to the returned [`crate::client::ClientStream`] (an async stream)
     /// instead of the handler.

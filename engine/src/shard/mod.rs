@@ -78,6 +78,9 @@ pub(crate) struct Core {
     /// Backoff jitter, upgrade nonces and masking-key seeds, seeded from the OS.
     pub(crate) rng: Rng,
     pub(crate) dialer: Arc<Dialer>,
+    /// When the handler asked for its next `on_wake` (`Ctx::wake_at`, `WorkerCtx::wake_at`):
+    /// the earliest time asked for since the last one.
+    pub(crate) wake_at: Option<Instant>,
 }
 
 /// 8 bytes from the kernel's random source (getrandom(2)); the clock if it fails.
@@ -148,7 +151,30 @@ impl Core {
             changes: Vec::new(),
             rng: Rng::new(os_seed()),
             dialer,
+            wake_at: None,
         }
+    }
+
+    /// Asks for the handler's `on_wake` at `at` (the earliest time asked for wins).
+    pub(crate) fn wake_at(&mut self, at: Instant) {
+        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+    }
+
+    /// Dials a client from `spec` on this worker, at once (no queue): its record and
+    /// first attempt exist when this returns.
+    pub(crate) fn dial_here(
+        &mut self,
+        spec: &crate::client::ClientSpec,
+    ) -> Result<crate::client::ClientHandle, crate::client::ConnectError> {
+        if self.shutdown_deadline.is_some() {
+            return Err(crate::client::ConnectError::ShuttingDown);
+        }
+        if self.conns.len() >= self.config.max_connections_per_worker {
+            return Err(crate::client::ConnectError::WorkerFull);
+        }
+        let shared = Arc::new(crate::client::ClientShared::new());
+        self.dial(crate::client::Dial { spec: spec.0.clone(), shared: shared.clone(), sink: None });
+        Ok(crate::client::ClientHandle { shared, worker: self.me.clone(), worker_index: self.id })
     }
 
     /// Queues a client's state change for the handler (see `worker::dial`).

@@ -99,6 +99,31 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
         }
     }
 
+    /// Runs the handler's `on_wake` if the application rang or the time it asked for
+    /// came. A panic there is contained like any callback's (counted, logged); no
+    /// connection is closed for it.
+    fn wake_handler(&mut self) {
+        let due = self.core.wake_at.is_some_and(|at| at <= self.core.now);
+        if !(self.core.me.take_ring() | due) {
+            return;
+        }
+        if due {
+            self.core.wake_at = None;
+        }
+        let Self { handler, core, .. } = self;
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            handler.on_wake(&mut crate::WorkerCtx::new(core))
+        }));
+        if let Err(payload) = r {
+            crate::stats::WorkerStats::add(&core.stats.handler_panics, 1);
+            tracing::error!(
+                worker = core.id,
+                panic = crate::panic::message(&*payload),
+                "handler on_wake panicked"
+            );
+        }
+    }
+
     /// Runs until shutdown completes.
     pub(crate) fn run(mut self) -> std::io::Result<()> {
         while !self.turn()? {}
@@ -111,6 +136,8 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
         self.core.now = self.clock.now();
         self.drain_commands();
         self.fire_timers();
+        self.core.flush_changes(&mut self.handler);
+        self.wake_handler();
         self.core.flush_changes(&mut self.handler);
         if let Some(deadline) = self.core.shutdown_deadline {
             if self.core.now >= deadline {
@@ -131,6 +158,9 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
         };
         if let Some(d) = self.core.shutdown_deadline {
             timeout = timeout.min(d.saturating_duration_since(now));
+        }
+        if let Some(at) = self.core.wake_at {
+            timeout = timeout.min(at.saturating_duration_since(now));
         }
         // Work already known (commands, socket ops, connections left dirty by a busy
         // flush, a shutdown request) must not wait for the next completion.

@@ -11,6 +11,7 @@
 mod client;
 mod client_tests;
 mod tests;
+mod wake_tests;
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};

@@ -1,0 +1,74 @@
+//! [`WorkerCtx`]: what the handler's `on_wake` can do on its worker, with no connection
+//! of its own: act on any of the worker's connections, dial, ask for the next wake.
+
+use std::time::Instant;
+
+use ringwire_frame::Message;
+
+use super::Ctx;
+use crate::client::{ClientHandle, ClientSpec, ConnectError};
+use crate::handle::{ConnId, Publisher};
+use crate::shard::Core;
+
+/// The worker as [`crate::Handler::on_wake`] sees it. Like [`Ctx`], every method acts at
+/// once on the worker's own state: no queue, no lock.
+pub struct WorkerCtx<'a> {
+    core: &'a mut Core,
+}
+
+impl<'a> WorkerCtx<'a> {
+    pub(crate) fn new(core: &'a mut Core) -> Self {
+        Self { core }
+    }
+}
+
+impl WorkerCtx<'_> {
+    /// The worker running this callback.
+    pub fn worker(&self) -> usize {
+        usize::from(self.core.id)
+    }
+
+    /// The time this loop turn started.
+    pub fn now(&self) -> Instant {
+        self.core.now
+    }
+
+    /// A [`Ctx`] for connection `id`, if it is this worker's and still open or
+    /// connecting (a client waiting to reconnect counts). Everything a callback for that
+    /// connection could do, it can do.
+    pub fn conn(&mut self, id: ConnId) -> Option<Ctx<'_>> {
+        if id.worker != self.core.id || self.core.conns.get(id.key).is_none() {
+            return None;
+        }
+        Some(Ctx::new(self.core, id.key))
+    }
+
+    /// Dials a client from `spec` on this worker, at once: its connection exists (and
+    /// [`ClientHandle::id`] is set) when this returns; its state changes reach
+    /// `on_state` from the next safe point. Refused when the worker is shutting down or
+    /// full.
+    pub fn dial(&mut self, spec: &ClientSpec) -> Result<ClientHandle, ConnectError> {
+        self.core.dial_here(spec)
+    }
+
+    /// Asks for `on_wake` again at `at` (at the next loop turn if it has passed). Of
+    /// several times asked for before it runs, the earliest wins.
+    pub fn wake_at(&mut self, at: Instant) {
+        self.core.wake_at(at);
+    }
+
+    /// Publishes to every subscriber of `topic` on every worker, as [`Ctx::publish`].
+    pub fn publish(&mut self, topic: &str, msg: &Message) -> usize {
+        self.core.publish(topic, msg)
+    }
+
+    /// A publisher for other threads.
+    pub fn publisher(&self) -> Publisher {
+        Publisher { workers: self.core.all.clone() }
+    }
+
+    /// Connections on this worker (accepted, clients, closing).
+    pub fn connections(&self) -> usize {
+        self.core.conns.len()
+    }
+}
