@@ -130,7 +130,27 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
     };
     let server_cpu = Some(ProcTarget::SelfThreads(SERVER_THREADS));
 
-    // (1) echo. Text messages: the gateway echoes any text that is not a command, while a
+    // (1) idle, first: its memory figure is this process's RSS growth, which heap freed
+    // by earlier runs would hide. Both ends live in this process (two fds each on epoll).
+    let pairs_max = (fd_limit().saturating_sub(256) / 2) as usize;
+    let idle_n = a.idle_connections.min(pairs_max).max(1);
+    let idle = run_idle(
+        &IdleArgs {
+            client: client.clone(),
+            connections: idle_n,
+            hold: 1.0,
+            settle: 0.5,
+            baseline: idle_n / 4,
+        },
+        Some((ProcTarget::SelfAll, "this process".into())),
+        server_cpu.clone(),
+        idle_n as u64 + 16,
+    )?;
+    if a.verbose {
+        println!("{idle}");
+    }
+
+    // (2) echo. Text messages: the gateway echoes any text that is not a command, while a
     // binary message would be read as a publish request.
     let echo = run_echo(
         &EchoArgs {
@@ -148,7 +168,7 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
         println!("{echo}");
     }
 
-    // (2) fan-out.
+    // (3) fan-out.
     let fan = run_fanout(
         &FanoutArgs {
             client: client.clone(),
@@ -163,19 +183,6 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
     )?;
     if a.verbose {
         println!("{fan}");
-    }
-
-    // (3) idle: both ends live in this process, so each connection costs two fds.
-    let pairs_max = (fd_limit().saturating_sub(256) / 2) as usize;
-    let idle_n = a.idle_connections.min(pairs_max).max(1);
-    let idle = run_idle(
-        &IdleArgs { client, connections: idle_n, hold: 1.0, settle: 0.5, baseline: idle_n / 4 },
-        Some((ProcTarget::SelfAll, "this process".into())),
-        server_cpu,
-        idle_n as u64 + 16,
-    )?;
-    if a.verbose {
-        println!("{idle}");
     }
 
     // Let the last close handshakes finish before reading the engine's counters.

@@ -5,6 +5,9 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use ringwire::client::ClientConfig;
+
+use crate::serve::Backend;
 
 /// Largest message the generator sends (16 MiB): bounds its buffers.
 pub const MAX_SIZE: usize = 16 << 20;
@@ -42,9 +45,17 @@ pub struct ClientArgs {
     /// Server address `ip:port` (repeat for several; round robin). Default 127.0.0.1:9001.
     #[arg(long = "addr")]
     pub addrs: Vec<SocketAddr>,
-    /// Worker threads of the generator, each with its own epoll loop.
+    /// Worker threads of the generator: the workers of its ringwire client engine, each
+    /// dialling and driving its share of the connections.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// The generator engine's I/O backend.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    pub backend: Backend,
+    /// Protocol heartbeat of each generator connection, seconds (0: none; the server's
+    /// pings are answered either way).
+    #[arg(long, default_value_t = 0.0)]
+    pub ping_interval: f64,
     /// Pin generator thread i to CPU cpus[i % len] (e.g. `--cpu 1`; comma-separated).
     #[arg(long = "cpu", value_delimiter = ',')]
     pub cpus: Vec<usize>,
@@ -76,6 +87,8 @@ impl Default for ClientArgs {
             urls: Vec::new(),
             addrs: Vec::new(),
             threads: 1,
+            backend: Backend::Auto,
+            ping_interval: 0.0,
             cpus: Vec::new(),
             source_ips: 1,
             connect_rate: None,
@@ -159,6 +172,8 @@ pub struct FanoutArgs {
 /// One server endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// The URL the engine dials.
+    pub url: String,
     /// Where to connect.
     pub addr: SocketAddr,
     /// The `Host` header.
@@ -172,6 +187,8 @@ pub struct Target {
 pub struct ClientPlan {
     pub targets: Vec<Target>,
     pub threads: usize,
+    pub backend: ringwire::BackendChoice,
+    pub ping_interval: Option<Duration>,
     pub cpus: Vec<usize>,
     pub source_ips: u8,
     pub connect_rate: Option<f64>,
@@ -181,6 +198,28 @@ pub struct ClientPlan {
     /// Show the progress line on stderr (off with `--json` unless stderr is a terminal,
     /// so that a redirected stderr holds the text report alone).
     pub progress: bool,
+}
+
+impl Target {
+    /// The target at `addr`, path `/`.
+    pub fn of_addr(addr: SocketAddr) -> Self {
+        Self { url: format!("ws://{addr}/"), addr, host: addr.to_string(), path: "/".into() }
+    }
+}
+
+impl ClientPlan {
+    /// What every load client gets: one attempt (a failed or lost connection is an error
+    /// of the run, not retried), the plan's timeouts and heartbeat, no per-target rate
+    /// cap (`--connect-rate` paces the dials instead).
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::default();
+        c.ping_interval = self.ping_interval;
+        c.connect_timeout = self.connect_timeout;
+        c.handshake_timeout = self.connect_timeout;
+        c.connect_rate = None;
+        c.retry.backoff.max_attempts = Some(1);
+        c
+    }
 }
 
 /// Parses `ws://host[:port][/path]`.
@@ -207,7 +246,7 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
         .map_err(|e| format!("{url}: cannot resolve: {e}"))?
         .find(SocketAddr::is_ipv4)
         .ok_or_else(|| format!("{url}: no IPv4 address"))?;
-    Ok(Target { addr, host: authority.to_owned(), path: path.to_owned() })
+    Ok(Target { url: url.to_owned(), addr, host: authority.to_owned(), path: path.to_owned() })
 }
 
 fn secs(name: &str, v: f64, min: f64) -> Result<Duration, String> {
@@ -226,11 +265,10 @@ impl ClientArgs {
             if !a.is_ipv4() {
                 return Err(format!("--addr {a}: only IPv4 is supported"));
             }
-            targets.push(Target { addr: *a, host: a.to_string(), path: "/".into() });
+            targets.push(Target::of_addr(*a));
         }
         if targets.is_empty() {
-            let addr: SocketAddr = ([127, 0, 0, 1], 9001).into();
-            targets.push(Target { addr, host: addr.to_string(), path: "/".into() });
+            targets.push(Target::of_addr(([127, 0, 0, 1], 9001).into()));
         }
         if !(1..=256).contains(&self.threads) {
             return Err("--threads must be 1..=256".into());
@@ -261,9 +299,12 @@ impl ClientArgs {
                 return Err(format!("--server-pid {pid}: no such process"));
             }
         }
+        let ping = secs("ping-interval", self.ping_interval, 0.0)?;
         Ok(ClientPlan {
             targets,
             threads: self.threads,
+            backend: self.backend.choice(),
+            ping_interval: (!ping.is_zero()).then_some(ping),
             cpus: self.cpus.clone(),
             source_ips: self.source_ips,
             connect_rate: self.connect_rate,

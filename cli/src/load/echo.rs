@@ -10,13 +10,14 @@ use std::fmt;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use ringwire::frame::{Connection, Message};
+use ringwire::frame::Message;
+use ringwire::Ctx;
 use serde::Serialize;
 
-use super::args::{cap_connections, EchoArgs};
+use super::args::EchoArgs;
 use super::cpu::cpu_lines;
 use super::json::{ErrorsJson, GeneratorCpuJson, LatencyJson, ServerCpuJson};
-use super::procfs::{fd_limit, ProcTarget};
+use super::procfs::ProcTarget;
 use super::report::{line, merge, new_histogram, per_sec, Count, ErrorKind, Errors, Latency};
 use super::session::{CpuProbe, CpuUse, Session, THREAD_PREFIX};
 use super::worker::{Clients, Cx, Gauge, Phase, Script};
@@ -59,7 +60,7 @@ impl EchoScript {
         }
     }
 
-    fn send(&mut self, gauge: &Gauge, local: usize, ws: &mut Connection, now_ns: u64) {
+    fn send(&mut self, gauge: &Gauge, local: usize, ws: &mut Ctx<'_>, now_ns: u64) {
         let out = self.outstanding[local] as usize;
         if self.embed {
             self.payload[..8].copy_from_slice(&now_ns.to_le_bytes());
@@ -78,7 +79,7 @@ impl EchoScript {
         }
     }
 
-    fn fill(&mut self, gauge: &Gauge, local: usize, ws: &mut Connection, now_ns: u64) {
+    fn fill(&mut self, gauge: &Gauge, local: usize, ws: &mut Ctx<'_>, now_ns: u64) {
         while (self.outstanding[local] as usize) < self.in_flight {
             let before = self.outstanding[local];
             self.send(gauge, local, ws, now_ns);
@@ -99,14 +100,14 @@ fn sending(p: Phase) -> bool {
 }
 
 impl Script for EchoScript {
-    fn on_open(&mut self, cx: &mut Cx<'_>, local: usize, _global: usize, ws: &mut Connection) {
+    fn on_open(&mut self, cx: &mut Cx<'_>, local: usize, _global: usize, ws: &mut Ctx<'_>) {
         Gauge::bump(&cx.gauge.ready, 1);
         if sending(cx.phase) {
             self.fill(cx.gauge, local, ws, cx.now_ns);
         }
     }
 
-    fn on_message(&mut self, cx: &mut Cx<'_>, local: usize, ws: &mut Connection, msg: &Message) {
+    fn on_message(&mut self, cx: &mut Cx<'_>, local: usize, ws: &mut Ctx<'_>, msg: &Message) {
         let data = msg.as_bytes();
         if self.outstanding[local] == 0 {
             Gauge::bump(&cx.gauge.errors, 1);
@@ -135,11 +136,11 @@ impl Script for EchoScript {
         }
     }
 
-    fn on_phase(&mut self, cx: &mut Cx<'_>, clients: &mut Clients<'_>) {
+    fn on_phase(&mut self, cx: &mut Cx<'_>, clients: &mut Clients<'_, '_>) {
         if sending(cx.phase) {
             for i in 0..clients.len() {
-                if let Some(ws) = clients.open(i) {
-                    self.fill(cx.gauge, i, ws, cx.now_ns);
+                if let Some(mut ws) = clients.open(i) {
+                    self.fill(cx.gauge, i, &mut ws, cx.now_ns);
                 }
             }
         }
@@ -247,14 +248,14 @@ pub struct EchoJson<'a> {
 pub fn run_echo(a: &EchoArgs, server: Option<ProcTarget>) -> Result<EchoReport, String> {
     let (duration, warmup) = a.check()?;
     let plan = a.client.plan()?;
-    let (conns, note) = cap_connections(a.connections, fd_limit(), 0)?;
     let server = server.or(plan.server_pid.map(ProcTarget::Pid));
     let threads = plan.threads;
-    let mut s = Session::start(plan, conns, "echo", |i| {
+    let mut s = Session::start(plan, a.connections, 0, "echo", |i, conns| {
         let mine = (i..conns).step_by(threads).count();
         EchoScript::new(mine, a.in_flight, a.size, a.text)
     })?;
-    s.wait_ready(conns as u64);
+    let (conns, note) = (s.conns, s.note.clone());
+    s.wait_ready();
     let opened = s.total_of(|g| &g.opened);
     s.hold(Phase::Warmup, warmup, "warmup", |_| false);
     let mut probe = CpuProbe::new(server, ProcTarget::SelfThreads(THREAD_PREFIX));

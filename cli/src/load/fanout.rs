@@ -11,13 +11,14 @@ use std::fmt;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use ringwire::frame::{Connection, Message};
+use ringwire::frame::Message;
+use ringwire::Ctx;
 use serde::Serialize;
 
-use super::args::{cap_connections, FanoutArgs};
+use super::args::FanoutArgs;
 use super::cpu::cpu_lines;
 use super::json::{ErrorsJson, GeneratorCpuJson, LatencyJson, ServerCpuJson};
-use super::procfs::{fd_limit, ProcTarget};
+use super::procfs::ProcTarget;
 use super::report::{line, merge, new_histogram, per_sec, Count, ErrorKind, Errors, Latency, Ns};
 use super::session::{CpuProbe, CpuUse, Session, THREAD_PREFIX};
 use super::worker::{Clients, Cx, Gauge, Phase, Script};
@@ -73,7 +74,7 @@ impl FanoutScript {
         }
     }
 
-    fn publish(&mut self, ws: &mut Connection, seq: u64) -> bool {
+    fn publish(&mut self, ws: &mut Ctx<'_>, seq: u64) -> bool {
         let at = self.payload_at;
         self.request[at + 8..at + 16].copy_from_slice(&seq.to_le_bytes());
         let t = super::clock::now_ns();
@@ -83,7 +84,7 @@ impl FanoutScript {
 }
 
 impl Script for FanoutScript {
-    fn on_open(&mut self, cx: &mut Cx<'_>, _local: usize, global: usize, ws: &mut Connection) {
+    fn on_open(&mut self, cx: &mut Cx<'_>, _local: usize, global: usize, ws: &mut Ctx<'_>) {
         if global == 0 {
             Gauge::bump(&cx.gauge.ready, 1);
         } else if ws.send_text(&self.sub).is_err() {
@@ -91,7 +92,7 @@ impl Script for FanoutScript {
         }
     }
 
-    fn on_message(&mut self, cx: &mut Cx<'_>, _l: usize, _ws: &mut Connection, msg: &Message) {
+    fn on_message(&mut self, cx: &mut Cx<'_>, _l: usize, _ws: &mut Ctx<'_>, msg: &Message) {
         let d = msg.as_bytes();
         if msg.is_text() {
             if d == self.subscribed.as_bytes() {
@@ -122,13 +123,13 @@ impl Script for FanoutScript {
         Gauge::bump(&cx.gauge.msgs, 1);
     }
 
-    fn on_phase(&mut self, cx: &mut Cx<'_>, _clients: &mut Clients<'_>) {
+    fn on_phase(&mut self, cx: &mut Cx<'_>, _clients: &mut Clients<'_, '_>) {
         if cx.phase == Phase::Measure && self.next_due == 0 {
             self.next_due = cx.now_ns;
         }
     }
 
-    fn on_tick(&mut self, cx: &mut Cx<'_>, clients: &mut Clients<'_>) -> Option<u64> {
+    fn on_tick(&mut self, cx: &mut Cx<'_>, clients: &mut Clients<'_, '_>) -> Option<u64> {
         let p = self.publisher?;
         if cx.phase != Phase::Measure {
             return None;
@@ -138,8 +139,8 @@ impl Script for FanoutScript {
             && (self.published as usize) < self.max_publishes
             && burst < BURST
         {
-            let ws = clients.open(p)?;
-            if !self.publish(ws, self.published) {
+            let mut ws = clients.open(p)?;
+            if !self.publish(&mut ws, self.published) {
                 break;
             }
             self.published += 1;
@@ -263,11 +264,13 @@ pub fn run_fanout(
 ) -> Result<FanoutReport, String> {
     let (duration, publishes) = a.check()?;
     let plan = a.client.plan()?;
-    let (conns, note) = cap_connections(a.subscribers.saturating_add(1), fd_limit(), reserved)?;
     let server = server.or(plan.server_pid.map(ProcTarget::Pid));
     let threads = plan.threads;
-    let mut s = Session::start(plan, conns, "fanout", |i| FanoutScript::new(i, a, publishes))?;
-    s.wait_ready(conns as u64);
+    let want = a.subscribers.saturating_add(1);
+    let mut s =
+        Session::start(plan, want, reserved, "fanout", |i, _| FanoutScript::new(i, a, publishes))?;
+    let (conns, note) = (s.conns, s.note.clone());
+    s.wait_ready();
     let subscribed = s.total_of(|g| &g.ready).saturating_sub(1);
     let mut probe = CpuProbe::new(server, ProcTarget::SelfThreads(THREAD_PREFIX));
     probe.begin();

@@ -5,13 +5,14 @@
 use std::fmt;
 use std::time::Duration;
 
-use ringwire::frame::{Connection, Message};
+use ringwire::frame::Message;
+use ringwire::Ctx;
 use serde::Serialize;
 
-use super::args::{cap_connections, IdleArgs};
+use super::args::IdleArgs;
 use super::cpu::{of_threads, waited};
 use super::json::{ErrorsJson, GeneratorCpuJson, ServerCpuJson};
-use super::procfs::{fd_limit, rss_bytes, ProcTarget};
+use super::procfs::{rss_bytes, ProcTarget};
 use super::report::{line, Bytes, Count, Errors, Ns};
 use super::session::{CpuProbe, CpuUse, Session, THREAD_PREFIX};
 use super::worker::{Clients, Cx, Gauge, Phase, Script};
@@ -23,14 +24,14 @@ pub struct IdleScript {
 }
 
 impl Script for IdleScript {
-    fn on_open(&mut self, cx: &mut Cx<'_>, _local: usize, _global: usize, _ws: &mut Connection) {
+    fn on_open(&mut self, cx: &mut Cx<'_>, _local: usize, _global: usize, _ws: &mut Ctx<'_>) {
         Gauge::bump(&cx.gauge.ready, 1);
     }
-    fn on_message(&mut self, cx: &mut Cx<'_>, _l: usize, _ws: &mut Connection, _m: &Message) {
+    fn on_message(&mut self, cx: &mut Cx<'_>, _l: usize, _ws: &mut Ctx<'_>, _m: &Message) {
         Gauge::bump(&cx.gauge.msgs, 1);
         self.unexpected += 1;
     }
-    fn on_phase(&mut self, _cx: &mut Cx<'_>, _clients: &mut Clients<'_>) {}
+    fn on_phase(&mut self, _cx: &mut Cx<'_>, _clients: &mut Clients<'_, '_>) {}
 }
 
 /// The results of an idle run.
@@ -179,43 +180,38 @@ pub fn run_idle(
 ) -> Result<IdleReport, String> {
     let (hold, settle) = a.check()?;
     let plan = a.client.plan()?;
-    let (conns, note) = cap_connections(a.connections, fd_limit(), reserved)?;
     let memory =
         memory.or(plan.server_pid.map(|p| (ProcTarget::Pid(p), format!("server (pid {p})"))));
     let server_cpu = server_cpu.or(plan.server_pid.map(ProcTarget::Pid));
     let threads = plan.threads;
-    // With a baseline, a first session opens that many connections and keeps them open
-    // while the second opens the rest; memory is read between the two.
-    let baseline = a.baseline.min(conns.saturating_sub(1));
-    let mut base = None;
+    let config = plan.client_config();
+    // With a baseline, that many connections open first and stay open while the rest
+    // open; memory is read between the two.
+    let first = a.baseline.min(a.connections.saturating_sub(1));
+    let mut s =
+        Session::start_with(plan, a.connections, first, reserved, "idle", config, |_, _| {
+            IdleScript::default()
+        })?;
+    let (conns, note) = (s.conns, s.note.clone());
+    let baseline = first.min(conns.saturating_sub(1));
     if baseline > 0 {
-        let mut s0 =
-            Session::start(plan.clone(), baseline, "idle baseline", |_| IdleScript::default())?;
-        s0.wait_ready(baseline as u64);
-        s0.hold(Phase::Warmup, settle, "settle", |_| false);
-        base = Some(s0);
+        s.wait_ready();
+        s.hold(Phase::Warmup, settle, "settle", |_| false);
     }
-    let base_opened = base.as_ref().map_or(0, |s0| s0.total_of(|g| &g.opened));
+    let base_opened = if baseline > 0 { s.total_of(|g| &g.opened) } else { 0 };
     let rss0 = memory.as_ref().and_then(|(t, _)| rss_bytes(t).ok());
     let mut probe = CpuProbe::new(server_cpu, ProcTarget::SelfThreads(THREAD_PREFIX));
     probe.begin();
-    let rest = conns - baseline;
-    let mut s = Session::start(plan, rest, "idle", |_| IdleScript::default())?;
-    let setup = s.wait_ready(rest as u64);
+    s.open_up_to(conns);
+    let setup = s.wait_ready();
     let cpu = probe.end();
-    let opened = base_opened + s.total_of(|g| &g.opened);
+    let opened = s.total_of(|g| &g.opened);
     s.hold(Phase::Warmup, settle, "settle", |_| false);
     let rss1 = memory.as_ref().and_then(|(t, _)| rss_bytes(t).ok());
     s.hold(Phase::Measure, hold, "hold", |_| false);
     let rss_end = memory.as_ref().and_then(|(t, _)| rss_bytes(t).ok());
-    let done = s.total_of(|g| &g.done) + base.as_ref().map_or(0, |s0| s0.total_of(|g| &g.done));
-    let still_open = opened.saturating_sub(done);
-    let (mut scripts, mut errors) = s.finish()?;
-    if let Some(s0) = base {
-        let (more, e0) = s0.finish()?;
-        scripts.extend(more);
-        errors.merge(&e0);
-    }
+    let still_open = opened.saturating_sub(s.total_of(|g| &g.done));
+    let (scripts, errors) = s.finish()?;
     Ok(IdleReport {
         connections: conns,
         opened,

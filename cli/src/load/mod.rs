@@ -1,26 +1,26 @@
 //! `ringwire load`: a load generator for any RFC 6455 server.
 //!
-//! It is a client engine of its own: `--threads` worker threads (optionally pinned with
-//! `--cpu`), each an edge-triggered epoll loop over its share of non-blocking sockets,
-//! each connection a [`ringwire::frame::Connection`] in the client role after an upgrade
-//! written with [`ringwire::frame::handshake::ClientRequest`]. Safe code only.
+//! It runs on ringwire's own client side: an engine with `--threads` workers (optionally
+//! pinned with `--cpu`, io_uring or epoll with `--backend`) that only dials, each worker
+//! opening and driving its share of the connections as engine clients (on io_uring,
+//! direct descriptors: no fd limit), the scenario's [`worker::Script`] in the handler.
+//! There is one client implementation in the project, and this is its load test.
 //!
 //! ```text
-//!  orchestrator (main thread)             generator thread i (epoll loop)
-//!  phases: connect -> warmup ->  ──────▶  connect (rate-limited) -> upgrade
-//!          measure -> drain -> close      read all ready sockets -> Script
-//!  /proc: server + own CPU, RSS  ◀──────  write what the connections queued
-//!  progress line every second   gauges    histogram, errors -> joined at the end
+//!  orchestrator (main thread)             engine worker i (LoadHandler)
+//!  phases: connect -> warmup ->  ──────▶  on_wake: dial (paced), phase changes
+//!          measure -> drain -> close      on_state: open / failed -> Script
+//!  /proc: server + own CPU, RSS  ◀──────  on_message -> Script (sends via Ctx)
+//!  progress line every second   gauges    histogram, errors -> handed back on drop
 //! ```
 //!
-//! Files: [`args`] (flags and checks), [`client`] (one connection), [`worker`] (the
-//! loop), [`session`] (threads, phases, CPU probes, progress), [`echo`], [`idle`],
+//! Files: [`args`] (flags and checks), [`worker`] (the handler and the script's
+//! interface), [`session`] (engine, phases, CPU probes, progress), [`echo`], [`idle`],
 //! [`fanout`] (the scenarios), [`procfs`] (`/proc`), [`report`] (percentiles, errors),
 //! [`json`] (`--json`: the report as one JSON object on stdout), [`cpu`] (the CPU figures
 //! the reports share).
 
 pub mod args;
-pub mod client;
 pub mod clock;
 pub mod cpu;
 pub mod echo;

@@ -1,69 +1,136 @@
-//! Running a scenario: spawning the worker threads, stepping through the phases with a
-//! progress line, sampling CPU around the measured window, and collecting the results.
+//! Running a scenario: an engine of load clients (one worker per generator thread, the
+//! connections dialled on the workers), stepping through the phases with a progress
+//! line, sampling CPU around the measured window, and collecting the results.
 
-use std::io::{IsTerminal, Read, Write};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::args::ClientPlan;
+use ringwire::client::{ClientConfig, ClientSpec};
+use ringwire::{Engine, Server};
+
+use super::args::{cap_connections, source_ip, ClientPlan};
 use super::clock::now_ns;
-use super::procfs::{self, CpuSample, CpuWindow, ProcTarget};
+use super::procfs::{self, fd_limit, CpuSample, CpuWindow, ProcTarget};
 use super::report::{Count, Errors};
-use super::worker::{Control, Gauge, Phase, Script, Worker, WorkerOutcome};
+use super::worker::{Control, Gauge, LoadHandler, Outcomes, Phase, Script, Shared};
 
 /// Name prefix of the generator's threads (how the demo tells them from the server's).
 pub const THREAD_PREFIX: &str = "rwload";
 
-/// 8 bytes from the OS, read once; every connection's nonce and mask seed derive from it.
-fn os_seed() -> u64 {
-    let mut b = [0u8; 8];
-    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)) {
-        Ok(()) => u64::from_le_bytes(b),
-        // No /dev/urandom: the clock still makes nonces differ between runs.
-        Err(_) => now_ns() ^ u64::from(std::process::id()) << 32,
-    }
-}
+/// How long the close handshakes may take before the engine closes what is left.
+const CLOSE_GRACE: Duration = Duration::from_secs(3);
 
-/// A running set of generator threads.
+/// A running generator: its engine, and what its handlers share with this thread.
 pub struct Session<S: Script> {
     pub control: Arc<Control>,
     pub plan: Arc<ClientPlan>,
-    handles: Vec<JoinHandle<Result<WorkerOutcome<S>, String>>>,
+    /// Connections the run may open (asked for, capped by the fd limit on epoll).
+    pub conns: usize,
+    /// Why `conns` is less than asked for, if it is.
+    pub note: Option<String>,
+    engine: Option<Server>,
+    shared: Arc<Shared<S>>,
+    outcomes: Outcomes<S>,
     progress: Progress,
 }
 
 impl<S: Script> Session<S> {
-    /// Starts `plan.threads` workers for `total` connections; `make(i)` builds worker
-    /// `i`'s script. Connections start opening at once.
+    /// Starts the generator's engine for `want` connections (`reserved`: descriptors
+    /// the process needs besides them, e.g. an in-process server's), each client with
+    /// `plan.client_config()`; `make(i, conns)` builds worker `i`'s script. Connections
+    /// start opening at once.
     pub fn start(
         plan: ClientPlan,
-        total: usize,
+        want: usize,
+        reserved: u64,
         label: &str,
-        make: impl Fn(usize) -> S,
+        make: impl Fn(usize, usize) -> S,
+    ) -> Result<Self, String> {
+        let config = plan.client_config();
+        Self::start_with(plan, want, want, reserved, label, config, make)
+    }
+
+    /// As [`Session::start`], with the clients' configuration given and only the first
+    /// `open` connections opened until [`Session::open_up_to`] allows more.
+    pub fn start_with(
+        plan: ClientPlan,
+        want: usize,
+        open: usize,
+        reserved: u64,
+        label: &str,
+        client: ClientConfig,
+        make: impl Fn(usize, usize) -> S,
     ) -> Result<Self, String> {
         let plan = Arc::new(plan);
-        let control = Arc::new(Control::new(plan.threads));
-        let seed = os_seed();
-        let mut handles = Vec::new();
-        for i in 0..plan.threads {
-            let w = Worker::new(i, total, plan.clone(), control.clone(), make(i), seed)?;
-            let cpu = (!plan.cpus.is_empty()).then(|| plan.cpus[i % plan.cpus.len()]);
-            let h = std::thread::Builder::new()
-                .name(format!("{THREAD_PREFIX}-{i}"))
-                .spawn(move || {
-                    if let Some(id) = cpu {
-                        if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
-                            return Err(format!("cannot pin to CPU {id}"));
-                        }
-                    }
-                    w.run()
-                })
-                .map_err(|e| format!("spawn generator thread: {e}"))?;
-            handles.push(h);
+        let control = Arc::new(Control::new(plan.threads, 0));
+        let shared = Arc::new(Shared {
+            plan: plan.clone(),
+            control: control.clone(),
+            specs: OnceLock::new(),
+            scripts: Mutex::new(Vec::new()),
+        });
+        let outcomes: Outcomes<S> = Arc::new(Mutex::new((0..plan.threads).map(|_| None).collect()));
+        let per_worker = want / plan.threads + 16;
+        let mut frame = ringwire::frame::Config::default();
+        // The generator accepts what any server sends (echoes up to 64 MiB).
+        frame.max_frame_size = 64 << 20;
+        frame.max_message_size = 64 << 20;
+        let mut builder = Engine::builder()
+            .workers(plan.threads)
+            .thread_name(format!("{THREAD_PREFIX}-"))
+            .backend(plan.backend)
+            .frame(frame)
+            // The scripts bound what they send (a window per connection): the engine's
+            // own send limit must not cut them short.
+            .max_queued_bytes(1 << 30)
+            .max_connections_per_worker(per_worker.max(1024));
+        builder = if plan.cpus.is_empty() {
+            builder.pin_cpus(false)
+        } else {
+            builder.cpus(Some(plan.cpus.clone()))
+        };
+        let (sh, out) = (shared.clone(), outcomes.clone());
+        let engine = builder
+            .start(move |i| LoadHandler::new(i, sh.clone(), out.clone()))
+            .map_err(|e| format!("generator engine: {e}"))?;
+        let backend = engine.backend().name;
+        // Outgoing sockets are direct descriptors on io_uring: only epoll counts them
+        // against the fd limit.
+        let (conns, note) = if backend == "epoll" {
+            cap_connections(want, fd_limit(), reserved)?
+        } else {
+            cap_connections(want, u64::MAX, reserved)?
+        };
+        let mut specs: Vec<ClientSpec> = Vec::new();
+        for t in &plan.targets {
+            for s in 0..usize::from(plan.source_ips.max(1)) {
+                let mut cfg = client.clone();
+                if plan.source_ips > 1 {
+                    cfg.bind = Some(std::net::SocketAddr::new(source_ip(s, plan.source_ips), 0));
+                }
+                specs.push(engine.client_spec(&t.url, cfg).map_err(|e| format!("{}: {e}", t.url))?);
+            }
         }
+        let _ = shared.specs.set(specs);
+        *shared.scripts.lock().unwrap_or_else(PoisonError::into_inner) =
+            (0..plan.threads).map(|i| Some(make(i, conns))).collect();
+        control.set_limit(open.min(conns));
+        engine.wake_all();
         let progress = Progress::new(label, plan.progress);
-        Ok(Self { control, plan, handles, progress })
+        Ok(Self { control, plan, conns, note, engine: Some(engine), shared, outcomes, progress })
+    }
+
+    /// Allows connections up to `n` (of `conns`) to open.
+    pub fn open_up_to(&mut self, n: usize) {
+        self.control.set_limit(n.min(self.conns));
+        self.ring();
+    }
+
+    fn ring(&self) {
+        if let Some(e) = &self.engine {
+            e.wake_all();
+        }
     }
 
     /// Sum of a live counter over all workers.
@@ -71,18 +138,16 @@ impl<S: Script> Session<S> {
         self.control.total(f)
     }
 
-    /// Waits until `want` connections are ready or failed (or the connect timeout);
-    /// returns how long it took.
-    pub fn wait_ready(&mut self, want: u64) -> Duration {
+    /// Waits until the connections allowed so far are ready or failed (or the connect
+    /// timeout); returns how long it took.
+    pub fn wait_ready(&mut self) -> Duration {
+        let want = self.control.limit() as u64;
         let start = Instant::now();
         self.progress.stage("connect", None);
         loop {
             let ready = self.total_of(|g| &g.ready);
             let failed = self.total_of(|g| &g.failed);
             if ready + failed >= want || start.elapsed() >= self.plan.connect_timeout {
-                break;
-            }
-            if self.workers_gone() {
                 break;
             }
             self.progress
@@ -102,48 +167,48 @@ impl<S: Script> Session<S> {
         mut until: impl FnMut(&Control) -> bool,
     ) {
         self.control.set_phase(phase);
+        self.ring();
         let start = Instant::now();
         self.progress.stage(stage, Some(d));
-        while start.elapsed() < d && !until(&self.control) && !self.workers_gone() {
+        while start.elapsed() < d && !until(&self.control) {
             self.progress.tick(&self.control, String::new);
             std::thread::sleep(Duration::from_millis(5).min(d.saturating_sub(start.elapsed())));
         }
         self.progress.clear();
     }
 
-    fn workers_gone(&self) -> bool {
-        self.handles.iter().all(JoinHandle::is_finished)
-    }
-
-    /// Closes every connection, joins the threads and returns their scripts and errors.
+    /// Closes every connection, stops the engine and returns the scripts and errors.
     pub fn finish(mut self) -> Result<(Vec<S>, Errors), String> {
         self.control.set_phase(Phase::Close);
+        self.ring();
+        let end = Instant::now() + CLOSE_GRACE;
+        while self.total_of(|g| &g.done) < self.total_of(|g| &g.dialled) && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if let Some(engine) = self.engine.take() {
+            engine.shutdown().map_err(|e| format!("generator engine: {e}"))?;
+        }
+        let mut out = self.outcomes.lock().unwrap_or_else(PoisonError::into_inner);
         let mut scripts = Vec::new();
         let mut errors = Errors::default();
-        let mut failure = None;
-        for (i, h) in self.handles.drain(..).enumerate() {
-            match h.join() {
-                Ok(Ok(out)) => {
-                    errors.merge(&out.errors);
-                    scripts.push(out.script);
+        for (i, o) in out.iter_mut().enumerate() {
+            match o.take() {
+                Some((s, e)) => {
+                    errors.merge(&e);
+                    scripts.push(s);
                 }
-                Ok(Err(e)) => failure = Some(format!("generator thread {i}: {e}")),
-                Err(_) => failure = Some(format!("generator thread {i} panicked")),
+                None => {
+                    // A worker that never woke still holds its script in `shared`.
+                    let mut left =
+                        self.shared.scripts.lock().unwrap_or_else(PoisonError::into_inner);
+                    match left.get_mut(i).and_then(Option::take) {
+                        Some(s) => scripts.push(s),
+                        None => return Err(format!("generator worker {i} left no results")),
+                    }
+                }
             }
         }
-        match failure {
-            Some(e) => Err(e),
-            None => Ok((scripts, errors)),
-        }
-    }
-}
-
-impl<S: Script> Drop for Session<S> {
-    fn drop(&mut self) {
-        self.control.set_phase(Phase::Stop);
-        for h in self.handles.drain(..) {
-            let _ = h.join();
-        }
+        Ok((scripts, errors))
     }
 }
 

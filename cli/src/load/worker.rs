@@ -1,26 +1,26 @@
-//! The client engine: one epoll loop per generator thread over its share of the
-//! connections. Each turn reads every ready socket, feeds the bytes to the connections
-//! and the scenario's [`Script`], then writes what they queued: reads are batched before
-//! writes, buffers are reused, and nothing is allocated per message except what the
-//! protocol core hands out for a received message.
+//! The generator on the engine's client side: one [`LoadHandler`] per engine worker,
+//! owning that worker's share of the connections (global index `i`, `i + threads`, ...)
+//! and the scenario's [`Script`]. Connections are dialled on the worker itself
+//! ([`WorkerCtx::dial`], [`Ctx::dial`]) at the pace the plan allows; the orchestrating
+//! thread changes the phase in [`Control`] and rings the workers
+//! ([`ringwire::Server::wake_all`]); the handler's `on_wake` sees the change.
+//!
+//! Load clients never reconnect (one attempt each, `max_attempts = 1`): a connection
+//! that fails or ends early is an error of the run, as a load generator reports it.
 
-use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use ringwire::frame::handshake::HandshakeLimits;
-use ringwire::frame::{CloseCode, Config, Connection, Event, Message};
-use rustix::buffer::spare_capacity;
-use rustix::event::epoll::{self, EventFlags};
-use rustix::io::Errno;
+use ringwire::client::{Cause, ClientHandle, ClientSpec, ClientState, ConnectError, StateChange};
+use ringwire::frame::{CloseCode, Message};
+use ringwire::{ConnId, Ctx, Handler, WorkerCtx};
 
-use super::args::{source_ip, ClientPlan};
-use super::client::{Client, Flush, State};
+use super::args::ClientPlan;
 use super::clock::now_ns;
 use super::report::{ErrorKind, Errors};
 
-/// The run's phases, set by the orchestrating thread, seen by workers each loop turn.
+/// The run's phases, set by the orchestrating thread, seen by workers when rung.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum Phase {
@@ -34,8 +34,6 @@ pub enum Phase {
     Drain = 3,
     /// Close handshakes.
     Close = 4,
-    /// Leave now.
-    Stop = 5,
 }
 
 impl Phase {
@@ -45,8 +43,7 @@ impl Phase {
             1 => Self::Warmup,
             2 => Self::Measure,
             3 => Self::Drain,
-            4 => Self::Close,
-            _ => Self::Stop,
+            _ => Self::Close,
         }
     }
 }
@@ -64,10 +61,12 @@ pub struct Gauge {
     pub done: AtomicU64,
     /// Messages received.
     pub msgs: AtomicU64,
-    /// Messages sent by the script (publishes).
+    /// Messages sent by the script.
     pub sent: AtomicU64,
     /// Errors.
     pub errors: AtomicU64,
+    /// Connections dialled.
+    pub dialled: AtomicU64,
 }
 
 impl Gauge {
@@ -79,21 +78,33 @@ impl Gauge {
 }
 
 /// What the orchestrator shares with the workers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Control {
     phase: AtomicU8,
+    /// Connections (global indexes below this) the workers may open so far.
+    limit: AtomicUsize,
     pub gauges: Vec<Gauge>,
 }
 
 impl Control {
-    pub fn new(threads: usize) -> Self {
-        Self { phase: AtomicU8::new(0), gauges: (0..threads).map(|_| Gauge::default()).collect() }
+    pub fn new(threads: usize, limit: usize) -> Self {
+        Self {
+            phase: AtomicU8::new(0),
+            limit: AtomicUsize::new(limit),
+            gauges: (0..threads).map(|_| Gauge::default()).collect(),
+        }
     }
     pub fn phase(&self) -> Phase {
         Phase::from_u8(self.phase.load(Relaxed))
     }
     pub fn set_phase(&self, p: Phase) {
         self.phase.store(p as u8, Relaxed);
+    }
+    pub fn limit(&self) -> usize {
+        self.limit.load(Relaxed)
+    }
+    pub fn set_limit(&self, n: usize) {
+        self.limit.store(n, Relaxed);
     }
     /// Sum of one counter over all workers.
     pub fn total(&self, f: impl Fn(&Gauge) -> &AtomicU64) -> u64 {
@@ -103,7 +114,7 @@ impl Control {
 
 /// What a script callback sees.
 pub struct Cx<'a> {
-    /// Monotonic nanoseconds, read after the socket read that brought the input.
+    /// Monotonic nanoseconds, read when the callback started.
     pub now_ns: u64,
     pub phase: Phase,
     pub gauge: &'a Gauge,
@@ -111,436 +122,369 @@ pub struct Cx<'a> {
 }
 
 /// The connections of a worker, for scripts that act on several at once.
-pub struct Clients<'a> {
-    list: &'a mut [Client],
-    dirty: &'a mut Vec<usize>,
+pub struct Clients<'a, 'w> {
+    w: &'a mut WorkerCtx<'w>,
+    locals: &'a [Local],
 }
 
-impl Clients<'_> {
+impl Clients<'_, '_> {
     pub fn len(&self) -> usize {
-        self.list.len()
+        self.locals.len()
     }
-    /// The open connection `i`; it will be flushed this turn.
-    pub fn open(&mut self, i: usize) -> Option<&mut Connection> {
-        let c = self.list.get_mut(i)?;
-        if c.state != State::Open {
-            return None;
+    /// The open connection `i`.
+    pub fn open(&mut self, i: usize) -> Option<Ctx<'_>> {
+        match self.locals.get(i)? {
+            Local { state: LState::Open, id: Some(id), closing: false } => self.w.conn(*id),
+            _ => None,
         }
-        if !c.dirty {
-            c.dirty = true;
-            self.dirty.push(i);
-        }
-        c.ws.as_mut().filter(|ws| !ws.is_closed() && !ws.is_closing())
     }
 }
 
 /// A scenario's behaviour on one worker. Callbacks run on the worker's thread.
 pub trait Script: Send + 'static {
     /// Connection `local` (global index `global`) completed its upgrade.
-    fn on_open(&mut self, cx: &mut Cx<'_>, local: usize, global: usize, ws: &mut Connection);
+    fn on_open(&mut self, cx: &mut Cx<'_>, local: usize, global: usize, ws: &mut Ctx<'_>);
     /// A message arrived on connection `local`.
-    fn on_message(&mut self, cx: &mut Cx<'_>, local: usize, ws: &mut Connection, msg: &Message);
+    fn on_message(&mut self, cx: &mut Cx<'_>, local: usize, ws: &mut Ctx<'_>, msg: &Message);
     /// The phase changed.
-    fn on_phase(&mut self, cx: &mut Cx<'_>, clients: &mut Clients<'_>);
-    /// Called every loop turn; returns the next time (ns) it wants to run, if any.
-    fn on_tick(&mut self, cx: &mut Cx<'_>, clients: &mut Clients<'_>) -> Option<u64> {
+    fn on_phase(&mut self, cx: &mut Cx<'_>, clients: &mut Clients<'_, '_>);
+    /// Runs at the times it asks for (monotonic ns, [`now_ns`]); returns the next one.
+    fn on_tick(&mut self, cx: &mut Cx<'_>, clients: &mut Clients<'_, '_>) -> Option<u64> {
         let _ = (cx, clients);
         None
     }
 }
 
-/// Longest sleep in `epoll_wait`, so phase changes are seen promptly.
-const MAX_WAIT: Duration = Duration::from_millis(10);
-/// How long the close handshakes may take before sockets are simply dropped.
-const CLOSE_GRACE: Duration = Duration::from_secs(3);
-/// Bytes read per `read` call.
-const SCRATCH: usize = 64 * 1024;
-
-/// What a worker hands back.
-pub struct WorkerOutcome<S> {
-    pub script: S,
-    pub errors: Errors,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LState {
+    /// Not dialled yet.
+    Pending,
+    /// Dialled, not open yet.
+    Opening,
+    Open,
+    /// Ended (or never started); counted in `done`.
+    Done,
 }
 
-/// One generator thread's engine.
-pub struct Worker<S: Script> {
+#[derive(Debug, Clone, Copy)]
+struct Local {
+    state: LState,
+    id: Option<ConnId>,
+    /// We started its close.
+    closing: bool,
+}
+
+/// Where a worker's script and errors go when its handler is dropped (engine shutdown).
+pub type Outcomes<S> = Arc<Mutex<Vec<Option<(S, Errors)>>>>;
+
+/// What every worker's handler shares with the orchestrator.
+pub struct Shared<S> {
+    pub plan: Arc<ClientPlan>,
+    pub control: Arc<Control>,
+    /// One spec per (target, source address): set before the first ring.
+    pub specs: OnceLock<Vec<ClientSpec>>,
+    /// Each worker's script, taken by its handler at its first wake (made once the
+    /// engine runs and the connection count is known).
+    pub scripts: Mutex<Vec<Option<S>>>,
+}
+
+/// Something that can dial on the current worker and ask for a wake: a callback's
+/// [`Ctx`] or `on_wake`'s [`WorkerCtx`].
+trait Dialer {
+    fn dial(&mut self, spec: &ClientSpec) -> Result<ClientHandle, ConnectError>;
+    fn wake_at(&mut self, at: Instant);
+}
+
+impl Dialer for Ctx<'_> {
+    fn dial(&mut self, spec: &ClientSpec) -> Result<ClientHandle, ConnectError> {
+        Ctx::dial(self, spec)
+    }
+    fn wake_at(&mut self, at: Instant) {
+        Ctx::wake_at(self, at);
+    }
+}
+
+impl Dialer for WorkerCtx<'_> {
+    fn dial(&mut self, spec: &ClientSpec) -> Result<ClientHandle, ConnectError> {
+        WorkerCtx::dial(self, spec)
+    }
+    fn wake_at(&mut self, at: Instant) {
+        WorkerCtx::wake_at(self, at);
+    }
+}
+
+/// One engine worker's share of the generator.
+pub struct LoadHandler<S: Script> {
     index: usize,
-    plan: Arc<ClientPlan>,
-    control: Arc<Control>,
-    script: S,
-    ep: OwnedFd,
-    clients: Vec<Client>,
-    scratch: Vec<u8>,
-    dirty: Vec<usize>,
+    shared: Arc<Shared<S>>,
+    script: Option<S>,
     errors: Errors,
-    config: Arc<Config>,
-    limits: HandshakeLimits,
-    seed: u64,
+    outcomes: Outcomes<S>,
+    locals: Vec<Local>,
+    /// Local index by `ConnId::index` (`u32::MAX`: none).
+    by_slot: Vec<u32>,
     next_pending: usize,
     in_progress: usize,
     next_connect_ns: u64,
     connect_interval_ns: u64,
     phase: Phase,
-    done: usize,
+    /// The script's next tick (monotonic ns).
+    tick_at: Option<u64>,
 }
 
-impl<S: Script> Worker<S> {
-    /// Worker `index` of `plan.threads`, owning the connections whose global index is
-    /// `index` modulo the thread count (`total` over all threads).
-    pub fn new(
-        index: usize,
-        total: usize,
-        plan: Arc<ClientPlan>,
-        control: Arc<Control>,
-        script: S,
-        seed: u64,
-    ) -> Result<Self, String> {
-        let ep = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(|e| format!("epoll: {e}"))?;
-        let clients: Vec<Client> = (index..total).step_by(plan.threads).map(Client::new).collect();
+impl<S: Script> LoadHandler<S> {
+    /// Worker `index`'s handler; its script comes from `shared.scripts` at its first
+    /// wake and goes to `outcomes` when the handler is dropped.
+    pub fn new(index: usize, shared: Arc<Shared<S>>, outcomes: Outcomes<S>) -> Self {
+        let threads = shared.plan.threads;
         let connect_interval_ns =
-            plan.connect_rate.map_or(0, |r| (plan.threads as f64 * 1e9 / r) as u64);
-        Ok(Self {
+            shared.plan.connect_rate.map_or(0, |r| (threads as f64 * 1e9 / r) as u64);
+        Self {
             index,
-            plan,
-            control,
-            script,
-            ep,
-            clients,
-            scratch: vec![0; SCRATCH],
-            dirty: Vec::new(),
+            shared,
+            script: None,
             errors: Errors::default(),
-            // The generator accepts what any server sends (echoes up to 64 MiB).
-            config: Arc::new(Config::default().max_frame_size(64 << 20)),
-            limits: HandshakeLimits::default(),
-            seed,
+            outcomes,
+            locals: Vec::new(),
+            by_slot: Vec::new(),
             next_pending: 0,
             in_progress: 0,
             next_connect_ns: 0,
             connect_interval_ns,
             phase: Phase::Connect,
-            done: 0,
-        })
-    }
-
-    /// Runs until the orchestrator says stop, or every connection closed after `Close`.
-    pub fn run(mut self) -> Result<WorkerOutcome<S>, String> {
-        let mut events = Vec::with_capacity(1024);
-        let mut close_deadline = None;
-        loop {
-            let now = Instant::now();
-            let phase = self.control.phase();
-            if phase != self.phase {
-                self.phase = phase;
-                if phase == Phase::Close {
-                    self.start_close(now);
-                    close_deadline = Some(now + CLOSE_GRACE);
-                }
-                self.with_clients(|s, cx, cl| s.on_phase(cx, cl));
-            }
-            if phase == Phase::Stop
-                || (phase == Phase::Close
-                    && (self.done == self.clients.len()
-                        || close_deadline.is_some_and(|d| now >= d)))
-            {
-                break;
-            }
-            if phase < Phase::Close {
-                self.start_connects();
-            }
-            let wake = self.with_clients(|s, cx, cl| s.on_tick(cx, cl));
-            self.flush_dirty();
-
-            // Sleep until I/O, the script's next deadline, the next connect slot or the
-            // phase poll, whichever is first.
-            let t = now_ns();
-            let mut wait = MAX_WAIT.as_nanos() as u64;
-            if let Some(w) = wake {
-                wait = wait.min(w.saturating_sub(t));
-            }
-            if phase < Phase::Close
-                && self.next_pending < self.clients.len()
-                && self.in_progress < self.plan.max_pending
-            {
-                wait = wait.min(self.next_connect_ns.saturating_sub(t));
-            }
-            let ts = rustix::time::Timespec {
-                tv_sec: (wait / 1_000_000_000) as _,
-                tv_nsec: (wait % 1_000_000_000) as _,
-            };
-            events.clear();
-            match epoll::wait(&self.ep, spare_capacity(&mut events), Some(&ts)) {
-                Ok(_) | Err(Errno::INTR) => {}
-                Err(e) => return Err(format!("epoll_wait: {e}")),
-            }
-            let now = Instant::now();
-            for ev in &events {
-                self.on_event(ev.data.u64() as usize, ev.flags, now);
-            }
-            self.flush_dirty();
+            tick_at: None,
         }
-        for c in &mut self.clients {
-            c.finish();
+    }
+
+    fn global(&self, local: usize) -> usize {
+        self.index + local * self.shared.plan.threads
+    }
+
+    fn gauge(&self) -> &Gauge {
+        &self.shared.control.gauges[self.index]
+    }
+
+    fn local_of(&self, id: ConnId) -> Option<usize> {
+        match self.by_slot.get(id.index()) {
+            Some(&l) if l != u32::MAX => {
+                let l = l as usize;
+                (self.locals.get(l)?.id == Some(id)).then_some(l)
+            }
+            _ => None,
         }
-        Ok(WorkerOutcome { script: self.script, errors: self.errors })
     }
 
-    /// Runs a script callback that may touch several connections.
-    fn with_clients<R>(&mut self, f: impl FnOnce(&mut S, &mut Cx<'_>, &mut Clients<'_>) -> R) -> R {
-        let gauge = &self.control.gauges[self.index];
-        let mut cx = Cx { now_ns: now_ns(), phase: self.phase, gauge, errors: &mut self.errors };
-        let mut cl = Clients { list: &mut self.clients, dirty: &mut self.dirty };
-        f(&mut self.script, &mut cx, &mut cl)
-    }
-
-    /// Opens as many connections as the pending-handshake cap and the rate allow.
-    fn start_connects(&mut self) {
-        let n = self.clients.len();
-        while self.next_pending < n && self.in_progress < self.plan.max_pending {
+    /// Dials as many connections as the limit, the pending cap and the rate allow.
+    fn start_connects(&mut self, d: &mut dyn Dialer) {
+        if self.phase >= Phase::Close {
+            return;
+        }
+        let shared = self.shared.clone();
+        let Some(specs) = shared.specs.get() else { return };
+        let plan = &shared.plan;
+        let limit = shared.control.limit();
+        while self.global(self.next_pending) < limit && self.in_progress < plan.max_pending {
             if self.connect_interval_ns > 0 {
                 let t = now_ns();
                 if t < self.next_connect_ns {
-                    break;
+                    let wait = Duration::from_nanos(self.next_connect_ns - t);
+                    d.wake_at(Instant::now() + wait);
+                    return;
                 }
                 // No bursts after a stall: at most one slot of credit.
                 self.next_connect_ns =
                     self.next_connect_ns.max(t - t.min(self.connect_interval_ns))
                         + self.connect_interval_ns;
             }
-            let i = self.next_pending;
+            let local = self.next_pending;
             self.next_pending += 1;
-            let c = &mut self.clients[i];
-            let g = c.global;
-            let target = &self.plan.targets[g % self.plan.targets.len()];
-            let src = (self.plan.source_ips > 1).then(|| source_ip(g, self.plan.source_ips));
-            let seed = self.seed ^ (g as u64).wrapping_mul(0x2545_f491_4f6c_dd1d);
-            match c.connect(&self.ep, target, src, seed, i as u64) {
-                Ok(()) => self.in_progress += 1,
-                Err(e) => {
-                    c.finish();
-                    self.done += 1;
-                    let gauge = &self.control.gauges[self.index];
-                    Gauge::bump(&gauge.failed, 1);
-                    Gauge::bump(&gauge.done, 1);
-                    Gauge::bump(&gauge.errors, 1);
-                    self.errors.note(ErrorKind::Connect, || e);
+            self.locals.push(Local { state: LState::Pending, id: None, closing: false });
+            let g = self.global(local);
+            let sources = usize::from(plan.source_ips.max(1));
+            let spec = &specs[(g % plan.targets.len()) * sources + g % sources];
+            Gauge::bump(&shared.control.gauges[self.index].dialled, 1);
+            match d.dial(spec).map(|h| h.id()) {
+                Ok(Some(id)) => {
+                    self.in_progress += 1;
+                    self.locals[local].state = LState::Opening;
+                    self.locals[local].id = Some(id);
+                    if self.by_slot.len() <= id.index() {
+                        self.by_slot.resize(id.index() + 1, u32::MAX);
+                    }
+                    self.by_slot[id.index()] = local as u32;
                 }
+                Ok(None) => self.fail_unstarted(local, "the worker did not take the dial".into()),
+                Err(e) => self.fail_unstarted(local, format!("dial: {e}")),
             }
         }
     }
 
-    fn mark_dirty(&mut self, i: usize) {
-        let c = &mut self.clients[i];
-        if !c.dirty {
-            c.dirty = true;
-            self.dirty.push(i);
-        }
+    fn fail_unstarted(&mut self, local: usize, detail: String) {
+        self.locals[local].state = LState::Done;
+        let gauge = &self.shared.control.gauges[self.index];
+        Gauge::bump(&gauge.failed, 1);
+        Gauge::bump(&gauge.done, 1);
+        Gauge::bump(&gauge.errors, 1);
+        self.errors.note(ErrorKind::Connect, || detail);
     }
 
-    /// A connection failed to open or broke: count it and drop it.
-    fn fail(&mut self, i: usize, kind: ErrorKind, detail: String) {
-        let c = &mut self.clients[i];
-        if c.state == State::Done {
+    /// Runs `f` with the script and a callback context.
+    fn with_script<R>(&mut self, f: impl FnOnce(&mut S, &mut Cx<'_>) -> R) -> Option<R> {
+        let gauge = &self.shared.control.gauges[self.index];
+        let mut cx = Cx { now_ns: now_ns(), phase: self.phase, gauge, errors: &mut self.errors };
+        self.script.as_mut().map(|s| f(s, &mut cx))
+    }
+
+    /// A client left `Opening` or `Open` without our asking: count it once.
+    fn ended(&mut self, local: usize, change: &StateChange) {
+        let l = self.locals[local];
+        if l.state == LState::Done {
             return;
         }
-        let opening = matches!(c.state, State::Connecting | State::Handshaking);
-        c.finish();
-        self.done += 1;
+        let opening = l.state == LState::Opening;
+        self.locals[local].state = LState::Done;
         if opening {
             self.in_progress -= 1;
         }
-        let gauge = &self.control.gauges[self.index];
+        let phase = self.phase;
+        let gauge = &self.shared.control.gauges[self.index];
         Gauge::bump(&gauge.done, 1);
-        if opening || self.phase == Phase::Connect {
+        if l.closing && !opening {
+            return; // our own close, answered
+        }
+        if opening || phase == Phase::Connect {
             Gauge::bump(&gauge.failed, 1);
         }
-        if self.phase < Phase::Close || opening {
+        let cause = match &change.cause {
+            Cause::GaveUp { last, .. } => last.as_ref(),
+            c => c,
+        };
+        let kind = match cause {
+            Cause::ConnectFailed { .. } | Cause::ConnectTimeout => ErrorKind::Connect,
+            Cause::Closed { .. } if !opening => ErrorKind::Closed,
+            Cause::Io { .. } if !opening => ErrorKind::Io,
+            _ if opening => ErrorKind::Handshake,
+            _ => ErrorKind::Closed,
+        };
+        if phase < Phase::Close || opening {
             Gauge::bump(&gauge.errors, 1);
-            self.errors.note(kind, || detail);
+            let g = self.global(local);
+            let what = if opening { "never opened" } else { "ended early" };
+            self.errors.note(kind, || format!("connection {g} {what}: {cause}"));
         }
     }
 
-    fn on_event(&mut self, i: usize, flags: EventFlags, now: Instant) {
-        let Some(c) = self.clients.get_mut(i) else { return };
-        if c.state == State::Connecting {
-            if let Err(e) = c.finish_connect() {
-                self.fail(i, ErrorKind::Connect, e);
-                return;
-            }
-            self.mark_dirty(i); // the upgrade request goes out
-        }
-        if flags.contains(EventFlags::OUT) && self.clients[i].has_output() {
-            self.mark_dirty(i);
-        }
-        let readable = EventFlags::IN | EventFlags::ERR | EventFlags::HUP | EventFlags::RDHUP;
-        if flags.intersects(readable) {
-            self.read_all(i, now);
-        }
-    }
-
-    /// Reads until the socket is drained (a short read means it is: edge-triggered epoll
-    /// reports the next arrival as a new edge).
-    fn read_all(&mut self, i: usize, now: Instant) {
-        loop {
-            let c = &mut self.clients[i];
-            if !matches!(c.state, State::Handshaking | State::Open) {
-                return;
-            }
-            match c.read(&mut self.scratch) {
-                Ok(0) => {
-                    self.on_eof(i, now);
-                    return;
-                }
-                Ok(n) => {
-                    self.on_bytes(i, n, now);
-                    if n < self.scratch.len() {
-                        return;
+    /// The phase changed to `Close`: close every open connection, stop the others.
+    fn start_close(&mut self, w: &mut WorkerCtx<'_>) {
+        for local in 0..self.locals.len() {
+            let l = self.locals[local];
+            match (l.state, l.id) {
+                (LState::Pending, _) | (_, None) => {
+                    if l.state != LState::Done {
+                        self.locals[local].state = LState::Done;
+                        Gauge::bump(&self.gauge().done, 1);
                     }
                 }
-                Err(Errno::AGAIN) => return,
-                Err(Errno::INTR) => {}
-                Err(e) => {
-                    let kind = if self.clients[i].state == State::Open {
-                        ErrorKind::Io
-                    } else {
-                        ErrorKind::Handshake
-                    };
-                    self.fail(i, kind, format!("read: {e}"));
-                    return;
-                }
-            }
-        }
-    }
-
-    fn on_eof(&mut self, i: usize, now: Instant) {
-        let c = &mut self.clients[i];
-        match (c.state, c.ws.as_mut()) {
-            (State::Open, Some(ws)) => {
-                ws.handle_eof(now);
-                self.drain_events(i);
-                let c = &mut self.clients[i];
-                if c.state != State::Done {
-                    c.finish();
-                    self.done += 1;
-                    Gauge::bump(&self.control.gauges[self.index].done, 1);
-                }
-            }
-            _ => self.fail(i, ErrorKind::Handshake, "server closed during the upgrade".into()),
-        }
-    }
-
-    fn on_bytes(&mut self, i: usize, n: usize, now: Instant) {
-        let c = &mut self.clients[i];
-        if c.state == State::Handshaking {
-            let seed = self.seed ^ (c.global as u64) ^ 0xa5a5;
-            match c.handle_handshake(&self.scratch[..n], &self.limits, &self.config, seed, now) {
-                Ok(None) => return,
-                Ok(Some(rest)) => {
-                    self.in_progress -= 1;
-                    let gauge = &self.control.gauges[self.index];
-                    Gauge::bump(&gauge.opened, 1);
-                    let mut cx =
-                        Cx { now_ns: now_ns(), phase: self.phase, gauge, errors: &mut self.errors };
-                    if let Some(ws) = c.ws.as_mut() {
-                        self.script.on_open(&mut cx, i, c.global, ws);
-                        if !rest.is_empty() {
-                            ws.handle_bytes(now, &rest);
-                        }
+                (LState::Open, Some(id)) => {
+                    self.locals[local].closing = true;
+                    if let Some(mut cx) = w.conn(id) {
+                        let _ = cx.close(CloseCode::NORMAL, "");
                     }
                 }
-                Err(e) => {
-                    self.fail(i, ErrorKind::Handshake, e);
-                    return;
-                }
-            }
-        } else if let Some(ws) = c.ws.as_mut() {
-            ws.handle_bytes(now, &self.scratch[..n]);
-        }
-        self.drain_events(i);
-        self.mark_dirty(i);
-    }
-
-    /// Hands the connection's events to the script.
-    fn drain_events(&mut self, i: usize) {
-        let c = &mut self.clients[i];
-        let Some(ws) = c.ws.as_mut() else { return };
-        let gauge = &self.control.gauges[self.index];
-        let mut cx = Cx { now_ns: now_ns(), phase: self.phase, gauge, errors: &mut self.errors };
-        let mut closed = None;
-        while let Some(ev) = ws.poll_event() {
-            match ev {
-                Event::Message(m) => self.script.on_message(&mut cx, i, ws, &m),
-                Event::Closed(cl) => closed = Some(cl),
-                _ => {} // pings are answered by the protocol core
-            }
-        }
-        if let Some(cl) = closed {
-            if !c.closing && self.phase < Phase::Close {
-                Gauge::bump(&gauge.errors, 1);
-                let g = c.global;
-                self.errors.note(ErrorKind::Closed, || {
-                    format!("connection {g} closed by the server: {} ({:?})", cl.code, cl.cause)
-                });
-                if self.phase == Phase::Connect {
-                    Gauge::bump(&gauge.failed, 1);
-                }
-            }
-            // The close frame (ours or the answer) still goes out in the flush.
-            self.mark_dirty(i);
-        }
-    }
-
-    /// Starts the close handshake on every open connection; drops the others.
-    fn start_close(&mut self, now: Instant) {
-        for i in 0..self.clients.len() {
-            let c = &mut self.clients[i];
-            match c.state {
-                State::Open => {
-                    if let Some(ws) = c.ws.as_mut() {
-                        if ws.close(now, CloseCode::NORMAL, "").is_ok() {
-                            c.closing = true;
-                        }
-                    }
-                    self.mark_dirty(i);
-                }
-                State::Done => {}
-                State::Pending => {
-                    c.finish();
-                    self.done += 1;
-                }
-                State::Connecting | State::Handshaking => {
-                    let g = c.global;
-                    self.fail(i, ErrorKind::Handshake, format!("connection {g} never opened"));
-                }
-            }
-        }
-    }
-
-    /// Writes every connection touched this turn.
-    fn flush_dirty(&mut self) {
-        let mut dirty = std::mem::take(&mut self.dirty);
-        for &i in &dirty {
-            let c = &mut self.clients[i];
-            c.dirty = false;
-            match c.flush() {
-                Ok(Flush::Blocked) => {}
-                Ok(Flush::Done) => {
-                    if c.state == State::Open && c.ws.as_ref().is_some_and(Connection::is_closed) {
-                        c.finish();
-                        self.done += 1;
-                        Gauge::bump(&self.control.gauges[self.index].done, 1);
+                (LState::Opening, Some(id)) => {
+                    let g = self.global(local);
+                    self.locals[local].closing = true;
+                    self.errors
+                        .note(ErrorKind::Handshake, || format!("connection {g} never opened"));
+                    Gauge::bump(&self.gauge().errors, 1);
+                    Gauge::bump(&self.gauge().failed, 1);
+                    if let Some(mut cx) = w.conn(id) {
+                        let _ = cx.close(CloseCode::NORMAL, "");
                     }
                 }
-                Err(e) => {
-                    let kind =
-                        if c.state == State::Open { ErrorKind::Io } else { ErrorKind::Handshake };
-                    self.fail(i, kind, format!("write: {e}"));
-                }
+                (LState::Done, _) => {}
             }
         }
-        dirty.clear();
-        // Callbacks during the flush cannot add entries; keep the allocation.
-        if self.dirty.is_empty() {
-            self.dirty = dirty;
+    }
+
+    /// The script's tick, if due; asks for the next one.
+    fn tick(&mut self, w: &mut WorkerCtx<'_>) {
+        let now = now_ns();
+        if self.tick_at.is_some_and(|t| t > now) {
+            return;
+        }
+        let Some(script) = self.script.as_mut() else { return };
+        let gauge = &self.shared.control.gauges[self.index];
+        let mut cx = Cx { now_ns: now, phase: self.phase, gauge, errors: &mut self.errors };
+        let mut clients = Clients { w, locals: &self.locals };
+        self.tick_at = script.on_tick(&mut cx, &mut clients);
+        if let Some(t) = self.tick_at {
+            w.wake_at(Instant::now() + Duration::from_nanos(t.saturating_sub(now_ns())));
+        }
+    }
+}
+
+impl<S: Script> Handler for LoadHandler<S> {
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, msg: Message) {
+        let Some(local) = self.local_of(ctx.id()) else { return };
+        self.with_script(|s, cx| s.on_message(cx, local, ctx, &msg));
+    }
+
+    fn on_state(&mut self, ctx: &mut Ctx<'_>, change: &StateChange) {
+        let Some(local) = self.local_of(ctx.id()) else { return };
+        match change.to {
+            ClientState::Connected if self.locals[local].state == LState::Opening => {
+                self.locals[local].state = LState::Open;
+                self.in_progress -= 1;
+                Gauge::bump(&self.gauge().opened, 1);
+                let global = self.global(local);
+                self.with_script(|s, cx| s.on_open(cx, local, global, ctx));
+                if self.phase >= Phase::Close {
+                    self.locals[local].closing = true;
+                    let _ = ctx.close(CloseCode::NORMAL, "");
+                }
+            }
+            ClientState::Reconnecting => {
+                // Load clients do not reconnect (a stable connection's loss would).
+                self.ended(local, change);
+                let _ = ctx.close(CloseCode::NORMAL, "");
+            }
+            ClientState::Closed => self.ended(local, change),
+            _ => {}
+        }
+        self.start_connects(ctx);
+    }
+
+    fn on_wake(&mut self, w: &mut WorkerCtx<'_>) {
+        if self.script.is_none() {
+            let mut scripts = self.shared.scripts.lock().unwrap_or_else(PoisonError::into_inner);
+            self.script = scripts.get_mut(self.index).and_then(Option::take);
+        }
+        let phase = self.shared.control.phase();
+        if phase != self.phase {
+            self.phase = phase;
+            if phase == Phase::Close {
+                self.start_close(w);
+            }
+            let Some(script) = self.script.as_mut() else { return };
+            let gauge = &self.shared.control.gauges[self.index];
+            let mut cx = Cx { now_ns: now_ns(), phase, gauge, errors: &mut self.errors };
+            script.on_phase(&mut cx, &mut Clients { w, locals: &self.locals });
+            self.tick_at = None;
+        }
+        self.start_connects(w);
+        self.tick(w);
+    }
+}
+
+impl<S: Script> Drop for LoadHandler<S> {
+    fn drop(&mut self) {
+        if let Some(script) = self.script.take() {
+            let errors = std::mem::take(&mut self.errors);
+            let mut out = self.outcomes.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(slot) = out.get_mut(self.index) {
+                *slot = Some((script, errors));
+            }
         }
     }
 }
