@@ -33,6 +33,9 @@ pub enum Scenario {
     Idle(IdleArgs),
     /// Pub/sub fan-out against `ringwire serve --mode pubsub`: delivery latency.
     Fanout(FanoutArgs),
+    /// Reconnect storm: N clients, their server (ringwire, in this process) away for a
+    /// while: time until 50/95/99/100% are back, the server's peak accept rate.
+    Reconnect(ReconnectArgs),
 }
 
 /// Where to connect, how to run the client engine and how to report; shared by every
@@ -145,6 +148,35 @@ pub struct IdleArgs {
     /// 0: measure from before the first connection.
     #[arg(long, default_value_t = 0)]
     pub baseline: usize,
+}
+
+/// `ringwire load reconnect`.
+#[derive(Args, Debug, Clone)]
+pub struct ReconnectArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Clients.
+    #[arg(long, short = 'c', default_value_t = 10_000)]
+    pub connections: usize,
+    /// Seconds the server stays away.
+    #[arg(long, default_value_t = 2.0)]
+    pub down: f64,
+    /// The clients' per-target connect cap, attempts per second (0: none). The default
+    /// is the client's own default.
+    #[arg(long, default_value_t = ringwire::client::ConnectRate::default().per_second)]
+    pub cap: u32,
+    /// The cap's burst.
+    #[arg(long, default_value_t = ringwire::client::ConnectRate::default().burst)]
+    pub cap_burst: u32,
+    /// Worker threads of the in-process server.
+    #[arg(long, default_value_t = 1)]
+    pub server_workers: usize,
+    /// Pin the server's worker i to CPU server_cpus[i % len] (comma-separated).
+    #[arg(long = "server-cpu", value_delimiter = ',')]
+    pub server_cpus: Vec<usize>,
+    /// Longest wait for the clients to come back, seconds.
+    #[arg(long, default_value_t = 120.0)]
+    pub timeout: f64,
 }
 
 /// `ringwire load fanout`.
@@ -366,6 +398,30 @@ impl IdleArgs {
             return Err("--baseline must be smaller than --connections".into());
         }
         Ok((secs("hold", self.hold, 0.0)?, secs("settle", self.settle, 0.0)?))
+    }
+}
+
+impl ReconnectArgs {
+    /// Validates the scenario's own arguments; returns the outage and the timeout.
+    pub fn check(&self) -> Result<(Duration, Duration), String> {
+        if !self.client.urls.is_empty() || !self.client.addrs.is_empty() {
+            return Err("load reconnect runs its own server (it stops and restarts it): \
+                        --url and --addr do not apply"
+                .into());
+        }
+        if self.client.server_pid.is_some() {
+            return Err("load reconnect runs its own server: --server-pid does not apply".into());
+        }
+        if self.connections == 0 || self.connections > MAX_CONNECTIONS {
+            return Err(format!("connections must be 1..={MAX_CONNECTIONS}"));
+        }
+        if !(1..=256).contains(&self.server_workers) {
+            return Err("--server-workers must be 1..=256".into());
+        }
+        if self.cap > 0 && self.cap_burst == 0 {
+            return Err("--cap-burst must be at least 1".into());
+        }
+        Ok((secs("down", self.down, 0.0)?, secs("timeout", self.timeout, 1.0)?))
     }
 }
 

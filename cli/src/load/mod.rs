@@ -16,7 +16,7 @@
 //!
 //! Files: [`args`] (flags and checks), [`worker`] (the handler and the script's
 //! interface), [`session`] (engine, phases, CPU probes, progress), [`echo`], [`idle`],
-//! [`fanout`] (the scenarios), [`procfs`] (`/proc`), [`report`] (percentiles, errors),
+//! [`fanout`], [`reconnect`] (the scenarios), [`procfs`] (`/proc`), [`report`] (percentiles, errors),
 //! [`json`] (`--json`: the report as one JSON object on stdout), [`cpu`] (the CPU figures
 //! the reports share).
 
@@ -28,6 +28,7 @@ pub mod fanout;
 pub mod idle;
 pub mod json;
 pub mod procfs;
+pub mod reconnect;
 pub mod report;
 pub mod session;
 pub mod worker;
@@ -67,6 +68,11 @@ pub fn run(args: LoadArgs) -> Result<(), String> {
         }
         Scenario::Idle(a) => {
             let r = idle::run_idle(a, None, None, 0)?;
+            json::emit(&r, a.client.json.then(|| r.json()).as_ref())?;
+            r.failed()
+        }
+        Scenario::Reconnect(a) => {
+            let r = reconnect::run_reconnect(a)?;
             json::emit(&r, a.client.json.then(|| r.json()).as_ref())?;
             r.failed()
         }

@@ -69,6 +69,7 @@ impl<S: Script> Session<S> {
             control: control.clone(),
             specs: OnceLock::new(),
             scripts: Mutex::new(Vec::new()),
+            reconnect: client.retry.backoff.max_attempts != Some(1),
         });
         let outcomes: Outcomes<S> = Arc::new(Mutex::new((0..plan.threads).map(|_| None).collect()));
         let per_worker = want / plan.threads + 16;

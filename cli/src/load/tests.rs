@@ -86,6 +86,63 @@ fn tiny_fanout_and_idle_runs() {
 }
 
 #[test]
+fn the_generator_runs_on_either_backend_of_the_engine() {
+    let server = Engine::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .workers(1)
+        .pin_cpus(false)
+        .start(|_| Echo)
+        .unwrap();
+    for backend in [crate::serve::Backend::Epoll, crate::serve::Backend::IoUring] {
+        let a = EchoArgs {
+            client: ClientArgs { backend, threads: 2, ..client(server.local_addr()) },
+            connections: 7,
+            in_flight: 3,
+            size: 100,
+            duration: 0.3,
+            warmup: 0.0,
+            text: false,
+        };
+        let r = super::echo::run_echo(&a, None).unwrap();
+        assert_eq!((r.opened, r.unanswered), (7, 0), "{backend:?}: {r}");
+        assert!(r.messages > 20 && !r.failed(), "{backend:?}: {r}");
+    }
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn a_reconnect_run_brings_every_client_back() {
+    let a = super::args::ReconnectArgs {
+        client: ClientArgs { threads: 2, connect_timeout: 10.0, ..ClientArgs::default() },
+        connections: 60,
+        down: 0.3,
+        cap: 0,
+        cap_burst: 1,
+        server_workers: 1,
+        server_cpus: Vec::new(),
+        timeout: 30.0,
+    };
+    let r = super::reconnect::run_reconnect(&a).unwrap();
+    assert_eq!((r.connected, r.reconnected(), r.losses), (60, 60, 60), "{r}");
+    assert!(!r.failed(), "{r}");
+    assert!(r.down >= Duration::from_millis(300), "{r}");
+    // Every client came back after the server did, in at most the backoff's first
+    // ceiling (1 s) plus the server's start; at least one attempt each.
+    let (p50, all) = (r.quantile(0.5).unwrap(), r.quantile(1.0).unwrap());
+    assert!(p50 <= all && all < Duration::from_secs(5), "{r}");
+    assert!(r.attempts >= 60 && r.peak_accepts >= 1 && r.peak_accepts <= 60, "{r}");
+    let v = parse(&r.json());
+    assert_eq!(v["reconnected"], 60, "{v}");
+    assert_eq!(v["cap_per_s"], serde_json::Value::Null, "{v}");
+    // A server given on the command line is refused: the scenario runs its own.
+    let with_url = super::args::ReconnectArgs {
+        client: ClientArgs { urls: vec!["ws://127.0.0.1:1/".into()], ..ClientArgs::default() },
+        ..a
+    };
+    assert!(super::reconnect::run_reconnect(&with_url).unwrap_err().contains("own server"));
+}
+
+#[test]
 fn refused_connections_are_errors() {
     // Nothing listens on this port (bound and closed again).
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
@@ -542,13 +599,14 @@ fn fanout_json() {
 #[test]
 fn json_flag_on_every_scenario() {
     use clap::Parser as _;
-    for scenario in ["echo", "idle", "fanout"] {
+    for scenario in ["echo", "idle", "fanout", "reconnect"] {
         let cli = crate::Cli::try_parse_from(["ringwire", "load", scenario, "--json"]).unwrap();
         let Some(crate::Cmd::Load(load)) = cli.cmd else { panic!("{scenario}: not load") };
         let client = match load.scenario {
             super::Scenario::Echo(a) => a.client,
             super::Scenario::Idle(a) => a.client,
             super::Scenario::Fanout(a) => a.client,
+            super::Scenario::Reconnect(a) => a.client,
         };
         assert!(client.json, "{scenario}");
         // A redirected stderr (as under `cargo test`) gets no progress line with --json.

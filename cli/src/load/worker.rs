@@ -7,6 +7,8 @@
 //!
 //! Load clients never reconnect (one attempt each, `max_attempts = 1`): a connection
 //! that fails or ends early is an error of the run, as a load generator reports it.
+//! The exception is `load reconnect`, whose clients keep the default retry policy and
+//! whose subject is how they come back.
 
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -67,6 +69,10 @@ pub struct Gauge {
     pub errors: AtomicU64,
     /// Connections dialled.
     pub dialled: AtomicU64,
+    /// Connections lost and waiting to reconnect (reconnecting runs only).
+    pub lost: AtomicU64,
+    /// Connections connected again after a loss (reconnecting runs only).
+    pub reconnected: AtomicU64,
 }
 
 impl Gauge {
@@ -74,6 +80,11 @@ impl Gauge {
     #[inline]
     pub fn bump(c: &AtomicU64, n: u64) {
         c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+    /// Takes one off (single writer), never below zero.
+    #[inline]
+    pub fn dec(c: &AtomicU64) {
+        c.store(c.load(Relaxed).saturating_sub(1), Relaxed);
     }
 }
 
@@ -148,6 +159,10 @@ pub trait Script: Send + 'static {
     fn on_message(&mut self, cx: &mut Cx<'_>, local: usize, ws: &mut Ctx<'_>, msg: &Message);
     /// The phase changed.
     fn on_phase(&mut self, cx: &mut Cx<'_>, clients: &mut Clients<'_, '_>);
+    /// A connection's client state changed (before the generator's own handling).
+    fn on_state(&mut self, cx: &mut Cx<'_>, local: usize, change: &StateChange) {
+        let _ = (cx, local, change);
+    }
     /// Runs at the times it asks for (monotonic ns, [`now_ns`]); returns the next one.
     fn on_tick(&mut self, cx: &mut Cx<'_>, clients: &mut Clients<'_, '_>) -> Option<u64> {
         let _ = (cx, clients);
@@ -162,6 +177,8 @@ enum LState {
     /// Dialled, not open yet.
     Opening,
     Open,
+    /// Lost, reconnecting (reconnecting runs only).
+    Lost,
     /// Ended (or never started); counted in `done`.
     Done,
 }
@@ -186,6 +203,8 @@ pub struct Shared<S> {
     /// Each worker's script, taken by its handler at its first wake (made once the
     /// engine runs and the connection count is known).
     pub scripts: Mutex<Vec<Option<S>>>,
+    /// Clients reconnect after a loss (`load reconnect`); otherwise a loss ends them.
+    pub reconnect: bool,
 }
 
 /// Something that can dial on the current worker and ask for a wake: a callback's
@@ -385,7 +404,7 @@ impl<S: Script> LoadHandler<S> {
                         Gauge::bump(&self.gauge().done, 1);
                     }
                 }
-                (LState::Open, Some(id)) => {
+                (LState::Open | LState::Lost, Some(id)) => {
                     self.locals[local].closing = true;
                     if let Some(mut cx) = w.conn(id) {
                         let _ = cx.close(CloseCode::NORMAL, "");
@@ -432,8 +451,10 @@ impl<S: Script> Handler for LoadHandler<S> {
 
     fn on_state(&mut self, ctx: &mut Ctx<'_>, change: &StateChange) {
         let Some(local) = self.local_of(ctx.id()) else { return };
-        match change.to {
-            ClientState::Connected if self.locals[local].state == LState::Opening => {
+        self.with_script(|s, cx| s.on_state(cx, local, change));
+        let reconnect = self.shared.reconnect;
+        match (change.to, self.locals[local].state) {
+            (ClientState::Connected, LState::Opening) => {
                 self.locals[local].state = LState::Open;
                 self.in_progress -= 1;
                 Gauge::bump(&self.gauge().opened, 1);
@@ -444,12 +465,30 @@ impl<S: Script> Handler for LoadHandler<S> {
                     let _ = ctx.close(CloseCode::NORMAL, "");
                 }
             }
-            ClientState::Reconnecting => {
+            (ClientState::Connected, LState::Lost) => {
+                self.locals[local].state = LState::Open;
+                Gauge::bump(&self.gauge().reconnected, 1);
+                Gauge::dec(&self.gauge().lost);
+                if self.phase >= Phase::Close {
+                    self.locals[local].closing = true;
+                    let _ = ctx.close(CloseCode::NORMAL, "");
+                }
+            }
+            (ClientState::Reconnecting, LState::Open) if reconnect => {
+                self.locals[local].state = LState::Lost;
+                Gauge::bump(&self.gauge().lost, 1);
+            }
+            (ClientState::Reconnecting, _) if !reconnect => {
                 // Load clients do not reconnect (a stable connection's loss would).
                 self.ended(local, change);
                 let _ = ctx.close(CloseCode::NORMAL, "");
             }
-            ClientState::Closed => self.ended(local, change),
+            (ClientState::Closed, _) => {
+                if self.locals[local].state == LState::Lost {
+                    Gauge::dec(&self.gauge().lost);
+                }
+                self.ended(local, change);
+            }
             _ => {}
         }
         self.start_connects(ctx);
