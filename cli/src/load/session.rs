@@ -18,8 +18,9 @@ use super::worker::{Control, Gauge, LoadHandler, Outcomes, Phase, Script, Shared
 /// Name prefix of the generator's threads (how the demo tells them from the server's).
 pub const THREAD_PREFIX: &str = "rwload";
 
-/// How long the close handshakes may take before the engine closes what is left.
-const CLOSE_GRACE: Duration = Duration::from_secs(3);
+/// How long the close handshakes may make no progress before the engine closes what is
+/// left.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// A running generator: its engine, and what its handlers share with this thread.
 pub struct Session<S: Script> {
@@ -85,7 +86,10 @@ impl<S: Script> Session<S> {
             // The scripts bound what they send (a window per connection): the engine's
             // own send limit must not cut them short.
             .max_queued_bytes(1 << 30)
-            .max_connections_per_worker(per_worker.max(1024));
+            .max_connections_per_worker(per_worker.max(1024))
+            // What is left open at the end closes with the engine: give a worker with
+            // many connections the time to close them.
+            .shutdown_timeout(Duration::from_secs(5 + (per_worker / 50_000) as u64));
         builder = if plan.cpus.is_empty() {
             builder.pin_cpus(false)
         } else {
@@ -182,8 +186,18 @@ impl<S: Script> Session<S> {
     pub fn finish(mut self) -> Result<(Vec<S>, Errors), String> {
         self.control.set_phase(Phase::Close);
         self.ring();
-        let end = Instant::now() + CLOSE_GRACE;
-        while self.total_of(|g| &g.done) < self.total_of(|g| &g.dialled) && Instant::now() < end {
+        // Closes go out in batches: wait while they make progress.
+        let (mut last, mut since) = (0, Instant::now());
+        loop {
+            let done = self.total_of(|g| &g.done);
+            if done >= self.total_of(|g| &g.dialled) {
+                break;
+            }
+            if done != last {
+                (last, since) = (done, Instant::now());
+            } else if since.elapsed() >= CLOSE_GRACE {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(2));
         }
         if let Some(engine) = self.engine.take() {

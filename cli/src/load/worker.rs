@@ -191,6 +191,11 @@ struct Local {
     closing: bool,
 }
 
+/// Most closes started per wake in the `Close` phase.
+const CLOSE_BATCH: usize = 1024;
+/// Most closes waiting for the peer's answer at once.
+const MAX_CLOSING: usize = 8192;
+
 /// Where a worker's script and errors go when its handler is dropped (engine shutdown).
 pub type Outcomes<S> = Arc<Mutex<Vec<Option<(S, Errors)>>>>;
 
@@ -249,6 +254,10 @@ pub struct LoadHandler<S: Script> {
     phase: Phase,
     /// The script's next tick (monotonic ns).
     tick_at: Option<u64>,
+    /// In the `Close` phase: the next local to close.
+    close_next: usize,
+    /// Closes started and not finished.
+    closing: usize,
 }
 
 impl<S: Script> LoadHandler<S> {
@@ -272,6 +281,8 @@ impl<S: Script> LoadHandler<S> {
             connect_interval_ns,
             phase: Phase::Connect,
             tick_at: None,
+            close_next: 0,
+            closing: 0,
         }
     }
 
@@ -362,6 +373,9 @@ impl<S: Script> LoadHandler<S> {
         }
         let opening = l.state == LState::Opening;
         self.locals[local].state = LState::Done;
+        if l.closing && self.closing > 0 {
+            self.closing -= 1;
+        }
         if opening {
             self.in_progress -= 1;
         }
@@ -393,36 +407,46 @@ impl<S: Script> LoadHandler<S> {
         }
     }
 
-    /// The phase changed to `Close`: close every open connection, stop the others.
-    fn start_close(&mut self, w: &mut WorkerCtx<'_>) {
-        for local in 0..self.locals.len() {
+    /// In the `Close` phase: closes the next open connections, stops the others. A
+    /// connection that starts its close handshake holds the protocol core's buffers
+    /// (about 4.5 KiB) until the peer answers, so at most [`CLOSE_BATCH`] start per
+    /// wake and at most [`MAX_CLOSING`] wait for their answer at once: closing a
+    /// million connections must not take gigabytes.
+    fn continue_close(&mut self, w: &mut WorkerCtx<'_>) {
+        let mut started = 0;
+        while self.close_next < self.locals.len()
+            && started < CLOSE_BATCH
+            && self.closing < MAX_CLOSING
+        {
+            let local = self.close_next;
+            self.close_next += 1;
             let l = self.locals[local];
             match (l.state, l.id) {
-                (LState::Pending, _) | (_, None) => {
-                    if l.state != LState::Done {
-                        self.locals[local].state = LState::Done;
-                        Gauge::bump(&self.gauge().done, 1);
-                    }
-                }
-                (LState::Open | LState::Lost, Some(id)) => {
-                    self.locals[local].closing = true;
-                    if let Some(mut cx) = w.conn(id) {
-                        let _ = cx.close(CloseCode::NORMAL, "");
-                    }
-                }
-                (LState::Opening, Some(id)) => {
-                    let g = self.global(local);
-                    self.locals[local].closing = true;
-                    self.errors
-                        .note(ErrorKind::Handshake, || format!("connection {g} never opened"));
-                    Gauge::bump(&self.gauge().errors, 1);
-                    Gauge::bump(&self.gauge().failed, 1);
-                    if let Some(mut cx) = w.conn(id) {
-                        let _ = cx.close(CloseCode::NORMAL, "");
-                    }
-                }
                 (LState::Done, _) => {}
+                (LState::Pending, _) | (_, None) => {
+                    self.locals[local].state = LState::Done;
+                    Gauge::bump(&self.gauge().done, 1);
+                }
+                (state, Some(id)) => {
+                    if state == LState::Opening {
+                        let g = self.global(local);
+                        self.errors
+                            .note(ErrorKind::Handshake, || format!("connection {g} never opened"));
+                        Gauge::bump(&self.gauge().errors, 1);
+                        Gauge::bump(&self.gauge().failed, 1);
+                    }
+                    self.locals[local].closing = true;
+                    if let Some(mut cx) = w.conn(id) {
+                        if cx.close(CloseCode::NORMAL, "").is_ok() {
+                            self.closing += 1;
+                            started += 1;
+                        }
+                    }
+                }
             }
+        }
+        if self.close_next < self.locals.len() && self.closing < MAX_CLOSING {
+            w.wake_at(w.now());
         }
     }
 
@@ -462,7 +486,7 @@ impl<S: Script> Handler for LoadHandler<S> {
                 self.with_script(|s, cx| s.on_open(cx, local, global, ctx));
                 if self.phase >= Phase::Close {
                     self.locals[local].closing = true;
-                    let _ = ctx.close(CloseCode::NORMAL, "");
+                    self.closing += usize::from(ctx.close(CloseCode::NORMAL, "").is_ok());
                 }
             }
             (ClientState::Connected, LState::Lost) => {
@@ -471,7 +495,7 @@ impl<S: Script> Handler for LoadHandler<S> {
                 Gauge::dec(&self.gauge().lost);
                 if self.phase >= Phase::Close {
                     self.locals[local].closing = true;
-                    let _ = ctx.close(CloseCode::NORMAL, "");
+                    self.closing += usize::from(ctx.close(CloseCode::NORMAL, "").is_ok());
                 }
             }
             (ClientState::Reconnecting, LState::Open) if reconnect => {
@@ -483,15 +507,34 @@ impl<S: Script> Handler for LoadHandler<S> {
                 self.ended(local, change);
                 let _ = ctx.close(CloseCode::NORMAL, "");
             }
+            // Our close of an open connection: it ends when the close handshake does
+            // (`on_close`), not when the client's state says Closed at its start.
+            (ClientState::Closed, LState::Open) if self.locals[local].closing => {}
             (ClientState::Closed, _) => {
                 if self.locals[local].state == LState::Lost {
                     Gauge::dec(&self.gauge().lost);
                 }
                 self.ended(local, change);
+                if self.phase == Phase::Close && self.close_next < self.locals.len() {
+                    ctx.wake_at(ctx.now());
+                }
             }
             _ => {}
         }
         self.start_connects(ctx);
+    }
+
+    fn on_close(&mut self, ctx: &mut Ctx<'_>, _closed: &ringwire::frame::Closed) {
+        let Some(local) = self.local_of(ctx.id()) else { return };
+        let l = self.locals[local];
+        if l.closing && l.state == LState::Open {
+            self.locals[local].state = LState::Done;
+            self.closing = self.closing.saturating_sub(1);
+            Gauge::bump(&self.gauge().done, 1);
+            if self.phase == Phase::Close && self.close_next < self.locals.len() {
+                ctx.wake_at(ctx.now());
+            }
+        }
     }
 
     fn on_wake(&mut self, w: &mut WorkerCtx<'_>) {
@@ -503,13 +546,16 @@ impl<S: Script> Handler for LoadHandler<S> {
         if phase != self.phase {
             self.phase = phase;
             if phase == Phase::Close {
-                self.start_close(w);
+                self.close_next = 0;
             }
             let Some(script) = self.script.as_mut() else { return };
             let gauge = &self.shared.control.gauges[self.index];
             let mut cx = Cx { now_ns: now_ns(), phase, gauge, errors: &mut self.errors };
             script.on_phase(&mut cx, &mut Clients { w, locals: &self.locals });
             self.tick_at = None;
+        }
+        if self.phase == Phase::Close {
+            self.continue_close(w);
         }
         self.start_connects(w);
         self.tick(w);
