@@ -11,7 +11,7 @@ mod input;
 mod output;
 mod session;
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +43,9 @@ it, the client reconnects with backoff (a random wait up to 1 s, doubling to at 
 for as long as it runs: the end of stdin closes once the connection is up again and every
 line is sent, Ctrl-C at any time. A server that refuses the upgrade for good (a 4xx other
 than 408/429, or an invalid 101) ends it either way.
+
+Messages waiting to be printed are bounded: past 16 MiB (stdout slower than the server)
+the connection is closed with 1008 and the command exits 1.
 
 Exit status: 0 after a normal close (ours at the end of stdin or on Ctrl-C, or the
 server's with 1000); 1 when the connection could not be made or was lost (the cause is
@@ -177,16 +180,49 @@ impl ConnectArgs {
     }
 }
 
+/// Bytes of received messages that may wait to be printed. Past this (stdout slower
+/// than the server, or not read at all) the connection is closed with 1008, as an
+/// engine `ClientStream` does on overflow: the handler must not block its worker, and
+/// memory must not grow without bound.
+pub(crate) const MAX_BACKLOG: usize = 16 << 20;
+
+/// Received message bytes handed to the main thread and not yet printed.
+#[derive(Clone, Default)]
+pub(crate) struct Backlog(Arc<AtomicUsize>);
+
+impl Backlog {
+    /// The main thread printed a message of `n` bytes.
+    pub(crate) fn printed(&self, n: usize) {
+        self.0.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// The size a message counts for in the backlog (an empty one still costs its entry).
+pub(crate) fn backlog_size(msg: &Message) -> usize {
+    msg.as_bytes().len().max(1)
+}
+
 /// The handler: forwards everything to the main thread and never blocks (the channel is
-/// unbounded). Without --reconnect it closes the client when it would reconnect, before
-/// the retry can start.
+/// unbounded, its messages bounded by [`MAX_BACKLOG`]). Without --reconnect it closes
+/// the client when it would reconnect, before the retry can start.
 struct Relay {
     tx: Sender<Event>,
     reconnect: bool,
+    backlog: Backlog,
+    overflowed: bool,
 }
 
 impl Handler for Relay {
-    fn on_message(&mut self, _cx: &mut Ctx<'_>, msg: Message) {
+    fn on_message(&mut self, cx: &mut Ctx<'_>, msg: Message) {
+        let n = backlog_size(&msg);
+        if self.overflowed || self.backlog.0.load(Ordering::Acquire) + n > MAX_BACKLOG {
+            if !std::mem::replace(&mut self.overflowed, true) {
+                let _ = cx.close(CloseCode::POLICY, "client output too slow");
+                let _ = self.tx.send(Event::Overflow);
+            }
+            return;
+        }
+        self.backlog.0.fetch_add(n, Ordering::AcqRel);
         let _ = self.tx.send(Event::Message(msg));
     }
 
@@ -219,9 +255,16 @@ pub fn run(args: ConnectArgs) -> Result<(), String> {
     let (tx, events) = mpsc::channel();
     let relay_tx = tx.clone();
     let reconnect = args.reconnect;
+    let backlog = Backlog::default();
+    let relay_backlog = backlog.clone();
     let server = args
         .builder()
-        .start(move |_| Relay { tx: relay_tx.clone(), reconnect })
+        .start(move |_| Relay {
+            tx: relay_tx.clone(),
+            reconnect,
+            backlog: relay_backlog.clone(),
+            overflowed: false,
+        })
         .map_err(|e| format!("cannot start the engine: {}", error_chain(&e)))?;
     let client = match server.connect(&args.url, args.client_config()) {
         Ok(c) => c,
@@ -238,7 +281,7 @@ pub fn run(args: ConnectArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot handle signals: {e}"))?;
     }
     let lines = input::spawn(tx).map_err(|e| format!("cannot read stdin: {e}"))?;
-    let result = Session::new(&server, client, &args, lines, interrupted).run(&events);
+    let result = Session::new(&server, client, &args, lines, interrupted, backlog).run(&events);
     let down = server.shutdown().map_err(|e| format!("engine shutdown: {}", error_chain(&e)));
     result.and(down)
 }

@@ -238,3 +238,60 @@ fn usage_errors_exit_2() {
         assert_eq!(r.status.code(), Some(2), "{args:?}: {r:?}");
     }
 }
+
+/// On the client's first message, sends `count` binary messages of 1 MiB; records how
+/// each connection ended.
+struct Flood {
+    count: usize,
+    ends: std::sync::Arc<std::sync::Mutex<Vec<(u16, String)>>>,
+}
+
+impl Handler for Flood {
+    fn on_message(&mut self, cx: &mut Ctx<'_>, _msg: Message) {
+        let chunk = ringwire::frame::Bytes::from(vec![7u8; 1 << 20]);
+        for _ in 0..self.count {
+            let _ = cx.send(Message::binary(chunk.clone()));
+        }
+    }
+    fn on_close(&mut self, _cx: &mut Ctx<'_>, closed: &ringwire::frame::Closed) {
+        self.ends.lock().unwrap().push((closed.code.0, closed.reason.clone()));
+    }
+}
+
+#[test]
+fn a_stdout_that_does_not_keep_up_closes_with_1008_instead_of_growing() {
+    let ends = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let e = ends.clone();
+    // 48 MiB, more than the 16 MiB that may wait to be printed; the server's own send
+    // limit is raised so that it is not the one to give up.
+    let s = Engine::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .workers(1)
+        .pin_cpus(false)
+        .max_queued_bytes(256 << 20)
+        .start(move |_| Flood { count: 48, ends: e.clone() })
+        .expect("the server starts");
+    let child = Command::new(env!("CARGO_BIN_EXE_ringwire"))
+        .args(["connect", &url(&s)])
+        .env("RINGWIRE_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped()) // never read: the pipe fills and printing blocks
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let mut child = Reaper(child);
+    let mut stdin = child.0.stdin.take().unwrap();
+    stdin.write_all(b"go\n").unwrap();
+    let end = Instant::now() + DEADLINE;
+    while ends.lock().unwrap().is_empty() {
+        assert!(Instant::now() < end, "the client never closed");
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        ends.lock().unwrap()[0],
+        (1008, "client output too slow".to_owned()),
+        "the client closed as a slow consumer"
+    );
+    drop(stdin);
+    s.shutdown().unwrap();
+}

@@ -28,6 +28,8 @@ pub(crate) enum Event {
     Health(HealthSnapshot),
     /// The WebSocket connection ended.
     Closed(Closed),
+    /// Messages waited to be printed past `MAX_BACKLOG`: the handler closed with 1008.
+    Overflow,
     /// The stdin thread queued a line.
     Input,
     /// stdin ended; with the read error that ended it, if any.
@@ -111,6 +113,8 @@ pub(crate) struct Session<'a> {
     flow: Flow,
     /// Set by SIGINT or SIGTERM.
     interrupted: Arc<AtomicBool>,
+    /// Received bytes not yet printed (shared with the handler).
+    backlog: super::Backlog,
 }
 
 impl<'a> Session<'a> {
@@ -121,6 +125,7 @@ impl<'a> Session<'a> {
         args: &ConnectArgs,
         lines: Receiver<Vec<u8>>,
         interrupted: Arc<AtomicBool>,
+        backlog: super::Backlog,
     ) -> Self {
         Self {
             server,
@@ -139,6 +144,7 @@ impl<'a> Session<'a> {
             last_close: None,
             flow: Flow::default(),
             interrupted,
+            backlog,
         }
     }
 
@@ -176,9 +182,18 @@ impl<'a> Session<'a> {
             Event::Message(msg) => {
                 buf.clear();
                 output::render(&msg, self.format, buf);
-                if let Err(e) = self.stdout.write_all(buf) {
+                let written = self.stdout.write_all(buf);
+                self.backlog.printed(super::backlog_size(&msg));
+                if let Err(e) = written {
                     return Some(Err(format!("stdout: {e}")));
                 }
+            }
+            Event::Overflow => {
+                return Some(Err(format!(
+                    "output did not keep up: more than {} MiB of received messages waited \
+                     to be printed; the connection was closed with 1008",
+                    super::MAX_BACKLOG >> 20
+                )))
             }
             Event::Pong(rtt) if self.verbose => note(format_args!("{}", output::pong_text(rtt))),
             Event::Health(h) if self.verbose => note(format_args!("{}", output::health_text(&h))),

@@ -31,6 +31,9 @@ pub(crate) struct ClientShared {
     loss_permille: AtomicU32,
     streak: AtomicU32,
     level: AtomicU8,
+    /// Bytes sent through handles and not yet written to the socket (approximate: the
+    /// worker takes off what it writes, frame headers and control frames included).
+    queued: AtomicU64,
 }
 
 /// A client's health as its handle sees it, from any thread
@@ -78,7 +81,28 @@ impl ClientShared {
             loss_permille: AtomicU32::new(0),
             streak: AtomicU32::new(0),
             level: AtomicU8::new(0),
+            queued: AtomicU64::new(0),
         }
+    }
+
+    pub(crate) fn add_queued(&self, n: usize) {
+        self.queued.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// The worker wrote `n` bytes of this client's to its socket.
+    pub(crate) fn sub_queued(&self, n: usize) {
+        let _ = self.queued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+            Some(q.saturating_sub(n as u64))
+        });
+    }
+
+    /// The connection is gone: what was queued on it is gone too.
+    pub(crate) fn reset_queued(&self) {
+        self.queued.store(0, Ordering::Relaxed);
+    }
+
+    pub(crate) fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Written by the worker after each heartbeat and attempt (relaxed: each figure is
@@ -233,7 +257,20 @@ impl ClientHandle {
     /// a message queued just before the connection is lost is dropped with it.
     pub fn send(&self, msg: Message) -> Result<(), SendError> {
         let key = self.connected_key()?;
-        self.worker.push(Command::Send(key, msg)).map_err(|_| SendError::QueueFull)
+        let n = msg.len();
+        self.shared.add_queued(n);
+        self.worker.push(Command::Send(key, msg)).map_err(|_| {
+            self.shared.sub_queued(n);
+            SendError::QueueFull
+        })
+    }
+
+    /// Bytes sent through this handle (and its clones) that the worker has not written
+    /// to the socket yet: an estimate for picking the least busy of several connections
+    /// ([`super::Pool`] with [`super::Pick::LeastQueued`]). Frame headers and control
+    /// frames written count against it, so it errs low; it is 0 after a loss.
+    pub fn queued_bytes(&self) -> u64 {
+        self.shared.queued()
     }
 
     /// Queues a text message.

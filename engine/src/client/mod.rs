@@ -67,7 +67,7 @@ pub use self::handle::{ClientHandle, ClientSpec, HealthSummary};
 pub use self::health::{HealthConfig, HealthSnapshot, Level};
 pub use self::lifecycle::{Cause, ClientState, RetryPolicy, StateChange};
 pub use self::limiter::ConnectRate;
-pub use self::pool::Pool;
+pub use self::pool::{Pick, Pool};
 pub use self::stream::{connect, connect_with, ClientStream, Event, STREAM_CAPACITY};
 
 pub(crate) use self::backoff::Rng;

@@ -14,6 +14,18 @@ use super::handle::Spec;
 use super::lifecycle::ClientState;
 use crate::handle::{SendError, WorkerShared};
 
+/// How [`Pool::send`] picks the member a message goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pick {
+    /// The next connected member in turn. Default.
+    #[default]
+    RoundRobin,
+    /// The connected member with the fewest bytes sent and not yet written to its
+    /// socket ([`ClientHandle::queued_bytes`]); ties go round robin. A member whose
+    /// server reads slowly gets less until it catches up.
+    LeastQueued,
+}
+
 /// N connections to one `ws://` target, for callers that want many connections to one
 /// upstream (more throughput than one TCP stream, or shelter from one slow stream).
 ///
@@ -30,6 +42,7 @@ pub struct Pool {
     closed: AtomicBool,
     dialer: Arc<Dialer>,
     workers: Arc<[Arc<WorkerShared>]>,
+    pick: Pick,
 }
 
 impl std::fmt::Debug for Pool {
@@ -64,7 +77,14 @@ impl Pool {
             closed: AtomicBool::new(false),
             dialer,
             workers,
+            pick: Pick::RoundRobin,
         })
+    }
+
+    /// The pool, picking members by `pick` from now on.
+    pub fn with_pick(mut self, pick: Pick) -> Self {
+        self.pick = pick;
+        self
     }
 
     /// Members connected now.
@@ -82,13 +102,25 @@ impl Pool {
         &self.members
     }
 
-    /// Sends `msg` on the next connected member, round robin (a member lost between
-    /// the check and the send is skipped). Members that ended for good are dialled
+    /// Sends `msg` on a connected member: the next one in turn, or the least queued
+    /// ([`Pool::with_pick`]); a member lost between the check and the send is skipped. Members that ended for good are dialled
     /// again first. [`SendError::NotConnected`] when no member is connected now.
     pub fn send(&self, msg: Message) -> Result<(), SendError> {
         self.redial_ended();
         let n = self.members.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
+        if self.pick == Pick::LeastQueued {
+            let least = (0..n)
+                .map(|i| &self.members[(start + i) % n])
+                .filter(|m| m.state() == ClientState::Connected)
+                .min_by_key(|m| m.queued_bytes());
+            if let Some(m) = least {
+                match m.send(msg.clone()) {
+                    Err(SendError::NotConnected | SendError::Closed) => {} // round robin below
+                    other => return other,
+                }
+            }
+        }
         for i in 0..n {
             let m = &self.members[(start + i) % n];
             if m.state() != ClientState::Connected {

@@ -207,6 +207,7 @@ impl Core {
             attempt = client.life.attempt(),
             "client connection lost"
         );
+        client.shared.reset_queued();
         let alert = client.health_alert(&self.stats);
         self.queue_alert(key, alert);
         let Some(client) = self.clients.get_mut(&key.slot) else { return };

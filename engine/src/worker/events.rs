@@ -217,6 +217,11 @@ impl Core {
                     WorkerStats::add(&self.stats.bytes_out, n as u64);
                     c.sent(n, &mut chunks);
                     self.mark_dirty(key);
+                    if !self.clients.is_empty() {
+                        if let Some(client) = self.clients.get(&key.slot) {
+                            client.shared.sub_queued(n);
+                        }
+                    }
                 }
                 Err(e) => {
                     c.send_failed();

@@ -370,3 +370,38 @@ fn after_a_short_outage_the_next_attempt_comes_within_initial_plus_its_length() 
         assert!(next <= bound, "next attempt {:?} after the return", next - back);
     }
 }
+
+#[test]
+fn a_least_queued_pool_steers_around_a_member_whose_server_stopped_reading() {
+    for pick in [crate::client::Pick::LeastQueued, crate::client::Pick::RoundRobin] {
+        let mut sim = sim();
+        let core = &sim.worker.core;
+        let pool =
+            crate::client::Pool::new(core.dialer.clone(), core.all.clone(), URL, 2, config())
+                .expect("pool")
+                .with_pick(pick);
+        sim.settle();
+        let [a, b] = [pool.members()[0].clone(), pool.members()[1].clone()];
+        let stalled = sim.accept_client(&a);
+        let mut reading = sim.accept_client(&b);
+        assert_eq!(pool.up(), 2);
+        // Member a's server stops reading: what a takes stays queued.
+        sim.set_window(&stalled, Some(0));
+        for i in 0..10 {
+            pool.send(Message::binary(vec![i as u8; 100])).expect("a member is up");
+            sim.settle();
+        }
+        sim.read(&mut reading);
+        let (to_b, queued_a) = (reading.messages().len(), a.queued_bytes());
+        match pick {
+            // The first went to a (both empty, a first); then a's bytes stayed queued.
+            crate::client::Pick::LeastQueued => {
+                assert_eq!((to_b, queued_a), (9, 100), "{pick:?}");
+            }
+            crate::client::Pick::RoundRobin => {
+                assert_eq!((to_b, queued_a), (5, 500), "{pick:?}");
+            }
+        }
+        assert_eq!(b.queued_bytes(), 0, "b's writes took its bytes off");
+    }
+}
