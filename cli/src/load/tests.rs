@@ -10,14 +10,19 @@ fn client(addr: std::net::SocketAddr) -> ClientArgs {
     ClientArgs { addrs: vec![addr], connect_timeout: 10.0, ..ClientArgs::default() }
 }
 
-#[test]
-fn tiny_echo_run() {
-    let server = Engine::builder()
+/// A one-worker echo server on an ephemeral loopback port.
+fn echo_server() -> ringwire::Server {
+    Engine::builder()
         .listen("127.0.0.1:0".parse().unwrap())
         .workers(1)
         .pin_cpus(false)
         .start(|_| Echo)
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn tiny_echo_run() {
+    let server = echo_server();
     for (size, text) in [(32, false), (4, false), (16, true)] {
         let a = EchoArgs {
             client: client(server.local_addr()),
@@ -87,12 +92,7 @@ fn tiny_fanout_and_idle_runs() {
 
 #[test]
 fn the_generator_runs_on_either_backend_of_the_engine() {
-    let server = Engine::builder()
-        .listen("127.0.0.1:0".parse().unwrap())
-        .workers(1)
-        .pin_cpus(false)
-        .start(|_| Echo)
-        .unwrap();
+    let server = echo_server();
     for backend in [crate::serve::Backend::Epoll, crate::serve::Backend::IoUring] {
         let a = EchoArgs {
             client: ClientArgs { backend, threads: 2, ..client(server.local_addr()) },
