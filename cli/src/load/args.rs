@@ -418,8 +418,8 @@ impl ReconnectArgs {
         if !(1..=256).contains(&self.server_workers) {
             return Err("--server-workers must be 1..=256".into());
         }
-        if self.cap > 0 && self.cap_burst == 0 {
-            return Err("--cap-burst must be at least 1".into());
+        if self.cap > 0 && (self.cap_burst == 0 || self.cap_burst > self.cap) {
+            return Err("--cap-burst must be 1..=--cap (the cap counts any one second)".into());
         }
         Ok((secs("down", self.down, 0.0)?, secs("timeout", self.timeout, 1.0)?))
     }

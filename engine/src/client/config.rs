@@ -48,7 +48,7 @@ pub struct ClientConfig {
     /// 4xx other than 408/429 is permanent).
     pub retry: RetryPolicy,
     /// Caps connection attempts per second across every client of the engine to the
-    /// same host:port (`None`: no cap). Default 1,000/s with bursts of 100.
+    /// same host:port (`None`: no cap). Default at most 1,000 in any second, bursts of 100.
     pub connect_rate: Option<ConnectRate>,
     /// Thresholds of the health levels. Default: p95 RTT 200 ms warn / 500 ms
     /// critical, loss 2% / 5%, failure streak 3 / 5.

@@ -16,17 +16,22 @@ const PRUNE_AT: usize = 1024;
 /// spreads their retries over the backoff window, but a window of a few seconds still
 /// means thousands of handshakes per second against a server that is warming up. This cap
 /// holds them to a rate the server can take; an attempt over it waits (it is not failed).
+///
+/// The guarantee: in **any** one second the target sees at most `per_second` attempts,
+/// a burst included. So `burst` attempts may go at once after a quiet spell, and the
+/// sustained rate is `per_second - burst + 1` (901 a second with the defaults): a burst
+/// followed by the steady flow never adds up to more than the cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectRate {
-    /// Sustained attempts per second. Default 1,000: a plain WebSocket upgrade costs a
+    /// Most attempts in any one second. Default 1,000: a plain WebSocket upgrade costs a
     /// server tens of microseconds of CPU, so this is a few percent of one core, and
-    /// 10,000 clients are back within about ten seconds of their server's return.
+    /// 10,000 clients are back within about eleven seconds of their server's return.
     /// Lower it for servers that do a TLS handshake or an authentication per
     /// connection (a core completes a few hundred to a few thousand TLS handshakes a
     /// second).
     pub per_second: u32,
-    /// Attempts allowed at once after a quiet spell. Default 100, so a few clients
-    /// starting together never wait.
+    /// Attempts allowed at once after a quiet spell (at most `per_second`). Default 100,
+    /// so a few clients starting together never wait.
     pub burst: u32,
 }
 
@@ -37,14 +42,20 @@ impl Default for ConnectRate {
 }
 
 impl ConnectRate {
-    /// Checks the settings: `per_second >= 1` and `burst >= 1` (a zero would never let an
-    /// attempt through). The error names the setting.
+    /// Checks the settings: `per_second >= 1` and `1 <= burst <= per_second` (a zero
+    /// would never let an attempt through; a burst over the cap would break it). The
+    /// error names the setting.
     pub fn validate(&self) -> Result<(), String> {
         if self.per_second == 0 {
             return Err("connect rate per_second must be at least 1".into());
         }
         if self.burst == 0 {
             return Err("connect rate burst must be at least 1".into());
+        }
+        if self.burst > self.per_second {
+            return Err("connect rate burst must not exceed per_second (the cap counts any one \
+                        second, a burst included)"
+                .into());
         }
         Ok(())
     }
@@ -62,7 +73,9 @@ fn nanos_since(epoch: Instant, now: Instant) -> u64 {
 /// attempts came exactly at the sustained rate. An attempt at `now` passes if TAT is at
 /// most `tolerance` ahead of `now`, and then moves TAT to `max(TAT, now) + interval`. With
 /// `tolerance = (burst - 1) × interval`, `burst` attempts pass at once after a quiet
-/// spell, then one per `interval`.
+/// spell, then one per `interval`. Any window of one second `[t, t + 1 s)` then holds at
+/// most `burst + ceil(1 s / interval) - 1` attempts; with `interval = 1 s / (per_second -
+/// burst + 1)`, rounded up, that is at most `per_second`.
 #[derive(Debug)]
 pub(crate) struct RateLimiter {
     /// TAT, in nanoseconds since `epoch`.
@@ -76,10 +89,13 @@ pub(crate) struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// A limiter for `rate` (a zero in it counts as 1), counting time from `epoch`.
+    /// A limiter for `rate` (a zero in it counts as 1, a burst over the cap as the cap),
+    /// counting time from `epoch`.
     pub(crate) fn new(rate: ConnectRate, epoch: Instant) -> Self {
-        let interval = 1_000_000_000u64.div_ceil(u64::from(rate.per_second.max(1)));
-        let tolerance = interval.saturating_mul(u64::from(rate.burst.max(1) - 1));
+        let cap = u64::from(rate.per_second.max(1));
+        let burst = u64::from(rate.burst.max(1)).min(cap);
+        let interval = 1_000_000_000u64.div_ceil(cap - burst + 1);
+        let tolerance = interval.saturating_mul(burst - 1);
         Self { tat: AtomicU64::new(0), interval, tolerance, epoch }
     }
 
@@ -168,25 +184,47 @@ mod tests {
         let t = Instant::now();
         let l = RateLimiter::new(RATE, t);
         assert!((0..50).all(|_| l.try_acquire(t).is_ok()));
-        assert_eq!(l.try_acquire(t), Err(Duration::from_millis(5)), "one interval");
-        assert!(l.try_acquire(t + Duration::from_millis(4)).is_err());
+        // The sustained rate is 200 - 50 + 1 = 151 a second.
+        let interval = Duration::from_nanos(1_000_000_000u64.div_ceil(151));
+        assert_eq!(l.try_acquire(t), Err(interval), "one interval");
+        assert!(l.try_acquire(t + interval - Duration::from_nanos(1)).is_err());
     }
 
     #[test]
-    fn a_second_lets_through_at_most_burst_plus_rate() {
-        for rate in [RATE, ConnectRate { per_second: 3, burst: 1 }, ConnectRate::default()] {
+    fn no_second_ever_sees_more_than_the_cap() {
+        let rates = [
+            RATE,
+            ConnectRate { per_second: 3, burst: 1 },
+            ConnectRate { per_second: 1, burst: 1 },
+            ConnectRate { per_second: 10, burst: 10 },
+            ConnectRate::default(),
+        ];
+        for rate in rates {
+            // Attempts as fast as they pass, every 100 us for 3.5 s, from a full bucket.
             let t0 = Instant::now();
             let l = RateLimiter::new(rate, t0);
-            let mut passed = 0u32;
+            let mut times = Vec::new();
             let mut now = t0;
-            while now <= t0 + Duration::from_secs(1) {
+            while now <= t0 + Duration::from_millis(3500) {
                 while l.try_acquire(now).is_ok() {
-                    passed += 1;
+                    times.push(now);
                 }
                 now += Duration::from_micros(100);
             }
-            assert!(passed <= rate.burst + rate.per_second, "{rate:?}: {passed}");
-            assert!(passed + 1 >= rate.burst + rate.per_second, "{rate:?}: {passed}");
+            // Every window [t, t + 1 s) starting at an attempt holds at most the cap.
+            let most = (0..times.len())
+                .map(|i| {
+                    times[i..]
+                        .iter()
+                        .take_while(|&&t| t - times[i] < Duration::from_secs(1))
+                        .count()
+                })
+                .max()
+                .unwrap_or(0);
+            assert!(most <= rate.per_second as usize, "{rate:?}: {most} in one second");
+            // And the cap is used: the first second gets it all but rounding.
+            let first = times.iter().filter(|&&t| t - t0 < Duration::from_secs(1)).count();
+            assert!(first + 1 >= rate.per_second as usize, "{rate:?}: only {first}");
         }
     }
 
@@ -245,10 +283,11 @@ mod tests {
     }
 
     #[test]
-    fn validate_refuses_zeros() {
+    fn validate_refuses_zeros_and_a_burst_over_the_cap() {
         assert_eq!(ConnectRate::default().validate(), Ok(()));
         assert!(ConnectRate { per_second: 0, burst: 1 }.validate().is_err());
         assert!(ConnectRate { per_second: 1, burst: 0 }.validate().is_err());
+        assert!(ConnectRate { per_second: 5, burst: 6 }.validate().unwrap_err().contains("burst"));
         let l = RateLimiter::new(ConnectRate { per_second: 0, burst: 0 }, Instant::now());
         assert_eq!(l.try_acquire(Instant::now()), Ok(()), "zeros count as 1");
     }

@@ -204,11 +204,16 @@ fn the_connect_rate_cap_spaces_attempts_to_one_target() {
     sim.run_for(Duration::from_secs(5));
     let connects = sim.connects();
     assert_eq!(connects.len(), 10, "every client connected in the end");
-    // Two at once (the burst), then one every 250 ms.
+    // Two at once (the burst), then one every 333 ms (4 - 2 + 1 = 3 a second), so no
+    // second sees more than 4.
     let t0 = connects[0];
     assert!(connects[1] - t0 < TICK);
     for w in connects[1..].windows(2) {
-        assert!(w[1] - w[0] >= Duration::from_millis(250) - TICK, "{:?}", w[1] - w[0]);
+        assert!(w[1] - w[0] >= Duration::from_millis(333) - TICK, "{:?}", w[1] - w[0]);
+    }
+    for (i, &t) in connects.iter().enumerate() {
+        let in_a_second = connects[i..].iter().take_while(|&&u| u - t < Duration::from_secs(1));
+        assert!(in_a_second.count() <= 4, "more than the cap in the second from {i}");
     }
     assert!(handles.iter().all(|h| h.state() == ClientState::Connecting), "no server answered");
 }
