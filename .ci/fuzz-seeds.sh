@@ -4,3 +4,4 @@
 # docs/CONFORMANCE.md.)
 set -euo pipefail
 cargo test -p ringwire-frame --locked --test fuzz_seeds
+cargo test -p ringwire-tests --locked --test fuzz_seeds_outbox

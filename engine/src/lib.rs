@@ -46,6 +46,7 @@ mod config;
 mod conn;
 mod handle;
 mod handler;
+pub mod outbox;
 mod panic;
 mod server;
 mod shard;

@@ -10,11 +10,13 @@
 //! (one file per operation, each building its submission entries through the `unsafe`
 //! `Sqe::new` next to the struct that owns what the kernel touches; see its module doc)
 //! and `bufring/` (the provided-buffer ring and its memory, with the `unsafe fn`s that
-//! hand receive buffers out and take them back), and one `setsockopt` in `net.rs` that
-//! rustix lacks. `epoll.rs` has none.
+//! hand receive buffers out and take them back), one `setsockopt` in `net.rs` that
+//! rustix lacks, and `mmap.rs` (the outbox's mapped segment files: bytes copied in and
+//! out through raw pointers, bounds-checked). `epoll.rs` has none.
 
 pub(crate) mod bufring;
 pub(crate) mod epoll;
+pub(crate) mod mmap;
 pub(crate) mod net;
 pub(crate) mod uring;
 

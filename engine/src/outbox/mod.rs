@@ -1,0 +1,298 @@
+//! The durable outbox's log: messages kept until the peer acknowledged them, across
+//! reconnects and crashes. The format, and why it keeps that promise, are in
+//! docs/outbox-format.md.
+//!
+//! [`Outbox`] is one log (one per worker, in a directory of its own), usable on its
+//! own: append messages under a [`Durability`] policy, acknowledge them, count sends,
+//! read the unacknowledged ones of a stream in order (to resend after a reconnect) and
+//! the dead letters. What is built so far is the log; the engine's `send_durable`, the
+//! acknowledgement on the wire and the resend on reconnect come next (the outbox's
+//! issue).
+//!
+//! ```no_run
+//! use ringwire::outbox::{Durability, Outbox, OutboxConfig};
+//!
+//! let mut ob = Outbox::open("/var/lib/app/outbox/w0", OutboxConfig::default())?;
+//! let id = 0x0190_0000_0000_7000_8000_0000_0000_0001; // a UUIDv7, e.g. ringwire-codec's
+//! let durable = ob.append(7, id, false, b"payload")?;
+//! if !durable {
+//!     ob.sync()?; // `Batch` or `Always`: durable once synced
+//! }
+//! for m in ob.unacked(7) {
+//!     println!("resend {:032x} ({} bytes)", m.id, m.payload.len());
+//! }
+//! ob.ack(id);
+//! # Ok::<(), ringwire::outbox::OutboxError>(())
+//! ```
+
+pub mod format;
+mod log;
+mod store;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use self::log::{Entry, Log};
+use self::store::DirStore;
+
+/// When a record counts as durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// When it is in the mapping: a crash of the process does not lose it (the kernel
+    /// holds the pages); a crash of the machine or a power loss may.
+    Os,
+    /// When a sync covering it completed: every append asks for one.
+    Always,
+    /// When a sync covering it completed; a sync is due once `records` records wait or
+    /// the oldest has waited `interval` (group commit).
+    Batch {
+        /// Records that make a sync due.
+        records: u32,
+        /// Longest wait for one.
+        interval: Duration,
+    },
+}
+
+/// The log's sizes and limits.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct OutboxConfig {
+    /// Bytes per segment file. Default 64 MiB; at least 64 KiB, a multiple of 4 KiB.
+    pub segment_size: usize,
+    /// Most segment files. Default 64 (4 GiB with the default size): past it, appends
+    /// are refused with [`OutboxError::Full`] until acknowledgements free a segment.
+    pub max_segments: u32,
+    /// Largest payload. Default 1 MiB.
+    pub max_record: usize,
+    /// Sends without an acknowledgement after which a message becomes a dead letter.
+    /// Default 10.
+    pub max_attempts: u16,
+    /// The worker the log belongs to (written in segment headers). Default 0.
+    pub worker: u16,
+    /// When appends are durable. Default `Batch` of 64 records or 2 ms.
+    pub durability: Durability,
+}
+
+/// [`OutboxConfig`] without the policy: what the log itself needs.
+pub(crate) type LogConfig = OutboxConfig;
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            segment_size: 64 << 20,
+            max_segments: 64,
+            max_record: 1 << 20,
+            max_attempts: 10,
+            worker: 0,
+            durability: Durability::Batch { records: 64, interval: Duration::from_millis(2) },
+        }
+    }
+}
+
+impl OutboxConfig {
+    /// Checks the sizes: the error names the setting.
+    pub fn validate(&self) -> Result<(), OutboxError> {
+        let bad = |s: &str| Err(OutboxError::Config(s.into()));
+        if self.segment_size < 64 << 10 || self.segment_size % 4096 != 0 {
+            return bad("segment_size must be at least 64 KiB and a multiple of 4 KiB");
+        }
+        if self.segment_size > u32::MAX as usize {
+            return bad("segment_size must be below 4 GiB");
+        }
+        // A record, then a seal, after the header.
+        let room = self.segment_size - format::SEGMENT_HEADER - 2 * format::RECORD_HEADER - 8;
+        if self.max_record > room {
+            return bad("max_record must leave room in a segment for the record and a seal");
+        }
+        if self.max_segments == 0 || self.max_attempts == 0 {
+            return bad("max_segments and max_attempts must be at least 1");
+        }
+        if let Durability::Batch { records: 0, .. } = self.durability {
+            return bad("durability Batch needs records >= 1");
+        }
+        Ok(())
+    }
+}
+
+/// Why the outbox refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutboxError {
+    /// The configuration is invalid.
+    #[error("invalid outbox configuration: {0}")]
+    Config(String),
+    /// A file could not be opened, created or read.
+    #[error("outbox I/O: {0}")]
+    Io(String),
+    /// A sync failed earlier: the outbox accepts nothing more (what it accepted before
+    /// stays in its files). Reopen it to recover.
+    #[error("the outbox failed and accepts nothing more: {0}")]
+    Failed(String),
+    /// Every segment holds unacknowledged messages.
+    #[error("the outbox is full: {segments} segments of unacknowledged messages")]
+    Full {
+        /// The limit.
+        segments: u32,
+    },
+    /// The payload is over [`OutboxConfig::max_record`].
+    #[error("a record of {len} bytes is over the limit of {max}")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A message with this id is already in the outbox.
+    #[error("message id {0:032x} is already in the outbox")]
+    DuplicateId(u128),
+}
+
+/// A message as the outbox holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Its id.
+    pub id: u128,
+    /// Its stream.
+    pub stream: u64,
+    /// Text (else binary).
+    pub text: bool,
+    /// Sends so far.
+    pub attempts: u16,
+    /// Its payload.
+    pub payload: Vec<u8>,
+}
+
+/// One durable log (see the module's documentation).
+pub struct Outbox {
+    log: Log<DirStore>,
+    policy: Durability,
+    /// When the oldest record not yet synced was appended.
+    waiting_since: Option<Instant>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (live, dead) = self.log.counts();
+        f.debug_struct("Outbox").field("unacked", &live).field("dead", &dead).finish()
+    }
+}
+
+fn unix_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl Outbox {
+    /// Opens (or creates) the outbox in `dir`, locking it, and recovers what it holds:
+    /// every message not acknowledged before is there again ([`Outbox::unacked`]).
+    pub fn open(dir: impl AsRef<Path>, config: OutboxConfig) -> Result<Self, OutboxError> {
+        config.validate()?;
+        let store = DirStore::open(dir.as_ref()).map_err(|e| OutboxError::Io(e.to_string()))?;
+        let policy = config.durability;
+        let log = Log::open(store, config, unix_ns())?;
+        Ok(Self { log, policy, waiting_since: None })
+    }
+
+    /// Appends a message for `stream` with `id` (unique in the outbox; time-ordered ids
+    /// such as UUIDv7 keep them so). Returns whether it is durable already (`Os`); under
+    /// `Always` and `Batch` it is once [`Outbox::sync`] ran.
+    pub fn append(
+        &mut self,
+        stream: u64,
+        id: u128,
+        text: bool,
+        payload: &[u8],
+    ) -> Result<bool, OutboxError> {
+        let flags = if text { format::FLAG_TEXT } else { 0 };
+        self.log.append(stream, id, flags, payload, unix_ns())?;
+        if self.policy == Durability::Os {
+            return Ok(true);
+        }
+        self.waiting_since.get_or_insert_with(Instant::now);
+        Ok(false)
+    }
+
+    /// Whether the policy wants a sync now.
+    pub fn sync_due(&self, now: Instant) -> bool {
+        let waiting = self.log.next_lsn() - self.log.synced();
+        match self.policy {
+            Durability::Os => false,
+            Durability::Always => waiting > 0,
+            Durability::Batch { records, interval } => {
+                waiting >= u64::from(records)
+                    || self.waiting_since.is_some_and(|t| now.duration_since(t) >= interval)
+            }
+        }
+    }
+
+    /// Syncs what was written: every record appended so far is durable when it returns
+    /// `Ok`. A failure stops the outbox for good ([`OutboxError::Failed`]).
+    pub fn sync(&mut self) -> Result<(), OutboxError> {
+        if self.log.needs_sync() {
+            self.log.sync()?;
+        }
+        self.waiting_since = None;
+        Ok(())
+    }
+
+    /// The peer acknowledged message `id`: it is dropped from the outbox. `false` if it
+    /// was not an unacknowledged message.
+    pub fn ack(&mut self, id: u128) -> bool {
+        self.log.ack(id)
+    }
+
+    /// Message `id` was sent (once more). Returns its sends so far and whether that made
+    /// it a dead letter; `None` if it is not an unacknowledged message.
+    pub fn attempted(&mut self, id: u128) -> Option<(u16, bool)> {
+        self.log.attempted(id)
+    }
+
+    fn stored(&self, e: &Entry) -> Stored {
+        Stored {
+            id: e.id,
+            stream: e.stream,
+            text: e.flags & format::FLAG_TEXT != 0,
+            attempts: e.attempts,
+            payload: self.log.payload(e),
+        }
+    }
+
+    /// Stream `stream`'s unacknowledged messages, oldest first (what to resend after a
+    /// reconnect, in order).
+    pub fn unacked(&self, stream: u64) -> Vec<Stored> {
+        self.log.unacked(stream).map(|e| self.stored(e)).collect()
+    }
+
+    /// Every unacknowledged message: by stream, each stream's oldest first.
+    pub fn all_unacked(&self) -> Vec<Stored> {
+        self.log.all_unacked().map(|e| self.stored(e)).collect()
+    }
+
+    /// The dead letters not taken yet, oldest first.
+    pub fn dead_letters(&self) -> Vec<Stored> {
+        self.log.dead_letters().map(|e| self.stored(e)).collect()
+    }
+
+    /// Takes dead letter `id` out of the outbox. `false` if it is not one.
+    pub fn take_dead(&mut self, id: u128) -> bool {
+        self.log.take_dead(id)
+    }
+
+    /// Unacknowledged messages and dead letters held.
+    pub fn len(&self) -> usize {
+        let (live, dead) = self.log.counts();
+        live + dead
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Segment files it has (in use or free for reuse).
+    pub fn segment_files(&self) -> usize {
+        self.log.files()
+    }
+}
