@@ -149,6 +149,9 @@ pub struct EngineConfig {
     pub max_topic_len: usize,
     /// Optional origin check; a rejected upgrade gets 403.
     pub origin_check: Option<OriginCheck>,
+    /// The durable outbox (`Ctx::send_durable`): each worker keeps a log in
+    /// `dir/w<worker>`, opened (and recovered) when the worker starts. Default `None`.
+    pub outbox: Option<crate::outbox::OutboxSettings>,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -172,6 +175,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("frame", &self.frame)
             .field("max_queued_bytes", &self.max_queued_bytes)
             .field("backpressure", &self.backpressure)
+            .field("outbox", &self.outbox)
             .finish_non_exhaustive()
     }
 }
@@ -206,6 +210,7 @@ impl Default for EngineConfig {
             max_topics_per_connection: 64,
             max_topic_len: 256,
             origin_check: None,
+            outbox: None,
         }
     }
 }
@@ -265,6 +270,9 @@ impl EngineConfig {
         }
         if self.command_queue == 0 {
             return err("command_queue must be at least 1");
+        }
+        if let Some(o) = &self.outbox {
+            o.validate().map_err(|e| ConfigError(format!("outbox: {e}")))?;
         }
         if self.cpus.as_ref().is_some_and(Vec::is_empty) {
             return err("cpus must name at least one CPU (or be None)");

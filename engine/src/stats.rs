@@ -30,6 +30,8 @@ pub(crate) struct WorkerStats {
     pub(crate) clients_connected: AtomicU64,
     pub(crate) client_losses: AtomicU64,
     pub(crate) clients_degraded: AtomicU64,
+    pub(crate) outbox_resent: AtomicU64,
+    pub(crate) outbox_dead_letters: AtomicU64,
     pub(crate) closes: [AtomicU64; TRACKED_CODES.len() + 1],
 }
 
@@ -82,6 +84,8 @@ impl WorkerStats {
             clients_connected: self.clients_connected.load(Relaxed),
             client_losses: self.client_losses.load(Relaxed),
             clients_degraded: self.clients_degraded.load(Relaxed),
+            outbox_resent: self.outbox_resent.load(Relaxed),
+            outbox_dead_letters: self.outbox_dead_letters.load(Relaxed),
             closes_by_code,
         }
     }
@@ -143,6 +147,10 @@ pub struct StatsSnapshot {
     /// Client connections whose health level is `Warn` or `Critical` now
     /// ([`crate::client::HealthConfig`]).
     pub clients_degraded: u64,
+    /// Durable messages sent again after a client reconnected ([`crate::Ctx::send_durable`]).
+    pub outbox_resent: u64,
+    /// Durable messages given up after `OutboxConfig::max_attempts` sends.
+    pub outbox_dead_letters: u64,
     /// Ended WebSocket connections by close code (`None`: any other code).
     pub closes_by_code: Vec<(Option<u16>, u64)>,
 }
@@ -172,6 +180,8 @@ impl StatsSnapshot {
         self.clients_connected += o.clients_connected;
         self.client_losses += o.client_losses;
         self.clients_degraded += o.clients_degraded;
+        self.outbox_resent += o.outbox_resent;
+        self.outbox_dead_letters += o.outbox_dead_letters;
         for (code, n) in &o.closes_by_code {
             match self.closes_by_code.iter_mut().find(|(c, _)| c == code) {
                 Some((_, m)) => *m += n,

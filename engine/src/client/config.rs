@@ -67,6 +67,12 @@ pub struct ClientConfig {
     /// Run the connection on this worker (`None`: the engine spreads clients round
     /// robin).
     pub worker: Option<usize>,
+    /// The client's stream in the engine's outbox ([`crate::EngineConfig::outbox`]):
+    /// its durable messages ([`crate::Ctx::send_durable`]) are kept there under this id
+    /// until acknowledged, and sent again, in order, each time it connects. Stable
+    /// across restarts of the process (the application chooses it), unique among the
+    /// clients of a worker. Default `None`: no durable sends.
+    pub outbox_stream: Option<u64>,
 }
 
 impl Default for ClientConfig {
@@ -88,6 +94,7 @@ impl Default for ClientConfig {
             tcp_keepalive: Some(Duration::from_secs(60)),
             tcp_user_timeout: Some(Duration::from_secs(30)),
             worker: None,
+            outbox_stream: None,
         }
     }
 }

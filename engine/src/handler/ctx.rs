@@ -88,6 +88,32 @@ impl Ctx<'_> {
         self.core.dialer.clone().connect_literal(&self.core.all, url, config)
     }
 
+    /// Sends `msg` durably on this client connection: it is stored in the worker's
+    /// outbox ([`crate::EngineConfig::outbox`]) under the client's stream
+    /// ([`crate::client::ClientConfig::outbox_stream`]) with `id` (unique; a time-ordered
+    /// id such as `ringwire-codec`'s `MessageId` keeps it so), sent now if the client is
+    /// connected, and sent again, in order, each time it connects, until
+    /// [`Ctx::ack_durable`] is called for it or it has been sent
+    /// `OutboxConfig::max_attempts` times (a dead letter, see
+    /// [`crate::WorkerCtx::dead_letters`]). Returns whether it is durable (always, under
+    /// the engine's `Durability::Os`: a crash of the process keeps it).
+    ///
+    /// The acknowledgement is the application's for now: a server's answer that names
+    /// the id, recognised in `on_message`, calls [`Ctx::ack_durable`].
+    pub fn send_durable(
+        &mut self,
+        id: u128,
+        msg: Message,
+    ) -> Result<bool, crate::outbox::DurableError> {
+        self.core.send_durable(self.key, id, msg)
+    }
+
+    /// The peer acknowledged durable message `id`: it leaves the outbox. `false` if it
+    /// was not an unacknowledged one (already acknowledged, or unknown).
+    pub fn ack_durable(&mut self, id: u128) -> bool {
+        self.core.ack_durable(id)
+    }
+
     /// Dials a client from `spec` on this worker, at once, as [`crate::WorkerCtx::dial`].
     pub fn dial(&mut self, spec: &crate::client::ClientSpec) -> Result<ClientHandle, ConnectError> {
         self.core.dial_here(spec)

@@ -67,6 +67,23 @@ impl WorkerCtx<'_> {
         Publisher { workers: self.core.all.clone() }
     }
 
+    /// The durable messages this worker's outbox gave up on (sent
+    /// `OutboxConfig::max_attempts` times without an acknowledgement), oldest first.
+    /// Empty without an outbox.
+    pub fn dead_letters(&self) -> Vec<crate::outbox::Stored> {
+        self.core.outbox.as_ref().map_or_else(Vec::new, |o| o.log.dead_letters())
+    }
+
+    /// Takes dead letter `id` out of the outbox. `false` if it is not one.
+    pub fn take_dead(&mut self, id: u128) -> bool {
+        self.core.outbox.as_mut().is_some_and(|o| o.log.take_dead(id))
+    }
+
+    /// Durable messages this worker's outbox holds unacknowledged (0 without one).
+    pub fn outbox_unacked(&self) -> usize {
+        self.core.outbox.as_ref().map_or(0, |o| o.log.unacked_count())
+    }
+
     /// Connections on this worker (accepted, clients, closing).
     pub fn connections(&self) -> usize {
         self.core.conns.len()

@@ -382,7 +382,17 @@ impl<S: Store> Log<S> {
 
     /// Stream `stream`'s unacknowledged messages, oldest first.
     pub(crate) fn unacked(&self, stream: u64) -> impl Iterator<Item = &Entry> + '_ {
-        self.live.range((stream, 0)..=(stream, u64::MAX)).map(|(_, e)| e)
+        self.unacked_from(stream, 0).map(|(_, e)| e)
+    }
+
+    /// Stream `stream`'s unacknowledged messages from append order `from` on, oldest
+    /// first, with their append order.
+    pub(crate) fn unacked_from(
+        &self,
+        stream: u64,
+        from: u64,
+    ) -> impl Iterator<Item = (u64, &Entry)> + '_ {
+        self.live.range((stream, from)..=(stream, u64::MAX)).map(|(&(_, lsn), e)| (lsn, e))
     }
 
     /// Every unacknowledged message, by stream, each stream's oldest first.

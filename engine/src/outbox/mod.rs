@@ -5,9 +5,16 @@
 //! [`Outbox`] is one log (one per worker, in a directory of its own), usable on its
 //! own: append messages under a [`Durability`] policy, acknowledge them, count sends,
 //! read the unacknowledged ones of a stream in order (to resend after a reconnect) and
-//! the dead letters. What is built so far is the log; the engine's `send_durable`, the
-//! acknowledgement on the wire and the resend on reconnect come next (the outbox's
-//! issue).
+//! the dead letters.
+//!
+//! The engine keeps one per worker when [`crate::EngineConfig::outbox`] is set: a client
+//! with [`crate::client::ClientConfig::outbox_stream`] sends durably with
+//! [`crate::Ctx::send_durable`], and each time it connects its unacknowledged messages
+//! go out again, in order, before anything new (paced by its send queue). The
+//! acknowledgement is the application's ([`crate::Ctx::ack_durable`]) and the engine's
+//! durability is `Os` so far; the worker's asynchronous sync (`Always`, `Batch`), the
+//! acknowledgement on the wire between ringwire peers and the receiver's window of
+//! recent ids are the next steps.
 //!
 //! ```no_run
 //! use ringwire::outbox::{Durability, Outbox, OutboxConfig};
@@ -28,6 +35,7 @@
 pub mod format;
 mod log;
 mod store;
+pub(crate) mod worker;
 
 #[cfg(test)]
 mod tests;
@@ -74,6 +82,58 @@ pub struct OutboxConfig {
     pub worker: u16,
     /// When appends are durable. Default `Batch` of 64 records or 2 ms.
     pub durability: Durability,
+}
+
+/// An engine's outbox ([`crate::EngineConfig::outbox`]): each worker keeps its own log
+/// in `dir/w<worker>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxSettings {
+    /// The directory of the workers' logs (created if absent).
+    pub dir: std::path::PathBuf,
+    /// The logs' configuration (`worker` is set per worker). The engine supports
+    /// [`Durability::Os`] so far: `Always` and `Batch` need the worker's asynchronous
+    /// sync, which is not built yet (an [`Outbox`] used directly has all three).
+    pub config: OutboxConfig,
+}
+
+impl OutboxSettings {
+    /// An outbox in `dir` with the default configuration, `Durability::Os`.
+    pub fn new(dir: impl Into<std::path::PathBuf>) -> Self {
+        let config = OutboxConfig { durability: Durability::Os, ..OutboxConfig::default() };
+        Self { dir: dir.into(), config }
+    }
+
+    /// Checks the configuration for the engine.
+    pub fn validate(&self) -> Result<(), OutboxError> {
+        self.config.validate()?;
+        if self.config.durability != Durability::Os {
+            return Err(OutboxError::Config(
+                "the engine's outbox supports Durability::Os so far (Always and Batch need the \
+                 worker's asynchronous sync, not built yet)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why [`crate::Ctx::send_durable`] refused a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DurableError {
+    /// The engine has no outbox ([`crate::EngineConfig::outbox`]).
+    #[error("the engine has no outbox (EngineConfig::outbox)")]
+    NoOutbox,
+    /// The connection is not a client with an outbox stream
+    /// ([`crate::client::ClientConfig::outbox_stream`]).
+    #[error("the connection is not a client with an outbox stream (ClientConfig::outbox_stream)")]
+    NoStream,
+    /// The connection is up but its send queue is over its limit: nothing was stored.
+    #[error("the connection's send queue is full; nothing was stored")]
+    Backpressure,
+    /// The outbox refused it (full, failed, a duplicate id, too large).
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
 }
 
 /// [`OutboxConfig`] without the policy: what the log itself needs.
@@ -265,6 +325,27 @@ impl Outbox {
         self.log.unacked(stream).map(|e| self.stored(e)).collect()
     }
 
+    /// Stream `stream`'s unacknowledged messages appended at or after position `from`
+    /// (an append's place in the log's order), oldest first, until their payloads pass
+    /// `max_bytes` (at least one is returned if there is one), each with its position.
+    pub(crate) fn unacked_from(
+        &self,
+        stream: u64,
+        from: u64,
+        max_bytes: usize,
+    ) -> Vec<(u64, Stored)> {
+        let mut bytes = 0;
+        let mut out = Vec::new();
+        for (lsn, e) in self.log.unacked_from(stream, from) {
+            if !out.is_empty() && bytes + e.len as usize > max_bytes {
+                break;
+            }
+            bytes += e.len as usize;
+            out.push((lsn, self.stored(e)));
+        }
+        out
+    }
+
     /// Every unacknowledged message: by stream, each stream's oldest first.
     pub fn all_unacked(&self) -> Vec<Stored> {
         self.log.all_unacked().map(|e| self.stored(e)).collect()
@@ -278,6 +359,11 @@ impl Outbox {
     /// Takes dead letter `id` out of the outbox. `false` if it is not one.
     pub fn take_dead(&mut self, id: u128) -> bool {
         self.log.take_dead(id)
+    }
+
+    /// Unacknowledged messages held (dead letters apart).
+    pub fn unacked_count(&self) -> usize {
+        self.log.counts().0
     }
 
     /// Unacknowledged messages and dead letters held.

@@ -109,6 +109,8 @@ impl EngineBuilder {
         tcp_keepalive: Option<Duration>);
     setter!(/// See [`EngineConfig::tcp_user_timeout`].
         tcp_user_timeout: Option<Duration>);
+    setter!(/// See [`EngineConfig::outbox`].
+        outbox: Option<crate::outbox::OutboxSettings>);
 
     /// Accept only upgrades whose `Origin` passes `check` (others get 403).
     pub fn origin_check(

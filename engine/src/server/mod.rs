@@ -63,6 +63,15 @@ pub enum EngineError {
         #[source]
         source: io::Error,
     },
+    /// A worker could not open (or recover) its outbox log.
+    #[error("worker {worker}: outbox: {source}")]
+    Outbox {
+        /// The worker.
+        worker: usize,
+        /// Why.
+        #[source]
+        source: crate::outbox::OutboxError,
+    },
     /// Shutdown gave up waiting: these workers had not stopped by the deadline (a handler
     /// that blocks, say). Their threads are left running, detached.
     #[error(

@@ -74,7 +74,7 @@ impl WorkerSetup {
                 return Err(EngineError::WorkerPanicked { worker: i, message });
             }
         };
-        let core = Core::new(
+        let mut core = Core::new(
             i as u16,
             self.config.clone(),
             self.stats.clone(),
@@ -83,6 +83,16 @@ impl WorkerSetup {
             self.dialer.clone(),
             Monotonic.now(),
         );
+        if let Some(settings) = &self.config.outbox {
+            match crate::outbox::worker::WorkerOutbox::open(settings, i as u16) {
+                Ok(ob) => core.outbox = Some(Box::new(ob)),
+                Err(e) => {
+                    let e = EngineError::Outbox { worker: i, source: e };
+                    fail(ready, e);
+                    return Ok(());
+                }
+            }
+        }
         let config = &self.config;
         let mut uring_err = None;
         if self.use_uring {

@@ -81,6 +81,8 @@ pub(crate) struct Core {
     /// When the handler asked for its next `on_wake` (`Ctx::wake_at`, `WorkerCtx::wake_at`):
     /// the earliest time asked for since the last one.
     pub(crate) wake_at: Option<Instant>,
+    /// The worker's durable outbox, if the engine has one.
+    pub(crate) outbox: Option<Box<crate::outbox::worker::WorkerOutbox>>,
 }
 
 /// 8 bytes from the kernel's random source (getrandom(2)); the clock if it fails.
@@ -152,6 +154,7 @@ impl Core {
             rng: Rng::new(os_seed()),
             dialer,
             wake_at: None,
+            outbox: None,
         }
     }
 

@@ -171,10 +171,15 @@ impl Core {
                 let alert = client.health_alert(&self.stats);
                 let change = client.life.up(now);
                 let change = client.changed(change);
+                let stream = client.spec.config.outbox_stream;
                 self.timers.unschedule(key);
                 self.schedule(key);
                 self.queue_change(key, change);
                 self.queue_alert(key, alert);
+                if let Some(stream) = stream {
+                    // Before anything the application sends from `on_state`.
+                    self.start_resend(key, stream);
+                }
                 return Some(rest);
             }
             Err(HandshakeError::Status(status)) => {

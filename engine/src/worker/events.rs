@@ -221,6 +221,9 @@ impl Core {
                         if let Some(client) = self.clients.get(&key.slot) {
                             client.shared.sub_queued(n);
                         }
+                        if self.resending() {
+                            self.continue_resend(key);
+                        }
                     }
                 }
                 Err(e) => {

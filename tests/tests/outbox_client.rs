@@ -1,0 +1,273 @@
+//! Durable sends of a client through server restarts and a restart of the client's own
+//! engine, on both backends: a server application that answers `m <id>` with
+//! `ack <id>`, a client application that acknowledges what the server confirms
+//! (`Ctx::ack_durable`). Every message reaches a server at least once, the first arrivals
+//! are in send order, and the outbox ends empty.
+
+mod common;
+
+use std::collections::{BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{wait_until, GuardExt, Guarded};
+use ringwire::client::{Backoff, ClientConfig, ClientHandle, ClientState};
+use ringwire::frame::Message;
+use ringwire::outbox::OutboxSettings;
+use ringwire::{BackendChoice, ConnId, Ctx, Engine, Handler, WorkerCtx};
+
+/// Records each `m <id>` and answers `ack <id>`.
+struct AckServer(Arc<Mutex<Vec<u128>>>);
+
+impl Handler for AckServer {
+    fn on_message(&mut self, cx: &mut Ctx<'_>, msg: Message) {
+        let text = String::from_utf8_lossy(msg.as_bytes()).into_owned();
+        let id = text.strip_prefix("m ").and_then(|s| s.split(' ').next()?.parse::<u128>().ok());
+        if let Some(id) = id {
+            self.0.lock().unwrap().push(id);
+            let _ = cx.send_text(&format!("ack {id}"));
+        }
+    }
+}
+
+/// What the test shares with the client's handler.
+#[derive(Default)]
+struct Shared {
+    /// Ids to send durably at the next wake.
+    queue: Mutex<VecDeque<u128>>,
+    /// The client, once dialled.
+    client: Mutex<Option<ConnId>>,
+    /// The outbox's unacknowledged count as of the last wake.
+    unacked: AtomicUsize,
+    /// Sends refused.
+    refused: AtomicUsize,
+    /// Bytes of padding after `m <id>`.
+    pad: AtomicUsize,
+}
+
+struct AckClient(Arc<Shared>);
+
+impl Handler for AckClient {
+    fn on_message(&mut self, cx: &mut Ctx<'_>, msg: Message) {
+        let text = String::from_utf8_lossy(msg.as_bytes()).into_owned();
+        if let Some(id) = text.strip_prefix("ack ").and_then(|s| s.parse::<u128>().ok()) {
+            cx.ack_durable(id);
+        }
+    }
+    fn on_wake(&mut self, w: &mut WorkerCtx<'_>) {
+        let client = *self.0.client.lock().unwrap();
+        if let Some(mut cx) = client.and_then(|id| w.conn(id)) {
+            let ids: Vec<u128> = self.0.queue.lock().unwrap().drain(..).collect();
+            let pad = "p".repeat(self.0.pad.load(Relaxed));
+            for id in ids {
+                if cx.send_durable(id, Message::text(format!("m {id} {pad}"))).is_err() {
+                    self.0.refused.fetch_add(1, Relaxed);
+                }
+            }
+        }
+        self.0.unacked.store(w.outbox_unacked(), Relaxed);
+    }
+}
+
+fn server(addr: SocketAddr, backend: BackendChoice, seen: &Arc<Mutex<Vec<u128>>>) -> Guarded {
+    let s = seen.clone();
+    Engine::builder()
+        .listen(addr)
+        .workers(1)
+        .pin_cpus(false)
+        .backend(backend)
+        .shutdown_timeout(Duration::from_millis(200))
+        .start(move |_| AckServer(s.clone()))
+        .expect("the server starts")
+        .guarded()
+}
+
+/// A client engine with its outbox in `dir`, one client to `addr` on stream 42.
+fn client(
+    addr: SocketAddr,
+    backend: BackendChoice,
+    dir: &std::path::Path,
+) -> (Guarded, ClientHandle, Arc<Shared>) {
+    let shared = Arc::new(Shared::default());
+    let sh = shared.clone();
+    let engine = Engine::builder()
+        .workers(1)
+        .pin_cpus(false)
+        .backend(backend)
+        .outbox(Some(OutboxSettings::new(dir)))
+        .start(move |_| AckClient(sh.clone()))
+        .expect("the client engine starts")
+        .guarded();
+    let mut cfg = ClientConfig::default();
+    cfg.ping_interval = None;
+    cfg.connect_rate = None;
+    cfg.outbox_stream = Some(42);
+    cfg.retry.backoff = Backoff {
+        initial: Duration::from_millis(50),
+        max: Duration::from_millis(200),
+        ..Backoff::default()
+    };
+    let h = engine.connect(&format!("ws://{addr}/"), cfg).expect("dial");
+    assert!(wait_until(Duration::from_secs(5), || h.id().is_some()));
+    *shared.client.lock().unwrap() = h.id();
+    (engine, h, shared)
+}
+
+/// Queues `ids` for a durable send and rings the client's worker.
+fn send(engine: &Guarded, shared: &Shared, ids: impl IntoIterator<Item = u128>) {
+    shared.queue.lock().unwrap().extend(ids);
+    engine.wake_all();
+}
+
+/// Waits until the client's outbox holds nothing unacknowledged.
+fn drained(engine: &Guarded, shared: &Shared) -> bool {
+    wait_until(Duration::from_secs(10), || {
+        engine.wake_all();
+        std::thread::sleep(Duration::from_millis(5));
+        shared.queue.lock().unwrap().is_empty() && shared.unacked.load(Relaxed) == 0
+    })
+}
+
+/// The ids in their first arrival's order.
+fn first_arrivals(seen: &[u128]) -> Vec<u128> {
+    let mut set = BTreeSet::new();
+    seen.iter().copied().filter(|id| set.insert(*id)).collect()
+}
+
+fn through_restarts(backend: BackendChoice) {
+    let dir =
+        std::env::temp_dir().join(format!("rw-outbox-client-{}-{backend:?}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let first = server("127.0.0.1:0".parse().unwrap(), backend, &seen);
+    let addr = first.local_addr();
+    let (engine, h, shared) = client(addr, backend, &dir);
+    assert!(wait_until(Duration::from_secs(5), || h.state() == ClientState::Connected));
+
+    // Up: 1..=100 go out and are acknowledged.
+    send(&engine, &shared, 1..=100);
+    assert!(drained(&engine, &shared), "first 100 not all acknowledged");
+    // 101..=200 while the server goes away: some are answered, some not.
+    send(&engine, &shared, 101..=200);
+    first.shutdown().unwrap();
+    assert!(wait_until(Duration::from_secs(5), || h.state() != ClientState::Connected));
+    // 201..=300 while it is away: stored only.
+    send(&engine, &shared, 201..=300);
+    assert!(wait_until(Duration::from_secs(5), || shared.queue.lock().unwrap().is_empty()));
+    let second = server(addr, backend, &seen);
+    assert!(drained(&engine, &shared), "not all acknowledged after the server came back");
+    second.shutdown().unwrap();
+
+    // The client's own engine goes down with 301..=350 stored and never sent; a new
+    // engine on the same outbox sends them once the server is back.
+    assert!(wait_until(Duration::from_secs(5), || h.state() != ClientState::Connected));
+    send(&engine, &shared, 301..=350);
+    assert!(wait_until(Duration::from_secs(5), || {
+        engine.wake_all();
+        shared.unacked.load(Relaxed) == 50
+    }));
+    engine.shutdown().unwrap();
+    let third = server(addr, backend, &seen);
+    let (engine, h2, shared2) = client(addr, backend, &dir);
+    assert!(wait_until(Duration::from_secs(5), || h2.state() == ClientState::Connected));
+    assert!(drained(&engine, &shared2), "the new engine did not resend what was stored");
+    let stats = engine.stats();
+    assert!(stats.outbox_resent >= 50, "{stats:?}");
+    assert_eq!(stats.outbox_dead_letters, 0);
+    engine.shutdown().unwrap();
+    third.shutdown().unwrap();
+
+    let seen = seen.lock().unwrap();
+    let firsts = first_arrivals(&seen);
+    assert_eq!(firsts, (1..=350).collect::<Vec<u128>>(), "missing or out of order");
+    assert_eq!(shared.refused.load(Relaxed) + shared2.refused.load(Relaxed), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// 6,000 messages of 1 KiB stored while the server is away: more than the connection's
+/// send limit (4 MiB) at once, so the resend must follow the connection's drain.
+fn large_backlog(backend: BackendChoice) {
+    let dir =
+        std::env::temp_dir().join(format!("rw-outbox-backlog-{}-{backend:?}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let first = server("127.0.0.1:0".parse().unwrap(), backend, &seen);
+    let addr = first.local_addr();
+    let (engine, h, shared) = client(addr, backend, &dir);
+    assert!(wait_until(Duration::from_secs(5), || h.state() == ClientState::Connected));
+    first.shutdown().unwrap();
+    assert!(wait_until(Duration::from_secs(5), || h.state() != ClientState::Connected));
+    shared.pad.store(1000, Relaxed);
+    send(&engine, &shared, 1..=6000);
+    assert!(wait_until(Duration::from_secs(5), || {
+        engine.wake_all();
+        shared.unacked.load(Relaxed) == 6000
+    }));
+    let second = server(addr, backend, &seen);
+    assert!(drained(&engine, &shared), "the backlog was not all acknowledged");
+    let stats = engine.stats();
+    assert_eq!(stats.slow_closes, 0, "the resend overran the send limit: {stats:?}");
+    assert_eq!(stats.messages_out, 6000, "each sent once, no connection lost: {stats:?}");
+    engine.shutdown().unwrap();
+    second.shutdown().unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(first_arrivals(&seen), (1..=6000).collect::<Vec<u128>>());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+both_backends! {
+    through_restarts => durable_sends_survive_server_and_client_restarts_io_uring,
+                        durable_sends_survive_server_and_client_restarts_epoll;
+    large_backlog => a_backlog_larger_than_the_send_limit_is_resent_as_it_drains_io_uring,
+                     a_backlog_larger_than_the_send_limit_is_resent_as_it_drains_epoll;
+}
+
+#[test]
+fn send_durable_is_refused_clearly_without_an_outbox_or_a_stream() {
+    use ringwire::outbox::DurableError;
+    struct Try(Arc<Mutex<Vec<Result<bool, DurableError>>>>, Arc<Mutex<Option<ConnId>>>);
+    impl Handler for Try {
+        fn on_message(&mut self, _: &mut Ctx<'_>, _: Message) {}
+        fn on_wake(&mut self, w: &mut WorkerCtx<'_>) {
+            let id = *self.1.lock().unwrap();
+            if let Some(mut cx) = id.and_then(|id| w.conn(id)) {
+                self.0.lock().unwrap().push(cx.send_durable(1, Message::text("x")));
+            }
+        }
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let srv = server("127.0.0.1:0".parse().unwrap(), BackendChoice::Auto, &seen);
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let conn = Arc::new(Mutex::new(None));
+    let dir = std::env::temp_dir().join(format!("rw-outbox-nostream-{}", std::process::id()));
+    for with_outbox in [false, true] {
+        let (r, c) = (results.clone(), conn.clone());
+        let mut b = Engine::builder().workers(1).pin_cpus(false);
+        if with_outbox {
+            b = b.outbox(Some(OutboxSettings::new(&dir)));
+        }
+        let engine = b.start(move |_| Try(r.clone(), c.clone())).unwrap().guarded();
+        let h = engine
+            .connect(&format!("ws://{}/", srv.local_addr()), ClientConfig::default())
+            .unwrap();
+        assert!(wait_until(Duration::from_secs(5), || h.id().is_some()));
+        *conn.lock().unwrap() = h.id();
+        engine.wake_all();
+        assert!(wait_until(Duration::from_secs(5), || results.lock().unwrap().len()
+            == usize::from(with_outbox) + 1));
+        engine.shutdown().unwrap();
+    }
+    let r = results.lock().unwrap();
+    assert_eq!(r[0], Err(DurableError::NoOutbox));
+    assert_eq!(r[1], Err(DurableError::NoStream));
+    srv.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    // The engine refuses a policy it cannot keep without blocking its loop.
+    let mut s = OutboxSettings::new("/nonexistent");
+    s.config.durability = ringwire::outbox::Durability::Always;
+    let err =
+        Engine::builder().outbox(Some(s)).start(|_| AckServer(Default::default())).unwrap_err();
+    assert!(err.to_string().contains("Durability::Os"), "{err}");
+}
