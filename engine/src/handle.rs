@@ -52,6 +52,12 @@ pub(crate) enum Command {
     Publish(Topic, Bytes),
     /// Dial a new client connection.
     Connect(Box<crate::client::Dial>),
+    /// The outbox's sync thread finished a sync: everything before `upto` is durable,
+    /// unless it failed.
+    OutboxSynced {
+        upto: u64,
+        error: Option<String>,
+    },
 }
 
 /// The part of a worker other threads can reach.

@@ -227,7 +227,8 @@ both_backends! {
 #[test]
 fn send_durable_is_refused_clearly_without_an_outbox_or_a_stream() {
     use ringwire::outbox::DurableError;
-    struct Try(Arc<Mutex<Vec<Result<bool, DurableError>>>>, Arc<Mutex<Option<ConnId>>>);
+    type Tried = Arc<Mutex<Vec<Result<ringwire::outbox::Accepted, DurableError>>>>;
+    struct Try(Tried, Arc<Mutex<Option<ConnId>>>);
     impl Handler for Try {
         fn on_message(&mut self, _: &mut Ctx<'_>, _: Message) {}
         fn on_wake(&mut self, w: &mut WorkerCtx<'_>) {
@@ -264,10 +265,67 @@ fn send_durable_is_refused_clearly_without_an_outbox_or_a_stream() {
     assert_eq!(r[1], Err(DurableError::NoStream));
     srv.shutdown().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    // The engine refuses a policy it cannot keep without blocking its loop.
-    let mut s = OutboxSettings::new("/nonexistent");
-    s.config.durability = ringwire::outbox::Durability::Always;
+    // An outbox that cannot be opened stops the engine's start with the reason.
+    let s = OutboxSettings::new("/proc/no-such-dir/outbox");
     let err =
         Engine::builder().outbox(Some(s)).start(|_| AckServer(Default::default())).unwrap_err();
-    assert!(err.to_string().contains("Durability::Os"), "{err}");
+    assert!(err.to_string().contains("outbox"), "{err}");
+}
+
+/// Counts what `Always` reports durable.
+struct Durables(Arc<Mutex<Vec<u64>>>, Arc<Mutex<Option<ConnId>>>, Arc<Mutex<Vec<u64>>>);
+
+impl Handler for Durables {
+    fn on_message(&mut self, _: &mut Ctx<'_>, _: Message) {}
+    fn on_wake(&mut self, w: &mut WorkerCtx<'_>) {
+        let id = *self.1.lock().unwrap();
+        if let Some(mut cx) = id.and_then(|id| w.conn(id)) {
+            for n in 0..50u128 {
+                let a = cx.send_durable(1000 + n, Message::binary(vec![n as u8; 100])).unwrap();
+                assert!(!a.durable, "not durable before a sync under Always");
+                self.2.lock().unwrap().push(a.position);
+            }
+        }
+    }
+    fn on_durable(&mut self, _: &mut WorkerCtx<'_>, upto: u64) {
+        self.0.lock().unwrap().push(upto);
+    }
+}
+
+#[test]
+fn under_always_on_durable_reports_when_records_are_synced() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let srv = server("127.0.0.1:0".parse().unwrap(), BackendChoice::Auto, &seen);
+    let dir = std::env::temp_dir().join(format!("rw-outbox-always-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut settings = OutboxSettings::new(&dir);
+    settings.config.durability = ringwire::outbox::Durability::Always;
+    let reports: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let conn: Arc<Mutex<Option<ConnId>>> = Arc::default();
+    let positions: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let (r, c, p) = (Arc::clone(&reports), Arc::clone(&conn), Arc::clone(&positions));
+    let engine = Engine::builder()
+        .workers(1)
+        .pin_cpus(false)
+        .outbox(Some(settings))
+        .start(move |_| Durables(r.clone(), c.clone(), p.clone()))
+        .unwrap()
+        .guarded();
+    let mut cfg = ClientConfig::default();
+    cfg.outbox_stream = Some(9);
+    let h = engine.connect(&format!("ws://{}/", srv.local_addr()), cfg).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || h.state() == ClientState::Connected));
+    *conn.lock().unwrap() = h.id();
+    engine.wake_all();
+    let last = || positions.lock().unwrap().last().copied();
+    assert!(wait_until(Duration::from_secs(5), || {
+        let (done, last) = (reports.lock().unwrap().last().copied(), last());
+        matches!((done, last), (Some(d), Some(l)) if d > l)
+    }));
+    let r = reports.lock().unwrap().clone();
+    assert!(r.windows(2).all(|w| w[0] <= w[1]), "durable positions only grow: {r:?}");
+    assert_eq!(positions.lock().unwrap().len(), 50);
+    engine.shutdown().unwrap();
+    srv.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -95,8 +95,9 @@ impl Ctx<'_> {
     /// connected, and sent again, in order, each time it connects, until
     /// [`Ctx::ack_durable`] is called for it or it has been sent
     /// `OutboxConfig::max_attempts` times (a dead letter, see
-    /// [`crate::WorkerCtx::dead_letters`]). Returns whether it is durable (always, under
-    /// the engine's `Durability::Os`: a crash of the process keeps it).
+    /// [`crate::WorkerCtx::dead_letters`]). Returns its position in the worker's log
+    /// and whether it is durable already (`Durability::Os`: a crash of the process keeps
+    /// it); under `Always` and `Batch` [`crate::Handler::on_durable`] says when.
     ///
     /// The acknowledgement is the application's for now: a server's answer that names
     /// the id, recognised in `on_message`, calls [`Ctx::ack_durable`].
@@ -104,7 +105,7 @@ impl Ctx<'_> {
         &mut self,
         id: u128,
         msg: Message,
-    ) -> Result<bool, crate::outbox::DurableError> {
+    ) -> Result<crate::outbox::Accepted, crate::outbox::DurableError> {
         self.core.send_durable(self.key, id, msg)
     }
 

@@ -76,6 +76,14 @@ pub trait Handler: 'static {
         let _ = (cx, health);
     }
 
+    /// Durable messages of this worker ([`Ctx::send_durable`]) accepted at positions
+    /// below `upto` are now durable under the outbox's `Always` or `Batch` policy (a
+    /// sync covering them completed). Not called under `Os`, where
+    /// [`crate::outbox::Accepted::durable`] says so at once.
+    fn on_durable(&mut self, w: &mut WorkerCtx<'_>, upto: u64) {
+        let _ = (w, upto);
+    }
+
     /// The application rang this worker ([`crate::Server::wake`],
     /// [`crate::Server::wake_all`]), or the time asked for with [`Ctx::wake_at`] /
     /// [`WorkerCtx::wake_at`] came (to the worker's 1 ms tick). Work that belongs to the

@@ -462,6 +462,60 @@ impl<S: Store> Log<S> {
         Ok(upto)
     }
 
+    /// Starts a sync to run on another thread: handles to every segment file written
+    /// since the last sync (older first), and the append position everything before
+    /// which is durable once they are all synced ([`Log::finish_sync`]). The segments
+    /// count as clean from here; what is written during the sync waits for the next.
+    /// `Ok(None)` when nothing waits; an error when a handle cannot be had (the log
+    /// then refuses appends, as after a failed sync).
+    pub(crate) fn begin_sync(&mut self) -> Result<Option<(Vec<std::fs::File>, u64)>, OutboxError> {
+        if let Some(e) = &self.failed {
+            return Err(OutboxError::Failed(e.clone()));
+        }
+        if !self.needs_sync() {
+            return Ok(None);
+        }
+        let upto = self.next_lsn;
+        let mut order: Vec<(u64, usize)> = self
+            .segs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().filter(|s| s.dirty).map(|s| (s.seq, i)))
+            .collect();
+        order.sort_unstable();
+        let mut files = Vec::with_capacity(order.len());
+        for &(_, i) in &order {
+            let seg = self.segs[i].as_ref().expect("listed");
+            match seg.file.detached() {
+                Some(f) => files.push(f),
+                None => {
+                    let msg = format!("segment file {i} cannot be synced from another thread");
+                    self.failed = Some(msg.clone());
+                    return Err(OutboxError::Failed(msg));
+                }
+            }
+        }
+        for (_, i) in order {
+            if let Some(seg) = self.segs[i].as_mut() {
+                seg.dirty = false;
+            }
+        }
+        Ok(Some((files, upto)))
+    }
+
+    /// A sync begun with [`Log::begin_sync`] finished: on success everything before
+    /// `upto` is durable; a failure stops appends for good.
+    pub(crate) fn finish_sync(&mut self, upto: u64, result: Result<(), String>) {
+        match result {
+            Ok(()) => self.synced = self.synced.max(upto),
+            Err(e) => {
+                if self.failed.is_none() {
+                    self.failed = Some(format!("sync: {e}"));
+                }
+            }
+        }
+    }
+
     /// Segment files in use or free.
     pub(crate) fn files(&self) -> usize {
         self.segs.iter().flatten().count()

@@ -10,9 +10,9 @@
 //! The engine keeps one per worker when [`crate::EngineConfig::outbox`] is set: a client
 //! with [`crate::client::ClientConfig::outbox_stream`] sends durably with
 //! [`crate::Ctx::send_durable`], and each time it connects its unacknowledged messages
-//! go out again, in order, before anything new (paced by its send queue). The
-//! acknowledgement is the application's ([`crate::Ctx::ack_durable`]) and the engine's
-//! durability is `Os` so far; the worker's asynchronous sync (`Always`, `Batch`), the
+//! go out again, in order, before anything new (paced by its send queue). Syncs run on
+//! a thread of the worker's; [`crate::Handler::on_durable`] reports them. The
+//! acknowledgement is the application's for now ([`crate::Ctx::ack_durable`]); the
 //! acknowledgement on the wire between ringwire peers and the receiver's window of
 //! recent ids are the next steps.
 //!
@@ -90,14 +90,16 @@ pub struct OutboxConfig {
 pub struct OutboxSettings {
     /// The directory of the workers' logs (created if absent).
     pub dir: std::path::PathBuf,
-    /// The logs' configuration (`worker` is set per worker). The engine supports
-    /// [`Durability::Os`] so far: `Always` and `Batch` need the worker's asynchronous
-    /// sync, which is not built yet (an [`Outbox`] used directly has all three).
+    /// The logs' configuration (`worker` is set per worker). Under `Always` and
+    /// `Batch` the worker's syncs run on a thread of their own (one per worker, started
+    /// with its first sync): the event loop never waits for the disk, and
+    /// [`crate::Handler::on_durable`] tells the application when records became durable.
     pub config: OutboxConfig,
 }
 
 impl OutboxSettings {
-    /// An outbox in `dir` with the default configuration, `Durability::Os`.
+    /// An outbox in `dir` with the default configuration but `Durability::Os` (a crash of
+    /// the process loses nothing; a power loss may lose the last records).
     pub fn new(dir: impl Into<std::path::PathBuf>) -> Self {
         let config = OutboxConfig { durability: Durability::Os, ..OutboxConfig::default() };
         Self { dir: dir.into(), config }
@@ -105,16 +107,18 @@ impl OutboxSettings {
 
     /// Checks the configuration for the engine.
     pub fn validate(&self) -> Result<(), OutboxError> {
-        self.config.validate()?;
-        if self.config.durability != Durability::Os {
-            return Err(OutboxError::Config(
-                "the engine's outbox supports Durability::Os so far (Always and Batch need the \
-                 worker's asynchronous sync, not built yet)"
-                    .into(),
-            ));
-        }
-        Ok(())
+        self.config.validate()
     }
+}
+
+/// A durable message the outbox took ([`crate::Ctx::send_durable`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// Its place in the worker's log: it is durable once
+    /// [`crate::Handler::on_durable`] reports a position past it.
+    pub position: u64,
+    /// Durable already (`Durability::Os`).
+    pub durable: bool,
 }
 
 /// Why [`crate::Ctx::send_durable`] refused a message.
@@ -229,8 +233,10 @@ pub struct Stored {
 pub struct Outbox {
     log: Log<DirStore>,
     policy: Durability,
-    /// When the oldest record not yet synced was appended.
+    /// When the oldest record not covered by a sync (done or running) was appended.
     waiting_since: Option<Instant>,
+    /// Records before this position are covered by a sync done or running.
+    covered: u64,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -252,7 +258,8 @@ impl Outbox {
         let store = DirStore::open(dir.as_ref()).map_err(|e| OutboxError::Io(e.to_string()))?;
         let policy = config.durability;
         let log = Log::open(store, config, unix_ns())?;
-        Ok(Self { log, policy, waiting_since: None })
+        let covered = log.next_lsn();
+        Ok(Self { log, policy, waiting_since: None, covered })
     }
 
     /// Appends a message for `stream` with `id` (unique in the outbox; time-ordered ids
@@ -265,18 +272,38 @@ impl Outbox {
         text: bool,
         payload: &[u8],
     ) -> Result<bool, OutboxError> {
+        self.append_positioned(stream, id, text, payload).map(|(_, durable)| durable)
+    }
+
+    /// As [`Outbox::append`], with the record's position in the log's order (durable
+    /// once [`Outbox::durable_position`] passes it).
+    pub fn append_positioned(
+        &mut self,
+        stream: u64,
+        id: u128,
+        text: bool,
+        payload: &[u8],
+    ) -> Result<(u64, bool), OutboxError> {
         let flags = if text { format::FLAG_TEXT } else { 0 };
-        self.log.append(stream, id, flags, payload, unix_ns())?;
+        let position = self.log.append(stream, id, flags, payload, unix_ns())?;
         if self.policy == Durability::Os {
-            return Ok(true);
+            return Ok((position, true));
         }
         self.waiting_since.get_or_insert_with(Instant::now);
-        Ok(false)
+        Ok((position, false))
+    }
+
+    /// Every record at a position below this one is durable.
+    pub fn durable_position(&self) -> u64 {
+        match self.policy {
+            Durability::Os => self.log.next_lsn(),
+            _ => self.log.synced(),
+        }
     }
 
     /// Whether the policy wants a sync now.
     pub fn sync_due(&self, now: Instant) -> bool {
-        let waiting = self.log.next_lsn() - self.log.synced();
+        let waiting = self.log.next_lsn() - self.covered.max(self.log.synced());
         match self.policy {
             Durability::Os => false,
             Durability::Always => waiting > 0,
@@ -287,12 +314,40 @@ impl Outbox {
         }
     }
 
+    /// When the policy will want a sync if nothing more is appended (`Batch`'s
+    /// interval), if it will.
+    pub fn sync_deadline(&self) -> Option<Instant> {
+        match self.policy {
+            Durability::Batch { interval, .. } => self.waiting_since.map(|t| t + interval),
+            Durability::Always if self.waiting_since.is_some() => Some(Instant::now()),
+            _ => None,
+        }
+    }
+
+    /// Starts a sync to run on another thread: handles to the files to `fdatasync`, in
+    /// order, and the position everything before which is durable once they are
+    /// ([`Outbox::finish_sync`]).
+    pub(crate) fn begin_sync(&mut self) -> Result<Option<(Vec<std::fs::File>, u64)>, OutboxError> {
+        let job = self.log.begin_sync()?;
+        if let Some((_, upto)) = &job {
+            self.covered = *upto;
+            self.waiting_since = None;
+        }
+        Ok(job)
+    }
+
+    /// A sync begun with [`Outbox::begin_sync`] finished.
+    pub(crate) fn finish_sync(&mut self, upto: u64, result: Result<(), String>) {
+        self.log.finish_sync(upto, result);
+    }
+
     /// Syncs what was written: every record appended so far is durable when it returns
     /// `Ok`. A failure stops the outbox for good ([`OutboxError::Failed`]).
     pub fn sync(&mut self) -> Result<(), OutboxError> {
         if self.log.needs_sync() {
             self.log.sync()?;
         }
+        self.covered = self.log.next_lsn();
         self.waiting_since = None;
         Ok(())
     }

@@ -17,6 +17,10 @@ pub(crate) trait SegmentFile {
     fn read(&self, off: usize, out: &mut [u8]);
     /// Makes everything written so far durable.
     fn sync(&mut self) -> io::Result<()>;
+    /// A handle another thread can sync the file through (`None`: this store cannot).
+    fn detached(&self) -> Option<std::fs::File> {
+        None
+    }
 }
 
 /// The set of segment files of one log.
@@ -61,6 +65,9 @@ impl SegmentFile for MappedFile {
     }
     fn sync(&mut self) -> io::Result<()> {
         MappedFile::sync(self)
+    }
+    fn detached(&self) -> Option<std::fs::File> {
+        self.try_clone_file().ok()
     }
 }
 

@@ -3,13 +3,18 @@
 //! acknowledgements and dead letters.
 
 use std::collections::HashMap;
+use std::sync::mpsc::{channel, Sender};
+use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use ringwire_frame::Message;
 
-use super::{DurableError, Outbox, OutboxError, OutboxSettings, Stored};
+use super::{Accepted, DurableError, Outbox, OutboxError, OutboxSettings, Stored};
 use crate::client::ClientState;
 use crate::conn::Outgoing;
+use crate::handle::{Command, WorkerShared};
+use crate::handler::{Handler, WorkerCtx};
 use crate::shard::Core;
 use crate::slab::Key;
 use crate::stats::WorkerStats;
@@ -23,6 +28,53 @@ pub(crate) struct WorkerOutbox {
     pub(crate) log: Outbox,
     /// Clients part-way through resending their stream: the position to go on from.
     resends: HashMap<u32, (u64, u64)>,
+    /// The sync thread's queue (started with the first sync).
+    syncer: Option<Sender<SyncJob>>,
+    /// A sync is running.
+    syncing: bool,
+}
+
+/// Files to `fdatasync` in order; then everything before `upto` is durable.
+struct SyncJob {
+    files: Vec<std::fs::File>,
+    upto: u64,
+}
+
+/// The sync thread: runs the jobs in order and tells the worker through its command
+/// queue. It ends with the worker (its queue's sender goes with the outbox).
+fn spawn_syncer(worker: u16, me: Arc<WorkerShared>) -> std::io::Result<Sender<SyncJob>> {
+    let (tx, rx) = channel::<SyncJob>();
+    std::thread::Builder::new().name(format!("ringwire-sync{worker}")).spawn(move || {
+        for job in rx {
+            let error = job.files.iter().find_map(|f| f.sync_data().err()).map(|e| e.to_string());
+            let mut cmd = Command::OutboxSynced { upto: job.upto, error };
+            // A full command queue empties each loop turn; a second without room means
+            // the worker is gone (its outbox, which syncs itself as it goes, with it).
+            let mut tries = 0;
+            loop {
+                match me.push(cmd) {
+                    Ok(()) => break,
+                    Err(_) if tries >= 1000 => return,
+                    Err(back) => {
+                        tries += 1;
+                        cmd = back;
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+    })?;
+    Ok(tx)
+}
+
+impl Drop for WorkerOutbox {
+    /// The worker is ending: what it appended is synced before it goes (the promise of
+    /// `Always` and `Batch` is kept through a shutdown, not only by the sync thread).
+    fn drop(&mut self) {
+        if let Err(e) = self.log.sync() {
+            tracing::error!(error = %e, "outbox: the last sync failed");
+        }
+    }
 }
 
 impl WorkerOutbox {
@@ -31,7 +83,7 @@ impl WorkerOutbox {
         let mut config = settings.config.clone();
         config.worker = worker;
         let log = Outbox::open(settings.dir.join(format!("w{worker}")), config)?;
-        Ok(Self { log, resends: HashMap::new() })
+        Ok(Self { log, resends: HashMap::new(), syncer: None, syncing: false })
     }
 
     /// The message a stored record is sent as (text if it was text and still is UTF-8,
@@ -59,7 +111,7 @@ impl Core {
         key: Key,
         id: u128,
         msg: Message,
-    ) -> Result<bool, DurableError> {
+    ) -> Result<Accepted, DurableError> {
         if self.outbox.is_none() {
             return Err(DurableError::NoOutbox);
         }
@@ -74,13 +126,82 @@ impl Core {
             }
         }
         let ob = self.outbox.as_mut().ok_or(DurableError::NoOutbox)?;
-        let durable = ob.log.append(stream, id, msg.is_text(), msg.as_bytes())?;
+        let (position, durable) =
+            ob.log.append_positioned(stream, id, msg.is_text(), msg.as_bytes())?;
         // Behind a resend in progress it waits its turn there (order per stream).
         if connected && !resending {
             let _ = ob.log.attempted(id);
             let _ = self.enqueue(key, Outgoing::Msg(msg));
         }
-        Ok(durable)
+        Ok(Accepted { position, durable })
+    }
+
+    /// Starts a sync on the sync thread if the policy wants one and none is running.
+    /// Called once per loop turn.
+    pub(crate) fn outbox_tick(&mut self) {
+        let now = self.now;
+        let (id, me) = (self.id, self.me.clone());
+        let Some(ob) = self.outbox.as_mut() else { return };
+        if ob.syncing || !ob.log.sync_due(now) {
+            return;
+        }
+        let job = match ob.log.begin_sync() {
+            Ok(Some((files, upto))) => SyncJob { files, upto },
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(worker = id, error = %e, "outbox sync cannot start");
+                return;
+            }
+        };
+        if ob.syncer.is_none() {
+            match spawn_syncer(id, me) {
+                Ok(tx) => ob.syncer = Some(tx),
+                Err(e) => {
+                    let upto = job.upto;
+                    ob.log.finish_sync(upto, Err(format!("cannot start the sync thread: {e}")));
+                    return;
+                }
+            }
+        }
+        let upto = job.upto;
+        if ob.syncer.as_ref().is_some_and(|tx| tx.send(job).is_ok()) {
+            ob.syncing = true;
+        } else {
+            ob.log.finish_sync(upto, Err("the sync thread is gone".into()));
+        }
+    }
+
+    /// When the next sync is due if nothing more happens (for the loop's wait).
+    pub(crate) fn outbox_deadline(&self) -> Option<Instant> {
+        let ob = self.outbox.as_ref()?;
+        if ob.syncing {
+            return None;
+        }
+        ob.log.sync_deadline()
+    }
+
+    /// The sync thread finished a sync: the records before `upto` are durable (or the
+    /// outbox failed); the handler hears of it.
+    pub(crate) fn outbox_synced<H: Handler>(
+        &mut self,
+        handler: &mut H,
+        upto: u64,
+        error: Option<String>,
+    ) {
+        let Some(ob) = self.outbox.as_mut() else { return };
+        ob.syncing = false;
+        if let Some(e) = &error {
+            tracing::error!(worker = self.id, error = %e, "outbox sync failed; it accepts nothing more");
+        }
+        ob.log.finish_sync(upto, error.map_or(Ok(()), Err));
+        let durable = ob.log.durable_position();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            handler.on_durable(&mut WorkerCtx::new(self), durable)
+        }));
+        if r.is_err() {
+            WorkerStats::add(&self.stats.handler_panics, 1);
+        }
+        self.outbox_tick();
     }
 
     /// `Ctx::ack_durable`: the peer acknowledged `id`.

@@ -91,8 +91,14 @@ impl MappedFile {
         self.file.sync_data()
     }
 
+    /// Another handle to the file, for a sync on another thread (`fdatasync` on it
+    /// writes back the pages stored into through this mapping too).
+    pub(crate) fn try_clone_file(&self) -> io::Result<File> {
+        self.file.try_clone()
+    }
+
     /// The file, for an asynchronous sync (an io_uring `fsync`).
-    #[allow(dead_code)] // the engine's asynchronous sync comes with the outbox's next step
+    #[allow(dead_code)] // for an io_uring fsync on the worker's ring, not used yet
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
     }

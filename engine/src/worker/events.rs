@@ -283,6 +283,7 @@ impl Core {
             Command::Unsubscribe(key, topic) => self.unsubscribe(key, &topic),
             Command::Publish(topic, frame) => self.deliver(&topic, &frame),
             Command::Connect(dial) => self.dial(*dial),
+            Command::OutboxSynced { upto, error } => self.outbox_synced(handler, upto, error),
         }
     }
 

@@ -145,6 +145,7 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
             }
         }
         self.flush();
+        self.core.outbox_tick();
         if self.core.shutdown_deadline.is_some()
             && self.core.conns.len() == 0
             && self.driver.in_flight() == 0
@@ -160,6 +161,9 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
             timeout = timeout.min(d.saturating_duration_since(now));
         }
         if let Some(at) = self.core.wake_at {
+            timeout = timeout.min(at.saturating_duration_since(now));
+        }
+        if let Some(at) = self.core.outbox_deadline() {
             timeout = timeout.min(at.saturating_duration_since(now));
         }
         // Work already known (commands, socket ops, connections left dirty by a busy
