@@ -140,11 +140,11 @@ impl Core {
     /// Called once per loop turn.
     pub(crate) fn outbox_tick(&mut self) {
         let now = self.now;
-        let (id, me) = (self.id, self.me.clone());
         let Some(ob) = self.outbox.as_mut() else { return };
         if ob.syncing || !ob.log.sync_due(now) {
             return;
         }
+        let id = self.id;
         let job = match ob.log.begin_sync() {
             Ok(Some((files, upto))) => SyncJob { files, upto },
             Ok(None) => return,
@@ -154,7 +154,7 @@ impl Core {
             }
         };
         if ob.syncer.is_none() {
-            match spawn_syncer(id, me) {
+            match spawn_syncer(id, self.me.clone()) {
                 Ok(tx) => ob.syncer = Some(tx),
                 Err(e) => {
                     let upto = job.upto;
