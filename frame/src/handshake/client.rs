@@ -2,7 +2,10 @@
 
 use base64::Engine as _;
 
-use super::{accept_key, has_token, head_len, valid_header, HandshakeError, HandshakeLimits};
+use super::{
+    accept_key, extension_elements, extension_name, has_token, head_len, valid_header,
+    HandshakeError, HandshakeLimits,
+};
 
 /// A client's upgrade request (RFC 6455 §4.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,6 +14,7 @@ pub struct ClientRequest {
     path: String,
     key: String,
     protocols: Vec<String>,
+    extensions: Vec<String>,
     headers: Vec<(String, String)>,
 }
 
@@ -24,8 +28,17 @@ impl ClientRequest {
             path: path.into(),
             key: base64::engine::general_purpose::STANDARD.encode(key_bytes),
             protocols: Vec::new(),
+            extensions: Vec::new(),
             headers: Vec::new(),
         }
+    }
+
+    /// Offers an extension (RFC 6455 §9.1): an element of `Sec-WebSocket-Extensions`,
+    /// its name and parameters, e.g. `permessage-deflate; client_max_window_bits`. The
+    /// server's 101 may accept offered extensions only ([`ResponseHead::extensions`]).
+    pub fn extension(mut self, offer: impl Into<String>) -> Self {
+        self.extensions.push(offer.into());
+        self
     }
 
     /// Offers a subprotocol (in order of preference).
@@ -49,9 +62,15 @@ impl ClientRequest {
     pub fn write(&self, out: &mut Vec<u8>) -> Result<(), HandshakeError> {
         let path_ok = !self.path.is_empty() && self.path.bytes().all(|b| b.is_ascii_graphic());
         let protocols_ok = self.protocols.iter().all(|p| valid_header("p", p) && !p.contains(','));
+        let extensions_ok = self.extensions.iter().all(|e| {
+            valid_header("e", e)
+                && extension_elements(e.as_bytes()).is_some_and(|el| el.len() == 1)
+                && !extension_name(e).is_empty()
+        });
         if !path_ok
             || !valid_header("Host", &self.host)
             || !protocols_ok
+            || !extensions_ok
             || !self.headers.iter().all(|(n, v)| valid_header(n, v))
         {
             return Err(HandshakeError::InvalidHeader);
@@ -63,6 +82,11 @@ impl ClientRequest {
         if !self.protocols.is_empty() {
             s.push_str("Sec-WebSocket-Protocol: ");
             s.push_str(&self.protocols.join(", "));
+            s.push_str("\r\n");
+        }
+        if !self.extensions.is_empty() {
+            s.push_str("Sec-WebSocket-Extensions: ");
+            s.push_str(&self.extensions.join(", "));
             s.push_str("\r\n");
         }
         for (n, v) in &self.headers {
@@ -82,6 +106,9 @@ impl ClientRequest {
 pub struct Response {
     /// The subprotocol the server chose, if any.
     pub protocol: Option<String>,
+    /// The extensions the server accepted (elements of its `Sec-WebSocket-Extensions`,
+    /// each with its parameters), in its order; each one offered.
+    pub extensions: Vec<String>,
     /// Every header, in order.
     pub headers: Vec<(String, Vec<u8>)>,
 }
@@ -98,7 +125,7 @@ pub fn parse_response(
 ) -> Result<Option<(Response, usize)>, HandshakeError> {
     let mut headers = Vec::new();
     let Some(head) = parse(buf, req, limits, Some(&mut headers))? else { return Ok(None) };
-    Ok(Some((Response { protocol: head.protocol, headers }, head.len)))
+    Ok(Some((Response { protocol: head.protocol, extensions: head.extensions, headers }, head.len)))
 }
 
 /// What [`check_response`] found in a valid 101.
@@ -106,6 +133,8 @@ pub fn parse_response(
 pub struct ResponseHead {
     /// The subprotocol the server chose, if any.
     pub protocol: Option<String>,
+    /// The extensions the server accepted, as in [`Response::extensions`].
+    pub extensions: Vec<String>,
     /// The bytes the head took (frames may follow in the same read).
     pub len: usize,
 }
@@ -152,6 +181,7 @@ fn parse(
     let mut connection = false;
     let mut accept = None;
     let mut protocol = None;
+    let mut extensions: Vec<String> = Vec::new();
     for h in resp.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("upgrade") {
@@ -163,8 +193,19 @@ fn parse(
         } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
             protocol = Some(String::from_utf8_lossy(h.value.trim_ascii()).into_owned());
         } else if name.eq_ignore_ascii_case("sec-websocket-extensions") {
-            // §4.1 5: we offered none, so any is a failure.
-            return Err(HandshakeError::UnexpectedExtension);
+            // §4.1 5: only extensions we offered, each once.
+            let elements =
+                extension_elements(h.value).ok_or(HandshakeError::UnexpectedExtension)?;
+            for e in elements {
+                let n = extension_name(e);
+                let offered =
+                    req.extensions.iter().any(|o| extension_name(o).eq_ignore_ascii_case(n));
+                let again = extensions.iter().any(|a| extension_name(a).eq_ignore_ascii_case(n));
+                if !offered || again {
+                    return Err(HandshakeError::UnexpectedExtension);
+                }
+                extensions.push(e.to_owned());
+            }
         }
     }
     if !upgrade {
@@ -184,7 +225,7 @@ fn parse(
     if let Some(out) = keep {
         out.extend(resp.headers.iter().map(|h| (h.name.to_owned(), h.value.to_vec())));
     }
-    Ok(Some(ResponseHead { protocol, len: used }))
+    Ok(Some(ResponseHead { protocol, extensions, len: used }))
 }
 
 #[cfg(test)]
@@ -255,7 +296,9 @@ mod tests {
             assert_eq!(check_response(&ok.as_bytes()[..cut], &req, &limits), Ok(None));
         }
         let head = check_response(ok.as_bytes(), &req, &limits).unwrap().unwrap();
-        assert_eq!(head, ResponseHead { protocol: Some("chat".into()), len: ok.len() });
+        let want =
+            ResponseHead { protocol: Some("chat".into()), extensions: vec![], len: ok.len() };
+        assert_eq!(head, want);
         let bad = ok.replace("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "AAAA");
         assert_eq!(check_response(bad.as_bytes(), &req, &limits), Err(HandshakeError::BadAccept));
         // More header lines than a stack's worth, with a limit that allows them.
@@ -267,6 +310,66 @@ mod tests {
             check_response(big.as_bytes(), &req, &limits),
             Err(HandshakeError::TooManyHeaders(64))
         );
+    }
+
+    #[test]
+    fn offered_extensions_are_sent_and_only_they_accepted_once_each() {
+        let req = ClientRequest::new("h", "/", NONCE)
+            .extension("permessage-deflate; client_max_window_bits")
+            .extension("x-ringwire-ack; stream=42");
+        let mut out = Vec::new();
+        req.write(&mut out).unwrap();
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(text.contains(
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits, x-ringwire-ack; stream=42\r\n"
+        ));
+        // The server parser sees the same offers.
+        let (r, _) =
+            super::super::parse_request(&out, &HandshakeLimits::default()).unwrap().unwrap();
+        assert_eq!(
+            r.extension_offers(),
+            ["permessage-deflate; client_max_window_bits", "x-ringwire-ack; stream=42"]
+        );
+        let limits = HandshakeLimits::default();
+        let ok = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+        let with = |ext: &str| {
+            ok.replace("\r\n\r\n", &format!("\r\nSec-WebSocket-Extensions: {ext}\r\n\r\n"))
+        };
+        let accepted = |ext: &str| check_response(with(ext).as_bytes(), &req, &limits);
+        let head = accepted("X-Ringwire-Ack, permessage-deflate; server_no_context_takeover")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            head.extensions,
+            ["X-Ringwire-Ack", "permessage-deflate; server_no_context_takeover"]
+        );
+        let (full, _) =
+            parse_response(with("x-ringwire-ack").as_bytes(), &req, &limits).unwrap().unwrap();
+        assert_eq!(full.extensions, ["x-ringwire-ack"]);
+        assert_eq!(
+            check_response(ok.as_bytes(), &req, &limits).unwrap().unwrap().extensions,
+            Vec::<String>::new()
+        );
+        for bad in ["other", "x-ringwire-ack, x-ringwire-ack", "permessage-deflate; x=\"open"] {
+            assert_eq!(accepted(bad), Err(HandshakeError::UnexpectedExtension), "{bad}");
+        }
+        // An offer that is not one element (or not a header value) is refused at write.
+        for offer in ["a, b", "", "a\r\nX: y"] {
+            let r = ClientRequest::new("h", "/", NONCE).extension(offer);
+            assert_eq!(r.write(&mut Vec::new()), Err(HandshakeError::InvalidHeader), "{offer:?}");
+        }
+    }
+
+    #[test]
+    fn extension_lists_split_at_commas_outside_quotes() {
+        use super::super::{extension_elements, extension_name};
+        let e = extension_elements(br#" a; p="x, y" ,, b ;q=1,c"#).unwrap();
+        assert_eq!(e, [r#"a; p="x, y""#, "b ;q=1", "c"]);
+        assert_eq!(extension_name(e[1]), "b");
+        assert_eq!(extension_elements(br#"a; p="\"", b"#).unwrap(), [r#"a; p="\"""#, "b"]);
+        assert_eq!(extension_elements(b"a; p=\"x"), None);
+        assert_eq!(extension_elements(b"\xff"), None);
+        assert_eq!(extension_elements(b" , "), Some(vec![]));
     }
 
     #[test]

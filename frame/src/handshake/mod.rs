@@ -18,6 +18,7 @@ use base64::Engine as _;
 use sha1::{Digest, Sha1};
 
 pub use client::{check_response, parse_response, ClientRequest, Response, ResponseHead};
+// `extension_elements` and `extension_name` are defined below.
 pub use server::{parse_request, Request};
 
 /// RFC 6455 §1.3: the GUID appended to the key before hashing.
@@ -107,7 +108,8 @@ pub enum HandshakeError {
     /// §4.1: the server chose a subprotocol we did not offer.
     #[error("server chose a subprotocol that was not offered")]
     UnexpectedProtocol,
-    /// §4.1: the server named an extension we did not offer.
+    /// §4.1: the server named an extension we did not offer, named one twice, or sent
+    /// a `Sec-WebSocket-Extensions` value that does not parse.
     #[error("server named an extension that was not offered")]
     UnexpectedExtension,
     /// The application rejected the request (origin check, authentication, ...).
@@ -187,6 +189,38 @@ fn head_len(
 /// Whether a comma-separated header value holds `token`, ignoring ASCII case.
 fn has_token(value: &[u8], token: &str) -> bool {
     value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// The elements of a `Sec-WebSocket-Extensions` value (RFC 6455 §9.1, the list syntax of
+/// RFC 9110 §5.6.1): split at commas outside quoted strings, trimmed, empty ones
+/// skipped. `None` if a quoted string is not closed or the value is not UTF-8.
+pub fn extension_elements(value: &[u8]) -> Option<Vec<&str>> {
+    let value = std::str::from_utf8(value).ok()?;
+    let mut out = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                out.push(value[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if quoted {
+        return None;
+    }
+    out.push(value[start..].trim());
+    out.retain(|e| !e.is_empty());
+    Some(out)
+}
+
+/// An extension element's name: the token before its first `;`, trimmed.
+pub fn extension_name(element: &str) -> &str {
+    element.split(';').next().unwrap_or("").trim()
 }
 
 /// Whether a header name or value is safe to write (no CR, LF or NUL; names are tokens).

@@ -27,6 +27,19 @@ impl Request {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| &v[..])
     }
 
+    /// The extensions the client offered (RFC 6455 §9.1): the elements of every
+    /// `Sec-WebSocket-Extensions` header, in order, each with its parameters. A header
+    /// that does not parse is skipped (an offer the server cannot read is an offer it
+    /// does not take).
+    pub fn extension_offers(&self) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions"))
+            .filter_map(|(_, v)| super::extension_elements(v))
+            .flatten()
+            .collect()
+    }
+
     /// Appends the 101 response accepting this request, with `protocol` (which must be
     /// one the client offered) and extra headers.
     pub fn accept(
