@@ -136,15 +136,31 @@ fn first_arrivals(seen: &[u128]) -> Vec<u128> {
     seen.iter().copied().filter(|id| set.insert(*id)).collect()
 }
 
-fn through_restarts(backend: BackendChoice) {
+/// A fresh outbox directory named `name`, a server, and a client connected to it.
+struct Setup {
+    dir: std::path::PathBuf,
+    seen: Arc<Mutex<Vec<u128>>>,
+    first: Guarded,
+    addr: SocketAddr,
+    engine: Guarded,
+    h: ClientHandle,
+    shared: Arc<Shared>,
+}
+
+fn setup(name: &str, backend: BackendChoice) -> Setup {
     let dir =
-        std::env::temp_dir().join(format!("rw-outbox-client-{}-{backend:?}", std::process::id()));
+        std::env::temp_dir().join(format!("rw-outbox-{name}-{}-{backend:?}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let seen = Arc::new(Mutex::new(Vec::new()));
     let first = server("127.0.0.1:0".parse().unwrap(), backend, &seen);
     let addr = first.local_addr();
     let (engine, h, shared) = client(addr, backend, &dir);
     assert!(wait_until(Duration::from_secs(5), || h.state() == ClientState::Connected));
+    Setup { dir, seen, first, addr, engine, h, shared }
+}
+
+fn through_restarts(backend: BackendChoice) {
+    let Setup { dir, seen, first, addr, engine, h, shared } = setup("client", backend);
 
     // Up: 1..=100 go out and are acknowledged.
     send(&engine, &shared, 1..=100);
@@ -189,14 +205,7 @@ fn through_restarts(backend: BackendChoice) {
 /// 6,000 messages of 1 KiB stored while the server is away: more than the connection's
 /// send limit (4 MiB) at once, so the resend must follow the connection's drain.
 fn large_backlog(backend: BackendChoice) {
-    let dir =
-        std::env::temp_dir().join(format!("rw-outbox-backlog-{}-{backend:?}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let first = server("127.0.0.1:0".parse().unwrap(), backend, &seen);
-    let addr = first.local_addr();
-    let (engine, h, shared) = client(addr, backend, &dir);
-    assert!(wait_until(Duration::from_secs(5), || h.state() == ClientState::Connected));
+    let Setup { dir, seen, first, addr, engine, h, shared } = setup("backlog", backend);
     first.shutdown().unwrap();
     assert!(wait_until(Duration::from_secs(5), || h.state() != ClientState::Connected));
     shared.pad.store(1000, Relaxed);

@@ -434,6 +434,18 @@ impl<S: Store> Log<S> {
         self.next_lsn
     }
 
+    /// The segment files written since their last sync, oldest segment first.
+    fn dirty_in_order(&self) -> Vec<usize> {
+        let mut order: Vec<(u64, usize)> = self
+            .segs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().filter(|s| s.dirty).map(|s| (s.seq, i)))
+            .collect();
+        order.sort_unstable();
+        order.into_iter().map(|(_, i)| i).collect()
+    }
+
     /// Syncs every segment written since the last sync, older segments first; on
     /// success every record appended so far is durable. A failure stops appends for
     /// good (what was accepted stays in the files).
@@ -442,14 +454,8 @@ impl<S: Store> Log<S> {
             return Err(OutboxError::Failed(e.clone()));
         }
         let upto = self.next_lsn;
-        let mut order: Vec<(u64, usize)> = self
-            .segs
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.as_ref().filter(|s| s.dirty).map(|s| (s.seq, i)))
-            .collect();
-        order.sort_unstable();
-        for (_, i) in order {
+        let order = self.dirty_in_order();
+        for i in order {
             let seg = self.segs[i].as_mut().expect("listed");
             if let Err(e) = seg.file.sync() {
                 let msg = format!("sync of segment file {i}: {e}");
@@ -476,15 +482,9 @@ impl<S: Store> Log<S> {
             return Ok(None);
         }
         let upto = self.next_lsn;
-        let mut order: Vec<(u64, usize)> = self
-            .segs
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.as_ref().filter(|s| s.dirty).map(|s| (s.seq, i)))
-            .collect();
-        order.sort_unstable();
+        let order = self.dirty_in_order();
         let mut files = Vec::with_capacity(order.len());
-        for &(_, i) in &order {
+        for &i in &order {
             let seg = self.segs[i].as_ref().expect("listed");
             match seg.file.detached() {
                 Some(f) => files.push(f),
@@ -495,7 +495,7 @@ impl<S: Store> Log<S> {
                 }
             }
         }
-        for (_, i) in order {
+        for i in order {
             if let Some(seg) = self.segs[i].as_mut() {
                 seg.dirty = false;
             }
