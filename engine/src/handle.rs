@@ -52,6 +52,8 @@ pub(crate) enum Command {
     Publish(Topic, Bytes),
     /// Dial a new client connection.
     Connect(Box<crate::client::Dial>),
+    /// A durable send from a client's handle.
+    SendDurable(Key, u128, Message),
     /// The outbox's sync thread finished a sync: everything before `upto` is durable,
     /// unless it failed.
     OutboxSynced {

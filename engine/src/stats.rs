@@ -32,6 +32,7 @@ pub(crate) struct WorkerStats {
     pub(crate) clients_degraded: AtomicU64,
     pub(crate) outbox_resent: AtomicU64,
     pub(crate) outbox_dead_letters: AtomicU64,
+    pub(crate) outbox_refused: AtomicU64,
     pub(crate) closes: [AtomicU64; TRACKED_CODES.len() + 1],
 }
 
@@ -86,6 +87,7 @@ impl WorkerStats {
             clients_degraded: self.clients_degraded.load(Relaxed),
             outbox_resent: self.outbox_resent.load(Relaxed),
             outbox_dead_letters: self.outbox_dead_letters.load(Relaxed),
+            outbox_refused: self.outbox_refused.load(Relaxed),
             closes_by_code,
         }
     }
@@ -151,6 +153,9 @@ pub struct StatsSnapshot {
     pub outbox_resent: u64,
     /// Durable messages given up after `OutboxConfig::max_attempts` sends.
     pub outbox_dead_letters: u64,
+    /// Durable sends from client handles refused on the worker
+    /// ([`crate::Handler::on_durable_refused`]).
+    pub outbox_refused: u64,
     /// Ended WebSocket connections by close code (`None`: any other code).
     pub closes_by_code: Vec<(Option<u16>, u64)>,
 }
@@ -182,6 +187,7 @@ impl StatsSnapshot {
         self.clients_degraded += o.clients_degraded;
         self.outbox_resent += o.outbox_resent;
         self.outbox_dead_letters += o.outbox_dead_letters;
+        self.outbox_refused += o.outbox_refused;
         for (code, n) in &o.closes_by_code {
             match self.closes_by_code.iter_mut().find(|(c, _)| c == code) {
                 Some((_, m)) => *m += n,

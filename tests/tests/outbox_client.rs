@@ -45,6 +45,8 @@ struct Shared {
     refused: AtomicUsize,
     /// Bytes of padding after `m <id>`.
     pad: AtomicUsize,
+    /// Durable sends of the handle refused on the worker.
+    handle_refused: Mutex<Vec<(u128, ringwire::outbox::DurableError)>>,
 }
 
 struct AckClient(Arc<Shared>);
@@ -68,6 +70,14 @@ impl Handler for AckClient {
             }
         }
         self.0.unacked.store(w.outbox_unacked(), Relaxed);
+    }
+    fn on_durable_refused(
+        &mut self,
+        _: &mut Ctx<'_>,
+        id: u128,
+        error: &ringwire::outbox::DurableError,
+    ) {
+        self.0.handle_refused.lock().unwrap().push((id, error.clone()));
     }
 }
 
@@ -336,5 +346,56 @@ fn under_always_on_durable_reports_when_records_are_synced() {
     assert_eq!(positions.lock().unwrap().len(), 50);
     engine.shutdown().unwrap();
     srv.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Durable sends from another thread through the client's handle: while connected and
+/// while the server is away, all delivered in order; without an outbox, refused on the
+/// worker and reported to the handler.
+#[test]
+fn a_client_handle_sends_durably_from_another_thread() {
+    let backend = BackendChoice::Auto;
+    let Setup { dir, seen, first, addr, engine, h, shared } = setup("handle", backend);
+    for id in 1..=50u128 {
+        h.send_durable(id, Message::text(format!("m {id}"))).unwrap();
+    }
+    assert!(drained(&engine, &shared));
+    first.shutdown().unwrap();
+    assert!(wait_until(Duration::from_secs(5), || h.state() != ClientState::Connected));
+    for id in 51..=100u128 {
+        h.send_durable(id, Message::text(format!("m {id}"))).unwrap();
+    }
+    let second = server(addr, backend, &seen);
+    assert!(drained(&engine, &shared));
+    assert_eq!(first_arrivals(&seen.lock().unwrap()), (1..=100).collect::<Vec<u128>>());
+    assert!(shared.handle_refused.lock().unwrap().is_empty());
+    // An id the outbox still holds, sent again, is refused on the worker, reported to
+    // the handler and counted; the first one is delivered.
+    second.shutdown().unwrap();
+    assert!(wait_until(Duration::from_secs(5), || h.state() != ClientState::Connected));
+    h.send_durable(200, Message::text("m 200")).unwrap();
+    h.send_durable(200, Message::text("m 200 again")).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || !shared
+        .handle_refused
+        .lock()
+        .unwrap()
+        .is_empty()));
+    let refused = shared.handle_refused.lock().unwrap().clone();
+    assert_eq!(
+        refused,
+        [(
+            200,
+            ringwire::outbox::DurableError::Outbox(ringwire::outbox::OutboxError::DuplicateId(200))
+        )]
+    );
+    assert_eq!(engine.stats().outbox_refused, 1);
+    let second = server(addr, backend, &seen);
+    assert!(drained(&engine, &shared));
+    assert_eq!(seen.lock().unwrap().iter().filter(|&&id| id == 200).count(), 1);
+    h.close(ringwire::frame::CloseCode::NORMAL, "").unwrap();
+    assert!(wait_until(Duration::from_secs(5), || h.state() == ClientState::Closed));
+    assert_eq!(h.send_durable(102, Message::text("late")), Err(ringwire::SendError::Closed));
+    engine.shutdown().unwrap();
+    second.shutdown().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }

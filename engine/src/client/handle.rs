@@ -278,6 +278,20 @@ impl ClientHandle {
         self.send(Message::text(text.to_owned()))
     }
 
+    /// Sends `msg` durably, from any thread, as [`crate::Ctx::send_durable`] does on the
+    /// worker: the worker stores it in its outbox under the client's stream and sends it
+    /// if connected, else at the next connect. Works in every state but `Closed`. A
+    /// refusal there (no outbox or stream, a full or failed outbox, a duplicate id, a
+    /// full send queue) reaches [`crate::Handler::on_durable_refused`] and the stats
+    /// (`outbox_refused`); this call fails only when the command cannot be queued.
+    pub fn send_durable(&self, id: u128, msg: Message) -> Result<(), SendError> {
+        let Some(key) = self.shared.key() else { return Err(SendError::NotConnected) };
+        if self.state() == ClientState::Closed {
+            return Err(SendError::Closed);
+        }
+        self.worker.push(Command::SendDurable(key, id, msg)).map_err(|_| SendError::QueueFull)
+    }
+
     /// Closes the client for good: the close handshake if connected, and no reconnect
     /// in any state; the state becomes `Closed` (cause `AppClose`). An invalid code or a
     /// reason over 123 bytes is refused with [`SendError::Frame`].

@@ -84,6 +84,18 @@ pub trait Handler: 'static {
         let _ = (w, upto);
     }
 
+    /// A durable send from a client's handle ([`crate::client::ClientHandle::send_durable`])
+    /// was refused on the worker: nothing was stored. (`Ctx::send_durable` returns its
+    /// refusals instead.)
+    fn on_durable_refused(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        id: u128,
+        error: &crate::outbox::DurableError,
+    ) {
+        let _ = (cx, id, error);
+    }
+
     /// The application rang this worker ([`crate::Server::wake`],
     /// [`crate::Server::wake_all`]), or the time asked for with [`Ctx::wake_at`] /
     /// [`WorkerCtx::wake_at`] came (to the worker's 1 ms tick). Work that belongs to the

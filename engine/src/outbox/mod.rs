@@ -9,7 +9,8 @@
 //!
 //! The engine keeps one per worker when [`crate::EngineConfig::outbox`] is set: a client
 //! with [`crate::client::ClientConfig::outbox_stream`] sends durably with
-//! [`crate::Ctx::send_durable`], and each time it connects its unacknowledged messages
+//! [`crate::Ctx::send_durable`] (or, from any thread,
+//! [`crate::client::ClientHandle::send_durable`]), and each time it connects its unacknowledged messages
 //! go out again, in order, before anything new (paced by its send queue). Syncs run on
 //! a thread of the worker's; [`crate::Handler::on_durable`] reports them. The
 //! acknowledgement is the application's for now ([`crate::Ctx::ack_durable`]); the

@@ -284,6 +284,16 @@ impl Core {
             Command::Publish(topic, frame) => self.deliver(&topic, &frame),
             Command::Connect(dial) => self.dial(*dial),
             Command::OutboxSynced { upto, error } => self.outbox_synced(handler, upto, error),
+            Command::SendDurable(key, id, msg) => {
+                if self.conns.get(key).is_none() {
+                    return; // the client ended meanwhile
+                }
+                if let Err(e) = self.send_durable(key, id, msg) {
+                    WorkerStats::add(&self.stats.outbox_refused, 1);
+                    tracing::warn!(worker = self.id, id = %format_args!("{id:032x}"), error = %e, "durable send refused");
+                    self.call(handler, key, |h, cx| h.on_durable_refused(cx, id, &e));
+                }
+            }
         }
     }
 
