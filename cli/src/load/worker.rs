@@ -69,8 +69,6 @@ pub struct Gauge {
     pub errors: AtomicU64,
     /// Connections dialled.
     pub dialled: AtomicU64,
-    /// Connections lost and waiting to reconnect (reconnecting runs only).
-    pub lost: AtomicU64,
     /// Connections connected again after a loss (reconnecting runs only).
     pub reconnected: AtomicU64,
 }
@@ -80,11 +78,6 @@ impl Gauge {
     #[inline]
     pub fn bump(c: &AtomicU64, n: u64) {
         c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
-    }
-    /// Takes one off (single writer), never below zero.
-    #[inline]
-    pub fn dec(c: &AtomicU64) {
-        c.store(c.load(Relaxed).saturating_sub(1), Relaxed);
     }
 }
 
@@ -172,8 +165,6 @@ pub trait Script: Send + 'static {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LState {
-    /// Not dialled yet.
-    Pending,
     /// Dialled, not open yet.
     Opening,
     Open,
@@ -328,7 +319,7 @@ impl<S: Script> LoadHandler<S> {
             }
             let local = self.next_pending;
             self.next_pending += 1;
-            self.locals.push(Local { state: LState::Pending, id: None, closing: false });
+            self.locals.push(Local { state: LState::Done, id: None, closing: false });
             let g = self.global(local);
             let sources = usize::from(plan.source_ips.max(1));
             let spec = &specs[(g % plan.targets.len()) * sources + g % sources];
@@ -421,12 +412,9 @@ impl<S: Script> LoadHandler<S> {
             let local = self.close_next;
             self.close_next += 1;
             let l = self.locals[local];
+            // A local that is not done has its connection (it was dialled).
             match (l.state, l.id) {
-                (LState::Done, _) => {}
-                (LState::Pending, _) | (_, None) => {
-                    self.locals[local].state = LState::Done;
-                    Gauge::bump(&self.gauge().done, 1);
-                }
+                (LState::Done, _) | (_, None) => {}
                 (state, Some(id)) => {
                     if state == LState::Opening {
                         let g = self.global(local);
@@ -492,7 +480,6 @@ impl<S: Script> Handler for LoadHandler<S> {
             (ClientState::Connected, LState::Lost) => {
                 self.locals[local].state = LState::Open;
                 Gauge::bump(&self.gauge().reconnected, 1);
-                Gauge::dec(&self.gauge().lost);
                 if self.phase >= Phase::Close {
                     self.locals[local].closing = true;
                     self.closing += usize::from(ctx.close(CloseCode::NORMAL, "").is_ok());
@@ -500,7 +487,6 @@ impl<S: Script> Handler for LoadHandler<S> {
             }
             (ClientState::Reconnecting, LState::Open) if reconnect => {
                 self.locals[local].state = LState::Lost;
-                Gauge::bump(&self.gauge().lost, 1);
             }
             (ClientState::Reconnecting, _) if !reconnect => {
                 // Load clients do not reconnect (a stable connection's loss would).
@@ -511,9 +497,6 @@ impl<S: Script> Handler for LoadHandler<S> {
             // (`on_close`), not when the client's state says Closed at its start.
             (ClientState::Closed, LState::Open) if self.locals[local].closing => {}
             (ClientState::Closed, _) => {
-                if self.locals[local].state == LState::Lost {
-                    Gauge::dec(&self.gauge().lost);
-                }
                 self.ended(local, change);
                 if self.phase == Phase::Close && self.close_next < self.locals.len() {
                     ctx.wake_at(ctx.now());

@@ -8,7 +8,7 @@ use super::format::{
     self, align, field, Kind, RecordMeta, SegmentHeader, State, RECORD_HEADER, SEGMENT_HEADER,
 };
 use super::store::{SegmentFile, Store};
-use super::{LogConfig, OutboxError};
+use super::{OutboxConfig, OutboxError};
 
 /// Where a message record is, and what the log keeps of it in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +34,7 @@ struct Segment<F> {
 /// A log over a store.
 pub(crate) struct Log<S: Store> {
     store: S,
-    cfg: LogConfig,
+    cfg: OutboxConfig,
     /// Segment files by index; `None`: free (recyclable, or never valid).
     segs: Vec<Option<Segment<S::File>>>,
     /// Free file indexes (their bytes hold nothing valid or nothing needed).
@@ -61,7 +61,7 @@ pub(crate) struct Log<S: Store> {
 impl<S: Store> Log<S> {
     /// Opens the log in `store`, recovering what it holds (docs/outbox-format.md,
     /// "Recovery"). Everything recovered is durable.
-    pub(crate) fn open(mut store: S, cfg: LogConfig, now_ns: u64) -> Result<Self, OutboxError> {
+    pub(crate) fn open(mut store: S, cfg: OutboxConfig, now_ns: u64) -> Result<Self, OutboxError> {
         cfg.validate()?;
         let io = |e: std::io::Error| OutboxError::Io(e.to_string());
         let indexes = store.list().map_err(io)?;
@@ -145,7 +145,7 @@ impl<S: Store> Log<S> {
             }
         }
         log.synced = log.next_lsn;
-        match scans.get(chain.wrapping_sub(1)).filter(|_| chain > 0) {
+        match chain.checked_sub(1).and_then(|k| scans.get(k)) {
             Some((i, s)) => {
                 log.active = *i;
                 log.write_off = s.end;
@@ -211,9 +211,8 @@ impl<S: Store> Log<S> {
             let file = match self.store.open(index, self.cfg.segment_size) {
                 Ok(f) => f,
                 Err(e) => {
-                    if index as usize >= self.segs.len() {
-                        // Not taken: a later attempt may find the space.
-                    } else {
+                    // A free file goes back to the list; a new index was never taken.
+                    if (index as usize) < self.segs.len() {
                         self.free.push(index);
                     }
                     return Err(OutboxError::Io(e.to_string()));

@@ -141,9 +141,6 @@ pub enum DurableError {
     Outbox(#[from] OutboxError),
 }
 
-/// [`OutboxConfig`] without the policy: what the log itself needs.
-pub(crate) type LogConfig = OutboxConfig;
-
 impl Default for OutboxConfig {
     fn default() -> Self {
         Self {

@@ -11,7 +11,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
 use memmap2::MmapRaw;
@@ -95,12 +94,6 @@ impl MappedFile {
     /// writes back the pages stored into through this mapping too).
     pub(crate) fn try_clone_file(&self) -> io::Result<File> {
         self.file.try_clone()
-    }
-
-    /// The file, for an asynchronous sync (an io_uring `fsync`).
-    #[allow(dead_code)] // for an io_uring fsync on the worker's ring, not used yet
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.file.as_fd()
     }
 }
 
