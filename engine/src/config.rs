@@ -152,6 +152,20 @@ pub struct EngineConfig {
     /// The durable outbox (`Ctx::send_durable`): each worker keeps a log in
     /// `dir/w<worker>`, opened (and recovered) when the worker starts. Default `None`.
     pub outbox: Option<crate::outbox::OutboxSettings>,
+    /// The duplicate filter of a server that receives durable messages from ringwire
+    /// clients: an upgrade offering the acknowledgement extension takes the client's
+    /// stream (one connection per stream at a time: a newer one makes the older close
+    /// with [`crate::outbox::CLOSE_REPLACED`] and is refused with 503 until it has), the
+    /// server acknowledges on the wire after each batch the application handled, and
+    /// drops the copies a client's resend makes ([`crate::Ctx::delivery`]). Its table
+    /// is a file that a crash of the process does not lose. Default `None`: the
+    /// extension is not taken up, and clients rely on the application's
+    /// acknowledgements.
+    ///
+    /// Stream ids are the clients' choice: a server whose clients are not trusted to
+    /// name only their own must check the offer in `on_open` (its
+    /// `Sec-WebSocket-Extensions`), or one client can take another's stream.
+    pub receipts: Option<crate::outbox::ReceiptSettings>,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -176,6 +190,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("max_queued_bytes", &self.max_queued_bytes)
             .field("backpressure", &self.backpressure)
             .field("outbox", &self.outbox)
+            .field("receipts", &self.receipts)
             .finish_non_exhaustive()
     }
 }
@@ -211,6 +226,7 @@ impl Default for EngineConfig {
             max_topic_len: 256,
             origin_check: None,
             outbox: None,
+            receipts: None,
         }
     }
 }
@@ -270,6 +286,9 @@ impl EngineConfig {
         }
         if self.command_queue == 0 {
             return err("command_queue must be at least 1");
+        }
+        if self.receipts.as_ref().is_some_and(|r| r.streams == 0) {
+            return Err(ConfigError("receipts: streams must be at least 1".into()));
         }
         if let Some(o) = &self.outbox {
             o.validate().map_err(|e| ConfigError(format!("outbox: {e}")))?;

@@ -53,7 +53,7 @@ pub(crate) enum Command {
     /// Dial a new client connection.
     Connect(Box<crate::client::Dial>),
     /// A durable send from a client's handle.
-    SendDurable(Key, u128, Message),
+    SendDurable(Key, Option<u128>, Message),
     /// The outbox's sync thread finished a sync: everything before `upto` is durable,
     /// unless it failed.
     OutboxSynced {

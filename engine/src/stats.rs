@@ -33,6 +33,10 @@ pub(crate) struct WorkerStats {
     pub(crate) outbox_resent: AtomicU64,
     pub(crate) outbox_dead_letters: AtomicU64,
     pub(crate) outbox_refused: AtomicU64,
+    pub(crate) outbox_acked: AtomicU64,
+    pub(crate) receipts_delivered: AtomicU64,
+    pub(crate) receipts_duplicates: AtomicU64,
+    pub(crate) receipts_refused: AtomicU64,
     pub(crate) closes: [AtomicU64; TRACKED_CODES.len() + 1],
 }
 
@@ -88,6 +92,10 @@ impl WorkerStats {
             outbox_resent: self.outbox_resent.load(Relaxed),
             outbox_dead_letters: self.outbox_dead_letters.load(Relaxed),
             outbox_refused: self.outbox_refused.load(Relaxed),
+            outbox_acked: self.outbox_acked.load(Relaxed),
+            receipts_delivered: self.receipts_delivered.load(Relaxed),
+            receipts_duplicates: self.receipts_duplicates.load(Relaxed),
+            receipts_refused: self.receipts_refused.load(Relaxed),
             closes_by_code,
         }
     }
@@ -156,6 +164,18 @@ pub struct StatsSnapshot {
     /// Durable sends from client handles refused on the worker
     /// ([`crate::Handler::on_durable_refused`]).
     pub outbox_refused: u64,
+    /// Durable messages a ringwire server acknowledged on the wire
+    /// ([`crate::Handler::on_acked`]).
+    pub outbox_acked: u64,
+    /// Durable messages of clients that acknowledge on the wire handed to the
+    /// application ([`crate::EngineConfig::receipts`]).
+    pub receipts_delivered: u64,
+    /// Copies of durable messages already handed to the application, dropped by the
+    /// duplicate filter (a client's resend after a lost acknowledgement).
+    pub receipts_duplicates: u64,
+    /// Upgrades refused with 503 because the client's stream was held by another
+    /// connection, or every stream of the filter's table was.
+    pub receipts_refused: u64,
     /// Ended WebSocket connections by close code (`None`: any other code).
     pub closes_by_code: Vec<(Option<u16>, u64)>,
 }
@@ -188,6 +208,10 @@ impl StatsSnapshot {
         self.outbox_resent += o.outbox_resent;
         self.outbox_dead_letters += o.outbox_dead_letters;
         self.outbox_refused += o.outbox_refused;
+        self.outbox_acked += o.outbox_acked;
+        self.receipts_delivered += o.receipts_delivered;
+        self.receipts_duplicates += o.receipts_duplicates;
+        self.receipts_refused += o.receipts_refused;
         for (code, n) in &o.closes_by_code {
             match self.closes_by_code.iter_mut().find(|(c, _)| c == code) {
                 Some((_, m)) => *m += n,

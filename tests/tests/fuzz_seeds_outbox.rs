@@ -38,7 +38,7 @@ fn outbox_seeds_pass_their_checks() {
 /// A segment image: a header for `seq`, then `records`, then zeros up to `size`.
 fn image(seq: u64, size: usize, records: &[(Kind, u64, &[u8])]) -> Vec<u8> {
     let mut img = vec![0u8; size];
-    let h = SegmentHeader { seq, created_ns: 1, size: size as u32, worker: 0 };
+    let h = SegmentHeader { seq, created_ns: 1, size: size as u32, worker: 0, floor: 0 };
     img[..64].copy_from_slice(&h.encode());
     let mut off = 64;
     let mut rec = Vec::new();
@@ -74,8 +74,9 @@ fn write_seeds() {
     let mut torn = image(3, 1024, &[msg(1, b"whole"), msg(1, b"torn record")]);
     torn[64 + 64 + 40] ^= 0xff;
     let mut recycled = image(3, 1024, &[msg(1, b"old life")]);
-    recycled[..64]
-        .copy_from_slice(&SegmentHeader { seq: 9, created_ns: 2, size: 1024, worker: 0 }.encode());
+    recycled[..64].copy_from_slice(
+        &SegmentHeader { seq: 9, created_ns: 2, size: 1024, worker: 0, floor: 0 }.encode(),
+    );
     let mut bad_header = two.clone();
     bad_header[20] ^= 1;
     let mut huge_len = two.clone();

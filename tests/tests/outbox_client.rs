@@ -46,7 +46,7 @@ struct Shared {
     /// Bytes of padding after `m <id>`.
     pad: AtomicUsize,
     /// Durable sends of the handle refused on the worker.
-    handle_refused: Mutex<Vec<(u128, ringwire::outbox::DurableError)>>,
+    handle_refused: Mutex<Vec<(Option<u128>, ringwire::outbox::DurableError)>>,
 }
 
 struct AckClient(Arc<Shared>);
@@ -64,7 +64,7 @@ impl Handler for AckClient {
             let ids: Vec<u128> = self.0.queue.lock().unwrap().drain(..).collect();
             let pad = "p".repeat(self.0.pad.load(Relaxed));
             for id in ids {
-                if cx.send_durable(id, Message::text(format!("m {id} {pad}"))).is_err() {
+                if cx.send_durable_as(id, Message::text(format!("m {id} {pad}"))).is_err() {
                     self.0.refused.fetch_add(1, Relaxed);
                 }
             }
@@ -74,7 +74,7 @@ impl Handler for AckClient {
     fn on_durable_refused(
         &mut self,
         _: &mut Ctx<'_>,
-        id: u128,
+        id: Option<u128>,
         error: &ringwire::outbox::DurableError,
     ) {
         self.0.handle_refused.lock().unwrap().push((id, error.clone()));
@@ -253,7 +253,7 @@ fn send_durable_is_refused_clearly_without_an_outbox_or_a_stream() {
         fn on_wake(&mut self, w: &mut WorkerCtx<'_>) {
             let id = *self.1.lock().unwrap();
             if let Some(mut cx) = id.and_then(|id| w.conn(id)) {
-                self.0.lock().unwrap().push(cx.send_durable(1, Message::text("x")));
+                self.0.lock().unwrap().push(cx.send_durable_as(1, Message::text("x")));
             }
         }
     }
@@ -300,7 +300,7 @@ impl Handler for Durables {
         let id = *self.1.lock().unwrap();
         if let Some(mut cx) = id.and_then(|id| w.conn(id)) {
             for n in 0..50u128 {
-                let a = cx.send_durable(1000 + n, Message::binary(vec![n as u8; 100])).unwrap();
+                let a = cx.send_durable_as(1000 + n, Message::binary(vec![n as u8; 100])).unwrap();
                 assert!(!a.durable, "not durable before a sync under Always");
                 self.2.lock().unwrap().push(a.position);
             }
@@ -357,13 +357,13 @@ fn a_client_handle_sends_durably_from_another_thread() {
     let backend = BackendChoice::Auto;
     let Setup { dir, seen, first, addr, engine, h, shared } = setup("handle", backend);
     for id in 1..=50u128 {
-        h.send_durable(id, Message::text(format!("m {id}"))).unwrap();
+        h.send_durable_as(id, Message::text(format!("m {id}"))).unwrap();
     }
     assert!(drained(&engine, &shared));
     first.shutdown().unwrap();
     assert!(wait_until(Duration::from_secs(5), || h.state() != ClientState::Connected));
     for id in 51..=100u128 {
-        h.send_durable(id, Message::text(format!("m {id}"))).unwrap();
+        h.send_durable_as(id, Message::text(format!("m {id}"))).unwrap();
     }
     let second = server(addr, backend, &seen);
     assert!(drained(&engine, &shared));
@@ -373,8 +373,8 @@ fn a_client_handle_sends_durably_from_another_thread() {
     // the handler and counted; the first one is delivered.
     second.shutdown().unwrap();
     assert!(wait_until(Duration::from_secs(5), || h.state() != ClientState::Connected));
-    h.send_durable(200, Message::text("m 200")).unwrap();
-    h.send_durable(200, Message::text("m 200 again")).unwrap();
+    h.send_durable_as(200, Message::text("m 200")).unwrap();
+    h.send_durable_as(200, Message::text("m 200 again")).unwrap();
     assert!(wait_until(Duration::from_secs(5), || !shared
         .handle_refused
         .lock()
@@ -384,7 +384,7 @@ fn a_client_handle_sends_durably_from_another_thread() {
     assert_eq!(
         refused,
         [(
-            200,
+            Some(200),
             ringwire::outbox::DurableError::Outbox(ringwire::outbox::OutboxError::DuplicateId(200))
         )]
     );
@@ -394,7 +394,7 @@ fn a_client_handle_sends_durably_from_another_thread() {
     assert_eq!(seen.lock().unwrap().iter().filter(|&&id| id == 200).count(), 1);
     h.close(ringwire::frame::CloseCode::NORMAL, "").unwrap();
     assert!(wait_until(Duration::from_secs(5), || h.state() == ClientState::Closed));
-    assert_eq!(h.send_durable(102, Message::text("late")), Err(ringwire::SendError::Closed));
+    assert_eq!(h.send_durable_as(102, Message::text("late")), Err(ringwire::SendError::Closed));
     engine.shutdown().unwrap();
     second.shutdown().unwrap();
     let _ = std::fs::remove_dir_all(&dir);

@@ -279,12 +279,23 @@ impl ClientHandle {
     }
 
     /// Sends `msg` durably, from any thread, as [`crate::Ctx::send_durable`] does on the
-    /// worker: the worker stores it in its outbox under the client's stream and sends it
-    /// if connected, else at the next connect. Works in every state but `Closed`. A
-    /// refusal there (no outbox or stream, a full or failed outbox, a duplicate id, a
+    /// worker: the worker gives it the outbox's next id, stores it under the client's
+    /// stream and sends it if connected, else at the next connect. Works in every state
+    /// but `Closed`. A refusal there (no outbox or stream, a full or failed outbox, a
     /// full send queue) reaches [`crate::Handler::on_durable_refused`] and the stats
     /// (`outbox_refused`); this call fails only when the command cannot be queued.
-    pub fn send_durable(&self, id: u128, msg: Message) -> Result<(), SendError> {
+    pub fn send_durable(&self, msg: Message) -> Result<(), SendError> {
+        self.push_durable(None, msg)
+    }
+
+    /// As [`ClientHandle::send_durable`] with the application's id, as
+    /// [`crate::Ctx::send_durable_as`]: refused on the worker if the outbox holds it or
+    /// it is not above every id the outbox issued or took.
+    pub fn send_durable_as(&self, id: u128, msg: Message) -> Result<(), SendError> {
+        self.push_durable(Some(id), msg)
+    }
+
+    fn push_durable(&self, id: Option<u128>, msg: Message) -> Result<(), SendError> {
         let Some(key) = self.shared.key() else { return Err(SendError::NotConnected) };
         if self.state() == ClientState::Closed {
             return Err(SendError::Closed);

@@ -130,6 +130,10 @@ flags! {
     2 over_limit set_over_limit;
     /// Client: a connect is in flight on the socket.
     3 connecting set_connecting;
+    /// Both sides named the acknowledgement extension (`outbox::wire`): a client tags
+    /// its durable messages and reads acknowledgements; a server filters duplicates and
+    /// acknowledges.
+    4 acks set_acks;
 }
 
 impl Conn {

@@ -21,6 +21,10 @@ pub(crate) enum Outgoing {
     Msg(Message),
     /// A frame encoded once for many connections (fan-out).
     Frame(Bytes),
+    /// A durable message with its id, to a peer that acknowledges on the wire: its tag
+    /// goes just before it. Never dropped from the backlog (`DropOldest` skips it): the
+    /// peer acknowledges cumulatively, so a gap would lose the message.
+    Durable(Box<(u128, Message)>),
 }
 
 impl Outgoing {
@@ -28,6 +32,7 @@ impl Outgoing {
         match self {
             Outgoing::Msg(m) => m.len(),
             Outgoing::Frame(f) => f.len(),
+            Outgoing::Durable(d) => d.1.len() + crate::outbox::wire::TAG_LEN,
         }
     }
 
@@ -37,6 +42,11 @@ impl Outgoing {
         match self {
             Outgoing::Msg(m) => ws.send(m),
             Outgoing::Frame(f) => ws.send_shared_frame(f),
+            Outgoing::Durable(d) => {
+                let (id, msg) = *d;
+                ws.send_pong(&crate::outbox::wire::tag(crate::outbox::wire::TAG_DURABLE, id))?;
+                ws.send(msg)
+            }
         }
     }
 }
@@ -99,6 +109,18 @@ impl Pending {
         let o = self.backlog.pop_front()?;
         self.backlog_bytes -= o.len();
         Some(o)
+    }
+
+    /// Drops the oldest message that may be dropped (not a durable one); `false` if
+    /// there is none.
+    fn drop_oldest(&mut self) -> bool {
+        let Some(i) = self.backlog.iter().position(|o| !matches!(o, Outgoing::Durable(_))) else {
+            return false;
+        };
+        if let Some(o) = self.backlog.remove(i) {
+            self.backlog_bytes -= o.len();
+        }
+        true
     }
 
     pub(super) fn clear_backlog(&mut self) {
@@ -183,7 +205,7 @@ impl Conn {
                 }
                 Backpressure::DropOldest => {
                     while !fits(self) {
-                        if self.pending.as_mut().and_then(|p| p.pop_backlog()).is_none() {
+                        if !self.pending.as_mut().is_some_and(|p| p.drop_oldest()) {
                             break;
                         }
                         WorkerStats::add(&stats.drops, 1);

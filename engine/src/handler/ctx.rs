@@ -90,23 +90,51 @@ impl Ctx<'_> {
 
     /// Sends `msg` durably on this client connection: it is stored in the worker's
     /// outbox ([`crate::EngineConfig::outbox`]) under the client's stream
-    /// ([`crate::client::ClientConfig::outbox_stream`]) with `id` (unique; a time-ordered
-    /// id such as `ringwire-codec`'s `MessageId` keeps it so), sent now if the client is
-    /// connected, and sent again, in order, each time it connects, until
-    /// [`Ctx::ack_durable`] is called for it or it has been sent
-    /// `OutboxConfig::max_attempts` times (a dead letter, see
-    /// [`crate::WorkerCtx::dead_letters`]). Returns its position in the worker's log
-    /// and whether it is durable already (`Durability::Os`: a crash of the process keeps
-    /// it); under `Always` and `Batch` [`crate::Handler::on_durable`] says when.
+    /// ([`crate::client::ClientConfig::outbox_stream`]) with the outbox's next id
+    /// (time-ordered, growing along the stream across restarts), sent now if the client
+    /// is connected, and sent again, in order, each time it connects, until it is
+    /// acknowledged or it has been sent `OutboxConfig::max_attempts` times (a dead
+    /// letter, see [`crate::WorkerCtx::dead_letters`]). Returns its id, its position in
+    /// the worker's log and whether it is durable already (`Durability::Os`: a crash of
+    /// the process keeps it); under `Always` and `Batch` [`crate::Handler::on_durable`]
+    /// says when.
     ///
-    /// The acknowledgement is the application's for now: a server's answer that names
-    /// the id, recognised in `on_message`, calls [`Ctx::ack_durable`].
+    /// Who acknowledges: a ringwire server with a duplicate filter
+    /// ([`crate::EngineConfig::receipts`]) does, on the wire (the client offers it in
+    /// the handshake; [`crate::Handler::on_acked`] reports each acknowledgement), and
+    /// drops the copies a resend makes. With any other server the application does: a
+    /// server's answer that names the id, recognised in `on_message`, calls
+    /// [`Ctx::ack_durable`] (see [`Ctx::send_durable_as`] to put the id in the message).
     pub fn send_durable(
+        &mut self,
+        msg: Message,
+    ) -> Result<crate::outbox::Accepted, crate::outbox::DurableError> {
+        self.core.send_durable(self.key, None, msg)
+    }
+
+    /// As [`Ctx::send_durable`] with the application's id, which must be above every id
+    /// the outbox issued or took ([`crate::outbox::OutboxError::IdOrder`] otherwise):
+    /// [`Ctx::new_durable_id`] gives one to put in the message itself.
+    pub fn send_durable_as(
         &mut self,
         id: u128,
         msg: Message,
     ) -> Result<crate::outbox::Accepted, crate::outbox::DurableError> {
-        self.core.send_durable(self.key, id, msg)
+        self.core.send_durable(self.key, Some(id), msg)
+    }
+
+    /// A new id of the worker's outbox for [`Ctx::send_durable_as`], above every one
+    /// issued before (a later one issued is above it, so send in the order taken).
+    pub fn new_durable_id(&mut self) -> Result<u128, crate::outbox::DurableError> {
+        self.core.new_durable_id()
+    }
+
+    /// During `on_message`, if the message is a durable one of a client that
+    /// acknowledges on the wire (a server with [`crate::EngineConfig::receipts`]): its
+    /// stream and id, and whether it may have been handled before a crash of this
+    /// process ([`crate::outbox::Delivery::redelivered`]). `None` for any other message.
+    pub fn delivery(&self) -> Option<crate::outbox::Delivery> {
+        self.core.delivering
     }
 
     /// The peer acknowledged durable message `id`: it leaves the outbox. `false` if it

@@ -84,13 +84,22 @@ pub trait Handler: 'static {
         let _ = (w, upto);
     }
 
+    /// A ringwire server acknowledged this client's durable messages up to id `upto`
+    /// (cumulative: every message of the stream sent before it too); `count` of them
+    /// left the outbox now (0 when an acknowledgement repeats). Only on a client whose
+    /// server took the acknowledgement extension ([`crate::EngineConfig::receipts`]).
+    fn on_acked(&mut self, cx: &mut Ctx<'_>, upto: u128, count: usize) {
+        let _ = (cx, upto, count);
+    }
+
     /// A durable send from a client's handle ([`crate::client::ClientHandle::send_durable`])
-    /// was refused on the worker: nothing was stored. (`Ctx::send_durable` returns its
-    /// refusals instead.)
+    /// was refused on the worker: nothing was stored. `id` is the application's
+    /// ([`crate::client::ClientHandle::send_durable_as`]), `None` if the outbox was to
+    /// choose it. (`Ctx::send_durable` returns its refusals instead.)
     fn on_durable_refused(
         &mut self,
         cx: &mut Ctx<'_>,
-        id: u128,
+        id: Option<u128>,
         error: &crate::outbox::DurableError,
     ) {
         let _ = (cx, id, error);

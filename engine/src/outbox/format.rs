@@ -81,6 +81,10 @@ pub struct SegmentHeader {
     pub size: u32,
     /// The worker whose log it is.
     pub worker: u16,
+    /// The largest message id the log had issued or taken when the segment was (re)used:
+    /// ids issued after a recovery start above it, even once every record that held a
+    /// larger one is recycled (0 in files written before this field).
+    pub floor: u128,
 }
 
 impl SegmentHeader {
@@ -94,6 +98,7 @@ impl SegmentHeader {
         b[24..32].copy_from_slice(&self.created_ns.to_le_bytes());
         b[32..36].copy_from_slice(&self.size.to_le_bytes());
         b[36..38].copy_from_slice(&self.worker.to_le_bytes());
+        b[40..56].copy_from_slice(&self.floor.to_le_bytes());
         let crc = crc32c::crc32c(&b[..60]);
         b[60..64].copy_from_slice(&crc.to_le_bytes());
         b
@@ -114,6 +119,7 @@ impl SegmentHeader {
             created_ns: u64_at(b, 24)?,
             size: u32_at(b, 32)?,
             worker: u16_at(b, 36)?,
+            floor: u128_at(b, 40)?,
         })
     }
 }
@@ -274,7 +280,7 @@ mod tests {
     }
 
     fn image(seq: u64, records: &[(RecordMeta, &[u8])]) -> Vec<u8> {
-        let h = SegmentHeader { seq, created_ns: 1, size: 4096, worker: 3 };
+        let h = SegmentHeader { seq, created_ns: 1, size: 4096, worker: 3, floor: 0 };
         let mut img = vec![0u8; 4096];
         img[..SEGMENT_HEADER].copy_from_slice(&h.encode());
         let mut off = SEGMENT_HEADER;
@@ -322,7 +328,7 @@ mod tests {
     fn a_record_of_an_earlier_use_of_the_segment_does_not_pass() {
         // Segment 9's records under a header that says 10: a recycled file's leftovers.
         let mut img = image(9, &[(meta(1, 10), b"old")]);
-        let h = SegmentHeader { seq: 10, created_ns: 1, size: 4096, worker: 3 };
+        let h = SegmentHeader { seq: 10, created_ns: 1, size: 4096, worker: 3, floor: 0 };
         img[..SEGMENT_HEADER].copy_from_slice(&h.encode());
         let s = scan_bytes(&img).unwrap();
         assert!(s.records.is_empty());

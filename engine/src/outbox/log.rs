@@ -44,6 +44,9 @@ pub(crate) struct Log<S: Store> {
     /// The active segment ends with a seal already (after a recovery that found it so).
     active_sealed: bool,
     next_seq: u64,
+    /// The largest message id issued or taken (recovered from records and headers'
+    /// floors): [`Log::next_id`] goes above it.
+    last_id: u128,
     /// Unacknowledged messages by (stream, append order): each stream's in order.
     live: BTreeMap<(u64, u64), Entry>,
     /// Dead letters by append order.
@@ -70,12 +73,17 @@ impl<S: Store> Log<S> {
         let mut scans = Vec::new();
         let mut free = Vec::new();
         let mut top_seq = 0;
+        let mut last_id = 0;
         for &i in &indexes {
             let file = store.open(i, cfg.segment_size).map_err(io)?;
             let scan = format::scan(file.len(), |off, buf| file.read(off, buf));
             match scan {
                 Some(s) => {
                     top_seq = top_seq.max(s.header.seq);
+                    // Every id ever written counts, past a torn point too: such a record
+                    // may have been sent before the crash.
+                    let top = s.records.iter().map(|r| r.meta.id).max().unwrap_or(0);
+                    last_id = last_id.max(s.header.floor).max(top);
                     segs[i as usize] =
                         Some(Segment { file, seq: s.header.seq, open: 0, dirty: false });
                     scans.push((i, s));
@@ -101,6 +109,7 @@ impl<S: Store> Log<S> {
             write_off: 0,
             active_sealed: false,
             next_seq: top_seq + 1,
+            last_id,
             live: BTreeMap::new(),
             dead: BTreeMap::new(),
             by_id: HashMap::new(),
@@ -227,8 +236,13 @@ impl<S: Store> Log<S> {
         self.next_seq += 1;
         let seg = self.segs[index as usize].as_mut().expect("just opened");
         let size = seg.file.len();
-        let h =
-            SegmentHeader { seq, created_ns: now_ns, size: size as u32, worker: self.cfg.worker };
+        let h = SegmentHeader {
+            seq,
+            created_ns: now_ns,
+            size: size as u32,
+            worker: self.cfg.worker,
+            floor: self.last_id,
+        };
         seg.file.write(0, &h.encode());
         // A recycled file's old records must not follow a torn first record of its new
         // life: its first record's place is zeroed with the header.
@@ -323,7 +337,28 @@ impl<S: Store> Log<S> {
         };
         self.live.insert((stream, lsn), e);
         self.by_id.insert(id, (stream, lsn));
+        self.last_id = self.last_id.max(id);
         Ok(lsn)
+    }
+
+    /// A new message id, above every id this log has issued or taken, in this life and
+    /// before it (records and segment headers keep them): the time in nanoseconds in the
+    /// high 64 bits, so ids follow the clock, and one past the last if the clock is
+    /// behind it (the same nanosecond, or a clock stepped back).
+    pub(crate) fn next_id(&mut self, now_ns: u64) -> u128 {
+        let id = (u128::from(now_ns) << 64).max(self.last_id.saturating_add(1));
+        self.last_id = id;
+        id
+    }
+
+    /// Whether message `id` is held (unacknowledged or a dead letter).
+    pub(crate) fn holds(&self, id: u128) -> bool {
+        self.by_id.contains_key(&id)
+    }
+
+    /// The largest id issued or taken.
+    pub(crate) fn last_id(&self) -> u128 {
+        self.last_id
     }
 
     /// Stores a record's state in place and, when it no longer needs keeping, counts it
@@ -348,6 +383,25 @@ impl<S: Store> Log<S> {
         self.by_id.remove(&id);
         self.set_state(&e, State::Acked, true);
         true
+    }
+
+    /// The peer acknowledged every message of `stream` up to `upto` (a cumulative
+    /// acknowledgement): the stream's unacknowledged messages are acknowledged in order
+    /// while their ids are at most `upto` (ids increase along a stream, as
+    /// [`Log::next_id`] makes them). Returns how many.
+    pub(crate) fn ack_upto(&mut self, stream: u64, upto: u128) -> usize {
+        let mut n = 0;
+        while let Some((&key, e)) = self.live.range((stream, 0)..=(stream, u64::MAX)).next() {
+            if e.id > upto {
+                break;
+            }
+            let e = *e;
+            self.live.remove(&key);
+            self.by_id.remove(&e.id);
+            self.set_state(&e, State::Acked, true);
+            n += 1;
+        }
+        n
     }
 
     /// Message `id` was sent once more. Returns its attempts so far, and whether that

@@ -35,7 +35,13 @@
 
 pub mod format;
 mod log;
+pub(crate) mod receipts;
+mod receive;
 mod store;
+pub(crate) mod wire;
+
+pub(crate) use self::receive::ReceivingMap;
+pub use self::receive::{Delivery, ReceiptSettings, CLOSE_REPLACED};
 pub(crate) mod worker;
 
 #[cfg(test)]
@@ -115,6 +121,9 @@ impl OutboxSettings {
 /// A durable message the outbox took ([`crate::Ctx::send_durable`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accepted {
+    /// Its id: the one the outbox issued ([`crate::Ctx::send_durable`]) or the one
+    /// given ([`crate::Ctx::send_durable_as`]).
+    pub id: u128,
     /// Its place in the worker's log: it is durable once
     /// [`crate::Handler::on_durable`] reports a position past it.
     pub position: u64,
@@ -210,6 +219,15 @@ pub enum OutboxError {
     /// A message with this id is already in the outbox.
     #[error("message id {0:032x} is already in the outbox")]
     DuplicateId(u128),
+    /// An id the application chose is not above every id the outbox issued or took: a
+    /// receiver that drops ids at or below the last one of a stream would drop it.
+    #[error("message id {id:032x} is not above the outbox's last id {last:032x}")]
+    IdOrder {
+        /// The id refused.
+        id: u128,
+        /// The largest id issued or taken.
+        last: u128,
+    },
 }
 
 /// A message as the outbox holds it.
@@ -354,6 +372,44 @@ impl Outbox {
     /// was not an unacknowledged message.
     pub fn ack(&mut self, id: u128) -> bool {
         self.log.ack(id)
+    }
+
+    /// The peer acknowledged every message of `stream` up to id `upto` (cumulative):
+    /// the stream's oldest unacknowledged messages are dropped while their ids are at
+    /// most `upto`. Ids must increase along the stream, as [`Outbox::next_id`]'s do.
+    /// Returns how many were acknowledged.
+    pub fn ack_upto(&mut self, stream: u64, upto: u128) -> usize {
+        self.log.ack_upto(stream, upto)
+    }
+
+    /// A new message id: above every id this outbox has issued or taken, in this life
+    /// and before it (the log keeps the largest across recycling), time-ordered (Unix
+    /// nanoseconds in the high 64 bits). A receiver that drops ids at or below the
+    /// last one it saw of a stream needs ids that only grow: these do, across restarts
+    /// and clock steps. One exception: after a power loss (not a process crash), ids of
+    /// records lost with it (never durable) may have reached the peer; new ones are above
+    /// them unless the clock stepped back past them.
+    pub fn next_id(&mut self) -> u128 {
+        self.log.next_id(unix_ns())
+    }
+
+    /// Whether `id` may be appended as a new message whose id must grow along its stream:
+    /// not held already ([`OutboxError::DuplicateId`]) and above every id issued or taken
+    /// ([`OutboxError::IdOrder`]).
+    pub fn check_new_id(&self, id: u128) -> Result<(), OutboxError> {
+        if self.log.holds(id) {
+            return Err(OutboxError::DuplicateId(id));
+        }
+        let last = self.log.last_id();
+        if id <= last {
+            return Err(OutboxError::IdOrder { id, last });
+        }
+        Ok(())
+    }
+
+    /// The largest id issued by [`Outbox::next_id`] or taken by an append.
+    pub fn last_id(&self) -> u128 {
+        self.log.last_id()
     }
 
     /// Message `id` was sent (once more). Returns its sends so far and whether that made

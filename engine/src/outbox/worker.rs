@@ -10,7 +10,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use ringwire_frame::Message;
 
-use super::{Accepted, DurableError, Outbox, OutboxError, OutboxSettings, Stored};
+use super::{wire, Accepted, DurableError, Outbox, OutboxError, OutboxSettings, Stored};
 use crate::client::ClientState;
 use crate::conn::Outgoing;
 use crate::handle::{Command, WorkerShared};
@@ -106,10 +106,11 @@ impl Core {
 
     /// `Ctx::send_durable`: stores the message in the outbox under the client's stream
     /// and, if the client is connected, sends it now. Returns whether it is durable.
+    /// `id`: the application's (checked to grow), or `None` for the outbox's next.
     pub(crate) fn send_durable(
         &mut self,
         key: Key,
-        id: u128,
+        id: Option<u128>,
         msg: Message,
     ) -> Result<Accepted, DurableError> {
         if self.outbox.is_none() {
@@ -126,14 +127,22 @@ impl Core {
             }
         }
         let ob = self.outbox.as_mut().ok_or(DurableError::NoOutbox)?;
+        let id = match id {
+            Some(id) => {
+                ob.log.check_new_id(id)?;
+                id
+            }
+            None => ob.log.next_id(),
+        };
         let (position, durable) =
             ob.log.append_positioned(stream, id, msg.is_text(), msg.as_bytes())?;
         // Behind a resend in progress it waits its turn there (order per stream).
         if connected && !resending {
             let _ = ob.log.attempted(id);
-            let _ = self.enqueue(key, Outgoing::Msg(msg));
+            let out = self.durable_out(key, id, msg);
+            let _ = self.enqueue(key, out);
         }
-        Ok(Accepted { position, durable })
+        Ok(Accepted { id, position, durable })
     }
 
     /// Starts a sync on the sync thread if the policy wants one and none is running.
@@ -204,6 +213,11 @@ impl Core {
         self.outbox_tick();
     }
 
+    /// `Ctx::new_durable_id`: an id for [`Core::send_durable`] with the application's id.
+    pub(crate) fn new_durable_id(&mut self) -> Result<u128, DurableError> {
+        Ok(self.outbox.as_mut().ok_or(DurableError::NoOutbox)?.log.next_id())
+    }
+
     /// `Ctx::ack_durable`: the peer acknowledged `id`.
     pub(crate) fn ack_durable(&mut self, id: u128) -> bool {
         self.outbox.as_mut().is_some_and(|o| o.log.ack(id))
@@ -247,16 +261,38 @@ impl Core {
         let mut out = Vec::with_capacity(batch.len());
         for (_, m) in batch {
             match ob.log.attempted(m.id) {
-                Some((_, false)) => out.push(WorkerOutbox::message(m)),
+                Some((_, false)) => out.push((m.id, WorkerOutbox::message(m))),
                 Some((_, true)) => WorkerStats::add(&self.stats.outbox_dead_letters, 1),
                 None => {}
             }
         }
         WorkerStats::add(&self.stats.outbox_resent, out.len() as u64);
-        for msg in out {
-            if self.enqueue(key, Outgoing::Msg(msg)).is_err() {
+        for (id, msg) in out {
+            let out = self.durable_out(key, id, msg);
+            if self.enqueue(key, out).is_err() {
                 break; // closed (or over its limit): the next connect resends
             }
         }
+    }
+
+    /// How durable message `id` goes out on `key`: tagged with its id to a peer that
+    /// acknowledges on the wire, as it is to any other.
+    fn durable_out(&self, key: Key, id: u128, msg: Message) -> Outgoing {
+        if self.conns.get(key).is_some_and(|c| c.acks()) {
+            Outgoing::Durable(Box::new((id, msg)))
+        } else {
+            Outgoing::Msg(msg)
+        }
+    }
+
+    /// A Pong on client `key`, which acknowledges on the wire: if it is an
+    /// acknowledgement, the stream's messages up to its id leave the outbox. Returns the
+    /// id and how many were acknowledged, `None` if it is not one.
+    pub(crate) fn wire_ack(&mut self, key: Key, payload: &[u8]) -> Option<(u128, usize)> {
+        let upto = wire::parse_tag(wire::TAG_ACK, payload)?;
+        let stream = self.outbox_stream(key)?;
+        let n = self.outbox.as_mut()?.log.ack_upto(stream, upto);
+        WorkerStats::add(&self.stats.outbox_acked, n as u64);
+        Some((upto, n))
     }
 }

@@ -111,6 +111,8 @@ impl EngineBuilder {
         tcp_user_timeout: Option<Duration>);
     setter!(/// See [`EngineConfig::outbox`].
         outbox: Option<crate::outbox::OutboxSettings>);
+    setter!(/// See [`EngineConfig::receipts`].
+        receipts: Option<crate::outbox::ReceiptSettings>);
 
     /// Accept only upgrades whose `Origin` passes `check` (others get 403).
     pub fn origin_check(
@@ -205,6 +207,13 @@ impl EngineBuilder {
             None if config.pin_cpus => core_affinity::get_core_ids(),
             None => None,
         };
+        let receipts = match &config.receipts {
+            Some(r) => Some(Arc::new(
+                crate::outbox::receipts::Receipts::open(&r.dir, r.streams)
+                    .map_err(io_err("open the receipts table"))?,
+            )),
+            None => None,
+        };
         let budget = config.shutdown_timeout + config.frame.close_timeout + JOIN_GRACE;
         let config = Arc::new(config);
         let factory = Arc::new(factory);
@@ -225,6 +234,7 @@ impl EngineBuilder {
                 fallback_reason: fallback_reason.clone(),
                 listeners: ls,
                 dialer: dialer.clone(),
+                receipts: receipts.clone(),
             };
             let factory = factory.clone();
             let ready = ready_tx.clone();

@@ -47,6 +47,7 @@ pub(super) struct WorkerSetup {
     pub(super) fallback_reason: Option<String>,
     pub(super) listeners: Vec<OwnedFd>,
     pub(super) dialer: Arc<crate::client::Dialer>,
+    pub(super) receipts: Option<Arc<crate::outbox::receipts::Receipts>>,
 }
 
 pub(super) type Ready = mpsc::Sender<(usize, Result<BackendInfo, EngineError>)>;
@@ -83,6 +84,7 @@ impl WorkerSetup {
             self.dialer.clone(),
             Monotonic.now(),
         );
+        core.receipts = self.receipts.clone();
         if let Some(settings) = &self.config.outbox {
             match crate::outbox::worker::WorkerOutbox::open(settings, i as u16) {
                 Ok(ob) => core.outbox = Some(Box::new(ob)),

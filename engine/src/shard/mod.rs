@@ -83,6 +83,12 @@ pub(crate) struct Core {
     pub(crate) wake_at: Option<Instant>,
     /// The worker's durable outbox, if the engine has one.
     pub(crate) outbox: Option<Box<crate::outbox::worker::WorkerOutbox>>,
+    /// The engine's duplicate filter, if it has one ([`EngineConfig::receipts`]).
+    pub(crate) receipts: Option<Arc<crate::outbox::receipts::Receipts>>,
+    /// Connections that took a stream of the filter, by slab slot.
+    pub(crate) receiving: crate::outbox::ReceivingMap,
+    /// The durable message `on_message` is handling, if it is one.
+    pub(crate) delivering: Option<crate::outbox::Delivery>,
 }
 
 /// 8 bytes from the kernel's random source (getrandom(2)); the clock if it fails.
@@ -155,6 +161,9 @@ impl Core {
             dialer,
             wake_at: None,
             outbox: None,
+            receipts: None,
+            receiving: HashMap::new(),
+            delivering: None,
         }
     }
 
@@ -432,6 +441,7 @@ impl Core {
 
     /// The socket is closed: the connection is gone.
     pub(crate) fn remove(&mut self, key: Key) {
+        self.release_stream(key);
         if let Some(c) = self.conns.remove(key) {
             self.timers.unschedule(key);
             for t in c.topics() {

@@ -121,6 +121,10 @@ impl Core {
         for (n, v) in &cfg.headers {
             req = req.header(n.clone(), v.clone());
         }
+        if let (Some(stream), Some(_)) = (cfg.outbox_stream, &self.outbox) {
+            // A ringwire server with a duplicate filter acknowledges on the wire.
+            req = req.extension(crate::outbox::wire::offer(stream));
+        }
         let mut out = Vec::with_capacity(256);
         if let Err(e) = req.write(&mut out) {
             self.lose(key, Cause::HandshakeInvalid(e.to_string()));
@@ -163,6 +167,7 @@ impl Core {
                 let rest = head[parsed.len..].to_vec();
                 let seed = self.rng.next_u64();
                 c.client_upgraded(Connection::client_seeded(client.spec.frame.clone(), seed, now));
+                c.set_acks(crate::outbox::wire::accepted(&parsed.extensions));
                 client.request = None;
                 client.health.record_success();
                 client.app_due =

@@ -6,7 +6,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ringwire_frame::handshake::{HandshakeError, Request};
-use ringwire_frame::{CloseCode, Closed, Connection, Event, RecvBuffer};
+use ringwire_frame::{CloseCode, Closed, Connection, Event, Message, RecvBuffer};
 
 use crate::client::ClientEvent;
 use crate::conn::{HandshakeStep, Outgoing, Phase, TimerDue};
@@ -25,7 +25,7 @@ impl Core {
     /// before it (so `on_state` comes before what follows from the change). A panic is
     /// caught here: it is counted and logged, and the connection is closed with 1011;
     /// `None` is returned.
-    fn call<H: Handler, R>(
+    pub(crate) fn call<H: Handler, R>(
         &mut self,
         handler: &mut H,
         key: Key,
@@ -149,10 +149,21 @@ impl Core {
                 return;
             }
         };
+        // After the handler accepted (it may check who the client is): the stream of a
+        // client that acknowledges on the wire.
+        let extension = match self.take_stream(key, req) {
+            Ok(e) => e,
+            Err(_) => {
+                self.reject(key, &HandshakeError::Rejected(503));
+                return;
+            }
+        };
+        let ext_header = extension.map(|e| ("Sec-WebSocket-Extensions", e));
         let mut resp = Vec::with_capacity(160);
-        if let Err(e) = req.accept(protocol.as_deref(), &[], &mut resp) {
+        if let Err(e) = req.accept(protocol.as_deref(), ext_header.as_slice(), &mut resp) {
             // The handler chose a subprotocol the client did not offer: our bug, but
             // the client must not see a broken handshake.
+            self.release_stream(key);
             self.reject(key, &e);
             return;
         }
@@ -290,7 +301,7 @@ impl Core {
                 }
                 if let Err(e) = self.send_durable(key, id, msg) {
                     WorkerStats::add(&self.stats.outbox_refused, 1);
-                    tracing::warn!(worker = self.id, id = %format_args!("{id:032x}"), error = %e, "durable send refused");
+                    tracing::warn!(worker = self.id, ?id, error = %e, "durable send refused");
                     self.call(handler, key, |h, cx| h.on_durable_refused(cx, id, &e));
                 }
             }
@@ -345,9 +356,11 @@ impl Core {
                 // sending, go out before the close frame the next poll queues.
                 c.feed_core(usize::MAX, &self.stats);
             }
+            let acks = c.acks();
             let Some(ws) = c.ws() else { return };
             let Some(ev) = ws.poll_event() else { break };
             match ev {
+                Event::Message(m) if acks && !client => self.receive_durable(handler, key, m),
                 Event::Message(m) => {
                     WorkerStats::add(&self.stats.messages_in, 1);
                     let m = if client {
@@ -359,6 +372,20 @@ impl Core {
                         m
                     };
                     self.call(handler, key, |h, cx| h.on_message(cx, m));
+                }
+                Event::Pong(p) if acks => {
+                    if client {
+                        if let Some((upto, n)) = self.wire_ack(key, &p.payload) {
+                            self.call(handler, key, |h, cx| h.on_acked(cx, upto, n));
+                            continue;
+                        }
+                    } else if self.durable_tag(key, &p.payload) {
+                        continue;
+                    }
+                    if let Some(rtt) = p.rtt.filter(|_| client) {
+                        self.client_rtt(key, rtt);
+                    }
+                    self.call(handler, key, |h, cx| h.on_pong(cx, p.rtt));
                 }
                 Event::Pong(p) => {
                     if let Some(rtt) = p.rtt.filter(|_| client) {
@@ -374,6 +401,7 @@ impl Core {
                 _ => {}
             }
         }
+        self.send_receipt(key);
         if let Some(ws) = self.conns.get_mut(key).and_then(|c| c.ws()) {
             if ws.has_transmit() {
                 self.mark_dirty(key);
@@ -387,6 +415,7 @@ impl Core {
 
     fn on_closed<H: Handler>(&mut self, handler: &mut H, key: Key, closed: &Closed) {
         self.drain(key);
+        self.release_stream(key);
         if let Some(sink) = self.client_sink(key) {
             sink.push(crate::client::Event::Closed(closed.clone()));
         } else {
@@ -394,6 +423,24 @@ impl Core {
         }
         if self.is_client(key) {
             self.client_closed(key, closed);
+        }
+    }
+
+    /// A message of a client that acknowledges on the wire: through the duplicate
+    /// filter, then to the handler (a durable one with [`Ctx::delivery`] set).
+    fn receive_durable<H: Handler>(&mut self, handler: &mut H, key: Key, m: Message) {
+        WorkerStats::add(&self.stats.messages_in, 1);
+        match self.filter(key) {
+            None => {
+                self.call(handler, key, |h, cx| h.on_message(cx, m));
+            }
+            Some(None) => {}
+            Some(Some(d)) => {
+                self.delivering = Some(d);
+                self.call(handler, key, |h, cx| h.on_message(cx, m));
+                self.delivering = None;
+                self.delivered(key);
+            }
         }
     }
 
