@@ -128,3 +128,55 @@ for target, mask in (("connection_server", KEY), ("connection_client", None)):
           + f(0x1, b"never"))
     write(target, "empty-fragments", b"\x02" + f(0x1, b"", fin=False) + f(0x0, b"", fin=False)
           + f(0x0, b""))
+
+
+# ---- the outbox's receipts table and wire (fuzz/checks_outbox.rs) --------------------
+
+def crc32c(data):
+    """CRC32C (Castagnoli), bitwise: enough for a few seeds."""
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def receipts_half(stream, hwm, doubt, seq):
+    body = struct.pack("<Q", stream) + hwm.to_bytes(16, "little") \
+        + struct.pack("<I", (seq & 0x7FFFFFFF) | (0x80000000 if doubt else 0))
+    return body + struct.pack("<I", crc32c(body))
+
+
+def receipts_image(slots, halves):
+    """A table of `slots` slots; `halves` maps (slot, 0 or 1) to a half's bytes."""
+    head = b"RWRCPTS1" + struct.pack("<HH", 1, 0) + struct.pack("<I", slots) + bytes(44)
+    img = bytearray(head + struct.pack("<I", crc32c(head)) + bytes(64 * slots))
+    for (slot, h), data in halves.items():
+        at = 64 + 64 * slot + 32 * h
+        img[at:at + 32] = data
+    return bytes(img)
+
+
+target = "outbox_receipts"
+write(target, "two-streams", receipts_image(4, {
+    (0, 0): receipts_half(7, 9, False, 1), (0, 1): receipts_half(7, 12, True, 2),
+    (2, 1): receipts_half(8, 1 << 100, False, 5)}))
+write(target, "torn-newest-half", receipts_image(2, {
+    (0, 0): receipts_half(7, 9, False, 3),
+    (0, 1): receipts_half(7, 10, True, 4)[:20] + bytes(12)}))
+write(target, "one-stream-in-two-slots", receipts_image(3, {
+    (0, 0): receipts_half(5, 40, False, 1), (1, 0): receipts_half(5, 41, False, 1)}))
+write(target, "wrapped-numbering", receipts_image(1, {
+    (0, 0): receipts_half(3, 8, False, 0x7FFFFFFF), (0, 1): receipts_half(3, 9, False, 0)}))
+write(target, "bad-header-crc", b"RWRCPTS1" + bytes(120))
+write(target, "slot-count-too-large", receipts_image(1, {})[:12] + b"\xff\xff\xff\xff"
+      + receipts_image(1, {})[16:])
+
+target = "outbox_wire"
+write(target, "offer", b"x-ringwire-ack; stream=42")
+write(target, "offer-quoted", b"X-Ringwire-Ack;stream=\"18446744073709551615\"")
+write(target, "offer-two-params", b"x-ringwire-ack; stream=1; stream=2")
+write(target, "ack-tag", b"\xac" + (123456789).to_bytes(16, "little"))
+write(target, "durable-tag", b"\xd5" + bytes(range(16)))
+write(target, "heartbeat-payload", bytes(12))

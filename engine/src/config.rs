@@ -54,7 +54,8 @@ pub struct EngineConfig {
     /// Default `None`. For two engines in one process (a server and a load generator)
     /// kept on CPUs of their own.
     pub cpus: Option<Vec<usize>>,
-    /// Worker threads are named this followed by their index. Default `"ringwire-w"`.
+    /// Worker threads are named this followed by their index (a worker's outbox sync
+    /// thread, under epoll: this, `s`, the index). Default `"ringwire-w"`.
     /// Linux keeps the first 15 bytes of a thread name.
     pub thread_name: String,
     /// I/O backend. Default [`BackendChoice::Auto`].

@@ -241,6 +241,8 @@ both_backends! {
                         durable_sends_survive_server_and_client_restarts_epoll;
     large_backlog => a_backlog_larger_than_the_send_limit_is_resent_as_it_drains_io_uring,
                      a_backlog_larger_than_the_send_limit_is_resent_as_it_drains_epoll;
+    under_always => under_always_on_durable_reports_when_records_are_synced_io_uring,
+                    under_always_on_durable_reports_when_records_are_synced_epoll;
 }
 
 #[test]
@@ -311,11 +313,21 @@ impl Handler for Durables {
     }
 }
 
-#[test]
-fn under_always_on_durable_reports_when_records_are_synced() {
+/// Threads of this process named `name` (a worker's sync thread is named after the
+/// worker: `<thread_name>s<worker>`).
+fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim_end() == name)
+        .count()
+}
+
+fn under_always(backend: BackendChoice) {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let srv = server("127.0.0.1:0".parse().unwrap(), BackendChoice::Auto, &seen);
-    let dir = std::env::temp_dir().join(format!("rw-outbox-always-{}", std::process::id()));
+    let srv = server("127.0.0.1:0".parse().unwrap(), backend, &seen);
+    let dir =
+        std::env::temp_dir().join(format!("rw-outbox-always-{}-{backend:?}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut settings = OutboxSettings::new(&dir);
     settings.config.durability = ringwire::outbox::Durability::Always;
@@ -323,9 +335,12 @@ fn under_always_on_durable_reports_when_records_are_synced() {
     let conn: Arc<Mutex<Option<ConnId>>> = Arc::default();
     let positions: Arc<Mutex<Vec<u64>>> = Arc::default();
     let (r, c, p) = (Arc::clone(&reports), Arc::clone(&conn), Arc::clone(&positions));
+    let prefix = if backend == BackendChoice::IoUring { "alw-u" } else { "alw-e" };
     let engine = Engine::builder()
         .workers(1)
         .pin_cpus(false)
+        .backend(backend)
+        .thread_name(prefix.to_string())
         .outbox(Some(settings))
         .start(move |_| Durables(r.clone(), c.clone(), p.clone()))
         .unwrap()
@@ -344,6 +359,11 @@ fn under_always_on_durable_reports_when_records_are_synced() {
     let r = reports.lock().unwrap().clone();
     assert!(r.windows(2).all(|w| w[0] <= w[1]), "durable positions only grow: {r:?}");
     assert_eq!(positions.lock().unwrap().len(), 50);
+    // Under io_uring the syncs are operations on the worker's ring: no sync thread;
+    // under epoll they run on one.
+    let uring = backend == BackendChoice::IoUring;
+    assert_eq!(engine.backend().name, if uring { "io_uring" } else { "epoll" });
+    assert_eq!(threads_named(&format!("{prefix}s0")), usize::from(!uring));
     engine.shutdown().unwrap();
     srv.shutdown().unwrap();
     let _ = std::fs::remove_dir_all(&dir);

@@ -10,18 +10,25 @@
 //! The engine keeps one per worker when [`crate::EngineConfig::outbox`] is set: a client
 //! with [`crate::client::ClientConfig::outbox_stream`] sends durably with
 //! [`crate::Ctx::send_durable`] (or, from any thread,
-//! [`crate::client::ClientHandle::send_durable`]), and each time it connects its unacknowledged messages
-//! go out again, in order, before anything new (paced by its send queue). Syncs run on
-//! a thread of the worker's; [`crate::Handler::on_durable`] reports them. The
-//! acknowledgement is the application's for now ([`crate::Ctx::ack_durable`]); the
-//! acknowledgement on the wire between ringwire peers and the receiver's window of
-//! recent ids are the next steps.
+//! [`crate::client::ClientHandle::send_durable`]), and each time it connects its
+//! unacknowledged messages go out again, in order, before anything new (paced by its
+//! send queue). Syncs are operations on the worker's io_uring ring (a thread under
+//! epoll); [`crate::Handler::on_durable`] reports them.
+//!
+//! Who acknowledges: a ringwire server with a duplicate filter
+//! ([`crate::EngineConfig::receipts`]) does, on the wire ([`wire`]; the client offers it
+//! in the handshake and hears of each acknowledgement in
+//! [`crate::Handler::on_acked`]), drops the copies a resend makes, and tells its
+//! application each durable message's id ([`crate::Ctx::delivery`]). With any other
+//! server the application does ([`crate::Ctx::ack_durable`]).
+//!
+//! Standalone:
 //!
 //! ```no_run
 //! use ringwire::outbox::{Durability, Outbox, OutboxConfig};
 //!
 //! let mut ob = Outbox::open("/var/lib/app/outbox/w0", OutboxConfig::default())?;
-//! let id = 0x0190_0000_0000_7000_8000_0000_0000_0001; // a UUIDv7, e.g. ringwire-codec's
+//! let id = ob.next_id(); // above every id this outbox issued, across restarts
 //! let durable = ob.append(7, id, false, b"payload")?;
 //! if !durable {
 //!     ob.sync()?; // `Batch` or `Always`: durable once synced
@@ -38,8 +45,9 @@ mod log;
 pub(crate) mod receipts;
 mod receive;
 mod store;
-pub(crate) mod wire;
+pub mod wire;
 
+pub use self::receipts::{read_image as read_receipts, Receipt};
 pub(crate) use self::receive::ReceivingMap;
 pub use self::receive::{Delivery, ReceiptSettings, CLOSE_REPLACED};
 pub(crate) mod worker;
@@ -98,8 +106,9 @@ pub struct OutboxSettings {
     /// The directory of the workers' logs (created if absent).
     pub dir: std::path::PathBuf,
     /// The logs' configuration (`worker` is set per worker). Under `Always` and
-    /// `Batch` the worker's syncs run on a thread of their own (one per worker, started
-    /// with its first sync): the event loop never waits for the disk, and
+    /// `Batch` the worker's syncs are operations on its io_uring ring (under epoll, on a
+    /// thread of the worker's, started with its first sync): the event loop never waits
+    /// for the disk, and
     /// [`crate::Handler::on_durable`] tells the application when records became durable.
     pub config: OutboxConfig,
 }

@@ -539,6 +539,65 @@ impl Checkout {
     }
 }
 
+/// A stream's entry in a receipts table, as [`read_image`] finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    /// The stream.
+    pub stream: u64,
+    /// The largest id handled (or being handled, if in doubt).
+    pub hwm: u128,
+    /// Message `hwm` was being handled when the process ended: it is delivered again,
+    /// flagged ([`crate::outbox::Delivery::redelivered`]).
+    pub in_doubt: bool,
+}
+
+/// Reads the image of a receipts table (`receipts.map`, the whole file) as recovery
+/// does, without opening it: the streams it remembers, in slot order. An error says
+/// why the image is not a table (the engine refuses such a file at start). For tools
+/// that show what a server remembers, and for fuzzing: it never panics.
+pub fn read_image(image: &[u8]) -> Result<Vec<Receipt>, String> {
+    let head = image.get(..HEADER_LEN).ok_or("too short for a header")?;
+    if &head[0..8] != MAGIC {
+        return Err("not a receipts table (bad magic)".into());
+    }
+    let crc = u32::from_le_bytes([head[60], head[61], head[62], head[63]]);
+    if crc32c::crc32c(&head[0..60]) != crc {
+        return Err("header checksum mismatch".into());
+    }
+    let version = u16::from_le_bytes([head[8], head[9]]);
+    if version != VERSION {
+        return Err(format!("format version {version}, this build reads {VERSION}"));
+    }
+    let slots = u32::from_le_bytes([head[12], head[13], head[14], head[15]]);
+    let want = file_len(slots).map_err(|e| e.to_string())?;
+    if image.len() != want {
+        return Err(format!("{} bytes, not the {want} of {slots} slots", image.len()));
+    }
+    let mut found: Vec<State> = Vec::new();
+    let mut at: HashMap<u64, usize> = HashMap::new();
+    for slot in image[HEADER_LEN..].chunks_exact(SLOT_LEN) {
+        let (a, b) = slot.split_at(HALF_LEN);
+        let (Ok(a), Ok(b)) = (<&[u8; HALF_LEN]>::try_from(a), <&[u8; HALF_LEN]>::try_from(b))
+        else {
+            continue;
+        };
+        let Some((_, state)) = newest(decode(a), decode(b)) else { continue };
+        // Two slots of one stream: the larger mark counts, as in recovery.
+        match at.get(&state.stream) {
+            Some(&i) if found[i].rank() >= state.rank() => {}
+            Some(&i) => found[i] = state,
+            None => {
+                at.insert(state.stream, found.len());
+                found.push(state);
+            }
+        }
+    }
+    Ok(found
+        .into_iter()
+        .map(|s| Receipt { stream: s.stream, hwm: s.hwm, in_doubt: s.in_doubt })
+        .collect())
+}
+
 /// Checks the header of `file`, or writes one into a new (zero-filled) file.
 fn check_header(file: &MappedFile, path: &Path, slots: u32, want: usize) -> io::Result<()> {
     let bad = |what: String| {

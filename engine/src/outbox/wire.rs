@@ -1,5 +1,6 @@
 //! The acknowledgement on the wire between ringwire peers (docs/outbox-format.md,
-//! "The acknowledgement on the wire"): the extension offered in the handshake, the tag
+//! "The acknowledgement on the wire"), public so that another implementation or a tool
+//! can speak it: the extension offered in the handshake, the tag
 //! that carries a durable message's id and the cumulative acknowledgement, both in
 //! unsolicited Pong frames (RFC 6455 §5.5.3: a peer may send them, and a peer that does
 //! not know them ignores them; they are only sent once both sides named the extension).
@@ -7,22 +8,22 @@
 use ringwire_frame::handshake::extension_name;
 
 /// The extension's name in `Sec-WebSocket-Extensions`.
-pub(crate) const EXTENSION: &str = "x-ringwire-ack";
+pub const EXTENSION: &str = "x-ringwire-ack";
 /// First byte of the Pong that precedes a durable message (client to server).
-pub(crate) const TAG_DURABLE: u8 = 0xD5;
+pub const TAG_DURABLE: u8 = 0xD5;
 /// First byte of the Pong that acknowledges (server to client).
-pub(crate) const TAG_ACK: u8 = 0xAC;
+pub const TAG_ACK: u8 = 0xAC;
 /// A tag's length: the byte, then the id (16 bytes, little-endian).
-pub(crate) const TAG_LEN: usize = 17;
+pub const TAG_LEN: usize = 17;
 
 /// The client's offer for stream `stream`.
-pub(crate) fn offer(stream: u64) -> String {
+pub fn offer(stream: u64) -> String {
     format!("{EXTENSION}; stream={stream}")
 }
 
 /// The stream of an offer, if `element` is one (`x-ringwire-ack; stream=<u64>`, the
 /// value possibly quoted; any other parameter makes it not one).
-pub(crate) fn parse_offer(element: &str) -> Option<u64> {
+pub fn parse_offer(element: &str) -> Option<u64> {
     if !extension_name(element).eq_ignore_ascii_case(EXTENSION) {
         return None;
     }
@@ -38,12 +39,12 @@ pub(crate) fn parse_offer(element: &str) -> Option<u64> {
 }
 
 /// Whether the server's accepted extensions name ours.
-pub(crate) fn accepted(extensions: &[String]) -> bool {
+pub fn accepted(extensions: &[String]) -> bool {
     extensions.iter().any(|e| extension_name(e).eq_ignore_ascii_case(EXTENSION))
 }
 
 /// A tag: `kind` then `id`.
-pub(crate) fn tag(kind: u8, id: u128) -> [u8; TAG_LEN] {
+pub fn tag(kind: u8, id: u128) -> [u8; TAG_LEN] {
     let mut t = [0u8; TAG_LEN];
     t[0] = kind;
     t[1..].copy_from_slice(&id.to_le_bytes());
@@ -51,7 +52,7 @@ pub(crate) fn tag(kind: u8, id: u128) -> [u8; TAG_LEN] {
 }
 
 /// The id of a Pong payload that is a tag of `kind`.
-pub(crate) fn parse_tag(kind: u8, payload: &[u8]) -> Option<u128> {
+pub fn parse_tag(kind: u8, payload: &[u8]) -> Option<u128> {
     let t: &[u8; TAG_LEN] = payload.try_into().ok()?;
     if t[0] != kind {
         return None;

@@ -15,7 +15,7 @@ use crate::client::ClientState;
 use crate::conn::Outgoing;
 use crate::handle::{Command, WorkerShared};
 use crate::handler::{Handler, WorkerCtx};
-use crate::shard::Core;
+use crate::shard::{Core, Op};
 use crate::slab::Key;
 use crate::stats::WorkerStats;
 
@@ -42,9 +42,9 @@ struct SyncJob {
 
 /// The sync thread: runs the jobs in order and tells the worker through its command
 /// queue. It ends with the worker (its queue's sender goes with the outbox).
-fn spawn_syncer(worker: u16, me: Arc<WorkerShared>) -> std::io::Result<Sender<SyncJob>> {
+fn spawn_syncer(name: String, me: Arc<WorkerShared>) -> std::io::Result<Sender<SyncJob>> {
     let (tx, rx) = channel::<SyncJob>();
-    std::thread::Builder::new().name(format!("ringwire-sync{worker}")).spawn(move || {
+    std::thread::Builder::new().name(name).spawn(move || {
         for job in rx {
             let error = job.files.iter().find_map(|f| f.sync_data().err()).map(|e| e.to_string());
             let mut cmd = Command::OutboxSynced { upto: job.upto, error };
@@ -145,7 +145,8 @@ impl Core {
         Ok(Accepted { id, position, durable })
     }
 
-    /// Starts a sync on the sync thread if the policy wants one and none is running.
+    /// Starts a sync if the policy wants one and none is running: an operation for the
+    /// driver (on the worker's ring under io_uring, else on the worker's sync thread).
     /// Called once per loop turn.
     pub(crate) fn outbox_tick(&mut self) {
         let now = self.now;
@@ -153,29 +154,36 @@ impl Core {
         if ob.syncing || !ob.log.sync_due(now) {
             return;
         }
-        let id = self.id;
-        let job = match ob.log.begin_sync() {
-            Ok(Some((files, upto))) => SyncJob { files, upto },
-            Ok(None) => return,
-            Err(e) => {
-                tracing::error!(worker = id, error = %e, "outbox sync cannot start");
-                return;
+        match ob.log.begin_sync() {
+            Ok(Some((files, upto))) => {
+                ob.syncing = true;
+                self.ops.push(Op::Sync(upto, files));
             }
-        };
+            Ok(None) => {}
+            Err(e) => tracing::error!(worker = self.id, error = %e, "outbox sync cannot start"),
+        }
+    }
+
+    /// Runs a sync the driver cannot run (epoll) on the worker's sync thread, started
+    /// with the first one.
+    pub(crate) fn sync_on_thread(&mut self, upto: u64, files: Vec<std::fs::File>) {
+        let id = self.id;
+        let Some(ob) = self.outbox.as_mut() else { return };
+        let job = SyncJob { files, upto };
         if ob.syncer.is_none() {
-            match spawn_syncer(id, self.me.clone()) {
+            // The worker's name with `s` after it: `ringwire-ws0` for `ringwire-w0`.
+            let name = format!("{}s{id}", self.config.thread_name);
+            match spawn_syncer(name, self.me.clone()) {
                 Ok(tx) => ob.syncer = Some(tx),
                 Err(e) => {
-                    let upto = job.upto;
+                    ob.syncing = false;
                     ob.log.finish_sync(upto, Err(format!("cannot start the sync thread: {e}")));
                     return;
                 }
             }
         }
-        let upto = job.upto;
-        if ob.syncer.as_ref().is_some_and(|tx| tx.send(job).is_ok()) {
-            ob.syncing = true;
-        } else {
+        if ob.syncer.as_ref().is_none_or(|tx| tx.send(job).is_err()) {
+            ob.syncing = false;
             ob.log.finish_sync(upto, Err("the sync thread is gone".into()));
         }
     }

@@ -32,7 +32,7 @@ pub enum EngineError {
         #[source]
         source: io::Error,
     },
-    /// io_uring was required ([`BackendChoice::IoUring`]) but is not available.
+    /// io_uring was required ([`crate::BackendChoice::IoUring`]) but is not available.
     #[error("io_uring unavailable")]
     NoIoUring(#[source] io::Error),
     /// A worker could not be set up (its ring, its listeners).

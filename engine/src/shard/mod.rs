@@ -49,6 +49,9 @@ pub(crate) enum Op {
     Send(Key, Vec<Bytes>),
     /// A client's connect; its socket was added just before.
     Connect(Key, std::net::SocketAddr),
+    /// The outbox's sync: `fdatasync` of these files, after which every record before
+    /// `upto` is durable.
+    Sync(u64, Vec<std::fs::File>),
 }
 
 /// A worker's state apart from its driver and handler.

@@ -102,6 +102,9 @@ pub(crate) enum Completion<'a> {
     FdClosed { key: Key },
     /// Another thread woke this worker (its command queue has work).
     Wake,
+    /// A sync started with [`Driver::sync_data`] ended: every file's data is on the disk
+    /// (`Ok`), or one of them failed.
+    Synced { upto: u64, result: Result<(), Errno> },
 }
 
 /// One worker's I/O backend. All methods only queue work; it happens (and completions
@@ -142,6 +145,17 @@ pub(crate) trait Driver {
         timeout: Option<Duration>,
         f: &mut dyn FnMut(Completion<'_>),
     ) -> io::Result<()>;
+    /// Starts `fdatasync` of `files` (the outbox's segments); `Synced { upto }` follows
+    /// once all have ended. A backend that cannot run it without blocking gives the files
+    /// back, and the caller syncs them on a thread.
+    fn sync_data(
+        &mut self,
+        upto: u64,
+        files: Vec<std::fs::File>,
+    ) -> Result<(), Vec<std::fs::File>> {
+        let _ = upto;
+        Err(files)
+    }
     /// Operations in flight (the worker waits for zero before it exits).
     fn in_flight(&self) -> usize;
     /// io_uring instances in use (0 for a backend without rings).

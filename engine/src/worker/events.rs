@@ -89,6 +89,10 @@ impl Core {
             Completion::FdClosed { key } if self.is_client(key) => self.socket_gone(key),
             Completion::FdClosed { key } => self.remove(key),
             Completion::Wake => {}
+            Completion::Synced { upto, result } => {
+                let error = result.err().map(|e| format!("fdatasync: {e}"));
+                self.outbox_synced(handler, upto, error);
+            }
         }
     }
 

@@ -39,7 +39,8 @@ pub(crate) struct Worker<D: Driver, H: Handler, C: Clock> {
 
 impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
     fn apply_ops(&mut self) {
-        for op in self.core.ops.drain(..) {
+        let mut ops = std::mem::take(&mut self.core.ops);
+        for op in ops.drain(..) {
             match op {
                 Op::AddConn(key, sock) => self.driver.add_conn(key, sock),
                 Op::Discard(sock) => self.driver.discard(sock),
@@ -49,7 +50,17 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
                 Op::CloseListeners => self.driver.close_listeners(),
                 Op::Send(key, chunks) => self.driver.send(key, chunks),
                 Op::Connect(key, addr) => self.driver.connect(key, addr),
+                Op::Sync(upto, files) => {
+                    // On the ring under io_uring; on the worker's sync thread otherwise.
+                    if let Err(files) = self.driver.sync_data(upto, files) {
+                        self.core.sync_on_thread(upto, files);
+                    }
+                }
             }
+        }
+        // The allocation is kept for the next turn (nothing queues ops meanwhile).
+        if self.core.ops.is_empty() {
+            self.core.ops = ops;
         }
     }
 
@@ -146,6 +157,9 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
         }
         self.flush();
         self.core.outbox_tick();
+        if !self.core.ops.is_empty() {
+            self.apply_ops(); // a sync the tick started goes out with this turn's wait
+        }
         if self.core.shutdown_deadline.is_some()
             && self.core.conns.len() == 0
             && self.driver.in_flight() == 0

@@ -75,6 +75,7 @@ mod cancel;
 mod close;
 mod connect;
 mod driver;
+mod fsync;
 mod install;
 mod recv;
 mod ring;
@@ -102,6 +103,8 @@ const TAG_DISCARD: u64 = 8;
 const TAG_CONNECT: u64 = 9;
 /// An outgoing connection's socket went into a fixed-file table (or did not).
 const TAG_INSTALL: u64 = 10;
+/// One file of an outbox sync was synced (low bits: the sync's number).
+const TAG_FSYNC: u64 = 11;
 
 #[inline]
 fn ud(tag: u64, low: u64) -> u64 {

@@ -7,6 +7,7 @@ mod accept;
 mod cancel;
 mod close;
 mod connect;
+mod fsync;
 mod install;
 mod recv;
 mod spread;
@@ -32,8 +33,8 @@ use super::spread::MAX_RINGS;
 use super::wake::EventfdRead;
 use super::{is_transient, split_ud, ud, Sqe};
 use super::{
-    TAG_ACCEPT, TAG_CLOSE, TAG_CONNECT, TAG_DISCARD, TAG_INSTALL, TAG_RECV, TAG_RING, TAG_SEND,
-    TAG_WAKE,
+    TAG_ACCEPT, TAG_CLOSE, TAG_CONNECT, TAG_DISCARD, TAG_FSYNC, TAG_INSTALL, TAG_RECV, TAG_RING,
+    TAG_SEND, TAG_WAKE,
 };
 use crate::slab::Key;
 use crate::sys::{accept_pause_timeout, Completion, Driver, Socket};
@@ -71,6 +72,9 @@ pub(crate) struct UringDriver {
     pub(super) busy_poll_hits: u64,
     pub(super) cqes: Vec<cqueue::Entry>,
     pub(super) features: Vec<&'static str>,
+    /// The outbox's syncs in flight, by number, with their files (kept open until done).
+    pub(super) syncs: HashMap<u64, fsync::SyncInFlight>,
+    pub(super) next_sync: u64,
 }
 
 /// Sizes of the driver's rings.
@@ -136,6 +140,8 @@ impl UringDriver {
             busy_poll_hits: 0,
             cqes: Vec::with_capacity(1024),
             features,
+            syncs: HashMap::new(),
+            next_sync: 0,
         };
         d.arm_wake();
         Ok(d)
@@ -190,6 +196,7 @@ impl UringDriver {
             TAG_CONNECT => self.on_connect(low, res, f),
             TAG_INSTALL => self.on_install(low, res, f),
             TAG_WAKE => self.on_wake(f),
+            TAG_FSYNC => self.on_fsync(low, res, f),
             TAG_RING => self.on_ring_ready(low as usize),
             _ => {} // TAG_CANCEL: the cancelled op reports on its own.
         }
@@ -294,6 +301,15 @@ impl Driver for UringDriver {
         if !self.cancel_install(key) {
             self.cancel_conn(key);
         }
+    }
+
+    fn sync_data(
+        &mut self,
+        upto: u64,
+        files: Vec<std::fs::File>,
+    ) -> Result<(), Vec<std::fs::File>> {
+        self.start_sync(upto, files);
+        Ok(())
     }
 
     fn send(&mut self, key: Key, chunks: Vec<Bytes>) {
