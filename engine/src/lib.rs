@@ -46,6 +46,7 @@ mod config;
 mod conn;
 mod handle;
 mod handler;
+mod hash;
 pub mod outbox;
 mod panic;
 mod server;

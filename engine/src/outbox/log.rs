@@ -2,7 +2,7 @@
 //! in-place acknowledgement and attempt count, dead letters, recycling, syncs, and the
 //! recovery that rebuilds the unacknowledged messages on open.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use super::format::{
     self, align, field, Kind, RecordMeta, SegmentHeader, State, RECORD_HEADER, SEGMENT_HEADER,
@@ -52,7 +52,7 @@ pub(crate) struct Log<S: Store> {
     /// Dead letters by append order.
     dead: BTreeMap<u64, Entry>,
     /// Append order of each live or dead message.
-    by_id: HashMap<u128, (u64, u64)>,
+    by_id: crate::hash::IntMap<u128, (u64, u64)>,
     /// The next append order number; every record before `synced` is durable.
     next_lsn: u64,
     synced: u64,
@@ -112,7 +112,7 @@ impl<S: Store> Log<S> {
             last_id,
             live: BTreeMap::new(),
             dead: BTreeMap::new(),
-            by_id: HashMap::new(),
+            by_id: crate::hash::IntMap::default(),
             next_lsn: 0,
             synced: 0,
             failed: None,
@@ -298,6 +298,20 @@ impl<S: Store> Log<S> {
         payload: &[u8],
         now_ns: u64,
     ) -> Result<u64, OutboxError> {
+        self.append_sent(stream, id, flags, payload, now_ns, 0)
+    }
+
+    /// As [`Log::append`], the record's send count already `attempts` (1 for a message
+    /// sent as it is stored: one write instead of an append and an `attempted`).
+    pub(crate) fn append_sent(
+        &mut self,
+        stream: u64,
+        id: u128,
+        flags: u8,
+        payload: &[u8],
+        now_ns: u64,
+        attempts: u16,
+    ) -> Result<u64, OutboxError> {
         if let Some(e) = &self.failed {
             return Err(OutboxError::Failed(e.clone()));
         }
@@ -317,6 +331,8 @@ impl<S: Store> Log<S> {
         let meta = RecordMeta { kind: Kind::Message, flags, stream, id, appended_ns: now_ns };
         let seq = self.active_seg().seq;
         format::encode_record(seq, &meta, payload, &mut self.scratch);
+        // A mutable field, outside the CRC.
+        self.scratch[field::ATTEMPTS..field::ATTEMPTS + 2].copy_from_slice(&attempts.to_le_bytes());
         let (off, rec) = (self.write_off, std::mem::take(&mut self.scratch));
         let seg = self.active_seg();
         seg.file.write(off, &rec);
@@ -332,7 +348,7 @@ impl<S: Store> Log<S> {
             file: self.active,
             offset: off as u32,
             len: (RECORD_HEADER + payload.len()) as u32,
-            attempts: 0,
+            attempts,
             flags,
         };
         self.live.insert((stream, lsn), e);
@@ -390,18 +406,20 @@ impl<S: Store> Log<S> {
     /// while their ids are at most `upto` (ids increase along a stream, as
     /// [`Log::next_id`] makes them). Returns how many.
     pub(crate) fn ack_upto(&mut self, stream: u64, upto: u128) -> usize {
-        let mut n = 0;
-        while let Some((&key, e)) = self.live.range((stream, 0)..=(stream, u64::MAX)).next() {
-            if e.id > upto {
-                break;
+        // One walk finds them (a prefix of the stream's range), then each goes.
+        let keys: Vec<(u64, u64)> = self
+            .live
+            .range((stream, 0)..=(stream, u64::MAX))
+            .take_while(|(_, e)| e.id <= upto)
+            .map(|(&k, _)| k)
+            .collect();
+        for key in &keys {
+            if let Some(e) = self.live.remove(key) {
+                self.by_id.remove(&e.id);
+                self.set_state(&e, State::Acked, true);
             }
-            let e = *e;
-            self.live.remove(&key);
-            self.by_id.remove(&e.id);
-            self.set_state(&e, State::Acked, true);
-            n += 1;
         }
-        n
+        keys.len()
     }
 
     /// Message `id` was sent once more. Returns its attempts so far, and whether that

@@ -152,6 +152,8 @@ pub enum DurableError {
     #[error("the connection is not a client with an outbox stream (ClientConfig::outbox_stream)")]
     NoStream,
     /// The connection is up but its send queue is over its limit: nothing was stored.
+    /// [`crate::Handler::on_writable`] follows once it has drained below the low
+    /// watermark.
     #[error("the connection's send queue is full; nothing was stored")]
     Backpressure,
     /// The outbox refused it (full, failed, a duplicate id, too large).
@@ -316,6 +318,34 @@ impl Outbox {
         }
         self.waiting_since.get_or_insert_with(Instant::now);
         Ok((position, false))
+    }
+
+    /// The engine's durable send: a new message with the outbox's next id (one clock
+    /// reading for both), its send count already 1 if `sent` (it goes out now). Returns
+    /// its id, position and whether it is durable already.
+    pub(crate) fn append_new(
+        &mut self,
+        stream: u64,
+        id: Option<u128>,
+        text: bool,
+        payload: &[u8],
+        sent: bool,
+    ) -> Result<(u128, u64, bool), OutboxError> {
+        let now = unix_ns();
+        let id = match id {
+            Some(id) => {
+                self.check_new_id(id)?;
+                id
+            }
+            None => self.log.next_id(now),
+        };
+        let flags = if text { format::FLAG_TEXT } else { 0 };
+        let position = self.log.append_sent(stream, id, flags, payload, now, u16::from(sent))?;
+        if self.policy == Durability::Os {
+            return Ok((id, position, true));
+        }
+        self.waiting_since.get_or_insert_with(Instant::now);
+        Ok((id, position, false))
     }
 
     /// Every record at a position below this one is durable.

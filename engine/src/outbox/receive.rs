@@ -5,7 +5,6 @@
 //! `on_message` (so a crash leaves at most that one in doubt), and acknowledges
 //! cumulatively once per batch of input.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use ringwire_frame::handshake::Request;
@@ -64,7 +63,7 @@ pub(crate) struct Receiving {
 }
 
 /// The connections that took a stream, by slab slot.
-pub(crate) type ReceivingMap = HashMap<u32, Receiving>;
+pub(crate) type ReceivingMap = crate::hash::IntMap<u32, Receiving>;
 
 /// Why an upgrade that offered the extension is refused.
 pub(crate) enum TakeRefused {

@@ -2,7 +2,6 @@
 //! connections, their resend after a reconnect (paced by the connection's send queue),
 //! acknowledgements and dead letters.
 
-use std::collections::HashMap;
 use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,7 +26,7 @@ const RESEND_STEP: usize = 256 * 1024;
 pub(crate) struct WorkerOutbox {
     pub(crate) log: Outbox,
     /// Clients part-way through resending their stream: the position to go on from.
-    resends: HashMap<u32, (u64, u64)>,
+    resends: crate::hash::IntMap<u32, (u64, u64)>,
     /// The sync thread's queue (started with the first sync).
     syncer: Option<Sender<SyncJob>>,
     /// A sync is running.
@@ -83,7 +82,7 @@ impl WorkerOutbox {
         let mut config = settings.config.clone();
         config.worker = worker;
         let log = Outbox::open(settings.dir.join(format!("w{worker}")), config)?;
-        Ok(Self { log, resends: HashMap::new(), syncer: None, syncing: false })
+        Ok(Self { log, resends: crate::hash::IntMap::default(), syncer: None, syncing: false })
     }
 
     /// The message a stored record is sent as (text if it was text and still is UTF-8,
@@ -121,24 +120,20 @@ impl Core {
             self.clients.get(&key.slot).is_some_and(|c| c.life.state() == ClientState::Connected);
         let resending = self.outbox.as_ref().is_some_and(|o| o.resends.contains_key(&key.slot));
         if connected && !resending {
-            let queued = self.conns.get(key).map_or(0, |c| c.queued_bytes());
-            if queued + msg.len() > self.limits.max_queued {
-                return Err(DurableError::Backpressure);
+            if let Some(c) = self.conns.get_mut(key) {
+                if c.queued_bytes() + msg.len() > self.limits.max_queued {
+                    // `on_writable` says when it has drained enough to try again.
+                    c.set_over_limit(true);
+                    return Err(DurableError::Backpressure);
+                }
             }
         }
         let ob = self.outbox.as_mut().ok_or(DurableError::NoOutbox)?;
-        let id = match id {
-            Some(id) => {
-                ob.log.check_new_id(id)?;
-                id
-            }
-            None => ob.log.next_id(),
-        };
-        let (position, durable) =
-            ob.log.append_positioned(stream, id, msg.is_text(), msg.as_bytes())?;
         // Behind a resend in progress it waits its turn there (order per stream).
-        if connected && !resending {
-            let _ = ob.log.attempted(id);
+        let now = connected && !resending;
+        let (id, position, durable) =
+            ob.log.append_new(stream, id, msg.is_text(), msg.as_bytes(), now)?;
+        if now {
             let out = self.durable_out(key, id, msg);
             let _ = self.enqueue(key, out);
         }

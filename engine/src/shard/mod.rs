@@ -9,7 +9,6 @@ mod timers;
 
 pub(crate) use self::timers::Timers;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -74,7 +73,7 @@ pub(crate) struct Core {
     pub(crate) shutdown_deadline: Option<Instant>,
     vec_pool: Vec<Vec<Bytes>>,
     /// Client connections' records, by slab slot (only clients pay for them).
-    pub(crate) clients: HashMap<u32, Box<Client>>,
+    pub(crate) clients: crate::hash::IntMap<u32, Box<Client>>,
     /// Client state changes and health alerts not yet delivered to the handler's
     /// `on_state` / `on_health`.
     pub(crate) changes: Vec<(Key, ClientEvent)>,
@@ -158,14 +157,14 @@ impl Core {
             all,
             shutdown_deadline: None,
             vec_pool: Vec::new(),
-            clients: HashMap::new(),
+            clients: crate::hash::IntMap::default(),
             changes: Vec::new(),
             rng: Rng::new(os_seed()),
             dialer,
             wake_at: None,
             outbox: None,
             receipts: None,
-            receiving: HashMap::new(),
+            receiving: crate::hash::IntMap::default(),
             delivering: None,
         }
     }

@@ -1,8 +1,6 @@
 //! The vectored send: at most one per connection in flight, its chunks and iovecs parked
 //! in a boxed [`SendOp`] in the [`SendTable`] until the completion hands them back.
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 use io_uring::opcode;
 use rustix::io::Errno;
@@ -10,36 +8,6 @@ use rustix::io::Errno;
 use super::{ud, Sqe, Target, TAG_SEND};
 use crate::slab::Key;
 use crate::sys::Completion;
-
-/// Hashes a slab slot (a dense small integer) with one multiply.
-#[derive(Default, Clone, Copy)]
-pub(super) struct BuildSlotHasher;
-
-#[derive(Default)]
-pub(super) struct SlotHasher(u64);
-
-impl std::hash::BuildHasher for BuildSlotHasher {
-    type Hasher = SlotHasher;
-    fn build_hasher(&self) -> SlotHasher {
-        SlotHasher(0)
-    }
-}
-
-impl std::hash::Hasher for SlotHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        // The high bits of the product are well mixed; hashbrown uses both ends.
-        let h = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = h ^ (h >> 32);
-    }
-}
 
 /// A send in flight: everything the kernel reads lives here, at a stable heap address
 /// (the op is boxed): the chunks' bytes (kept alive by their `Bytes`), the iovecs that
@@ -64,7 +32,7 @@ pub(super) struct SendTable {
     /// can name both of a connection's ops by `user_data`: the kernel finds those in a
     /// hash table, while a cancel by descriptor scans every armed request of the ring
     /// (with 15,000 connections that made closing them all quadratic).
-    of: HashMap<u32, u32, BuildSlotHasher>,
+    of: crate::hash::IntMap<u32, u32>,
     /// Boxed so that a recycled op keeps a stable address for the kernel's pointers.
     #[allow(clippy::vec_box)]
     pool: Vec<Box<SendOp>>,
