@@ -166,10 +166,15 @@ impl Core {
 
     /// After a batch of input on `key`: the acknowledgement of everything handled, if
     /// anything was (one Pong per batch, however many messages).
+    #[inline]
     pub(crate) fn send_receipt(&mut self, key: Key) {
-        if self.receiving.is_empty() {
-            return;
+        if !self.receiving.is_empty() {
+            self.send_receipt_now(key);
         }
+    }
+
+    #[inline(never)]
+    fn send_receipt_now(&mut self, key: Key) {
         let Some(r) = self.receiving.get_mut(&key.slot) else { return };
         if !r.ack_due {
             return;
