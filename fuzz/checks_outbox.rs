@@ -32,8 +32,8 @@ pub fn outbox_receipts(data: &[u8]) {
 /// writes back to the same value.
 pub fn outbox_wire(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    if let Some(stream) = wire::parse_offer(&text) {
-        assert_eq!(wire::parse_offer(&wire::offer(stream)), Some(stream));
+    if let Some((stream, recv)) = wire::parse_offer(&text) {
+        assert_eq!(wire::parse_offer(&wire::offer(stream, recv)), Some((stream, recv)));
     }
     for kind in [wire::TAG_ACK, wire::TAG_DURABLE] {
         if let Some(id) = wire::parse_tag(kind, data) {

@@ -163,6 +163,11 @@ pub struct EngineConfig {
     /// extension is not taken up, and clients rely on the application's
     /// acknowledgements.
     ///
+    /// On an engine that dials: its clients with an outbox stream take durable messages
+    /// from the server (a gateway's [`crate::Server::send_durable`]) under the same
+    /// filter and acknowledge them. With [`EngineConfig::outbox`] as well, a server sends
+    /// durably to its clients' streams.
+    ///
     /// Stream ids are the clients' choice: a server whose clients are not trusted to
     /// name only their own must check the offer in `on_open` (its
     /// `Sec-WebSocket-Extensions`), or one client can take another's stream.

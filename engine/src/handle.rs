@@ -54,6 +54,28 @@ pub(crate) enum Command {
     Connect(Box<crate::client::Dial>),
     /// A durable send from a client's handle.
     SendDurable(Key, Option<u128>, Message),
+    /// To a stream's home worker: a durable message for the stream.
+    StreamSend {
+        stream: u64,
+        id: Option<u128>,
+        msg: Message,
+    },
+    /// To a stream's home worker: a connection of the stream is up, or ended.
+    StreamAttached {
+        stream: u64,
+        conn: ConnId,
+    },
+    StreamDetached {
+        stream: u64,
+        conn: ConnId,
+    },
+    /// To a stream's home worker: the client acknowledged up to `upto`.
+    StreamAck {
+        stream: u64,
+        upto: u128,
+    },
+    /// From a stream's home worker: a durable message for connection `Key`, tagged.
+    SendTagged(Key, u128, Message),
     /// The outbox's sync thread finished a sync: everything before `upto` is durable,
     /// unless it failed.
     OutboxSynced {

@@ -129,12 +129,23 @@ impl Ctx<'_> {
         self.core.new_durable_id()
     }
 
-    /// During `on_message`, if the message is a durable one of a client that
-    /// acknowledges on the wire (a server with [`crate::EngineConfig::receipts`]): its
-    /// stream and id, and whether it may have been handled before a crash of this
-    /// process ([`crate::outbox::Delivery::redelivered`]). `None` for any other message.
+    /// During `on_message`, if the message is a durable one from a peer that
+    /// acknowledges on the wire (an engine with [`crate::EngineConfig::receipts`]: a
+    /// server receiving from its clients, or a client from a gateway): its stream and
+    /// id, and whether it may have been handled before a crash of this process
+    /// ([`crate::outbox::Delivery::redelivered`]). `None` for any other message.
     pub fn delivery(&self) -> Option<crate::outbox::Delivery> {
         self.core.delivering
+    }
+
+    /// As [`crate::WorkerCtx::send_durable_to`]: a durable message to the client of
+    /// stream `stream`, wherever it is connected.
+    pub fn send_durable_to(
+        &mut self,
+        stream: u64,
+        msg: Message,
+    ) -> Result<Option<crate::outbox::Accepted>, crate::outbox::DurableError> {
+        self.core.stream_send(stream, None, msg)
     }
 
     /// The peer acknowledged durable message `id`: it leaves the outbox. `false` if it

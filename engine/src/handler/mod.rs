@@ -92,6 +92,13 @@ pub trait Handler: 'static {
         let _ = (cx, upto, count);
     }
 
+    /// The client of stream `stream` acknowledged the durable messages this server sent
+    /// it up to id `upto` ([`crate::WorkerCtx::send_durable_to`]); `count` of them left
+    /// the outbox. Called on the stream's home worker.
+    fn on_stream_acked(&mut self, w: &mut WorkerCtx<'_>, stream: u64, upto: u128, count: usize) {
+        let _ = (w, stream, upto, count);
+    }
+
     /// A durable send from a client's handle ([`crate::client::ClientHandle::send_durable`])
     /// was refused on the worker: nothing was stored. `id` is the application's
     /// ([`crate::client::ClientHandle::send_durable_as`]), `None` if the outbox was to

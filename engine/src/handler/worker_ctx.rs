@@ -79,6 +79,23 @@ impl WorkerCtx<'_> {
         self.core.outbox.as_mut().is_some_and(|o| o.log.take_dead(id))
     }
 
+    /// Sends `msg` durably to the client of stream `stream` (a gateway's side: the
+    /// client offered the stream with `recv`, [`crate::EngineConfig::receipts`] and
+    /// [`crate::EngineConfig::outbox`] are set): it is kept in the outbox of the stream's
+    /// home worker until the client acknowledges it, sent in order whenever a connection
+    /// of the stream is up (on any worker), again from the oldest unacknowledged at each
+    /// new one, and the client's filter drops the copies. `Some` if this is the home
+    /// worker (the message is stored), `None` if it went to the home worker's queue (a
+    /// refusal there is counted in `outbox_refused` and logged).
+    /// [`crate::Handler::on_stream_acked`] reports the acknowledgements.
+    pub fn send_durable_to(
+        &mut self,
+        stream: u64,
+        msg: Message,
+    ) -> Result<Option<crate::outbox::Accepted>, crate::outbox::DurableError> {
+        self.core.stream_send(stream, None, msg)
+    }
+
     /// Durable messages this worker's outbox holds unacknowledged (0 without one).
     pub fn outbox_unacked(&self) -> usize {
         self.core.outbox.as_ref().map_or(0, |o| o.log.unacked_count())

@@ -45,10 +45,11 @@ mod log;
 pub(crate) mod receipts;
 mod receive;
 mod store;
+pub(crate) mod streams;
 pub mod wire;
 
 pub use self::receipts::{read_image as read_receipts, Receipt};
-pub(crate) use self::receive::ReceivingMap;
+pub(crate) use self::receive::{owner, ReceivingMap};
 pub use self::receive::{Delivery, ReceiptSettings, CLOSE_REPLACED};
 pub(crate) mod worker;
 
@@ -156,6 +157,10 @@ pub enum DurableError {
     /// watermark.
     #[error("the connection's send queue is full; nothing was stored")]
     Backpressure,
+    /// The stream's home worker could not be reached: its command queue is full.
+    /// Nothing was stored.
+    #[error("the stream's home worker's command queue is full; nothing was stored")]
+    QueueFull,
     /// The outbox refused it (full, failed, a duplicate id, too large).
     #[error(transparent)]
     Outbox(#[from] OutboxError),

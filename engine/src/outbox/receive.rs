@@ -11,8 +11,9 @@ use ringwire_frame::handshake::Request;
 use ringwire_frame::CloseCode;
 
 use super::receipts::{Checkout, CheckoutError, Verdict};
+use super::streams;
 use super::wire;
-use crate::handle::Command;
+use crate::handle::{Command, ConnId};
 use crate::shard::Core;
 use crate::slab::Key;
 use crate::stats::WorkerStats;
@@ -55,7 +56,10 @@ pub struct Delivery {
 
 /// A connection's part of the filter.
 pub(crate) struct Receiving {
-    stream: Checkout,
+    pub(crate) stream: Checkout,
+    /// Server side: the client takes durable messages from us too (`recv`), and the
+    /// stream's home worker knows of this connection.
+    attached: bool,
     /// The id the last tag announced, for the next message.
     next: Option<u128>,
     /// Messages were handled (or dropped) since the last acknowledgement.
@@ -71,7 +75,7 @@ pub(crate) enum TakeRefused {
     Busy,
 }
 
-fn owner(worker: u16, key: Key) -> u64 {
+pub(crate) fn owner(worker: u16, key: Key) -> u64 {
     (u64::from(worker) << 56) | key.pack()
 }
 
@@ -92,12 +96,16 @@ impl Core {
         req: &Request,
     ) -> Result<Option<&'static str>, TakeRefused> {
         let Some(receipts) = &self.receipts else { return Ok(None) };
-        let Some(stream) = req.extension_offers().into_iter().find_map(wire::parse_offer) else {
+        let Some((stream, recv)) = req.extension_offers().into_iter().find_map(wire::parse_offer)
+        else {
             return Ok(None);
         };
         match receipts.check_out(stream, owner(self.id, key)) {
             Ok(stream) => {
-                self.receiving.insert(key.slot, Receiving { stream, next: None, ack_due: false });
+                // Durable messages to the client need an outbox here.
+                let attached = recv && self.outbox.is_some();
+                let r = Receiving { stream, attached, next: None, ack_due: false };
+                self.receiving.insert(key.slot, r);
                 if let Some(c) = self.conns.get_mut(key) {
                     c.set_acks(true);
                 }
@@ -117,14 +125,85 @@ impl Core {
         }
     }
 
-    /// Connection `key` ends: its stream goes back to the table.
+    /// After the 101 of connection `key` is queued: if its client takes durable
+    /// messages, the stream's home worker learns of the connection (and sends it what
+    /// the client has not acknowledged).
+    pub(crate) fn attach_stream(&mut self, key: Key) {
+        let Some(r) = self.receiving.get(&key.slot).filter(|r| r.attached) else { return };
+        let (stream, conn) = (r.stream.stream(), ConnId { worker: self.id, key });
+        self.tell_home(stream, Command::StreamAttached { stream, conn });
+    }
+
+    /// Runs an attach or a detach on `stream`'s home worker: here, or through its queue
+    /// (a full queue drops it: a lost attach leaves the client without its messages
+    /// until its next connection, a lost detach is superseded by the next attach).
+    fn tell_home(&mut self, stream: u64, cmd: Command) {
+        let home = streams::home(stream, self.all.len());
+        if home != usize::from(self.id) {
+            let _ = self.all[home].push(cmd);
+            return;
+        }
+        match cmd {
+            Command::StreamAttached { stream, conn } => self.stream_attached(stream, conn),
+            Command::StreamDetached { stream, conn } => self.stream_detached(stream, conn),
+            _ => {}
+        }
+    }
+
+    /// Connection `key` ends: its stream goes back to the table (a client's back to
+    /// its record, for its next connection), and its home worker forgets it.
     pub(crate) fn release_stream(&mut self, key: Key) {
         if self.receiving.is_empty() {
             return;
         }
-        if let (Some(r), Some(receipts)) = (self.receiving.remove(&key.slot), &self.receipts) {
+        let Some(r) = self.receiving.remove(&key.slot) else { return };
+        if r.attached {
+            let (stream, conn) = (r.stream.stream(), ConnId { worker: self.id, key });
+            self.tell_home(stream, Command::StreamDetached { stream, conn });
+        }
+        if self.clients.contains_key(&key.slot) {
+            self.parked.insert(key.slot, r.stream);
+        } else if let Some(receipts) = &self.receipts {
             receipts.check_in(r.stream);
         }
+    }
+
+    /// A client connection `key` was upgraded and the server took the extension: its
+    /// stream (held by its record) filters what the server sends durably.
+    pub(crate) fn client_receiving(&mut self, key: Key) {
+        let Some(stream) = self.parked.remove(&key.slot) else {
+            return;
+        };
+        let r = Receiving { stream, attached: false, next: None, ack_due: false };
+        self.receiving.insert(key.slot, r);
+    }
+
+    /// A client record ends: its stream goes back to the table.
+    pub(crate) fn client_gone(&mut self, receipt: Option<Checkout>) {
+        if let (Some(c), Some(receipts)) = (receipt, &self.receipts) {
+            receipts.check_in(c);
+        }
+    }
+
+    /// An acknowledgement on server connection `key` of the durable messages we sent:
+    /// for the stream's home worker. Returns whether `payload` was one.
+    pub(crate) fn stream_ack_in<H: crate::Handler>(
+        &mut self,
+        handler: &mut H,
+        key: Key,
+        payload: &[u8],
+    ) -> bool {
+        let Some(upto) = wire::parse_tag(wire::TAG_ACK, payload) else { return false };
+        let r = self.receiving.get(&key.slot).filter(|r| r.attached);
+        let Some(stream) = r.map(|r| r.stream.stream()) else { return true };
+        let home = streams::home(stream, self.all.len());
+        if home == usize::from(self.id) {
+            self.stream_acked(handler, stream, upto);
+        } else {
+            // A full queue drops it: the next acknowledgement covers it (cumulative).
+            let _ = self.all[home].push(Command::StreamAck { stream, upto });
+        }
+        true
     }
 
     /// A Pong on server connection `key`, which acknowledges on the wire: a tag announces

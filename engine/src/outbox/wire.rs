@@ -16,26 +16,37 @@ pub const TAG_ACK: u8 = 0xAC;
 /// A tag's length: the byte, then the id (16 bytes, little-endian).
 pub const TAG_LEN: usize = 17;
 
-/// The client's offer for stream `stream`.
-pub fn offer(stream: u64) -> String {
-    format!("{EXTENSION}; stream={stream}")
+/// The client's offer for stream `stream`; `recv`: the client also takes durable
+/// messages from the server (it has a duplicate filter of its own).
+pub fn offer(stream: u64, recv: bool) -> String {
+    if recv {
+        format!("{EXTENSION}; stream={stream}; recv")
+    } else {
+        format!("{EXTENSION}; stream={stream}")
+    }
 }
 
-/// The stream of an offer, if `element` is one (`x-ringwire-ack; stream=<u64>`, the
-/// value possibly quoted; any other parameter makes it not one).
-pub fn parse_offer(element: &str) -> Option<u64> {
+/// The stream of an offer and whether it says `recv`, if `element` is one
+/// (`x-ringwire-ack; stream=<u64>[; recv]`, the value possibly quoted; a parameter twice
+/// or any other makes it not one).
+pub fn parse_offer(element: &str) -> Option<(u64, bool)> {
     if !extension_name(element).eq_ignore_ascii_case(EXTENSION) {
         return None;
     }
-    let mut stream = None;
+    let (mut stream, mut recv) = (None, false);
     for param in element.split(';').skip(1) {
-        let (name, value) = param.split_once('=')?;
-        if !name.trim().eq_ignore_ascii_case("stream") || stream.is_some() {
-            return None;
+        match param.split_once('=') {
+            Some((name, value)) if name.trim().eq_ignore_ascii_case("stream") => {
+                if stream.is_some() {
+                    return None;
+                }
+                stream = Some(value.trim().trim_matches('"').parse::<u64>().ok()?);
+            }
+            None if param.trim().eq_ignore_ascii_case("recv") && !recv => recv = true,
+            _ => return None,
         }
-        stream = Some(value.trim().trim_matches('"').parse::<u64>().ok()?);
     }
-    stream
+    Some((stream?, recv))
 }
 
 /// Whether the server's accepted extensions name ours.
@@ -66,8 +77,10 @@ mod tests {
 
     #[test]
     fn offers_parse_back_and_others_do_not() {
-        assert_eq!(parse_offer(&offer(42)), Some(42));
-        assert_eq!(parse_offer("X-Ringwire-Ack;stream=\"7\""), Some(7));
+        assert_eq!(parse_offer(&offer(42, false)), Some((42, false)));
+        assert_eq!(parse_offer(&offer(42, true)), Some((42, true)));
+        assert_eq!(parse_offer("X-Ringwire-Ack;stream=\"7\""), Some((7, false)));
+        assert_eq!(parse_offer("x-ringwire-ack; RECV ; stream=8"), Some((8, true)));
         for bad in [
             "x-ringwire-ack",
             "x-ringwire-ack; stream=",
@@ -75,6 +88,9 @@ mod tests {
             "x-ringwire-ack; stream=1; stream=2",
             "x-ringwire-ack; stream=1; other=2",
             "x-ringwire-ack; stream",
+            "x-ringwire-ack; recv",
+            "x-ringwire-ack; stream=1; recv; recv",
+            "x-ringwire-ack; stream=1; recv=1",
             "permessage-deflate; stream=1",
         ] {
             assert_eq!(parse_offer(bad), None, "{bad}");

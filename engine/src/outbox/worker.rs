@@ -31,6 +31,8 @@ pub(crate) struct WorkerOutbox {
     syncer: Option<Sender<SyncJob>>,
     /// A sync is running.
     syncing: bool,
+    /// The streams this worker is the home of that have a connection (server side).
+    pub(crate) homes: super::streams::Homes,
 }
 
 /// Files to `fdatasync` in order; then everything before `upto` is durable.
@@ -82,12 +84,18 @@ impl WorkerOutbox {
         let mut config = settings.config.clone();
         config.worker = worker;
         let log = Outbox::open(settings.dir.join(format!("w{worker}")), config)?;
-        Ok(Self { log, resends: crate::hash::IntMap::default(), syncer: None, syncing: false })
+        Ok(Self {
+            log,
+            resends: crate::hash::IntMap::default(),
+            syncer: None,
+            syncing: false,
+            homes: Default::default(),
+        })
     }
 
     /// The message a stored record is sent as (text if it was text and still is UTF-8,
     /// which its CRC guarantees).
-    fn message(m: Stored) -> Message {
+    pub(crate) fn message(m: Stored) -> Message {
         if m.text {
             match String::from_utf8(m.payload) {
                 Ok(s) => return Message::text(s),
@@ -293,8 +301,11 @@ impl Core {
     /// id and how many were acknowledged, `None` if it is not one.
     pub(crate) fn wire_ack(&mut self, key: Key, payload: &[u8]) -> Option<(u128, usize)> {
         let upto = wire::parse_tag(wire::TAG_ACK, payload)?;
-        let stream = self.outbox_stream(key)?;
-        let n = self.outbox.as_mut()?.log.ack_upto(stream, upto);
+        let stream = self.outbox_stream(key);
+        let n = match (stream, self.outbox.as_mut()) {
+            (Some(stream), Some(ob)) => ob.log.ack_upto(stream, upto),
+            _ => 0, // a client without an outbox: nothing to acknowledge
+        };
         WorkerStats::add(&self.stats.outbox_acked, n as u64);
         Some((upto, n))
     }

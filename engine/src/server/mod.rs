@@ -182,6 +182,22 @@ impl Server {
         self.dialer.dial(&self.shared, &spec.0, None, None)
     }
 
+    /// Sends `msg` durably to the client of stream `stream`, from any thread, as
+    /// [`crate::WorkerCtx::send_durable_to`] does on a worker: it goes to the command
+    /// queue of the stream's home worker, which stores it. Fails only if that queue is
+    /// full; a refusal there (no outbox, a full or failed one) is counted in
+    /// `outbox_refused` and logged.
+    pub fn send_durable(
+        &self,
+        stream: u64,
+        msg: ringwire_frame::Message,
+    ) -> Result<(), crate::handle::SendError> {
+        let home = crate::outbox::streams::home(stream, self.shared.len());
+        self.shared[home]
+            .push(crate::handle::Command::StreamSend { stream, id: None, msg })
+            .map_err(|_| crate::handle::SendError::QueueFull)
+    }
+
     /// Rings worker `worker`: its handler's [`crate::Handler::on_wake`] runs at its next
     /// loop turn (once, however often it was rung before). `false` if there is no such
     /// worker.

@@ -89,6 +89,9 @@ pub(crate) struct Core {
     pub(crate) receipts: Option<Arc<crate::outbox::receipts::Receipts>>,
     /// Connections that took a stream of the filter, by slab slot.
     pub(crate) receiving: crate::outbox::ReceivingMap,
+    /// Clients' streams in the filter while they are not connected, by slab slot (the
+    /// client takes durable messages from the server; only such clients pay for it).
+    pub(crate) parked: crate::hash::IntMap<u32, crate::outbox::receipts::Checkout>,
     /// The durable message `on_message` is handling, if it is one.
     pub(crate) delivering: Option<crate::outbox::Delivery>,
 }
@@ -165,6 +168,7 @@ impl Core {
             outbox: None,
             receipts: None,
             receiving: crate::hash::IntMap::default(),
+            parked: crate::hash::IntMap::default(),
             delivering: None,
         }
     }

@@ -41,6 +41,21 @@ impl Core {
         WorkerStats::add(&self.stats.clients, 1);
         shared.set_key(key);
         let mut client = Box::new(Client::new(dial));
+        if let (Some(receipts), Some(stream)) = (&self.receipts, client.spec.config.outbox_stream) {
+            // Durable messages from the server are filtered under this stream.
+            match receipts.check_out(stream, crate::outbox::owner(self.id, key)) {
+                Ok(c) => {
+                    self.parked.insert(key.slot, c);
+                }
+                Err(e) => tracing::warn!(
+                    worker = self.id,
+                    stream,
+                    error = ?e,
+                    "the client's stream is taken in the duplicate filter: it will not take \
+                     durable messages from the server"
+                ),
+            }
+        }
         let change = client.life.dial();
         let change = client.changed(change);
         self.clients.insert(key.slot, client);
@@ -121,9 +136,11 @@ impl Core {
         for (n, v) in &cfg.headers {
             req = req.header(n.clone(), v.clone());
         }
-        if let (Some(stream), Some(_)) = (cfg.outbox_stream, &self.outbox) {
-            // A ringwire server with a duplicate filter acknowledges on the wire.
-            req = req.extension(crate::outbox::wire::offer(stream));
+        let recv = self.parked.contains_key(&key.slot);
+        if let (Some(stream), true) = (cfg.outbox_stream, self.outbox.is_some() || recv) {
+            // A ringwire server with a duplicate filter acknowledges on the wire (and,
+            // with `recv`, may send durably to this client's filter).
+            req = req.extension(crate::outbox::wire::offer(stream, recv));
         }
         let mut out = Vec::with_capacity(256);
         if let Err(e) = req.write(&mut out) {
@@ -167,7 +184,8 @@ impl Core {
                 let rest = head[parsed.len..].to_vec();
                 let seed = self.rng.next_u64();
                 c.client_upgraded(Connection::client_seeded(client.spec.frame.clone(), seed, now));
-                c.set_acks(crate::outbox::wire::accepted(&parsed.extensions));
+                let acks = crate::outbox::wire::accepted(&parsed.extensions);
+                c.set_acks(acks);
                 client.request = None;
                 client.health.record_success();
                 client.app_due =
@@ -181,6 +199,9 @@ impl Core {
                 self.schedule(key);
                 self.queue_change(key, change);
                 self.queue_alert(key, alert);
+                if acks {
+                    self.client_receiving(key);
+                }
                 if let Some(stream) = stream {
                     // Before anything the application sends from `on_state`.
                     self.start_resend(key, stream);
@@ -265,8 +286,13 @@ impl Core {
                 self.schedule(key);
             }
             None => {
-                if let Some(sink) = self.clients.remove(&key.slot).and_then(|c| c.sink) {
-                    sink.finish();
+                if let Some(c) = self.clients.remove(&key.slot) {
+                    let receipt = self.parked.remove(&key.slot);
+                    self.client_gone(receipt);
+                    let Client { sink, .. } = *c;
+                    if let Some(sink) = sink {
+                        sink.finish();
+                    }
                 }
                 self.remove(key);
             }

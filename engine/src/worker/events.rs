@@ -174,6 +174,7 @@ impl Core {
         let now = self.now;
         let Some(c) = self.conns.get_mut(key) else { return };
         c.upgraded(resp.into());
+        self.attach_stream(key);
         self.timers.unschedule(key); // the handshake deadline no longer applies
         self.mark_dirty(key);
         if !rest.is_empty() {
@@ -299,6 +300,16 @@ impl Core {
             Command::Publish(topic, frame) => self.deliver(&topic, &frame),
             Command::Connect(dial) => self.dial(*dial),
             Command::OutboxSynced { upto, error } => self.outbox_synced(handler, upto, error),
+            Command::StreamSend { stream, id, msg } => {
+                if let Err(e) = self.stream_append(stream, id, msg) {
+                    WorkerStats::add(&self.stats.outbox_refused, 1);
+                    tracing::warn!(worker = self.id, stream, error = %e, "durable send refused");
+                }
+            }
+            Command::StreamAttached { stream, conn } => self.stream_attached(stream, conn),
+            Command::StreamDetached { stream, conn } => self.stream_detached(stream, conn),
+            Command::StreamAck { stream, upto } => self.stream_acked(handler, stream, upto),
+            Command::SendTagged(key, id, msg) => self.send_tagged(key, id, msg),
             Command::SendDurable(key, id, msg) => {
                 if self.conns.get(key).is_none() {
                     return; // the client ended meanwhile
@@ -364,7 +375,7 @@ impl Core {
             let Some(ws) = c.ws() else { return };
             let Some(ev) = ws.poll_event() else { break };
             match ev {
-                Event::Message(m) if acks && !client => self.receive_durable(handler, key, m),
+                Event::Message(m) if acks => self.receive_durable(handler, key, m, client),
                 Event::Message(m) => {
                     WorkerStats::add(&self.stats.messages_in, 1);
                     let m = if client {
@@ -378,12 +389,15 @@ impl Core {
                     self.call(handler, key, |h, cx| h.on_message(cx, m));
                 }
                 Event::Pong(p) if acks => {
+                    if self.durable_tag(key, &p.payload) {
+                        continue;
+                    }
                     if client {
                         if let Some((upto, n)) = self.wire_ack(key, &p.payload) {
                             self.call(handler, key, |h, cx| h.on_acked(cx, upto, n));
                             continue;
                         }
-                    } else if self.durable_tag(key, &p.payload) {
+                    } else if self.stream_ack_in(handler, key, &p.payload) {
                         continue;
                     }
                     if let Some(rtt) = p.rtt.filter(|_| client) {
@@ -430,21 +444,24 @@ impl Core {
         }
     }
 
-    /// A message of a client that acknowledges on the wire: through the duplicate
-    /// filter, then to the handler (a durable one with [`Ctx::delivery`] set).
-    fn receive_durable<H: Handler>(&mut self, handler: &mut H, key: Key, m: Message) {
+    /// A message on a connection that acknowledges on the wire: through the duplicate
+    /// filter, then to the handler (a durable one with [`Ctx::delivery`] set), or to a
+    /// client's stream.
+    fn receive_durable<H: Handler>(&mut self, handler: &mut H, key: Key, m: Message, client: bool) {
         WorkerStats::add(&self.stats.messages_in, 1);
-        match self.filter(key) {
-            None => {
-                self.call(handler, key, |h, cx| h.on_message(cx, m));
-            }
-            Some(None) => {}
-            Some(Some(d)) => {
-                self.delivering = Some(d);
-                self.call(handler, key, |h, cx| h.on_message(cx, m));
-                self.delivering = None;
-                self.delivered(key);
-            }
+        let delivery = match self.filter(key) {
+            None => None,
+            Some(None) => return, // a copy
+            Some(Some(d)) => Some(d),
+        };
+        let m = if client { self.client_message(key, m) } else { Some(m) };
+        if let Some(m) = m {
+            self.delivering = delivery;
+            self.call(handler, key, |h, cx| h.on_message(cx, m));
+            self.delivering = None;
+        }
+        if delivery.is_some() {
+            self.delivered(key);
         }
     }
 

@@ -157,6 +157,7 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
         }
         self.flush();
         self.core.outbox_tick();
+        self.core.retry_forwards();
         if !self.core.ops.is_empty() {
             self.apply_ops(); // a sync the tick started goes out with this turn's wait
         }
