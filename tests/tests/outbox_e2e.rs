@@ -27,10 +27,9 @@ use std::time::{Duration, Instant};
 use ringwire::client::{Backoff, ClientConfig, ClientState, StateChange};
 use ringwire::frame::Message;
 use ringwire::outbox::{DurableError, Outbox, OutboxConfig, OutboxSettings, ReceiptSettings};
-use ringwire::{Ctx, Engine, Handler};
+use ringwire::{Ctx, Engine, Handler, WorkerCtx};
 
 const ROLE_ENV: &str = "RINGWIRE_E2E_ROLE";
-const TEST_NAME: &str = "every_message_arrives_once_in_order_through_kills_of_both_sides";
 /// Messages the client keeps unacknowledged at most.
 const WINDOW: u64 = 2_000;
 const STREAM: u64 = 42;
@@ -195,6 +194,133 @@ fn client_process(dir: &Path, port: u16, total: u64) {
     engine.shutdown().unwrap();
 }
 
+// ---- the gateway's processes ----------------------------------------------------------
+
+/// The numbers the outbox under `dir` still holds (by id), the last number accepted
+/// (from the progress file and the outbox), and the file.
+fn resume(outbox: &Path, progress: &Path) -> (HashMap<u128, u64>, u64, File) {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(progress)
+        .unwrap();
+    let mut b = [0u8; 8];
+    let accepted = match file.read_at(&mut b, 0) {
+        Ok(8) => u64::from_le_bytes(b),
+        _ => 0,
+    };
+    let mut numbers = HashMap::new();
+    let ob = Outbox::open(outbox.join("w0"), OutboxConfig::default()).expect("recovery");
+    for m in ob.all_unacked() {
+        let n: u64 = String::from_utf8_lossy(&m.payload).parse().expect("a number");
+        numbers.insert(m.id, n);
+    }
+    assert!(ob.dead_letters().is_empty(), "a message was given up");
+    let last = accepted.max(numbers.values().copied().max().unwrap_or(0));
+    (numbers, last, file)
+}
+
+/// The gateway's sender: keeps at most `WINDOW` messages unacknowledged.
+struct GatewayPump {
+    next: u64,
+    total: u64,
+    acked: u64,
+    numbers: HashMap<u128, u64>,
+    progress: File,
+    done: Arc<AtomicBool>,
+}
+
+impl GatewayPump {
+    fn pump(&mut self, w: &mut WorkerCtx<'_>) {
+        while self.next <= self.total && self.next <= self.acked + WINDOW {
+            match w.send_durable_to(STREAM, Message::text(self.next.to_string())) {
+                Ok(Some(a)) => {
+                    self.numbers.insert(a.id, self.next);
+                    self.progress.write_all_at(&self.next.to_le_bytes(), 0).expect("progress");
+                    self.next += 1;
+                }
+                Ok(None) => panic!("one worker: it is the stream's home"),
+                Err(e) => panic!("send_durable_to: {e}"),
+            }
+        }
+    }
+}
+
+impl Handler for GatewayPump {
+    fn on_message(&mut self, _: &mut Ctx<'_>, _: Message) {}
+    fn on_wake(&mut self, w: &mut WorkerCtx<'_>) {
+        self.pump(w);
+    }
+    fn on_stream_acked(&mut self, w: &mut WorkerCtx<'_>, _: u64, upto: u128, _: usize) {
+        if let Some(n) = self.numbers.get(&upto).copied() {
+            self.acked = self.acked.max(n);
+            self.numbers.retain(|_, m| *m > n);
+        }
+        if self.acked >= self.total {
+            self.done.store(true, Relaxed);
+        }
+        self.pump(w);
+    }
+}
+
+fn gateway_process(dir: &Path, port: u16, total: u64) {
+    let outbox = dir.join("outbox");
+    let (numbers, last, progress) = resume(&outbox, &dir.join("progress"));
+    let acked = numbers.values().copied().min().map_or(last, |m| m - 1);
+    let done = Arc::new(AtomicBool::new(acked >= total));
+    let pump = GatewayPump { next: last + 1, total, acked, numbers, progress, done: done.clone() };
+    let slot = std::sync::Mutex::new(Some(pump));
+    let engine = Engine::builder()
+        .listen(([127, 0, 0, 1], port).into())
+        .workers(1)
+        .pin_cpus(false)
+        .outbox(Some(OutboxSettings::new(&outbox)))
+        .receipts(Some(ReceiptSettings::new(dir.join("receipts"))))
+        .start(move |_| slot.lock().unwrap().take().expect("one worker"))
+        .expect("the gateway starts");
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    engine.wake_all();
+    while !done.load(Relaxed) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    println!("done");
+    std::io::stdout().flush().unwrap();
+    loop {
+        std::thread::sleep(Duration::from_secs(1)); // until killed
+    }
+}
+
+/// The gateway's client: records what it is handed, once (as the server does above).
+fn receiver_client_process(dir: &Path, port: u16) {
+    let log = dir.join("received.log");
+    let last = records(&log).last().map_or(0, |r| r.0);
+    let file = OpenOptions::new().create(true).append(true).open(&log).unwrap();
+    let slot = std::sync::Mutex::new(Some(Recorder { file, last }));
+    let engine = Engine::builder()
+        .workers(1)
+        .pin_cpus(false)
+        .receipts(Some(ReceiptSettings::new(dir.join("client-receipts"))))
+        .start(move |_| slot.lock().unwrap().take().expect("one worker"))
+        .expect("the client starts");
+    let mut cfg = ClientConfig::default();
+    cfg.outbox_stream = Some(STREAM);
+    cfg.connect_rate = None;
+    cfg.retry.backoff = Backoff {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(200),
+        ..Backoff::default()
+    };
+    engine.connect(&format!("ws://127.0.0.1:{port}/"), cfg).expect("dial");
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    loop {
+        std::thread::sleep(Duration::from_secs(1)); // until killed
+    }
+}
+
 // ---- the test --------------------------------------------------------------------------
 
 /// A child process, killed when dropped (a failed assertion leaves none behind).
@@ -209,9 +335,9 @@ impl Drop for Proc {
     }
 }
 
-fn spawn(role: &str, dir: &Path, port: u16, total: u64) -> Proc {
+fn spawn(test: &str, role: &str, dir: &Path, port: u16, total: u64) -> Proc {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", TEST_NAME, "--nocapture"])
+        .args(["--exact", test, "--nocapture"])
         .env(ROLE_ENV, format!("{role},{},{port},{total}", dir.display()))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -245,21 +371,28 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-#[test]
-fn every_message_arrives_once_in_order_through_kills_of_both_sides() {
-    if let Ok(args) = std::env::var(ROLE_ENV) {
-        let p: Vec<&str> = args.split(',').collect();
-        let (dir, port, total) =
-            (PathBuf::from(p[1]), p[2].parse().unwrap(), p[3].parse().unwrap());
-        match p[0] {
-            "server" => server_process(&dir, port),
-            _ => client_process(&dir, port, total),
-        }
-        return;
+/// Runs a child's role if this process is one.
+fn child_role() -> bool {
+    let Ok(args) = std::env::var(ROLE_ENV) else { return false };
+    let p: Vec<&str> = args.split(',').collect();
+    let (dir, port, total) = (PathBuf::from(p[1]), p[2].parse().unwrap(), p[3].parse().unwrap());
+    match p[0] {
+        "server" => server_process(&dir, port),
+        "client" => client_process(&dir, port, total),
+        "gwserver" => gateway_process(&dir, port, total),
+        _ => receiver_client_process(&dir, port),
     }
+    true
+}
+
+/// The parent's part: the two processes on `dir`, the server killed at 20% and 75% of
+/// the run and the client at 50% (each restarted), until the sender says it is done;
+/// then the receiver's record must hold 1..=N once each, in order.
+fn run(test: &str, server_role: &str, client_role: &str, sender: &str) {
     let total: u64 =
         std::env::var("RINGWIRE_E2E_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
-    let dir = std::env::temp_dir().join(format!("rw-outbox-e2e-{}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("rw-outbox-e2e-{}-{server_role}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
@@ -273,31 +406,25 @@ fn every_message_arrives_once_in_order_through_kills_of_both_sides() {
         }
     };
 
-    let mut server = spawn("server", &dir, port, total);
-    let mut client = spawn("client", &dir, port, total);
-    // Kills spread over the run: the server at 20% and 75%, the client at 50%.
-    let mut kills = 0;
+    let mut server = spawn(test, server_role, &dir, port, total);
+    let mut client = spawn(test, client_role, &dir, port, total);
     for (at, who) in [(20, "server"), (50, "client"), (75, "server")] {
         wait_for(total * at / 100);
         if who == "server" {
             kill(server);
             std::thread::sleep(Duration::from_millis(150));
-            server = spawn("server", &dir, port, total);
+            server = spawn(test, server_role, &dir, port, total);
         } else {
             kill(client);
-            client = spawn("client", &dir, port, total);
+            client = spawn(test, client_role, &dir, port, total);
         }
-        kills += 1;
     }
-    assert_eq!(kills, 3);
-    let flag = dir.join("client.done");
+    let flag = dir.join(format!("{sender}.done"));
     while !flag.exists() {
-        assert!(Instant::now() < deadline, "the client did not finish: {} received", received());
+        assert!(Instant::now() < deadline, "the sender did not finish: {} received", received());
         std::thread::sleep(Duration::from_millis(5));
     }
-    if let Some(mut c) = client.0.take() {
-        c.wait().unwrap();
-    }
+    kill(client);
     kill(server);
 
     let recs = records(&log);
@@ -314,4 +441,22 @@ fn every_message_arrives_once_in_order_through_kills_of_both_sides() {
     }
     assert!(recs.windows(2).all(|w| w[0].0 < w[1].0), "ids grow along the stream");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn every_message_arrives_once_in_order_through_kills_of_both_sides() {
+    if !child_role() {
+        let test = "every_message_arrives_once_in_order_through_kills_of_both_sides";
+        run(test, "server", "client", "client");
+    }
+}
+
+/// The other way: a gateway (the server process) sends durably to its client's stream
+/// (`WorkerCtx::send_durable_to`), the client's application records.
+#[test]
+fn every_message_of_a_gateway_arrives_once_in_order_through_kills_of_both_sides() {
+    if !child_role() {
+        let test = "every_message_of_a_gateway_arrives_once_in_order_through_kills_of_both_sides";
+        run(test, "gwserver", "gwclient", "gwserver");
+    }
 }
