@@ -52,14 +52,11 @@ pub(crate) enum Command {
     Publish(Topic, Bytes),
     /// Dial a new client connection.
     Connect(Box<crate::client::Dial>),
-    /// A durable send from a client's handle.
-    SendDurable(Key, Option<u128>, Message),
+    /// A durable send from a client's handle (boxed, as the durable commands below: the
+    /// queue's slots stay the size of the common commands).
+    SendDurable(Box<DurableSend>),
     /// To a stream's home worker: a durable message for the stream.
-    StreamSend {
-        stream: u64,
-        id: Option<u128>,
-        msg: Message,
-    },
+    StreamSend(Box<(u64, Option<u128>, Message)>),
     /// To a stream's home worker: a connection of the stream is up, or ended.
     StreamAttached {
         stream: u64,
@@ -74,8 +71,9 @@ pub(crate) enum Command {
         stream: u64,
         upto: u128,
     },
-    /// From a stream's home worker: a durable message for connection `Key`, tagged.
-    SendTagged(Key, u128, Message),
+    /// From a stream's home worker: a durable message for connection `Key`, tagged (the
+    /// box becomes the queued message's).
+    SendTagged(Key, Box<(u128, Message)>),
     /// The outbox's sync thread finished a sync: everything before `upto` is durable,
     /// unless it failed.
     OutboxSynced {
@@ -83,6 +81,19 @@ pub(crate) enum Command {
         error: Option<String>,
     },
 }
+
+/// A durable send from a client's handle: the answer goes back through `reply` if
+/// there is one (else a refusal goes to the handler).
+pub(crate) struct DurableSend {
+    pub(crate) key: Key,
+    pub(crate) id: Option<u128>,
+    pub(crate) msg: Message,
+    pub(crate) reply: Option<DurableReply>,
+}
+
+/// Where a worker answers a handle's durable send that waits for it.
+pub(crate) type DurableReply =
+    std::sync::mpsc::SyncSender<Result<crate::outbox::Accepted, crate::outbox::DurableError>>;
 
 /// The part of a worker other threads can reach.
 pub(crate) struct WorkerShared {
@@ -284,5 +295,17 @@ impl Publisher {
             .iter()
             .filter(|w| w.push(Command::Publish(topic.clone(), frame.clone())).is_ok())
             .count()
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// Every worker allocates its command queue's slots up front (65,536 by default):
+    /// 16 bytes more per command is 1 MiB more per worker. The durable commands are
+    /// boxed to keep the slots at the size of the common ones.
+    #[test]
+    fn a_command_stays_small() {
+        let n = std::mem::size_of::<super::Command>();
+        assert!(n <= 64, "Command grew to {n} bytes");
     }
 }

@@ -220,3 +220,33 @@ both_backends! {
         a_second_connection_of_a_stream_replaces_the_first_io_uring,
         a_second_connection_of_a_stream_replaces_the_first_epoll;
 }
+
+/// A handle's `store_durable` returns once the worker stored the message, with its id;
+/// the server's application gets it with that id; after the client closes, it is
+/// refused.
+#[test]
+fn a_handle_stores_durably_and_learns_the_id() {
+    let backend = BackendChoice::Auto;
+    let dir = tmp("store", backend);
+    let seen: Seen = Arc::default();
+    let srv = server("127.0.0.1:0", backend, &dir, &seen);
+    let (engine, h, shared) = client(srv.local_addr(), backend, &dir.join("outbox"), 5);
+    assert!(wait_until(Duration::from_secs(5), || h.state() == ClientState::Connected));
+    let t = Duration::from_secs(5);
+    let a = h.store_durable(Message::text("one"), t).expect("stored");
+    let b = h.store_durable(Message::text("two"), t).expect("stored");
+    assert!(b.id > a.id && a.durable, "{a:?} {b:?}");
+    assert!(drained(&engine, &shared));
+    let got: Vec<(u128, String)> =
+        seen.lock().unwrap().iter().map(|(d, t)| (d.expect("durable").id, t.clone())).collect();
+    assert_eq!(got, [(a.id, "one".to_string()), (b.id, "two".to_string())]);
+    h.close(ringwire::frame::CloseCode::NORMAL, "").unwrap();
+    assert!(wait_until(Duration::from_secs(5), || h.state() == ClientState::Closed));
+    assert_eq!(
+        h.store_durable(Message::text("late"), t),
+        Err(ringwire::outbox::DurableError::Closed)
+    );
+    engine.shutdown().unwrap();
+    srv.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

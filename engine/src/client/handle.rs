@@ -300,7 +300,43 @@ impl ClientHandle {
         if self.state() == ClientState::Closed {
             return Err(SendError::Closed);
         }
-        self.worker.push(Command::SendDurable(key, id, msg)).map_err(|_| SendError::QueueFull)
+        self.worker
+            .push(Command::SendDurable(Box::new(crate::handle::DurableSend {
+                key,
+                id,
+                msg,
+                reply: None,
+            })))
+            .map_err(|_| SendError::QueueFull)
+    }
+
+    /// Sends `msg` durably and waits (up to `timeout`) until the worker has stored it:
+    /// returns its id and position as [`crate::Ctx::send_durable`] does, or the refusal.
+    /// For a thread that must know the message is in the outbox (and its id) before it
+    /// goes on; it blocks for one trip through the worker's command queue (microseconds
+    /// when the worker is not busy). Never call it from a handler: the worker would wait
+    /// for itself. [`crate::outbox::DurableError::NoAnswer`] after `timeout`: the
+    /// message may still be stored.
+    pub fn store_durable(
+        &self,
+        msg: Message,
+        timeout: std::time::Duration,
+    ) -> Result<crate::outbox::Accepted, crate::outbox::DurableError> {
+        use crate::outbox::DurableError;
+        let Some(key) = self.shared.key() else { return Err(DurableError::Closed) };
+        if self.state() == ClientState::Closed {
+            return Err(DurableError::Closed);
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.worker
+            .push(Command::SendDurable(Box::new(crate::handle::DurableSend {
+                key,
+                id: None,
+                msg,
+                reply: Some(tx),
+            })))
+            .map_err(|_| DurableError::QueueFull)?;
+        rx.recv_timeout(timeout).unwrap_or(Err(DurableError::NoAnswer))
     }
 
     /// Closes the client for good: the close handshake if connected, and no reconnect

@@ -157,6 +157,14 @@ pub enum DurableError {
     /// watermark.
     #[error("the connection's send queue is full; nothing was stored")]
     Backpressure,
+    /// The client is closed (or ended before its worker took the message). Nothing was
+    /// stored.
+    #[error("the client is closed; nothing was stored")]
+    Closed,
+    /// The worker did not answer in time (a handle's
+    /// [`crate::client::ClientHandle::store_durable`]); it may still store the message.
+    #[error("the worker did not answer in time; the message may still be stored")]
+    NoAnswer,
     /// The stream's home worker could not be reached: its command queue is full.
     /// Nothing was stored.
     #[error("the stream's home worker's command queue is full; nothing was stored")]

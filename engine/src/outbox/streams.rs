@@ -74,7 +74,7 @@ impl Core {
             return self.stream_append(stream, id, msg).map(Some);
         }
         self.all[home]
-            .push(Command::StreamSend { stream, id, msg })
+            .push(Command::StreamSend(Box::new((stream, id, msg))))
             .map(|()| None)
             .map_err(|_| DurableError::QueueFull)
     }
@@ -157,14 +157,15 @@ impl Core {
             out.push((lsn, m.id, m.payload.len(), WorkerOutbox::message(m)));
         }
         for (lsn, id, len, msg) in out {
+            let tagged = Box::new((id, msg));
             if conn.worker == me {
-                if self.enqueue(conn.key, Outgoing::Durable(Box::new((id, msg)))).is_err() {
+                if self.enqueue(conn.key, Outgoing::Durable(tagged)).is_err() {
                     self.durable_gap(conn.key);
                     self.stream_detached(stream, conn);
                     return;
                 }
             } else if self.all[usize::from(conn.worker)]
-                .push(Command::SendTagged(conn.key, id, msg))
+                .push(Command::SendTagged(conn.key, tagged))
                 .is_err()
             {
                 // Its queue is full: again next turn, from this message.
@@ -198,11 +199,11 @@ impl Core {
     }
 
     /// On the connection's worker: a durable message from the stream's home worker.
-    pub(crate) fn send_tagged(&mut self, key: Key, id: u128, msg: Message) {
+    pub(crate) fn send_tagged(&mut self, key: Key, tagged: Box<(u128, Message)>) {
         if self.conns.get(key).is_none_or(|c| !c.is_open()) {
             return; // gone: its detach is on the way, and the next connection resends
         }
-        if self.enqueue(key, Outgoing::Durable(Box::new((id, msg)))).is_err() {
+        if self.enqueue(key, Outgoing::Durable(tagged)).is_err() {
             self.durable_gap(key);
         }
     }

@@ -194,7 +194,7 @@ impl Server {
     ) -> Result<(), crate::handle::SendError> {
         let home = crate::outbox::streams::home(stream, self.shared.len());
         self.shared[home]
-            .push(crate::handle::Command::StreamSend { stream, id: None, msg })
+            .push(crate::handle::Command::StreamSend(Box::new((stream, None, msg))))
             .map_err(|_| crate::handle::SendError::QueueFull)
     }
 

@@ -300,7 +300,8 @@ impl Core {
             Command::Publish(topic, frame) => self.deliver(&topic, &frame),
             Command::Connect(dial) => self.dial(*dial),
             Command::OutboxSynced { upto, error } => self.outbox_synced(handler, upto, error),
-            Command::StreamSend { stream, id, msg } => {
+            Command::StreamSend(send) => {
+                let (stream, id, msg) = *send;
                 if let Err(e) = self.stream_append(stream, id, msg) {
                     WorkerStats::add(&self.stats.outbox_refused, 1);
                     tracing::warn!(worker = self.id, stream, error = %e, "durable send refused");
@@ -309,15 +310,27 @@ impl Core {
             Command::StreamAttached { stream, conn } => self.stream_attached(stream, conn),
             Command::StreamDetached { stream, conn } => self.stream_detached(stream, conn),
             Command::StreamAck { stream, upto } => self.stream_acked(handler, stream, upto),
-            Command::SendTagged(key, id, msg) => self.send_tagged(key, id, msg),
-            Command::SendDurable(key, id, msg) => {
-                if self.conns.get(key).is_none() {
-                    return; // the client ended meanwhile
-                }
-                if let Err(e) = self.send_durable(key, id, msg) {
+            Command::SendTagged(key, tagged) => self.send_tagged(key, tagged),
+            Command::SendDurable(send) => {
+                let crate::handle::DurableSend { key, id, msg, reply } = *send;
+                let result = if self.conns.get(key).is_none() {
+                    Err(crate::outbox::DurableError::Closed) // the client ended meanwhile
+                } else {
+                    self.send_durable(key, id, msg)
+                };
+                if let Err(e) = &result {
                     WorkerStats::add(&self.stats.outbox_refused, 1);
                     tracing::warn!(worker = self.id, ?id, error = %e, "durable send refused");
-                    self.call(handler, key, |h, cx| h.on_durable_refused(cx, id, &e));
+                }
+                match (reply, result) {
+                    (Some(reply), result) => {
+                        let _ = reply.try_send(result); // the caller may have given up
+                    }
+                    (None, Err(crate::outbox::DurableError::Closed)) => {}
+                    (None, Err(e)) => {
+                        self.call(handler, key, |h, cx| h.on_durable_refused(cx, id, &e));
+                    }
+                    (None, Ok(_)) => {}
                 }
             }
         }
