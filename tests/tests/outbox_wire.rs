@@ -250,3 +250,51 @@ fn a_handle_stores_durably_and_learns_the_id() {
     srv.shutdown().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Panics the first time it is handed `boom`; records everything handed to it.
+struct Fragile(Seen, Arc<AtomicUsize>);
+
+impl Handler for Fragile {
+    fn on_message(&mut self, cx: &mut Ctx<'_>, msg: Message) {
+        let text = String::from_utf8_lossy(msg.as_bytes()).into_owned();
+        self.0.lock().unwrap().push((cx.delivery(), text.clone()));
+        if text == "boom" && self.1.fetch_add(1, Relaxed) == 0 {
+            panic!("the application failed on boom (a test)");
+        }
+    }
+}
+
+/// The server's application panics on a durable message: the connection closes (1011),
+/// that message is not acknowledged, nothing after it is handed over on that
+/// connection, and the client's next connection brings it again, flagged as
+/// redelivered, then the rest.
+#[test]
+fn a_message_the_application_failed_on_comes_again_flagged() {
+    let backend = BackendChoice::Auto;
+    let dir = tmp("fragile", backend);
+    let seen: Seen = Arc::default();
+    let (s, panics) = (seen.clone(), Arc::new(AtomicUsize::new(0)));
+    let p = panics.clone();
+    let srv = Engine::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .workers(1)
+        .pin_cpus(false)
+        .receipts(Some(ReceiptSettings::new(dir.join("receipts"))))
+        .start(move |_| Fragile(s.clone(), p.clone()))
+        .expect("the server starts")
+        .guarded();
+    let (engine, h, shared) = client(srv.local_addr(), backend, &dir.join("outbox"), 3);
+    assert!(wait_until(Duration::from_secs(5), || h.state() == ClientState::Connected));
+    shared.durable.lock().unwrap().extend(["a", "boom", "c"].map(String::from));
+    engine.wake_all();
+    assert!(drained(&engine, &shared), "all acknowledged in the end");
+    let got = seen.lock().unwrap().clone();
+    let texts: Vec<(&str, bool)> =
+        got.iter().map(|(d, t)| (t.as_str(), d.expect("durable").redelivered)).collect();
+    assert_eq!(texts, [("a", false), ("boom", false), ("boom", true), ("c", false)]);
+    assert_eq!(panics.load(Relaxed), 2);
+    assert_eq!(srv.stats().handler_panics, 1);
+    engine.shutdown().unwrap();
+    srv.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

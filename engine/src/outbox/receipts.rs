@@ -493,8 +493,19 @@ impl Checkout {
     }
 
     /// The largest id handled, or being handled if in doubt; 0 for a new stream.
+    #[cfg(test)]
     pub(crate) fn hwm(&self) -> u128 {
         self.hwm
+    }
+
+    /// Every id up to this one is handled: the mark, or just below it while message
+    /// `hwm` is in doubt (what an acknowledgement may say).
+    pub(crate) fn handled(&self) -> u128 {
+        if self.in_doubt {
+            self.hwm.saturating_sub(1)
+        } else {
+            self.hwm
+        }
     }
 
     /// What the incoming message `id` is: `Duplicate` if it is below the mark, or at it

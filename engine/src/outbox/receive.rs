@@ -64,6 +64,10 @@ pub(crate) struct Receiving {
     next: Option<u128>,
     /// Messages were handled (or dropped) since the last acknowledgement.
     ack_due: bool,
+    /// The application panicked on a durable message: it stays in doubt, and nothing
+    /// after it is handed over on this connection (it is closing with 1011); the
+    /// client's next connection sends them again, that one flagged.
+    failed: bool,
 }
 
 /// The connections that took a stream, by slab slot.
@@ -104,7 +108,7 @@ impl Core {
             Ok(stream) => {
                 // Durable messages to the client need an outbox here.
                 let attached = recv && self.outbox.is_some();
-                let r = Receiving { stream, attached, next: None, ack_due: false };
+                let r = Receiving { stream, attached, next: None, ack_due: false, failed: false };
                 self.receiving.insert(key.slot, r);
                 if let Some(c) = self.conns.get_mut(key) {
                     c.set_acks(true);
@@ -174,7 +178,7 @@ impl Core {
         let Some(stream) = self.parked.remove(&key.slot) else {
             return;
         };
-        let r = Receiving { stream, attached: false, next: None, ack_due: false };
+        let r = Receiving { stream, attached: false, next: None, ack_due: false, failed: false };
         self.receiving.insert(key.slot, r);
     }
 
@@ -224,6 +228,9 @@ impl Core {
         let receipts = self.receipts.as_ref()?;
         let r = self.receiving.get_mut(&key.slot)?;
         let id = r.next.take()?;
+        if r.failed {
+            return Some(None); // not handled, not acknowledged: sent again later
+        }
         r.ack_due = true;
         let verdict = r.stream.classify(id);
         if verdict == Verdict::Duplicate {
@@ -236,10 +243,15 @@ impl Core {
         Some(Some(Delivery { stream: r.stream.stream(), id, redelivered }))
     }
 
-    /// The application returned from the message [`Core::filter`] let through.
-    pub(crate) fn delivered(&mut self, key: Key) {
+    /// The application returned from the message [`Core::filter`] let through (`ok`),
+    /// or panicked on it: then it stays in doubt (see `Receiving::failed`).
+    pub(crate) fn delivered(&mut self, key: Key, ok: bool) {
         if let (Some(r), Some(receipts)) = (self.receiving.get_mut(&key.slot), &self.receipts) {
-            r.stream.done(receipts);
+            if ok {
+                r.stream.done(receipts);
+            } else {
+                r.failed = true;
+            }
         }
     }
 
@@ -259,7 +271,11 @@ impl Core {
             return;
         }
         r.ack_due = false;
-        let tag = wire::tag(wire::TAG_ACK, r.stream.hwm());
+        let handled = r.stream.handled();
+        if handled == 0 {
+            return;
+        }
+        let tag = wire::tag(wire::TAG_ACK, handled);
         if let Some(ws) = self.conns.get_mut(key).and_then(|c| c.ws()) {
             let _ = ws.send_pong(&tag);
         }

@@ -468,13 +468,14 @@ impl Core {
             Some(Some(d)) => Some(d),
         };
         let m = if client { self.client_message(key, m) } else { Some(m) };
+        let mut ok = true;
         if let Some(m) = m {
             self.delivering = delivery;
-            self.call(handler, key, |h, cx| h.on_message(cx, m));
+            ok = self.call(handler, key, |h, cx| h.on_message(cx, m)).is_some();
             self.delivering = None;
         }
         if delivery.is_some() {
-            self.delivered(key);
+            self.delivered(key, ok);
         }
     }
 
