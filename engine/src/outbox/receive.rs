@@ -48,8 +48,9 @@ pub struct Delivery {
     pub stream: u64,
     /// The message's id (growing along the stream).
     pub id: u128,
-    /// It was being handled when this server's process ended before (a crash): the
-    /// application may have seen it, and should check its own record of `id` before
+    /// It was being handled when this process ended before (a crash), or when the
+    /// application panicked on it (the connection then closed with 1011): the
+    /// application may have acted on it, and should check its own record of `id` before
     /// acting on it again. Every other message comes exactly once.
     pub redelivered: bool,
 }
