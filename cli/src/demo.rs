@@ -1,7 +1,8 @@
 //! `ringwire demo` (also what `ringwire` runs with no subcommand): starts the pub/sub
-//! gateway on loopback, drives it with the load generator in the same process (echo,
-//! fan-out, then many idle connections) and prints a short report. About ten seconds on
-//! defaults; exits non-zero if anything went wrong on either side.
+//! gateway on loopback, drives it with the load generator in the same process (many idle
+//! connections, echo, fan-out), sends durable messages through a restart of a gateway
+//! with a duplicate filter (`demo_durable`), and prints a short report. About ten
+//! seconds on defaults; exits non-zero if anything went wrong on either side.
 
 use std::time::{Duration, Instant};
 
@@ -50,6 +51,9 @@ pub struct DemoArgs {
     /// Idle: connections to hold.
     #[arg(long, default_value_t = 5_000)]
     pub idle_connections: usize,
+    /// Durable: messages sent through a restart of the gateway (0: skip).
+    #[arg(long, default_value_t = 2_000)]
+    pub durable_messages: u64,
     /// Seconds measured for echo and for fan-out.
     #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,
@@ -70,6 +74,7 @@ impl Default for DemoArgs {
             subscribers: 1_000,
             rate: 200.0,
             idle_connections: 5_000,
+            durable_messages: 2_000,
             seconds: 3.0,
             verbose: false,
         }
@@ -185,6 +190,12 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
         println!("{fan}");
     }
 
+    // (4) durable: a client's outbox through a restart of a gateway with a filter.
+    let durable = match a.durable_messages {
+        0 => None,
+        n => Some(crate::demo_durable::run_durable(n)?),
+    };
+
     // Let the last close handshakes finish before reading the engine's counters.
     let deadline = Instant::now() + Duration::from_secs(2);
     while server.stats().connections > 0 && Instant::now() < deadline {
@@ -251,6 +262,19 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
             fd_limit()
         );
     }
+    let mut durable_errors = 0;
+    if let Some(d) = &durable {
+        println!(
+            "  durable         {} messages through a gateway restart: {} handed to its application, {} twice; {} resent after the restart, {} copies dropped by its filter; all acknowledged in {:.0} ms",
+            Count(d.sent),
+            Count(d.delivered),
+            d.twice,
+            Count(d.resent),
+            Count(d.dropped),
+            d.elapsed.as_secs_f64() * 1e3
+        );
+        durable_errors = d.sent.abs_diff(d.delivered) + d.twice;
+    }
     println!(
         "  server          {} accepted, {} messages in, {} out; drops {}, handshake failures {}, closes {}",
         Count(stats.accepted),
@@ -261,17 +285,18 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
         closes_text(&stats)
     );
     println!(
-        "  errors          {} (client {}, lost messages {}, server {}); {:.1} s in all",
-        gen_errors + lost + server_errors,
+        "  errors          {} (client {}, lost messages {}, server {}, durable {}); {:.1} s in all",
+        gen_errors + lost + server_errors + durable_errors,
         gen_errors,
         lost,
         server_errors,
+        durable_errors,
         started.elapsed().as_secs_f64()
     );
     for e in echo.errors.samples.iter().chain(&fan.errors.samples).chain(&idle.errors.samples) {
         println!("                  e.g. {e}");
     }
-    if gen_errors + lost + server_errors > 0 {
+    if gen_errors + lost + server_errors + durable_errors > 0 {
         return Err("the demo saw errors (see above)".into());
     }
     Ok(())
@@ -303,6 +328,7 @@ mod tests {
             rate: 50.0,
             idle_connections: 50,
             seconds: 0.5,
+            durable_messages: 100,
             ..DemoArgs::default()
         };
         run(a).unwrap();

@@ -6,6 +6,7 @@
 
 mod connect;
 mod demo;
+mod demo_durable;
 mod gateway;
 mod load;
 mod serve;
