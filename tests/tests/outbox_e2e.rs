@@ -14,6 +14,8 @@
 //!
 //! `RINGWIRE_E2E_MESSAGES` sets N (default 100,000).
 
+mod common;
+
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -24,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringwire::client::{Backoff, ClientConfig, ClientState, StateChange};
+use ringwire::client::{ClientState, StateChange};
 use ringwire::frame::Message;
 use ringwire::outbox::{DurableError, Outbox, OutboxConfig, OutboxSettings, ReceiptSettings};
 use ringwire::{Ctx, Engine, Handler, WorkerCtx};
@@ -89,26 +91,80 @@ fn server_process(dir: &Path, port: u16) {
 
 // ---- the client process ----------------------------------------------------------------
 
-struct Pump {
+/// A sender's progress: the next number, what is acknowledged, the numbers of the
+/// ids sent and not acknowledged, and the progress file (the last number accepted).
+struct Sent {
     next: u64,
     total: u64,
     /// Every message up to this one is acknowledged.
     acked: u64,
-    /// The number in each id sent and not yet acknowledged.
     numbers: HashMap<u128, u64>,
     progress: File,
     done: Arc<AtomicBool>,
 }
 
+impl Sent {
+    /// Where a sender (re)starts: after the last number accepted, from the progress
+    /// file written after each accepted send and from the outbox's unacknowledged
+    /// messages (a crash between the append and the progress write leaves the number in
+    /// the outbox, which the engine resends).
+    fn resume(outbox: &Path, progress: &Path, total: u64) -> Self {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(progress)
+            .unwrap();
+        let mut b = [0u8; 8];
+        let accepted = match file.read_at(&mut b, 0) {
+            Ok(8) => u64::from_le_bytes(b),
+            _ => 0,
+        };
+        let mut numbers = HashMap::new();
+        let ob = Outbox::open(outbox.join("w0"), OutboxConfig::default()).expect("recovery");
+        for m in ob.all_unacked() {
+            let n: u64 = String::from_utf8_lossy(&m.payload).parse().expect("a number");
+            numbers.insert(m.id, n);
+        }
+        assert!(ob.dead_letters().is_empty(), "a message was given up");
+        let last = accepted.max(numbers.values().copied().max().unwrap_or(0));
+        let acked = numbers.values().copied().min().map_or(last, |m| m - 1);
+        let done = Arc::new(AtomicBool::new(acked >= total));
+        Self { next: last + 1, total, acked, numbers, progress: file, done }
+    }
+
+    /// Whether the next number may go (within the window, not past the end).
+    fn more(&self) -> bool {
+        self.next <= self.total && self.next <= self.acked + WINDOW
+    }
+
+    /// The next number was accepted as `id`.
+    fn accepted(&mut self, id: u128) {
+        self.numbers.insert(id, self.next);
+        self.progress.write_all_at(&self.next.to_le_bytes(), 0).expect("progress");
+        self.next += 1;
+    }
+
+    /// Everything up to `upto` is acknowledged.
+    fn acked(&mut self, upto: u128) {
+        if let Some(n) = self.numbers.get(&upto).copied() {
+            self.acked = self.acked.max(n);
+            self.numbers.retain(|_, m| *m > n);
+        }
+        if self.acked >= self.total {
+            self.done.store(true, Relaxed);
+        }
+    }
+}
+
+struct Pump(Sent);
+
 impl Pump {
     fn pump(&mut self, cx: &mut Ctx<'_>) {
-        while self.next <= self.total && self.next <= self.acked + WINDOW {
-            match cx.send_durable(Message::text(self.next.to_string())) {
-                Ok(a) => {
-                    self.numbers.insert(a.id, self.next);
-                    self.progress.write_all_at(&self.next.to_le_bytes(), 0).expect("progress");
-                    self.next += 1;
-                }
+        while self.0.more() {
+            match cx.send_durable(Message::text(self.0.next.to_string())) {
+                Ok(a) => self.0.accepted(a.id),
                 Err(DurableError::Backpressure) => break,
                 Err(e) => panic!("send_durable: {e}"),
             }
@@ -127,47 +183,16 @@ impl Handler for Pump {
         self.pump(cx);
     }
     fn on_acked(&mut self, cx: &mut Ctx<'_>, upto: u128, _: usize) {
-        if let Some(n) = self.numbers.get(&upto).copied() {
-            self.acked = self.acked.max(n);
-            self.numbers.retain(|_, m| *m > n);
-        }
-        if self.acked >= self.total {
-            self.done.store(true, Relaxed);
-        }
+        self.0.acked(upto);
         self.pump(cx);
     }
 }
 
 fn client_process(dir: &Path, port: u16, total: u64) {
     let outbox = dir.join("outbox");
-    let progress_path = dir.join("progress");
-    let mut b = [0u8; 8];
-    let progress = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&progress_path)
-        .unwrap();
-    let accepted = match progress.read_at(&mut b, 0) {
-        Ok(8) => u64::from_le_bytes(b),
-        _ => 0,
-    };
-    // What the outbox still holds: resent by the engine; the numbers go on after them.
-    let mut numbers = HashMap::new();
-    {
-        let ob = Outbox::open(outbox.join("w0"), OutboxConfig::default()).expect("recovery");
-        for m in ob.all_unacked() {
-            let n: u64 = String::from_utf8_lossy(&m.payload).parse().expect("a number");
-            numbers.insert(m.id, n);
-        }
-        assert!(ob.dead_letters().is_empty(), "a message was given up");
-    }
-    let last_held = numbers.values().copied().max().unwrap_or(0);
-    let next = accepted.max(last_held) + 1;
-    let acked = numbers.values().copied().min().map_or(next - 1, |m| m - 1);
-    let done = Arc::new(AtomicBool::new(acked >= total));
-    let pump = Pump { next, total, acked, numbers, progress, done: done.clone() };
+    let sent = Sent::resume(&outbox, &dir.join("progress"), total);
+    let done = sent.done.clone();
+    let pump = Pump(sent);
     let slot = std::sync::Mutex::new(Some(pump));
     let engine = Engine::builder()
         .workers(1)
@@ -175,14 +200,7 @@ fn client_process(dir: &Path, port: u16, total: u64) {
         .outbox(Some(OutboxSettings::new(&outbox)))
         .start(move |_| slot.lock().unwrap().take().expect("one worker"))
         .expect("the client starts");
-    let mut cfg = ClientConfig::default();
-    cfg.outbox_stream = Some(STREAM);
-    cfg.connect_rate = None;
-    cfg.retry.backoff = Backoff {
-        initial: Duration::from_millis(20),
-        max: Duration::from_millis(200),
-        ..Backoff::default()
-    };
+    let cfg = common::durable_client_config(STREAM);
     engine.connect(&format!("ws://127.0.0.1:{port}/"), cfg).expect("dial");
     println!("ready");
     std::io::stdout().flush().unwrap();
@@ -196,51 +214,14 @@ fn client_process(dir: &Path, port: u16, total: u64) {
 
 // ---- the gateway's processes ----------------------------------------------------------
 
-/// The numbers the outbox under `dir` still holds (by id), the last number accepted
-/// (from the progress file and the outbox), and the file.
-fn resume(outbox: &Path, progress: &Path) -> (HashMap<u128, u64>, u64, File) {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(progress)
-        .unwrap();
-    let mut b = [0u8; 8];
-    let accepted = match file.read_at(&mut b, 0) {
-        Ok(8) => u64::from_le_bytes(b),
-        _ => 0,
-    };
-    let mut numbers = HashMap::new();
-    let ob = Outbox::open(outbox.join("w0"), OutboxConfig::default()).expect("recovery");
-    for m in ob.all_unacked() {
-        let n: u64 = String::from_utf8_lossy(&m.payload).parse().expect("a number");
-        numbers.insert(m.id, n);
-    }
-    assert!(ob.dead_letters().is_empty(), "a message was given up");
-    let last = accepted.max(numbers.values().copied().max().unwrap_or(0));
-    (numbers, last, file)
-}
-
 /// The gateway's sender: keeps at most `WINDOW` messages unacknowledged.
-struct GatewayPump {
-    next: u64,
-    total: u64,
-    acked: u64,
-    numbers: HashMap<u128, u64>,
-    progress: File,
-    done: Arc<AtomicBool>,
-}
+struct GatewayPump(Sent);
 
 impl GatewayPump {
     fn pump(&mut self, w: &mut WorkerCtx<'_>) {
-        while self.next <= self.total && self.next <= self.acked + WINDOW {
-            match w.send_durable_to(STREAM, Message::text(self.next.to_string())) {
-                Ok(Some(a)) => {
-                    self.numbers.insert(a.id, self.next);
-                    self.progress.write_all_at(&self.next.to_le_bytes(), 0).expect("progress");
-                    self.next += 1;
-                }
+        while self.0.more() {
+            match w.send_durable_to(STREAM, Message::text(self.0.next.to_string())) {
+                Ok(Some(a)) => self.0.accepted(a.id),
                 Ok(None) => panic!("one worker: it is the stream's home"),
                 Err(e) => panic!("send_durable_to: {e}"),
             }
@@ -254,23 +235,16 @@ impl Handler for GatewayPump {
         self.pump(w);
     }
     fn on_stream_acked(&mut self, w: &mut WorkerCtx<'_>, _: u64, upto: u128, _: usize) {
-        if let Some(n) = self.numbers.get(&upto).copied() {
-            self.acked = self.acked.max(n);
-            self.numbers.retain(|_, m| *m > n);
-        }
-        if self.acked >= self.total {
-            self.done.store(true, Relaxed);
-        }
+        self.0.acked(upto);
         self.pump(w);
     }
 }
 
 fn gateway_process(dir: &Path, port: u16, total: u64) {
     let outbox = dir.join("outbox");
-    let (numbers, last, progress) = resume(&outbox, &dir.join("progress"));
-    let acked = numbers.values().copied().min().map_or(last, |m| m - 1);
-    let done = Arc::new(AtomicBool::new(acked >= total));
-    let pump = GatewayPump { next: last + 1, total, acked, numbers, progress, done: done.clone() };
+    let sent = Sent::resume(&outbox, &dir.join("progress"), total);
+    let done = sent.done.clone();
+    let pump = GatewayPump(sent);
     let slot = std::sync::Mutex::new(Some(pump));
     let engine = Engine::builder()
         .listen(([127, 0, 0, 1], port).into())
@@ -305,14 +279,7 @@ fn receiver_client_process(dir: &Path, port: u16) {
         .receipts(Some(ReceiptSettings::new(dir.join("client-receipts"))))
         .start(move |_| slot.lock().unwrap().take().expect("one worker"))
         .expect("the client starts");
-    let mut cfg = ClientConfig::default();
-    cfg.outbox_stream = Some(STREAM);
-    cfg.connect_rate = None;
-    cfg.retry.backoff = Backoff {
-        initial: Duration::from_millis(20),
-        max: Duration::from_millis(200),
-        ..Backoff::default()
-    };
+    let cfg = common::durable_client_config(STREAM);
     engine.connect(&format!("ws://127.0.0.1:{port}/"), cfg).expect("dial");
     println!("ready");
     std::io::stdout().flush().unwrap();

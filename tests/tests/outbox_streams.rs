@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{wait_until, GuardExt, Guarded};
-use ringwire::client::{Backoff, ClientConfig, ClientHandle, ClientState};
+use ringwire::client::{ClientHandle, ClientState};
 use ringwire::frame::Message;
 use ringwire::outbox::{Delivery, OutboxSettings, ReceiptSettings};
 use ringwire::{BackendChoice, Ctx, Engine, Handler, WorkerCtx};
@@ -88,14 +88,7 @@ fn clients(
                 .start(move |_| Receiver(s.clone(), stream))
                 .expect("a client engine starts")
                 .guarded();
-            let mut cfg = ClientConfig::default();
-            cfg.connect_rate = None;
-            cfg.outbox_stream = Some(stream);
-            cfg.retry.backoff = Backoff {
-                initial: Duration::from_millis(20),
-                max: Duration::from_millis(200),
-                ..Backoff::default()
-            };
+            let cfg = common::durable_client_config(stream);
             let h = engine.connect(&format!("ws://{addr}/"), cfg).expect("dial");
             (engine, h)
         })

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{wait_until, GuardExt, Guarded};
-use ringwire::client::{Backoff, Cause, ClientConfig, ClientHandle, ClientState, StateChange};
+use ringwire::client::{Cause, ClientHandle, ClientState, StateChange};
 use ringwire::frame::Message;
 use ringwire::outbox::{Delivery, OutboxSettings, ReceiptSettings, CLOSE_REPLACED};
 use ringwire::{BackendChoice, Ctx, Engine, Handler, WorkerCtx};
@@ -100,14 +100,7 @@ fn client(
         .start(move |_| Client(sh.clone()))
         .expect("the client engine starts")
         .guarded();
-    let mut cfg = ClientConfig::default();
-    cfg.connect_rate = None;
-    cfg.outbox_stream = Some(stream);
-    cfg.retry.backoff = Backoff {
-        initial: Duration::from_millis(20),
-        max: Duration::from_millis(200),
-        ..Backoff::default()
-    };
+    let cfg = common::durable_client_config(stream);
     let h = engine.connect(&format!("ws://{addr}/"), cfg).expect("dial");
     assert!(wait_until(Duration::from_secs(5), || h.id().is_some()));
     *shared.client.lock().unwrap() = h.id();

@@ -141,6 +141,20 @@ pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").expect("procfs").count()
 }
 
+/// A client configuration for the durable-delivery tests: stream `stream`, no connect
+/// cap, reconnects after 20 ms growing to 200 ms (restarts in the tests are quick).
+pub fn durable_client_config(stream: u64) -> ringwire::client::ClientConfig {
+    let mut cfg = ringwire::client::ClientConfig::default();
+    cfg.outbox_stream = Some(stream);
+    cfg.connect_rate = None;
+    cfg.retry.backoff = ringwire::client::Backoff {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(200),
+        ..ringwire::client::Backoff::default()
+    };
+    cfg
+}
+
 /// Polls `cond` every few milliseconds until it holds or `within` passes.
 pub fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + within;
