@@ -183,3 +183,71 @@ both_backends! {
     through_comings_and_goings => a_gateway_delivers_durably_through_clients_and_itself_restarting_io_uring,
                                   a_gateway_delivers_durably_through_clients_and_itself_restarting_epoll;
 }
+
+/// A raw client that offers the stream with `recv`, reads the tagged messages, never
+/// acknowledges and goes away: after `max_attempts` connections (3 here) the gateway
+/// gives the messages up as dead letters, which the application can read.
+#[test]
+fn messages_a_client_never_acknowledges_become_dead_letters() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    let dir = std::env::temp_dir().join(format!("rw-streams-dead-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dead = Arc::new(AtomicUsize::new(0));
+    struct Dead(Arc<AtomicUsize>);
+    impl Handler for Dead {
+        fn on_message(&mut self, _: &mut Ctx<'_>, _: Message) {}
+        fn on_wake(&mut self, w: &mut WorkerCtx<'_>) {
+            self.0.store(w.dead_letters().len(), Relaxed);
+        }
+    }
+    let mut ob = OutboxSettings::new(dir.join("outbox"));
+    ob.config.max_attempts = 3;
+    let d = dead.clone();
+    let gw = Engine::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .workers(1)
+        .pin_cpus(false)
+        .outbox(Some(ob))
+        .receipts(Some(ReceiptSettings::new(dir.join("receipts"))))
+        .start(move |_| Dead(d.clone()))
+        .expect("the gateway starts")
+        .guarded();
+    for n in 0..5 {
+        gw.send_durable(21, Message::text(format!("m{n}"))).unwrap();
+    }
+    let tags = |s: &mut common::RawClient| {
+        // Five tagged messages: a Pong (the tag) before each text.
+        let mut texts = Vec::new();
+        while texts.len() < 5 {
+            let f = s.read_frame().expect("a frame");
+            if f.opcode == 0x1 {
+                texts.push(String::from_utf8(f.payload).unwrap());
+            }
+        }
+        texts
+    };
+    for attempt in 1..=3 {
+        let mut s = common::connect(gw.local_addr());
+        let req = common::upgrade_request("/").replace(
+            "\r\n\r\n",
+            "\r\nSec-WebSocket-Extensions: x-ringwire-ack; stream=21; recv\r\n\r\n",
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let head = common::expect_upgraded(&mut s);
+        assert!(head.contains("x-ringwire-ack"), "{head}");
+        let mut c = common::RawClient { s };
+        if attempt < 3 {
+            assert_eq!(tags(&mut c), ["m0", "m1", "m2", "m3", "m4"], "attempt {attempt}");
+        }
+        c.close_handshake(1000);
+    }
+    assert!(wait_until(Duration::from_secs(5), || {
+        gw.wake_all();
+        std::thread::sleep(Duration::from_millis(5));
+        dead.load(Relaxed) == 5
+    }));
+    assert_eq!(gw.stats().outbox_dead_letters, 5);
+    gw.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

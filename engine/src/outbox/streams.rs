@@ -144,20 +144,30 @@ impl Core {
         }
         let conn = a.conn;
         let batch = ob.log.unacked_from(stream, a.cursor, WINDOW - a.bytes);
-        let mut out = Vec::with_capacity(batch.len());
         for (lsn, m) in batch {
+            let remote = conn.worker != me;
+            if remote && self.all[usize::from(conn.worker)].queue.is_full() {
+                // Again next turn, from this message (not counted as a send).
+                if let Some(ob) = self.outbox.as_mut() {
+                    ob.homes.retry.push(stream);
+                }
+                return;
+            }
+            let Some(ob) = self.outbox.as_mut() else { return };
             match ob.log.attempted(m.id) {
                 Some((_, false)) => {}
                 Some((_, true)) => {
+                    // Given up: a dead letter; the stream goes on past it.
                     WorkerStats::add(&self.stats.outbox_dead_letters, 1);
+                    if let Some(a) = ob.homes.attached.get_mut(&stream) {
+                        a.cursor = lsn + 1;
+                    }
                     continue;
                 }
                 None => continue,
             }
-            out.push((lsn, m.id, m.payload.len(), WorkerOutbox::message(m)));
-        }
-        for (lsn, id, len, msg) in out {
-            let tagged = Box::new((id, msg));
+            let (id, len) = (m.id, m.payload.len());
+            let tagged = Box::new((id, WorkerOutbox::message(m)));
             if conn.worker == me {
                 if self.enqueue(conn.key, Outgoing::Durable(tagged)).is_err() {
                     self.durable_gap(conn.key);
@@ -168,7 +178,9 @@ impl Core {
                 .push(Command::SendTagged(conn.key, tagged))
                 .is_err()
             {
-                // Its queue is full: again next turn, from this message.
+                // Filled since the check (another producer): again next turn, from this
+                // message (its send counted once too often; dead letters come a send
+                // early at worst).
                 if let Some(ob) = self.outbox.as_mut() {
                     ob.homes.retry.push(stream);
                 }

@@ -308,6 +308,9 @@ impl Driver for UringDriver {
         upto: u64,
         files: Vec<std::fs::File>,
     ) -> Result<(), Vec<std::fs::File>> {
+        if files.is_empty() {
+            return Err(files); // no entry would complete it: the caller's path reports it
+        }
         self.start_sync(upto, files);
         Ok(())
     }
