@@ -59,6 +59,7 @@ mod limiter;
 mod pool;
 mod record;
 mod stream;
+mod table;
 mod target;
 
 pub use self::backoff::Backoff;
@@ -75,3 +76,4 @@ pub(crate) use self::dialer::Dialer;
 pub(crate) use self::handle::{ClientShared, Dial};
 pub(crate) use self::record::{Client, ClientEvent};
 pub(crate) use self::stream::EventSink;
+pub(crate) use self::table::ClientTable;

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use ringwire_frame::handshake::HandshakeError;
 use ringwire_frame::{CloseCode, Config as FrameConfig};
 
-use crate::client::{Client, ClientEvent, ClientState, Dialer, Level, Rng, StateChange};
+use crate::client::{ClientEvent, ClientState, Dialer, Level, Rng, StateChange};
 use crate::config::EngineConfig;
 use crate::conn::{reject_response, Conn, Enqueued, Outgoing, Refused, SendLimits, SocketStep};
 use crate::handle::{shared_frame, Command, SendError, Topic, WorkerShared};
@@ -73,7 +73,7 @@ pub(crate) struct Core {
     pub(crate) shutdown_deadline: Option<Instant>,
     vec_pool: Vec<Vec<Bytes>>,
     /// Client connections' records, by slab slot (only clients pay for them).
-    pub(crate) clients: crate::hash::IntMap<u32, Box<Client>>,
+    pub(crate) clients: crate::client::ClientTable,
     /// Client state changes and health alerts not yet delivered to the handler's
     /// `on_state` / `on_health`.
     pub(crate) changes: Vec<(Key, ClientEvent)>,
@@ -160,7 +160,7 @@ impl Core {
             all,
             shutdown_deadline: None,
             vec_pool: Vec::new(),
-            clients: crate::hash::IntMap::default(),
+            clients: crate::client::ClientTable::default(),
             changes: Vec::new(),
             rng: Rng::new(os_seed()),
             dialer,

@@ -40,7 +40,7 @@ impl Core {
         WorkerStats::add(&self.stats.connections, 1);
         WorkerStats::add(&self.stats.clients, 1);
         shared.set_key(key);
-        let mut client = Box::new(Client::new(dial));
+        let mut client = Client::new(dial);
         if let (Some(receipts), Some(stream)) = (&self.receipts, client.spec.config.outbox_stream) {
             // Durable messages from the server are filtered under this stream.
             match receipts.check_out(stream, crate::outbox::owner(self.id, key)) {
@@ -289,7 +289,7 @@ impl Core {
                 if let Some(c) = self.clients.remove(&key.slot) {
                     let receipt = self.parked.remove(&key.slot);
                     self.client_gone(receipt);
-                    let Client { sink, .. } = *c;
+                    let Client { sink, .. } = c;
                     if let Some(sink) = sink {
                         sink.finish();
                     }
