@@ -1,7 +1,7 @@
 //! [`ClientHandle`]: an outgoing connection as other threads see it, and what its
 //! worker is handed to dial it.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,18 +22,34 @@ const NO_KEY: u64 = u64::MAX;
 /// the slab key the worker gave it, which stays the same across reconnects.
 #[derive(Debug)]
 pub(crate) struct ClientShared {
-    state: AtomicU8,
+    /// The state and the health figures in one word (three words in all, so that with
+    /// the `Arc`'s counts an idle client's share is a 48-byte allocation): see `word`.
+    word: AtomicU64,
     key: AtomicU64,
-    /// The health figures as of the last heartbeat or attempt: p95 RTT in
-    /// microseconds (`u32::MAX`: none yet), loss in thousandths, the failure streak, the
-    /// level (0 ok, 1 warn, 2 critical).
-    rtt_p95_us: AtomicU32,
-    loss_permille: AtomicU32,
-    streak: AtomicU32,
-    level: AtomicU8,
     /// Bytes sent through handles and not yet written to the socket (approximate: the
     /// worker takes off what it writes, frame headers and control frames included).
     queued: AtomicU64,
+}
+
+/// The fields of `ClientShared::word`, low bits first: the state (3 bits), the health
+/// level (2: 0 ok, 1 warn, 2 critical), the heartbeat loss in thousandths (10), the
+/// failure streak (16, saturating), the p95 RTT in microseconds (25, saturating at
+/// about 33.5 s; all ones: none yet), as of the last heartbeat or attempt.
+mod word {
+    pub(super) const STATE: (u32, u64) = (0, 0b111);
+    pub(super) const LEVEL: (u32, u64) = (3, 0b11);
+    pub(super) const LOSS: (u32, u64) = (5, (1 << 10) - 1);
+    pub(super) const STREAK: (u32, u64) = (15, (1 << 16) - 1);
+    pub(super) const RTT: (u32, u64) = (31, (1 << 25) - 1);
+
+    pub(super) fn get(w: u64, f: (u32, u64)) -> u64 {
+        (w >> f.0) & f.1
+    }
+
+    /// `w` with field `f` set to `v` (saturated to the field).
+    pub(super) fn set(w: u64, f: (u32, u64), v: u64) -> u64 {
+        (w & !(f.1 << f.0)) | (v.min(f.1) << f.0)
+    }
 }
 
 /// A client's health as its handle sees it, from any thread
@@ -48,7 +64,7 @@ pub struct HealthSummary {
     pub rtt_p95: Option<Duration>,
     /// Share of the last 32 heartbeats lost (0 to 1).
     pub loss: f32,
-    /// Failed attempts in a row.
+    /// Failed attempts in a row (65,535 at most).
     pub streak: u32,
 }
 
@@ -75,12 +91,8 @@ fn state_of(v: u8) -> ClientState {
 impl ClientShared {
     pub(crate) fn new() -> Self {
         Self {
-            state: AtomicU8::new(0),
+            word: AtomicU64::new(word::set(0, word::RTT, u64::MAX)),
             key: AtomicU64::new(NO_KEY),
-            rtt_p95_us: AtomicU32::new(u32::MAX),
-            loss_permille: AtomicU32::new(0),
-            streak: AtomicU32::new(0),
-            level: AtomicU8::new(0),
             queued: AtomicU64::new(0),
         }
     }
@@ -105,50 +117,67 @@ impl ClientShared {
         self.queued.load(Ordering::Relaxed)
     }
 
-    /// Written by the worker after each heartbeat and attempt (relaxed: each figure is
-    /// whole; a reader may see one figure a sample newer than another).
+    /// Changes the word with `f` (a handle's `reopen` may change it at the same time).
+    fn update(&self, order: Ordering, f: impl Fn(u64) -> u64) {
+        let _ = self.word.fetch_update(order, Ordering::Relaxed, |w| Some(f(w)));
+    }
+
+    /// Written by the worker after each heartbeat and attempt (one word: the figures a
+    /// reader sees are of one sample).
     pub(crate) fn set_health(&self, h: &HealthSnapshot) {
-        let us = h.rtt_p95.map_or(u32::MAX, |d| d.as_micros().min(u128::from(u32::MAX - 1)) as u32);
-        self.rtt_p95_us.store(us, Ordering::Relaxed);
-        self.loss_permille.store((h.loss * 1000.0).round() as u32, Ordering::Relaxed);
-        self.streak.store(h.streak, Ordering::Relaxed);
+        // All ones means none: a measured RTT saturates one below.
+        let us =
+            h.rtt_p95.map_or(u64::MAX, |d| d.as_micros().min(u128::from(word::RTT.1 - 1)) as u64);
+        let loss = (h.loss * 1000.0).round() as u64;
         let level = match h.level {
             Level::Ok => 0,
             Level::Warn => 1,
             Level::Critical => 2,
         };
-        self.level.store(level, Ordering::Relaxed);
+        self.update(Ordering::Relaxed, |w| {
+            let w = word::set(w, word::RTT, us);
+            let w = word::set(w, word::LOSS, loss);
+            let w = word::set(w, word::STREAK, u64::from(h.streak));
+            word::set(w, word::LEVEL, level)
+        });
     }
 
     fn health(&self) -> HealthSummary {
-        let us = self.rtt_p95_us.load(Ordering::Relaxed);
+        let w = self.word.load(Ordering::Relaxed);
+        let us = word::get(w, word::RTT);
         HealthSummary {
-            level: match self.level.load(Ordering::Relaxed) {
+            level: match word::get(w, word::LEVEL) {
                 0 => Level::Ok,
                 1 => Level::Warn,
                 _ => Level::Critical,
             },
-            rtt_p95: (us != u32::MAX).then(|| Duration::from_micros(u64::from(us))),
-            loss: self.loss_permille.load(Ordering::Relaxed) as f32 / 1000.0,
-            streak: self.streak.load(Ordering::Relaxed),
+            rtt_p95: (us != word::RTT.1).then(|| Duration::from_micros(us)),
+            loss: word::get(w, word::LOSS) as f32 / 1000.0,
+            streak: word::get(w, word::STREAK) as u32,
         }
     }
 
     /// Written by the worker at each transition.
     pub(crate) fn set_state(&self, s: ClientState) {
-        self.state.store(state_code(s), Ordering::Release);
+        self.update(Ordering::Release, |w| word::set(w, word::STATE, u64::from(state_code(s))));
     }
 
     pub(crate) fn state(&self) -> ClientState {
-        state_of(self.state.load(Ordering::Acquire))
+        state_of(word::get(self.word.load(Ordering::Acquire), word::STATE) as u8)
     }
 
     /// An ended (`Closed`) client's state back to `Disconnected`, for a new dial under
     /// the same handle; `true` for the one caller that did it.
     pub(crate) fn reopen(&self) -> bool {
-        let (closed, fresh) =
-            (state_code(ClientState::Closed), state_code(ClientState::Disconnected));
-        self.state.compare_exchange(closed, fresh, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        let (closed, fresh) = (
+            u64::from(state_code(ClientState::Closed)),
+            u64::from(state_code(ClientState::Disconnected)),
+        );
+        self.word
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                (word::get(w, word::STATE) == closed).then(|| word::set(w, word::STATE, fresh))
+            })
+            .is_ok()
     }
 
     pub(crate) fn set_key(&self, key: Key) {
@@ -377,5 +406,37 @@ mod tests {
         ] {
             assert_eq!(state_of(state_code(s)), s);
         }
+    }
+
+    #[test]
+    fn state_and_health_share_a_word_without_disturbing_each_other() {
+        assert!(std::mem::size_of::<ClientShared>() <= 24, "three words");
+        let sh = ClientShared::new();
+        assert_eq!(sh.state(), ClientState::Disconnected);
+        assert_eq!(sh.health().rtt_p95, None);
+        let mut h = HealthSnapshot {
+            rtt_p50: None,
+            rtt_p95: Some(Duration::from_micros(1_234)),
+            rtt_p99: None,
+            jitter: Duration::ZERO,
+            loss: 0.25,
+            heartbeats: 4,
+            streak: 70_000, // saturates at 65,535
+            level: Level::Warn,
+        };
+        sh.set_state(ClientState::Connected);
+        sh.set_health(&h);
+        assert_eq!(sh.state(), ClientState::Connected);
+        let got = sh.health();
+        assert_eq!(got.rtt_p95, Some(Duration::from_micros(1_234)));
+        assert_eq!((got.loss, got.streak, got.level), (0.25, 65_535, Level::Warn));
+        sh.set_state(ClientState::Closed);
+        assert_eq!(sh.health(), got, "a transition leaves the figures");
+        assert!(sh.reopen() && !sh.reopen(), "once, from Closed");
+        assert_eq!(sh.state(), ClientState::Disconnected);
+        h.rtt_p95 = Some(Duration::from_secs(3600));
+        sh.set_health(&h);
+        assert_eq!(sh.health().rtt_p95, Some(Duration::from_micros((1 << 25) - 2)), "saturates");
+        assert_eq!(sh.state(), ClientState::Disconnected);
     }
 }
