@@ -326,11 +326,17 @@ impl Outbox {
     ) -> Result<(u64, bool), OutboxError> {
         let flags = if text { format::FLAG_TEXT } else { 0 };
         let position = self.log.append(stream, id, flags, payload, unix_ns())?;
+        Ok((position, self.appended()))
+    }
+
+    /// A record was appended: whether it is durable already (`Os`); under the other
+    /// policies it waits for a sync from now.
+    fn appended(&mut self) -> bool {
         if self.policy == Durability::Os {
-            return Ok((position, true));
+            return true;
         }
         self.waiting_since.get_or_insert_with(Instant::now);
-        Ok((position, false))
+        false
     }
 
     /// The engine's durable send: a new message with the outbox's next id (one clock
@@ -354,11 +360,7 @@ impl Outbox {
         };
         let flags = if text { format::FLAG_TEXT } else { 0 };
         let position = self.log.append_sent(stream, id, flags, payload, now, u16::from(sent))?;
-        if self.policy == Durability::Os {
-            return Ok((id, position, true));
-        }
-        self.waiting_since.get_or_insert_with(Instant::now);
-        Ok((id, position, false))
+        Ok((id, position, self.appended()))
     }
 
     /// Every record at a position below this one is durable.

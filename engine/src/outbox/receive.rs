@@ -136,22 +136,24 @@ impl Core {
     pub(crate) fn attach_stream(&mut self, key: Key) {
         let Some(r) = self.receiving.get(&key.slot).filter(|r| r.attached) else { return };
         let (stream, conn) = (r.stream.stream(), ConnId { worker: self.id, key });
-        self.tell_home(stream, Command::StreamAttached { stream, conn });
+        self.tell_home(stream, conn, true);
     }
 
-    /// Runs an attach or a detach on `stream`'s home worker: here, or through its queue
-    /// (a full queue drops it: a lost attach leaves the client without its messages
-    /// until its next connection, a lost detach is superseded by the next attach).
-    fn tell_home(&mut self, stream: u64, cmd: Command) {
+    /// Tells `stream`'s home worker that connection `conn` of it is up (`up`) or ended:
+    /// here, or through its queue (a full queue drops it: a lost attach leaves the
+    /// client without its messages until its next connection, a lost detach is
+    /// superseded by the next attach).
+    fn tell_home(&mut self, stream: u64, conn: ConnId, up: bool) {
         let home = streams::home(stream, self.all.len());
-        if home != usize::from(self.id) {
-            let _ = self.all[home].push(cmd);
-            return;
-        }
-        match cmd {
-            Command::StreamAttached { stream, conn } => self.stream_attached(stream, conn),
-            Command::StreamDetached { stream, conn } => self.stream_detached(stream, conn),
-            _ => {}
+        match (home == usize::from(self.id), up) {
+            (true, true) => self.stream_attached(stream, conn),
+            (true, false) => self.stream_detached(stream, conn),
+            (false, true) => {
+                let _ = self.all[home].push(Command::StreamAttached { stream, conn });
+            }
+            (false, false) => {
+                let _ = self.all[home].push(Command::StreamDetached { stream, conn });
+            }
         }
     }
 
@@ -164,7 +166,7 @@ impl Core {
         let Some(r) = self.receiving.remove(&key.slot) else { return };
         if r.attached {
             let (stream, conn) = (r.stream.stream(), ConnId { worker: self.id, key });
-            self.tell_home(stream, Command::StreamDetached { stream, conn });
+            self.tell_home(stream, conn, false);
         }
         if self.clients.contains_key(&key.slot) {
             self.parked.insert(key.slot, r.stream);
