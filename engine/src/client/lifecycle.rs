@@ -7,6 +7,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::backoff::{Backoff, Rng};
+use crate::clock::Stamp;
 
 /// The longest `Retry-After` honoured: a server asking for more is retried after 1 hour
 /// anyway, so a typo or a hostile header cannot park a client for days.
@@ -50,7 +51,7 @@ pub enum Cause {
     /// A backoff delay ran out; `attempt` counts the retries since the last stable
     /// connection (or the first dial), from 1.
     Retry {
-        /// The retry's number, from 1.
+        /// The retry's number, from 1 (it stops growing at 65,535).
         attempt: u32,
     },
     /// The server accepted the WebSocket upgrade (101).
@@ -237,12 +238,13 @@ impl RetryPolicy {
 #[derive(Debug, Clone)]
 pub(crate) struct Lifecycle {
     state: ClientState,
-    attempt: u32,
+    /// Saturates at 65,535 (the backoff's ceiling is long reached by then).
+    attempt: u16,
     failures: u32,
-    connected_at: Option<Instant>,
+    connected_at: Option<Stamp>,
     /// When the failures since the last stable connection began (the backoff's
     /// ceiling grows no faster than time: `Backoff::ceiling_after`).
-    failing_since: Option<Instant>,
+    failing_since: Option<Stamp>,
 }
 
 impl Lifecycle {
@@ -264,7 +266,7 @@ impl Lifecycle {
 
     /// Retries scheduled since the last stable connection: the exponent of the next delay.
     pub(crate) fn attempt(&self) -> u32 {
-        self.attempt
+        u32::from(self.attempt)
     }
 
     /// Failed attempts in a row since the last stable connection.
@@ -289,7 +291,7 @@ impl Lifecycle {
         if self.state != ClientState::Connecting {
             return None;
         }
-        self.connected_at = Some(now);
+        self.connected_at = Some(Stamp::of(now));
         Some(self.go(ClientState::Connected, Cause::Upgraded))
     }
 
@@ -318,8 +320,9 @@ impl Lifecycle {
             return Some((self.go(ClientState::Closed, cause), None));
         }
         let stable = was == ClientState::Connected
-            && connected_at
-                .is_some_and(|t| now.saturating_duration_since(t) >= policy.backoff.stable_after);
+            && connected_at.is_some_and(|t| {
+                now.saturating_duration_since(t.instant()) >= policy.backoff.stable_after
+            });
         if stable {
             self.attempt = 0;
             self.failures = 0;
@@ -332,9 +335,9 @@ impl Lifecycle {
                 return Some((self.go(ClientState::Closed, gave_up), None));
             }
         }
-        let since = *self.failing_since.get_or_insert(now);
-        let elapsed = now.saturating_duration_since(since);
-        let mut wait = policy.backoff.delay_after(self.attempt, elapsed, rng);
+        let since = *self.failing_since.get_or_insert(Stamp::of(now));
+        let elapsed = now.saturating_duration_since(since.instant());
+        let mut wait = policy.backoff.delay_after(u32::from(self.attempt), elapsed, rng);
         if let Cause::HandshakeStatus { status: 429 | 503, retry_after: Some(after) } = cause {
             wait = wait.max(after.min(MAX_RETRY_AFTER));
         }
@@ -346,7 +349,7 @@ impl Lifecycle {
 
     /// Reconnecting → Connecting ([`Cause::Retry`]), when the retry instant came.
     pub(crate) fn retry(&mut self) -> Option<StateChange> {
-        let attempt = self.attempt;
+        let attempt = u32::from(self.attempt);
         (self.state == ClientState::Reconnecting)
             .then(|| self.go(ClientState::Connecting, Cause::Retry { attempt }))
     }

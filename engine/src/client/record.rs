@@ -1,15 +1,13 @@
 //! A worker's record of one client, beside its connection record in the slab: what the
 //! dials need (the target, the options), the state machine and the health figures.
 
+use std::num::NonZeroI32;
 use std::sync::Arc;
-use std::time::Instant;
 
-use ringwire_frame::handshake::ClientRequest;
-
-use super::handle::{ClientShared, Dial, Spec};
+use super::handle::{ClientShared, Spec};
 use super::health::{Health, HealthSnapshot, Level};
 use super::lifecycle::{Lifecycle, StateChange};
-use super::stream::EventSink;
+use crate::clock::Stamp;
 use crate::stats::WorkerStats;
 
 /// What a client's handler hears of, besides the messages.
@@ -26,38 +24,33 @@ pub(crate) struct Client {
     pub(crate) spec: Arc<Spec>,
     /// What the handle reads (state, key).
     pub(crate) shared: Arc<ClientShared>,
-    /// Where the events go instead of the handler (a stream client).
-    pub(crate) sink: Option<Arc<EventSink>>,
     pub(crate) life: Lifecycle,
     pub(crate) health: Health,
     /// Attempts made so far, to go round the resolved addresses.
     pub(crate) dials: u32,
-    /// The upgrade request of the attempt in its handshake (its key checks the 101).
-    pub(crate) request: Option<Box<ClientRequest>>,
     /// When the next attempt starts, once the socket of this one is closed; `None`
     /// when the client has ended (`Closed`).
-    pub(crate) retry_at: Option<Instant>,
+    pub(crate) retry_at: Option<Stamp>,
     /// The health level last reported.
     pub(crate) level: Level,
     /// The error the socket failed with, until the loss it causes is reported.
-    pub(crate) errno: Option<i32>,
+    pub(crate) errno: Option<NonZeroI32>,
     /// The application heartbeat's next instant while connected: when it is sent, or,
     /// once sent (`app_waiting`), when its answer is late.
-    pub(crate) app_due: Option<Instant>,
+    pub(crate) app_due: Option<Stamp>,
     pub(crate) app_waiting: bool,
 }
 
 impl Client {
-    pub(crate) fn new(dial: Dial) -> Self {
-        let Dial { spec, shared, sink } = dial;
+    /// The record of `dial`'s client (its event stream, if it has one, is kept apart:
+    /// `Core::sinks`).
+    pub(crate) fn new(spec: Arc<Spec>, shared: Arc<ClientShared>) -> Self {
         Self {
             spec,
             shared,
-            sink,
             life: Lifecycle::new(),
             health: Health::default(),
             dials: 0,
-            request: None,
             retry_at: None,
             level: Level::Ok,
             errno: None,
@@ -105,11 +98,11 @@ impl Client {
 #[cfg(test)]
 mod tests {
     /// A regression guard for the memory of an idle client (docs/BENCHMARKS.md measures
-    /// the whole of it): the record beside the connection's, boxed, 168 bytes today (a
-    /// 176-byte allocation).
+    /// the whole of it): the record beside the connection's, in its worker's table of
+    /// pages, 112 bytes today.
     #[test]
     fn client_record_stays_small() {
         let n = std::mem::size_of::<super::Client>();
-        assert!(n <= 168, "the client record grew to {n} bytes");
+        assert!(n <= 112, "the client record grew to {n} bytes");
     }
 }

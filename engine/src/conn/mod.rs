@@ -37,6 +37,7 @@ use std::num::NonZeroU32;
 use std::time::Instant;
 
 use bytes::Bytes;
+use ringwire_frame::handshake::ClientRequest;
 use ringwire_frame::Connection;
 
 use self::send::Pending;
@@ -54,8 +55,9 @@ pub(crate) enum Phase {
     /// Client: the TCP connect is in flight; it must finish by `deadline`.
     Connecting { deadline: Instant },
     /// Client: the upgrade request is sent (or going out); the server's answer so far
-    /// (bounded by the header limits) must be whole by `deadline`.
-    ClientHandshake { buf: Vec<u8>, deadline: Instant },
+    /// (bounded by the header limits) must be whole by `deadline`. `request` is what
+    /// was sent (its key checks the 101).
+    ClientHandshake { buf: Vec<u8>, deadline: Instant, request: Box<ClientRequest> },
     /// Client: no socket; the next attempt starts at `until`.
     Backoff { until: Instant },
 }
@@ -169,12 +171,17 @@ impl Conn {
         *self = Self::dialing(deadline);
     }
 
-    /// Client: connected; the upgrade request `request` goes out first, the answer is
-    /// awaited until `deadline`.
-    pub(crate) fn start_client_handshake(&mut self, request: Bytes, deadline: Instant) {
+    /// Client: connected; the upgrade request `bytes` (of `request`) goes out first,
+    /// the answer is awaited until `deadline`.
+    pub(crate) fn start_client_handshake(
+        &mut self,
+        request: Box<ClientRequest>,
+        bytes: Bytes,
+        deadline: Instant,
+    ) {
         self.set_connecting(false);
-        self.phase = Phase::ClientHandshake { buf: Vec::new(), deadline };
-        self.pend().unsent = vec![request];
+        self.phase = Phase::ClientHandshake { buf: Vec::new(), deadline, request };
+        self.pend().unsent = vec![bytes];
     }
 
     /// Client: the 101 arrived; the protocol core takes over.

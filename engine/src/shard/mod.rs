@@ -74,6 +74,9 @@ pub(crate) struct Core {
     vec_pool: Vec<Vec<Bytes>>,
     /// Client connections' records, by slab slot (only clients pay for them).
     pub(crate) clients: crate::client::ClientTable,
+    /// The event streams of stream clients (`ClientStream`), by slab slot: apart from
+    /// the records, so that a client with a handler does not carry the field.
+    pub(crate) sinks: crate::hash::IntMap<u32, std::sync::Arc<crate::client::EventSink>>,
     /// Client state changes and health alerts not yet delivered to the handler's
     /// `on_state` / `on_health`.
     pub(crate) changes: Vec<(Key, ClientEvent)>,
@@ -161,6 +164,7 @@ impl Core {
             shutdown_deadline: None,
             vec_pool: Vec::new(),
             clients: crate::client::ClientTable::default(),
+            sinks: crate::hash::IntMap::default(),
             changes: Vec::new(),
             rng: Rng::new(os_seed()),
             dialer,
@@ -225,10 +229,10 @@ impl Core {
     /// The stream a client's events go to, if it has one.
     #[inline]
     pub(crate) fn client_sink(&self, key: Key) -> Option<&crate::client::EventSink> {
-        if self.clients.is_empty() {
+        if self.sinks.is_empty() {
             return None;
         }
-        self.clients.get(&key.slot)?.sink.as_deref()
+        self.sinks.get(&key.slot).map(|s| &**s)
     }
 
     /// Queues a client's health alert for the handler (a stream client has none: its
@@ -266,7 +270,7 @@ impl Core {
         if self.clients.is_empty() {
             return None;
         }
-        self.clients.get(&key.slot)?.app_due
+        self.clients.get(&key.slot)?.app_due.map(crate::clock::Stamp::instant)
     }
 
     /// A vector for a send's chunks.

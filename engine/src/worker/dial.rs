@@ -11,6 +11,7 @@ use ringwire_frame::{CloseCode, Connection, Message};
 use rustix::io::Errno;
 
 use crate::client::{Cause, Client, ClientState, Dial};
+use crate::clock::Stamp;
 use crate::conn::{Conn, Phase};
 use crate::shard::{Core, Op};
 use crate::slab::Key;
@@ -26,11 +27,10 @@ impl Core {
     /// `Command::Connect`: a new client. It gets a slab record at once (its key is the
     /// handle's for good) and its first attempt.
     pub(crate) fn dial(&mut self, dial: Dial) {
-        let shared = dial.shared.clone();
         if self.shutdown_deadline.is_some()
             || self.conns.len() >= self.config.max_connections_per_worker
         {
-            shared.set_state(ClientState::Closed);
+            dial.shared.set_state(ClientState::Closed);
             if let Some(sink) = &dial.sink {
                 sink.finish();
             }
@@ -39,8 +39,12 @@ impl Core {
         let key = self.conns.insert(Conn::dialing(self.now));
         WorkerStats::add(&self.stats.connections, 1);
         WorkerStats::add(&self.stats.clients, 1);
-        shared.set_key(key);
-        let mut client = Client::new(dial);
+        dial.shared.set_key(key);
+        let Dial { spec, shared, sink } = dial;
+        let mut client = Client::new(spec, shared);
+        if let Some(sink) = sink {
+            self.sinks.insert(key.slot, sink);
+        }
         if let (Some(receipts), Some(stream)) = (&self.receipts, client.spec.config.outbox_stream) {
             // Durable messages from the server are filtered under this stream.
             match receipts.check_out(stream, crate::outbox::owner(self.id, key)) {
@@ -148,8 +152,7 @@ impl Core {
             return;
         }
         let deadline = now + cfg.handshake_timeout;
-        client.request = Some(Box::new(req));
-        c.start_client_handshake(Bytes::from(out), deadline);
+        c.start_client_handshake(Box::new(req), Bytes::from(out), deadline);
         c.set_recv_armed(true);
         self.ops.push(Op::StartRecv(key));
         self.mark_dirty(key);
@@ -163,9 +166,8 @@ impl Core {
         let now = self.now;
         let limits = self.config.handshake_limits;
         let c = self.conns.get_mut(key)?;
-        let Phase::ClientHandshake { buf, .. } = &mut c.phase else { return None };
+        let Phase::ClientHandshake { buf, request, .. } = &mut c.phase else { return None };
         let client = self.clients.get_mut(&key.slot)?;
-        let req = client.request.as_deref()?;
         // The common case, a 101 that arrives in one read, is checked where it landed;
         // only a split one is gathered (bounded by the header limit).
         let gathered = !buf.is_empty();
@@ -173,7 +175,7 @@ impl Core {
             buf.extend_from_slice(data);
         }
         let head: &[u8] = if gathered { buf } else { data };
-        let cause = match handshake::check_response(head, req, &limits) {
+        let cause = match handshake::check_response(head, request, &limits) {
             Ok(None) => {
                 if !gathered {
                     buf.extend_from_slice(data);
@@ -186,10 +188,9 @@ impl Core {
                 c.client_upgraded(Connection::client_seeded(client.spec.frame.clone(), seed, now));
                 let acks = crate::outbox::wire::accepted(&parsed.extensions);
                 c.set_acks(acks);
-                client.request = None;
                 client.health.record_success();
                 client.app_due =
-                    client.spec.config.app_heartbeat.as_ref().map(|h| now + h.interval);
+                    client.spec.config.app_heartbeat.as_ref().map(|h| Stamp::of(now + h.interval));
                 client.app_waiting = false;
                 let alert = client.health_alert(&self.stats);
                 let change = client.life.up(now);
@@ -246,7 +247,7 @@ impl Core {
         let Some((change, retry_at)) = client.life.lost(now, cause, policy, &mut self.rng) else {
             return;
         };
-        client.retry_at = retry_at;
+        client.retry_at = retry_at.map(Stamp::of);
         if retry_at.is_some() {
             self.dialer.refresh(&client.spec, now);
         }
@@ -275,7 +276,7 @@ impl Core {
     /// A client's socket is closed (or it had none): it waits for its next attempt,
     /// or, once `Closed`, leaves.
     pub(crate) fn socket_gone(&mut self, key: Key) {
-        let retry_at = self.clients.get(&key.slot).and_then(|c| c.retry_at);
+        let retry_at = self.clients.get(&key.slot).and_then(|c| c.retry_at).map(Stamp::instant);
         match retry_at {
             Some(at) => {
                 // An open connection left its topics at its `Closed` event; no other
@@ -286,11 +287,10 @@ impl Core {
                 self.schedule(key);
             }
             None => {
-                if let Some(c) = self.clients.remove(&key.slot) {
+                if self.clients.remove(&key.slot).is_some() {
                     let receipt = self.parked.remove(&key.slot);
                     self.client_gone(receipt);
-                    let Client { sink, .. } = c;
-                    if let Some(sink) = sink {
+                    if let Some(sink) = self.sinks.remove(&key.slot) {
                         sink.finish();
                     }
                 }
@@ -332,7 +332,7 @@ impl Core {
     /// A client's WebSocket connection ended (its `Closed` event): lost, unless the
     /// application closed it.
     pub(crate) fn client_closed(&mut self, key: Key, closed: &ringwire_frame::Closed) {
-        let errno = self.clients.get_mut(&key.slot).and_then(|c| c.errno.take());
+        let errno = self.clients.get_mut(&key.slot).and_then(|c| c.errno.take()).map(i32::from);
         let cause = match (&closed.cause, errno) {
             (ringwire_frame::CloseCause::HeartbeatTimeout, _) => Cause::HeartbeatLost,
             (ringwire_frame::CloseCause::TransportClosed, Some(errno)) => Cause::Io { errno },
@@ -345,7 +345,7 @@ impl Core {
     /// follows (its `Closed` event only says 1006).
     pub(crate) fn client_errno(&mut self, key: Key, e: Errno) {
         if let Some(client) = self.clients.get_mut(&key.slot) {
-            client.errno = Some(e.raw_os_error());
+            client.errno = std::num::NonZeroI32::new(e.raw_os_error());
         }
     }
 
@@ -353,7 +353,7 @@ impl Core {
     pub(crate) fn client_socket_failed(&mut self, key: Key) {
         let Some(c) = self.conns.get(key) else { return };
         if matches!(c.phase, Phase::Connecting { .. } | Phase::ClientHandshake { .. }) {
-            let errno = self.clients.get_mut(&key.slot).and_then(|c| c.errno.take());
+            let errno = self.clients.get_mut(&key.slot).and_then(|c| c.errno.take()).map(i32::from);
             let cause = match errno {
                 Some(errno) => Cause::Io { errno },
                 None => Cause::Closed { code: CloseCode::ABNORMAL.0 },
@@ -369,10 +369,10 @@ impl Core {
         let now = self.now;
         let Some(client) = self.clients.get_mut(&key.slot) else { return Some(m) };
         if let (Some(h), Some(_)) = (&client.spec.config.app_heartbeat, client.app_due) {
-            client.app_due = Some(now + h.interval);
+            client.app_due = Some(Stamp::of(now + h.interval));
             client.app_waiting = false;
         }
-        let Some(sink) = client.sink.as_deref() else { return Some(m) };
+        let Some(sink) = self.sinks.get(&key.slot) else { return Some(m) };
         if !sink.push(crate::client::Event::Message(m)) {
             self.stream_overflow(key);
         }
@@ -387,7 +387,7 @@ impl Core {
         let (Some(h), Some(due)) = (&client.spec.config.app_heartbeat, client.app_due) else {
             return;
         };
-        if now < due || !self.conns.get(key).is_some_and(Conn::is_open) {
+        if now < due.instant() || !self.conns.get(key).is_some_and(Conn::is_open) {
             return;
         }
         if client.app_waiting {
@@ -397,7 +397,7 @@ impl Core {
             return;
         }
         client.app_waiting = true;
-        client.app_due = Some(now + h.timeout);
+        client.app_due = Some(Stamp::of(now + h.timeout));
         let msg = h.message.clone();
         let _ = self.enqueue(key, crate::conn::Outgoing::Msg(msg));
     }

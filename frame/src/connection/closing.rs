@@ -51,7 +51,8 @@ impl Connection {
         // Pongs still owed go out first: nothing may follow the close frame.
         let b = bufs(&mut self.bufs);
         for p in std::mem::take(&mut b.pongs) {
-            let mask = self.masks.as_mut().map(|m| m.source().next_mask());
+            let mask = super::mask_source(self.role, &mut self.masks, b.custom_masks.as_mut())
+                .map(|m| m.next_mask());
             b.out.write_frames(p.len() + MAX_HEADER_LEN, |buf| {
                 encode_frame(buf, OpCode::Pong, true, &p, mask)
             });
@@ -60,7 +61,8 @@ impl Connection {
         if let Some(f) = &frame {
             f.encode(&mut payload);
         }
-        let mask = self.masks.as_mut().map(|m| m.source().next_mask());
+        let mask = super::mask_source(self.role, &mut self.masks, b.custom_masks.as_mut())
+            .map(|m| m.next_mask());
         b.out.write_frames(payload.len() + MAX_HEADER_LEN, |buf| {
             encode_frame(buf, OpCode::Close, true, &payload, mask)
         });

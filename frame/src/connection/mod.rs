@@ -15,7 +15,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::code::CloseCode;
 use crate::config::Config;
-use crate::encode::{encode_frame, encode_message, MaskSource};
+use crate::encode::{encode_frame, encode_message, MaskSource, XorShiftMask};
 use crate::error::{ProtocolError, SendError};
 use crate::header::{FrameHeader, OpCode, MAX_HEADER_LEN};
 use crate::message::Message;
@@ -110,19 +110,18 @@ enum State {
 /// ordinary burst gets its pong (Autobahn 2.10/2.11), a flood cannot grow the queue.
 const MAX_PENDING_PONGS: usize = 32;
 
-/// A client's mask source (see `Connection::masks`): the crate's seeded generator held
-/// inline (one small allocation per client connection), or the caller's.
-enum Masks {
-    Seeded(crate::encode::XorShiftMask),
-    Custom(Box<dyn MaskSource + Send>),
-}
-
-impl Masks {
-    fn source(&mut self) -> &mut dyn MaskSource {
-        match self {
-            Masks::Seeded(x) => x,
-            Masks::Custom(b) => &mut **b,
-        }
+/// A client's masking keys: from the caller's source when it gave one (kept in the
+/// buffers, which such a connection never frees), else from the generator held inline
+/// in the connection (no allocation per client connection). `None` on a server.
+fn mask_source<'a>(
+    role: Role,
+    seeded: &'a mut XorShiftMask,
+    custom: Option<&'a mut Box<dyn MaskSource + Send>>,
+) -> Option<&'a mut dyn MaskSource> {
+    match (role, custom) {
+        (Role::Server, _) => None,
+        (Role::Client, Some(c)) => Some(&mut **c),
+        (Role::Client, None) => Some(seeded),
     }
 }
 
@@ -146,6 +145,9 @@ struct Buffers {
     /// The close or failure that ends the input, applied by the `poll_event` that finds
     /// `events` empty. While it is set no input is processed and no timer runs.
     deferred: Option<Deferred>,
+    /// A client's own mask source ([`Connection::client`]); while it is here the
+    /// buffers stay with the connection until it is closed.
+    custom_masks: Option<Box<dyn MaskSource + Send>>,
 }
 
 impl Buffers {
@@ -239,9 +241,10 @@ pub struct Connection {
     role: Role,
     config: Arc<Config>,
     state: State,
-    /// The client's mask source, boxed twice so that the field is one thin pointer (8 bytes
-    /// on every connection rather than 16: servers, the many, have none).
-    masks: Option<Box<Masks>>,
+    /// A client's masking-key generator, inline (8 bytes, unused on a server): an
+    /// allocation per client would cost more than the field. A caller's own source
+    /// lives in the buffers instead (`Buffers::custom_masks`).
+    masks: XorShiftMask,
 
     /// Buffers, queues and receive state, allocated while there is traffic and freed
     /// when the connection is idle again, so an idle connection costs only this struct.
@@ -277,28 +280,34 @@ impl Connection {
     /// (a long margin before it, so that other connections' instants, even earlier ones,
     /// map exactly); a `Config` passed by value gets an epoch of its own.
     pub fn server(config: impl Into<Arc<Config>>, now: Instant) -> Self {
-        Self::new(Role::Server, config.into(), None, now)
+        Self::new(Role::Server, config.into(), XorShiftMask::new(0), now)
     }
 
     /// A client-side connection, opened at `now`, masking frames with keys from `masks`.
+    ///
+    /// The source is kept with the connection's buffers, which it then holds (emptied
+    /// when idle) until it is closed; [`Connection::client_seeded`] holds nothing when
+    /// idle and is what a client with many connections wants.
     pub fn client(
         config: impl Into<Arc<Config>>,
         masks: Box<dyn MaskSource + Send>,
         now: Instant,
     ) -> Self {
-        Self::new(Role::Client, config.into(), Some(Box::new(Masks::Custom(masks))), now)
+        let mut c = Self::new(Role::Client, config.into(), XorShiftMask::new(0), now);
+        bufs(&mut c.bufs).custom_masks = Some(masks);
+        c
     }
 
     /// A client-side connection masking frames with [`crate::XorShiftMask`] seeded with
     /// `seed` (take it from the operating system's entropy: RFC 6455 §5.3). The same as
-    /// [`Connection::client`] with that source, in one allocation instead of two: what a
-    /// client holds per connection counts when it holds many.
+    /// [`Connection::client`] with that source, but held inline: no allocation, and the
+    /// connection frees its buffers when idle (what a client holds per connection counts
+    /// when it holds many).
     pub fn client_seeded(config: impl Into<Arc<Config>>, seed: u64, now: Instant) -> Self {
-        let masks = Masks::Seeded(crate::encode::XorShiftMask::new(seed));
-        Self::new(Role::Client, config.into(), Some(Box::new(masks)), now)
+        Self::new(Role::Client, config.into(), XorShiftMask::new(seed), now)
     }
 
-    fn new(role: Role, config: Arc<Config>, masks: Option<Box<Masks>>, now: Instant) -> Self {
+    fn new(role: Role, config: Arc<Config>, masks: XorShiftMask, now: Instant) -> Self {
         let mut c = Self {
             role,
             config,
@@ -377,7 +386,7 @@ impl Connection {
 
     /// Bytes waiting in [`poll_transmit`](Self::poll_transmit), for backpressure.
     pub fn queued_bytes(&self) -> usize {
-        let mask = if self.masks.is_some() { 4 } else { 0 };
+        let mask = if self.role == Role::Client { 4 } else { 0 };
         self.bufs
             .as_ref()
             .map_or(0, |b| b.out.len() + b.pongs.iter().map(|p| p.len() + 2 + mask).sum::<usize>())
@@ -404,14 +413,20 @@ impl Connection {
             // Control frames may go between frames (§5.4), never inside one.
             let mut out = BytesMut::with_capacity(b.pongs.len() * (MAX_HEADER_LEN + 125));
             for payload in b.pongs.drain(..) {
-                let mask = self.masks.as_mut().map(|m| m.source().next_mask());
+                let mask = mask_source(self.role, &mut self.masks, b.custom_masks.as_mut())
+                    .map(|m| m.next_mask());
                 encode_frame(&mut out, OpCode::Pong, true, &payload, mask);
             }
             return Some(out.freeze());
         }
         let chunk = b.out.pop();
+        // A caller's mask source lives in the buffers: they go only once no frame can
+        // follow.
+        let keep = b.custom_masks.is_some() && self.state != State::Closed;
         if chunk.is_none() && b.is_idle() {
-            if let Some(b) = self.bufs.take() {
+            if keep {
+                spare::trim(b);
+            } else if let Some(b) = self.bufs.take() {
                 spare::give(b);
             }
         }
@@ -481,7 +496,8 @@ impl Connection {
     // ---- sending ---------------------------------------------------------------------
 
     fn next_mask(&mut self) -> Option<[u8; 4]> {
-        self.masks.as_mut().map(|m| m.source().next_mask())
+        let custom = self.bufs.as_mut().and_then(|b| b.custom_masks.as_mut());
+        mask_source(self.role, &mut self.masks, custom).map(|m| m.next_mask())
     }
 
     fn check_open(&self) -> Result<(), SendError> {
@@ -529,8 +545,9 @@ impl Connection {
 
     fn encode_data(&mut self, opcode: OpCode, payload: &[u8]) {
         let frag = self.config.fragment_size;
-        let masks = self.masks.as_deref_mut().map(Masks::source);
-        bufs(&mut self.bufs).out.write_frames(payload.len() + MAX_HEADER_LEN, |buf| {
+        let b = bufs(&mut self.bufs);
+        let masks = mask_source(self.role, &mut self.masks, b.custom_masks.as_mut());
+        b.out.write_frames(payload.len() + MAX_HEADER_LEN, |buf| {
             encode_message(buf, opcode, payload, frag, masks)
         });
     }

@@ -33,6 +33,19 @@ pub(super) fn take() -> Box<Buffers> {
 
 /// Keeps `b` (idle: nothing queued, no message half received) for reuse.
 pub(super) fn give(mut b: Box<Buffers>) {
+    b.custom_masks = None;
+    trim(&mut b);
+    let _ = SPARE.try_with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < MAX {
+            s.push(b);
+        }
+    });
+}
+
+/// Empties idle buffers `b` and drops any large capacity: what `give` keeps, and what a
+/// connection that keeps its buffers (a caller's mask source is in them) holds idle.
+pub(super) fn trim(b: &mut Buffers) {
     fn trim(buf: &mut BytesMut) {
         if buf.capacity() > KEEP_BYTES {
             *buf = BytesMut::new();
@@ -54,10 +67,4 @@ pub(super) fn give(mut b: Box<Buffers>) {
         b.events = Default::default();
     }
     b.out.trim(KEEP_ITEMS);
-    let _ = SPARE.try_with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() < MAX {
-            s.push(b);
-        }
-    });
 }
