@@ -4,13 +4,15 @@
 //!
 //! ```text
 //! client-idle URL [--clients N] [--baseline B] [--hold SECS] [--workers W] [--sources S]
-//!                 [--ping-secs P]
+//!                 [--ping-secs P] [--batch B]
 //! ```
 //!
 //! `--baseline B` clients are opened first and the memory baseline taken after them (so
 //! the engine's first-use allocations do not count); then N more. `--sources S` spreads
 //! the clients over 127.0.0.1..=127.0.0.S as source addresses (one source address
-//! reaches one server ip:port about 28k times). Prints one line of figures.
+//! reaches one server ip:port about 28k times). `--batch B` dials B at a time, each
+//! batch once the last is up (a fleet that grows gradually; the default dials all at
+//! once). Prints one line of figures.
 //! `--exit-at-once` leaves without freeing anything, for `heaptrack`'s view of what the
 //! idle clients hold (`heaptrack_print -f FILE` lists it as leaked).
 
@@ -45,7 +47,7 @@ fn rss() -> u64 {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(url) = args.first().filter(|a| !a.starts_with("--")).cloned() else {
-        eprintln!("usage: client-idle URL [--clients N] [--baseline B] [--hold SECS] [--workers W] [--sources S] [--ping-secs P]");
+        eprintln!("usage: client-idle URL [--clients N] [--baseline B] [--hold SECS] [--workers W] [--sources S] [--ping-secs P] [--batch B]");
         std::process::exit(2);
     };
     let n: u64 = arg(&args, &["--clients"], 10_000);
@@ -54,6 +56,7 @@ fn main() {
     let workers: usize = arg(&args, &["--workers"], 1);
     let sources: u8 = arg(&args, &["--sources"], 1);
     let ping: u64 = arg(&args, &["--ping-secs"], 20);
+    let batch: u64 = arg(&args, &["--batch"], u64::MAX).max(1);
     let (up, lost) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let (u, l) = (up.clone(), lost.clone());
     let engine = Engine::builder()
@@ -63,21 +66,29 @@ fn main() {
     let mut handles = Vec::new();
     // Per source address, one `connect_many`: the clients share one copy of the target
     // and configuration, as a fleet of clients to one upstream would.
-    let dial = |count: u64, handles: &mut Vec<_>| {
-        let s = u64::from(sources.max(1));
-        for src in 1..=s {
-            let share = count / s + u64::from(src <= count % s);
-            let mut cfg = ClientConfig::default();
-            cfg.ping_interval = (ping > 0).then(|| Duration::from_secs(ping));
-            cfg.connect_rate = None;
-            cfg.bind = Some(format!("127.0.0.{src}:0").parse().unwrap());
-            handles.extend(engine.connect_many(&url, share as usize, cfg).expect("dial"));
-        }
-    };
     let wait_up = |target: u64| {
         let end = Instant::now() + Duration::from_secs(120);
         while up.load(Relaxed) < target && Instant::now() < end {
             std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let dial = |count: u64, handles: &mut Vec<_>| {
+        let s = u64::from(sources.max(1));
+        let mut left = count;
+        while left > 0 {
+            let step = left.min(batch);
+            for src in 1..=s {
+                let share = step / s + u64::from(src <= step % s);
+                let mut cfg = ClientConfig::default();
+                cfg.ping_interval = (ping > 0).then(|| Duration::from_secs(ping));
+                cfg.connect_rate = None;
+                cfg.bind = Some(format!("127.0.0.{src}:0").parse().unwrap());
+                handles.extend(engine.connect_many(&url, share as usize, cfg).expect("dial"));
+            }
+            left -= step;
+            if left > 0 {
+                wait_up(up.load(Relaxed) + step);
+            }
         }
     };
     dial(baseline, &mut handles);
