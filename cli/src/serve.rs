@@ -75,6 +75,11 @@ pub struct ServeArgs {
     /// Server mode.
     #[arg(long, value_enum, default_value_t = Mode::Echo)]
     pub mode: Mode,
+    /// Serve GET /metrics (Prometheus), /healthz and /readyz on this address (plain
+    /// HTTP, no authentication: keep it on loopback or an operator's network) [default:
+    /// off].
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
     /// Worker threads [default: one per CPU this process may run on].
     #[arg(long, short)]
     pub workers: Option<usize>,
@@ -226,6 +231,9 @@ impl ServeArgs {
         for a in &self.listen {
             b = b.listen(*a);
         }
+        if let Some(a) = self.admin {
+            b = b.admin(a);
+        }
         b
     }
 }
@@ -261,6 +269,9 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     );
     if let Some((n, size)) = info.recv_pool {
         println!("receive buffers per ring: {n} x {} KiB", size / 1024);
+    }
+    if let Some(a) = server.admin_addr() {
+        println!("admin: http://{a}/metrics, /healthz, /readyz");
     }
     println!("{}", args.timers_text());
     println!("pid {}", std::process::id());
@@ -321,6 +332,9 @@ mod tests {
     #[test]
     fn defaults_are_production_defaults() {
         let c = config(&[]);
+        assert_eq!(c.admin, None, "no admin listener unless asked for");
+        let a = config(&["--admin", "127.0.0.1:9100"]).admin;
+        assert_eq!(a, Some("127.0.0.1:9100".parse().unwrap()));
         // Heartbeats on, an idle timeout: a silent or vanished peer does not stay forever.
         assert_eq!(c.frame.ping_interval, Some(Duration::from_secs(30)));
         assert_eq!(c.frame.pong_timeout, Duration::from_secs(10));

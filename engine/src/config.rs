@@ -46,6 +46,11 @@ pub struct EngineConfig {
     /// Addresses to listen on; every worker gets its own `SO_REUSEPORT` listener on each.
     /// None: an engine that only dials (client connections).
     pub listen: Vec<SocketAddr>,
+    /// The admin listener's address: `GET /metrics` (Prometheus), `/healthz`,
+    /// `/readyz`, on a thread of its own (see [`crate::Server::admin_addr`]). Default
+    /// `None` (off). It has no authentication: bind it to loopback or an operator's
+    /// network.
+    pub admin: Option<SocketAddr>,
     /// Number of worker threads. Default: the CPUs this process may run on.
     pub workers: usize,
     /// Pin worker `i` to the `i`-th allowed CPU. Default `true`.
@@ -205,6 +210,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             listen: Vec::new(),
+            admin: None,
             workers: default_workers(),
             pin_cpus: true,
             cpus: None,

@@ -40,6 +40,7 @@
 
 pub use ringwire_frame as frame;
 
+mod admin;
 pub mod client;
 mod clock;
 mod config;
@@ -68,7 +69,7 @@ pub use handle::{ConnHandle, ConnId, Publisher, SendError, Topic};
 pub use handler::{Ctx, WorkerCtx};
 pub use handler::{Echo, Handler, Upgrade};
 pub use server::{BackendInfo, Engine, EngineBuilder, EngineError, Server};
-pub use stats::StatsSnapshot;
+pub use stats::{CloseCauses, RttHistogram, StatsSnapshot, RTT_BUCKETS_US};
 
 #[cfg(feature = "codec")]
 pub use ringwire_codec as codec;

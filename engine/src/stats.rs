@@ -5,6 +5,53 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 /// Close codes counted individually; the rest land in `other`.
 const TRACKED_CODES: [u16; 11] = [1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011];
 
+/// Handshake answers counted by status; any other status lands in `other`.
+const TRACKED_STATUSES: [u16; 10] = [400, 403, 404, 405, 426, 429, 431, 500, 503, 505];
+
+/// Upper bounds of the heartbeat RTT histogram's buckets in microseconds (the last
+/// bucket, past 5 s, is open).
+pub const RTT_BUCKETS_US: [u64; 15] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000,
+];
+
+/// Why WebSocket connections ended, counted ([`StatsSnapshot::closes_by_cause`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CloseCauses {
+    /// The peer started the close handshake.
+    pub peer: u64,
+    /// This end started it (the application, the idle timeout, a shutdown).
+    pub local: u64,
+    /// The peer broke the protocol or a limit (closed with 1002, 1007, 1009...).
+    pub protocol_error: u64,
+    /// The peer did not answer our close in time.
+    pub close_timeout: u64,
+    /// A heartbeat ping went unanswered (a missed pong).
+    pub heartbeat_timeout: u64,
+    /// The TCP connection ended before the close handshake did.
+    pub transport_closed: u64,
+}
+
+/// A histogram of heartbeat round trips ([`StatsSnapshot::rtt`]): counts per bucket of
+/// [`RTT_BUCKETS_US`] (and one past the last), and the sum.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RttHistogram {
+    /// Samples per bucket: `buckets[i]` counts RTTs at most `RTT_BUCKETS_US[i]` and
+    /// above the bound before; the last counts the rest.
+    pub buckets: [u64; RTT_BUCKETS_US.len() + 1],
+    /// The sum of all samples in microseconds.
+    pub sum_us: u64,
+}
+
+impl RttHistogram {
+    /// Samples in all buckets.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
+
 /// Counters of one worker. Only that worker writes them (relaxed atomics, no contention).
 #[derive(Debug, Default)]
 pub(crate) struct WorkerStats {
@@ -38,6 +85,22 @@ pub(crate) struct WorkerStats {
     pub(crate) receipts_duplicates: AtomicU64,
     pub(crate) receipts_refused: AtomicU64,
     pub(crate) closes: [AtomicU64; TRACKED_CODES.len() + 1],
+    /// `CloseCauses` in field order.
+    pub(crate) close_causes: [AtomicU64; 6],
+    /// Failed upgrades answered with each of `TRACKED_STATUSES`, then any other status.
+    pub(crate) handshake_statuses: [AtomicU64; TRACKED_STATUSES.len() + 1],
+    pub(crate) handshake_timeouts: AtomicU64,
+    pub(crate) handshake_peer_gone: AtomicU64,
+    pub(crate) rtt: [AtomicU64; RTT_BUCKETS_US.len() + 1],
+    pub(crate) rtt_sum_us: AtomicU64,
+    /// 1 while the worker's loop runs.
+    pub(crate) up: AtomicU64,
+    pub(crate) timers: AtomicU64,
+    pub(crate) submissions: AtomicU64,
+    pub(crate) completions: AtomicU64,
+    pub(crate) recv_buffers: AtomicU64,
+    pub(crate) recv_buffers_free: AtomicU64,
+    pub(crate) recv_buffers_lent: AtomicU64,
 }
 
 impl WorkerStats {
@@ -52,9 +115,36 @@ impl WorkerStats {
         c.store(c.load(Relaxed).wrapping_sub(n), Relaxed);
     }
 
-    pub(crate) fn count_close(&self, code: u16) {
+    pub(crate) fn count_close(&self, code: u16, cause: &ringwire_frame::CloseCause) {
+        use ringwire_frame::CloseCause as C;
         let i = TRACKED_CODES.iter().position(|c| *c == code).unwrap_or(TRACKED_CODES.len());
         Self::add(&self.closes[i], 1);
+        let j = match cause {
+            C::Peer => 0,
+            C::Local => 1,
+            C::Error(_) => 2,
+            C::CloseTimeout => 3,
+            C::HeartbeatTimeout => 4,
+            // A cause added to the protocol core later counts as the transport's end.
+            _ => 5,
+        };
+        Self::add(&self.close_causes[j], 1);
+    }
+
+    /// A failed upgrade answered with `status`.
+    pub(crate) fn count_handshake_status(&self, status: u16) {
+        let i =
+            TRACKED_STATUSES.iter().position(|s| *s == status).unwrap_or(TRACKED_STATUSES.len());
+        Self::add(&self.handshake_failures, 1);
+        Self::add(&self.handshake_statuses[i], 1);
+    }
+
+    /// A heartbeat's round trip.
+    pub(crate) fn record_rtt(&self, rtt: std::time::Duration) {
+        let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+        let i = RTT_BUCKETS_US.partition_point(|b| *b < us);
+        Self::add(&self.rtt[i], 1);
+        Self::add(&self.rtt_sum_us, us);
     }
 
     /// A copy of the counters.
@@ -97,6 +187,37 @@ impl WorkerStats {
             receipts_duplicates: self.receipts_duplicates.load(Relaxed),
             receipts_refused: self.receipts_refused.load(Relaxed),
             closes_by_code,
+            closes_by_cause: {
+                let c = |i: usize| self.close_causes[i].load(Relaxed);
+                CloseCauses {
+                    peer: c(0),
+                    local: c(1),
+                    protocol_error: c(2),
+                    close_timeout: c(3),
+                    heartbeat_timeout: c(4),
+                    transport_closed: c(5),
+                }
+            },
+            handshake_failures_by_status: self
+                .handshake_statuses
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (TRACKED_STATUSES.get(i).copied(), n.load(Relaxed)))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            handshake_timeouts: self.handshake_timeouts.load(Relaxed),
+            handshake_peer_gone: self.handshake_peer_gone.load(Relaxed),
+            rtt: RttHistogram {
+                buckets: std::array::from_fn(|i| self.rtt[i].load(Relaxed)),
+                sum_us: self.rtt_sum_us.load(Relaxed),
+            },
+            workers_up: self.up.load(Relaxed),
+            timers: self.timers.load(Relaxed),
+            submissions: self.submissions.load(Relaxed),
+            completions: self.completions.load(Relaxed),
+            recv_buffers: self.recv_buffers.load(Relaxed),
+            recv_buffers_free: self.recv_buffers_free.load(Relaxed),
+            recv_buffers_lent: self.recv_buffers_lent.load(Relaxed),
         }
     }
 }
@@ -178,6 +299,35 @@ pub struct StatsSnapshot {
     pub receipts_refused: u64,
     /// Ended WebSocket connections by close code (`None`: any other code).
     pub closes_by_code: Vec<(Option<u16>, u64)>,
+    /// Ended WebSocket connections by why they ended; `heartbeat_timeout` is the
+    /// count of missed pongs that closed a connection.
+    pub closes_by_cause: CloseCauses,
+    /// Upgrades refused, by the status answered (`None`: a status not tracked
+    /// individually). Together with `handshake_timeouts` and `handshake_peer_gone`
+    /// they make up `handshake_failures`.
+    pub handshake_failures_by_status: Vec<(Option<u16>, u64)>,
+    /// Upgrades not completed within the handshake timeout.
+    pub handshake_timeouts: u64,
+    /// Upgrades whose peer went away (or whose socket failed) before finishing.
+    pub handshake_peer_gone: u64,
+    /// Heartbeat round trips (from the pongs to the engine's pings, server and client
+    /// side).
+    pub rtt: RttHistogram,
+    /// Workers whose event loop is running (0 or 1 for one worker's snapshot).
+    pub workers_up: u64,
+    /// Connections with a timer in the worker's timer wheel.
+    pub timers: u64,
+    /// io_uring submission entries queued (0 on the epoll backend).
+    pub submissions: u64,
+    /// io_uring completions reaped (0 on the epoll backend).
+    pub completions: u64,
+    /// Provided receive buffers of the worker's rings (io_uring; 0 on epoll).
+    pub recv_buffers: u64,
+    /// Of those, the ones the kernel can fill now (the rest hold data not yet
+    /// consumed, or are lent).
+    pub recv_buffers_free: u64,
+    /// Of those, the ones a message handed to the application without a copy holds.
+    pub recv_buffers_lent: u64,
 }
 
 impl StatsSnapshot {
@@ -212,6 +362,33 @@ impl StatsSnapshot {
         self.receipts_delivered += o.receipts_delivered;
         self.receipts_duplicates += o.receipts_duplicates;
         self.receipts_refused += o.receipts_refused;
+        let (c, d) = (&mut self.closes_by_cause, &o.closes_by_cause);
+        c.peer += d.peer;
+        c.local += d.local;
+        c.protocol_error += d.protocol_error;
+        c.close_timeout += d.close_timeout;
+        c.heartbeat_timeout += d.heartbeat_timeout;
+        c.transport_closed += d.transport_closed;
+        for (status, n) in &o.handshake_failures_by_status {
+            match self.handshake_failures_by_status.iter_mut().find(|(s, _)| s == status) {
+                Some((_, m)) => *m += n,
+                None => self.handshake_failures_by_status.push((*status, *n)),
+            }
+        }
+        self.handshake_failures_by_status.sort();
+        self.handshake_timeouts += o.handshake_timeouts;
+        self.handshake_peer_gone += o.handshake_peer_gone;
+        for (a, b) in self.rtt.buckets.iter_mut().zip(&o.rtt.buckets) {
+            *a += b;
+        }
+        self.rtt.sum_us += o.rtt.sum_us;
+        self.workers_up += o.workers_up;
+        self.timers += o.timers;
+        self.submissions += o.submissions;
+        self.completions += o.completions;
+        self.recv_buffers += o.recv_buffers;
+        self.recv_buffers_free += o.recv_buffers_free;
+        self.recv_buffers_lent += o.recv_buffers_lent;
         for (code, n) in &o.closes_by_code {
             match self.closes_by_code.iter_mut().find(|(c, _)| c == code) {
                 Some((_, m)) => *m += n,

@@ -64,7 +64,6 @@ impl Wheel {
     }
 
     /// Entries filed.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }

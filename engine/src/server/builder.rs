@@ -63,6 +63,13 @@ impl EngineBuilder {
         &self.config
     }
 
+    /// Serves `GET /metrics`, `/healthz` and `/readyz` on `addr` (port 0 picks a free
+    /// port: [`Server::admin_addr`]). See [`EngineConfig::admin`].
+    pub fn admin(mut self, addr: SocketAddr) -> Self {
+        self.config.admin = Some(addr);
+        self
+    }
+
     setter!(/// See [`EngineConfig::workers`].
         workers: usize);
     setter!(/// See [`EngineConfig::pin_cpus`].
@@ -253,6 +260,7 @@ impl EngineBuilder {
                         backend: None,
                         dialer,
                         budget,
+                        admin: None,
                     };
                     server.abort_start();
                     return Err(EngineError::Io { context: "spawn worker", source: e });
@@ -274,7 +282,8 @@ impl EngineBuilder {
                 Err(_) => break,
             }
         }
-        let mut server = Server { threads, shared, stats, local_addrs, backend, dialer, budget };
+        let mut server =
+            Server { threads, shared, stats, local_addrs, backend, dialer, budget, admin: None };
         if failure.is_none() && server.backend.is_none() {
             // No report at all and no error: a worker died before saying anything.
             failure = Some(EngineError::WorkerPanicked {
@@ -287,6 +296,20 @@ impl EngineBuilder {
             server.abort_start();
             return Err(e);
         }
+        if let (Some(addr), Some(info)) = (config.admin, &server.backend) {
+            let state = crate::admin::AdminState::new(
+                server.stats.clone(),
+                server.shared.clone(),
+                info.name,
+            );
+            match crate::admin::Admin::start(addr, Arc::new(state)) {
+                Ok(a) => server.admin = Some(a),
+                Err(source) => {
+                    server.abort_start();
+                    return Err(EngineError::Io { context: "admin listener", source });
+                }
+            }
+        }
         if let Some(info) = &server.backend {
             tracing::info!(
                 workers = n,
@@ -295,6 +318,7 @@ impl EngineBuilder {
                 fallback = info.fallback_reason.as_deref().unwrap_or(""),
                 recv_pool = ?info.recv_pool,
                 addrs = ?server.local_addrs,
+                admin = ?server.admin_addr(),
                 "ringwire engine started"
             );
         }

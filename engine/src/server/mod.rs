@@ -117,6 +117,8 @@ pub struct Server {
     /// The longest a worker may take to stop: its shutdown timeout, then the close
     /// timeout of what it closed last, and [`JOIN_GRACE`].
     budget: Duration,
+    /// The admin listener, when asked for (`EngineConfig::admin`).
+    admin: Option<crate::admin::Admin>,
 }
 
 impl std::fmt::Debug for Server {
@@ -255,6 +257,12 @@ impl Server {
         self.shared.len()
     }
 
+    /// Where the admin listener (`GET /metrics`, `/healthz`, `/readyz`) is, when
+    /// [`crate::EngineConfig::admin`] asked for one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(crate::admin::Admin::addr)
+    }
+
     /// Counters summed over all workers.
     pub fn stats(&self) -> StatsSnapshot {
         let mut total = StatsSnapshot::default();
@@ -319,6 +327,10 @@ impl Server {
                     result = Err(e);
                 }
             }
+        }
+        // The admin listener answered `/readyz` with 503 through the drain; it goes last.
+        if let Some(mut a) = self.admin.take() {
+            a.stop();
         }
         if !stuck.is_empty() {
             let connections = stuck.iter().map(|&i| self.stats[i].snapshot().connections).sum();

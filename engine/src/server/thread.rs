@@ -159,11 +159,29 @@ impl WorkerSetup {
             recv_pool: driver.recv_pool(),
         };
         core.stats.rings.store(driver.rings() as u64, std::sync::atomic::Ordering::Relaxed);
+        // `up` reads 1 from the report on until the loop ends, by return or by panic.
+        let _up = Up::new(core.stats.clone());
         let _ = ready.send((worker, Ok(info)));
         // The sender goes now: `start` must see the channel close if a later worker dies.
         drop(ready);
         Worker { driver, handler, core, clock: Monotonic }
             .run()
             .map_err(|source| EngineError::WorkerFailed { worker, source })
+    }
+}
+
+/// Holds a worker's `up` gauge at 1 while it lives (the admin listener's readiness).
+struct Up(Arc<crate::stats::WorkerStats>);
+
+impl Up {
+    fn new(stats: Arc<crate::stats::WorkerStats>) -> Self {
+        stats.up.store(1, std::sync::atomic::Ordering::Relaxed);
+        Self(stats)
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        self.0.up.store(0, std::sync::atomic::Ordering::Relaxed);
     }
 }

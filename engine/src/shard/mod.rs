@@ -419,7 +419,7 @@ impl Core {
 
     /// Answers a failed upgrade and closes after the answer is out.
     pub(crate) fn reject(&mut self, key: Key, err: &HandshakeError) {
-        WorkerStats::add(&self.stats.handshake_failures, 1);
+        self.stats.count_handshake_status(err.status());
         if matches!(err, HandshakeError::Rejected(_)) {
             WorkerStats::add(&self.stats.rejected, 1);
         }

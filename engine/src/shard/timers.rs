@@ -20,6 +20,11 @@ impl Timers {
         Self { wheel: Wheel::with_capacity(capacity), epoch, due: Vec::new() }
     }
 
+    /// Connections with an entry on the wheel.
+    pub(crate) fn len(&self) -> usize {
+        self.wheel.len()
+    }
+
     fn tick_of(&self, t: Instant) -> u64 {
         let d = t.saturating_duration_since(self.epoch);
         // Round up, so a timer never fires before its deadline.

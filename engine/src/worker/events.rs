@@ -196,6 +196,7 @@ impl Core {
             RecvEnd::Eof | RecvEnd::Error(_) if !c.closing() => {
                 if matches!(c.phase, Phase::Handshake { .. }) {
                     WorkerStats::add(&self.stats.handshake_failures, 1);
+                    WorkerStats::add(&self.stats.handshake_peer_gone, 1);
                 }
                 if let RecvEnd::Error(e) = why {
                     self.client_errno(key, e);
@@ -263,6 +264,7 @@ impl Core {
             TimerDue::HandshakeTimeout => {
                 // Slowloris: the upgrade did not complete in time.
                 WorkerStats::add(&self.stats.handshake_failures, 1);
+                WorkerStats::add(&self.stats.handshake_timeouts, 1);
                 self.begin_close(key);
             }
             TimerDue::DrainTimeout => self.begin_close(key),
@@ -413,19 +415,25 @@ impl Core {
                     } else if self.stream_ack_in(handler, key, &p.payload) {
                         continue;
                     }
-                    if let Some(rtt) = p.rtt.filter(|_| client) {
-                        self.client_rtt(key, rtt);
+                    if let Some(rtt) = p.rtt {
+                        self.stats.record_rtt(rtt);
+                        if client {
+                            self.client_rtt(key, rtt);
+                        }
                     }
                     self.call(handler, key, |h, cx| h.on_pong(cx, p.rtt));
                 }
                 Event::Pong(p) => {
-                    if let Some(rtt) = p.rtt.filter(|_| client) {
-                        self.client_rtt(key, rtt);
+                    if let Some(rtt) = p.rtt {
+                        self.stats.record_rtt(rtt);
+                        if client {
+                            self.client_rtt(key, rtt);
+                        }
                     }
                     self.call(handler, key, |h, cx| h.on_pong(cx, p.rtt));
                 }
                 Event::Closed(closed) => {
-                    self.stats.count_close(closed.code.0);
+                    self.stats.count_close(closed.code.0, &closed.cause);
                     self.on_closed(handler, key, &closed);
                     return;
                 }

@@ -195,6 +195,13 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
         stats.rings.store(self.driver.rings() as u64, Relaxed);
         stats.messages_lent.store(self.driver.messages_lent(), Relaxed);
         stats.busy_poll_hits.store(self.driver.busy_poll_hits(), Relaxed);
+        let dc = self.driver.counters();
+        stats.submissions.store(dc.submitted, Relaxed);
+        stats.completions.store(dc.completed, Relaxed);
+        stats.recv_buffers.store(dc.recv_buffers, Relaxed);
+        stats.recv_buffers_free.store(dc.recv_buffers_free, Relaxed);
+        stats.recv_buffers_lent.store(dc.recv_buffers_lent, Relaxed);
+        stats.timers.store(self.core.timers.len() as u64, Relaxed);
         let Self { driver, handler, core, .. } = self;
         core.now = now;
         driver.wait(Some(timeout), &mut |c| core.on_completion(handler, c))?;

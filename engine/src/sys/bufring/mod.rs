@@ -304,7 +304,6 @@ impl BufRing {
     }
 
     /// Buffers in circulation.
-    #[cfg(test)]
     pub(crate) fn provided(&self) -> u16 {
         self.provided
     }
@@ -465,7 +464,6 @@ impl BufRing {
     }
 
     /// Buffers some lent message still holds.
-    #[cfg(test)]
     pub(crate) fn lent(&self) -> u16 {
         self.lent
     }

@@ -70,6 +70,9 @@ pub(crate) struct UringDriver {
     pub(super) busy_poll: Option<Duration>,
     /// Waits in which busy polling found work before the sleep.
     pub(super) busy_poll_hits: u64,
+    /// Entries queued and completions reaped so far (the metrics).
+    submitted: u64,
+    completed: u64,
     pub(super) cqes: Vec<cqueue::Entry>,
     pub(super) features: Vec<&'static str>,
     /// The outbox's syncs in flight, by number, with their files (kept open until done).
@@ -138,6 +141,8 @@ impl UringDriver {
             accept_paused_at: None,
             busy_poll: cfg.busy_poll,
             busy_poll_hits: 0,
+            submitted: 0,
+            completed: 0,
             cqes: Vec::with_capacity(1024),
             features,
             syncs: HashMap::new(),
@@ -153,6 +158,7 @@ impl UringDriver {
     /// [`Driver::wait`], which reaps and then submits it. Never blocks, never panics; a
     /// hard submit error is reported by the next `wait`.
     pub(super) fn push(&mut self, r: usize, e: Sqe) {
+        self.submitted += 1;
         let ring = &mut self.rings[r];
         if ring.overflow.is_empty() && ring.try_push(&e) {
             return;
@@ -207,6 +213,7 @@ impl UringDriver {
         let mut cqes = std::mem::take(&mut self.cqes);
         cqes.extend(self.rings[r].ring.completion());
         let n = cqes.len();
+        self.completed += n as u64;
         for cqe in &cqes {
             self.handle(r, cqe, f);
         }
@@ -374,6 +381,20 @@ impl Driver for UringDriver {
 
     fn busy_poll_hits(&self) -> u64 {
         self.busy_poll_hits
+    }
+
+    fn counters(&self) -> crate::sys::DriverCounters {
+        let mut c = crate::sys::DriverCounters {
+            submitted: self.submitted,
+            completed: self.completed,
+            ..Default::default()
+        };
+        for r in &self.rings {
+            c.recv_buffers += u64::from(r.bufs.geometry().0);
+            c.recv_buffers_free += u64::from(r.bufs.provided());
+            c.recv_buffers_lent += u64::from(r.bufs.lent());
+        }
+        c
     }
 
     fn in_flight(&self) -> usize {
