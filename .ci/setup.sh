@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what a fresh machine lacks: rustfmt and clippy, and the Python protobuf
+# Installs what a fresh machine lacks: rustfmt and clippy, headless Chromium (the browser
+# tests), and the Python protobuf
 # package (4.21 or later) that the codec's cross-check test (codec/tests/cross_check.rs)
 # runs. With CI set (.ci/run sets it) that test fails when the package is missing, so
 # this step fails loudly when it cannot install it, rather than warn and go on.
@@ -56,3 +57,19 @@ if ! have_protobuf; then
     exit 1
 fi
 echo "python3 protobuf $(python3 -c 'import google.protobuf as p; print(p.__version__)') ($(command -v python3))"
+
+# Headless Chromium for the browser tests (tests/tests/browser_*.rs): the Debian package.
+# Under CI a test that finds no browser fails, so a failed install shows there.
+if ! command -v chromium >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing chromium with apt-get"
+        as_root apt-get update -qq || true
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null ||
+            echo "setup: apt-get could not install chromium" >&2
+    else
+        echo "setup: no apt-get; install chromium for the browser tests" >&2
+    fi
+fi
+if command -v chromium >/dev/null 2>&1; then
+    echo "$(chromium --version 2>/dev/null || echo chromium) ($(command -v chromium))"
+fi

@@ -109,6 +109,13 @@ pub(crate) struct WorkerShared {
     /// than a command, like `shutdown`, so a full queue cannot keep it out, and rings
     /// before the worker looks count once.
     wake_requested: AtomicBool,
+    /// Admin dashboards watching the busiest topics now: while there are any, the
+    /// worker refreshes `top_topics` once a second (a walk of its topics, so not
+    /// otherwise).
+    topic_watchers: std::sync::atomic::AtomicUsize,
+    /// The worker's busiest topics as of its last refresh: name, local subscribers,
+    /// messages published. Written once a second at most, read by the admin thread.
+    top_topics: std::sync::Mutex<Vec<(Topic, u64, u64)>>,
 }
 
 impl WorkerShared {
@@ -119,6 +126,8 @@ impl WorkerShared {
             notified: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             wake_requested: AtomicBool::new(false),
+            topic_watchers: std::sync::atomic::AtomicUsize::new(0),
+            top_topics: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -149,6 +158,30 @@ impl WorkerShared {
 
     pub(crate) fn shutdown_requested(&self) -> bool {
         self.shutdown.load(Ordering::Relaxed)
+    }
+
+    /// Whether an admin dashboard wants the busiest topics.
+    pub(crate) fn topics_watched(&self) -> bool {
+        self.topic_watchers.load(Ordering::Relaxed) > 0
+    }
+
+    /// One more (`true`) or one fewer dashboard watching the busiest topics.
+    pub(crate) fn watch_topics(&self, on: bool) {
+        if on {
+            self.topic_watchers.fetch_add(1, Ordering::SeqCst);
+            self.wake();
+        } else {
+            self.topic_watchers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The worker's busiest topics, as of its last refresh.
+    pub(crate) fn top_topics(&self) -> Vec<(Topic, u64, u64)> {
+        self.top_topics.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    pub(crate) fn set_top_topics(&self, top: Vec<(Topic, u64, u64)>) {
+        *self.top_topics.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = top;
     }
 
     /// Queues a command and wakes the worker. Fails (handing the command back) if the

@@ -12,20 +12,29 @@ use crate::slab::Key;
 /// Topic name to the local connections subscribed to it.
 #[derive(Default)]
 pub(crate) struct Topics {
-    members: HashMap<Topic, HashSet<Key>>,
+    members: HashMap<Topic, Members>,
+}
+
+/// A topic's subscribers on this worker, and how many messages it delivered here.
+#[derive(Default)]
+pub(crate) struct Members {
+    pub(crate) keys: HashSet<Key>,
+    /// Messages published to the topic while it had members here (each counted once,
+    /// whatever the number of subscribers).
+    pub(crate) published: u64,
 }
 
 impl Topics {
     /// Adds `key` to `topic`.
     pub(crate) fn add(&mut self, topic: &Topic, key: Key) {
-        self.members.entry(topic.clone()).or_default().insert(key);
+        self.members.entry(topic.clone()).or_default().keys.insert(key);
     }
 
     /// Removes `key` from `topic`; a topic without members is forgotten.
     pub(crate) fn remove(&mut self, topic: &str, key: Key) {
         if let Some(m) = self.members.get_mut(topic) {
-            m.remove(&key);
-            if m.is_empty() {
+            m.keys.remove(&key);
+            if m.keys.is_empty() {
                 self.members.remove(topic);
             }
         }
@@ -33,20 +42,38 @@ impl Topics {
 
     /// Takes a topic's members out, to walk them while the connections are changed
     /// (delivery); give them back with [`Topics::restore`].
-    pub(crate) fn take(&mut self, topic: &str) -> Option<(Topic, HashSet<Key>)> {
+    pub(crate) fn take(&mut self, topic: &str) -> Option<(Topic, Members)> {
         self.members.remove_entry(topic)
     }
 
     /// Puts back what [`Topics::take`] took.
-    pub(crate) fn restore(&mut self, topic: Topic, members: HashSet<Key>) {
-        if !members.is_empty() {
+    pub(crate) fn restore(&mut self, topic: Topic, members: Members) {
+        if !members.keys.is_empty() {
             self.members.insert(topic, members);
         }
     }
 
+    /// The `n` topics with the most messages published (then the most subscribers):
+    /// name, subscribers here, messages published. Walks every topic: for a report once
+    /// a second while someone watches, not for the hot path.
+    pub(crate) fn busiest(&self, n: usize) -> Vec<(Topic, u64, u64)> {
+        let mut all: Vec<_> = self
+            .members
+            .iter()
+            .map(|(t, m)| (t.clone(), m.keys.len() as u64, m.published))
+            .collect();
+        let key = |e: &(Topic, u64, u64)| std::cmp::Reverse((e.2, e.1));
+        if all.len() > n {
+            all.select_nth_unstable_by_key(n, key);
+            all.truncate(n);
+        }
+        all.sort_by_key(key);
+        all
+    }
+
     #[cfg(test)]
     fn count(&self, topic: &str) -> usize {
-        self.members.get(topic).map_or(0, HashSet::len)
+        self.members.get(topic).map_or(0, |m| m.keys.len())
     }
 }
 
@@ -70,12 +97,30 @@ mod tests {
         assert_eq!(t.count("t"), 500);
         let (name, members) = t.take("t").unwrap();
         assert_eq!(t.count("t"), 0);
-        assert!(members.contains(&keys[1]) && !members.contains(&keys[0]));
+        assert!(members.keys.contains(&keys[1]) && !members.keys.contains(&keys[0]));
         t.restore(name, members);
         assert_eq!(t.count("t"), 500);
         for k in keys.iter().skip(1).step_by(2) {
             t.remove("t", *k);
         }
         assert!(t.take("t").is_none(), "an empty topic is forgotten");
+    }
+
+    #[test]
+    fn busiest_ranks_by_messages_then_subscribers() {
+        let mut t = Topics::default();
+        for (name, subs, published) in [("a", 3, 1), ("b", 1, 5), ("c", 9, 1), ("d", 2, 0)] {
+            let topic: Topic = name.into();
+            for slot in 0..subs {
+                t.add(&topic, Key { slot, gen: 0 });
+            }
+            let (n, mut m) = t.take(name).unwrap();
+            m.published = published;
+            t.restore(n, m);
+        }
+        let top: Vec<_> = t.busiest(3).into_iter().map(|(n, s, p)| (n.to_string(), s, p)).collect();
+        assert_eq!(top, [("b".into(), 1, 5), ("c".into(), 9, 1), ("a".into(), 3, 1)]);
+        assert_eq!(t.busiest(10).len(), 4);
+        assert!(Topics::default().busiest(5).is_empty());
     }
 }

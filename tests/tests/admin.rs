@@ -2,7 +2,9 @@
 //! The admin listener (`EngineConfig::admin`, `ringwire serve --admin`): `/metrics` in
 //! the Prometheus and OpenMetrics text formats agrees with `Server::stats()` after real
 //! traffic; `/healthz` and `/readyz`, readiness going to 503 while a shutdown drains;
-//! bad requests get their status; off by default.
+//! the dashboard's `/stream` (JSON once a second, same-origin only, closed with 1001 at
+//! shutdown); bad requests get their status; off by default. The dashboard page in a
+//! real browser: browser_dashboard.rs.
 
 mod common;
 
@@ -116,6 +118,9 @@ fn metrics_agree_with_stats(backend: BackendChoice) {
     // Liveness, readiness, and what is not there.
     assert_eq!(admin_get(admin, "GET", "/healthz", "").0, "HTTP/1.1 200 OK");
     assert_eq!(admin_get(admin, "GET", "/readyz", "").0, "HTTP/1.1 200 OK");
+    let (status, head, body) = admin_get(admin, "GET", "/", "");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(head.contains("Content-Type: text/html") && body.contains("<title>ringwire</title>"));
     assert_eq!(admin_get(admin, "GET", "/nope", "").0, "HTTP/1.1 404 Not Found");
     let (status, head, _) = admin_get(admin, "POST", "/metrics", "");
     assert_eq!(status, "HTTP/1.1 405 Method Not Allowed");
@@ -157,7 +162,77 @@ fn readiness_goes_while_draining(backend: BackendChoice) {
     stopping.join().unwrap().unwrap();
 }
 
+fn stream_sends_the_figures(backend: BackendChoice) {
+    use tungstenite::client::IntoClientRequest;
+    let b = builder(backend).admin("127.0.0.1:0".parse().unwrap());
+    let (server, rx) = start_probe(b);
+    let admin = server.admin_addr().unwrap();
+    let (mut c, _) = RawClient::open_probed(server.local_addr(), &rx);
+    c.send(true, OP_TEXT, b"sub:news \"today\"");
+    assert_eq!(c.expect_data().payload, b"ok");
+
+    let url = format!("ws://{admin}/stream");
+    let (mut ws, _) = tungstenite::connect(url.as_str()).expect("the stream upgrades");
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_mut() {
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+    }
+    let mut next = || -> serde_json::Value {
+        let m = ws.read().expect("a message a second");
+        serde_json::from_str(m.to_text().expect("text")).expect("JSON")
+    };
+    let first = next();
+    let mut last = next();
+    let gap = last["t"].as_u64().unwrap() - first["t"].as_u64().unwrap();
+    assert!((500..=2500).contains(&gap), "{gap} ms between two messages");
+    assert_eq!(last["workers"].as_array().unwrap().len(), 2);
+    let sum = |v: &serde_json::Value, f: &str| -> u64 {
+        v["workers"].as_array().unwrap().iter().map(|w| w[f].as_u64().unwrap()).sum()
+    };
+    assert_eq!(sum(&last, "connections"), 1);
+    assert_eq!(sum(&last, "messages_in"), server.stats().messages_in);
+    assert_eq!(last["ready"], true);
+    let name = if backend == BackendChoice::IoUring { "io_uring" } else { "epoll" };
+    assert_eq!(last["backend"], name);
+    // The workers report their busiest topics once a dashboard watches (name escaped).
+    for _ in 0..3 {
+        if last["topics"].as_array().is_some_and(|t| !t.is_empty()) {
+            break;
+        }
+        last = next();
+    }
+    assert_eq!(last["topics"], serde_json::json!([["news \"today\"", 1, 0]]));
+
+    // Only the listener's own pages may read it.
+    let mut req = url.as_str().into_client_request().unwrap();
+    req.headers_mut().insert("Origin", "http://evil.example".parse().unwrap());
+    match tungstenite::connect(req) {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403),
+        other => panic!("a cross-origin stream was not refused: {other:?}"),
+    }
+    let mut req = url.as_str().into_client_request().unwrap();
+    req.headers_mut().insert("Origin", format!("http://{admin}").parse().unwrap());
+    let (mut same, _) = tungstenite::connect(req).expect("the page's own origin streams");
+    let _ = same.close(None);
+
+    // A shutdown ends the stream with 1001.
+    c.send_close(1000);
+    c.expect_close();
+    let stopping = std::thread::spawn(move || server.shutdown());
+    loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(Some(f))) => {
+                assert_eq!(u16::from(f.code), 1001);
+                break;
+            }
+            Ok(_) => continue,
+            Err(e) => panic!("the stream ended without a close frame: {e}"),
+        }
+    }
+    stopping.join().unwrap().unwrap();
+}
+
 both_backends! {
+    stream_sends_the_figures => stream_sends_the_figures_io_uring, stream_sends_the_figures_epoll;
     metrics_agree_with_stats => metrics_agree_with_stats_io_uring, metrics_agree_with_stats_epoll;
     readiness_goes_while_draining => readiness_goes_while_draining_io_uring, readiness_goes_while_draining_epoll;
 }

@@ -8,11 +8,14 @@
 //! | `GET /metrics` | every worker's counters in Prometheus' text format (OpenMetrics when the `Accept` header asks for it) |
 //! | `GET /healthz` | 200 while every worker's loop runs or a shutdown stops them; 503 when one died |
 //! | `GET /readyz` | 200 while every worker runs and none is draining; 503 otherwise |
+//! | `GET /` | the dashboard: one self-contained page that draws the figures live |
+//! | `GET /stream` (WebSocket) | the figures once a second as JSON, what the dashboard reads |
 //!
 //! Each request is read with a deadline and a size limit, answered, and the connection
 //! closed; at most [`MAX_CONNECTIONS`] are served at once (more are answered 503 at once).
 
 pub(crate) mod metrics;
+mod stream;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -38,6 +41,8 @@ pub(crate) struct AdminState {
     pub(crate) backend: &'static str,
     /// Admin connections being served now.
     active: AtomicUsize,
+    /// The listener is stopping: streams close.
+    stop: AtomicBool,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -52,7 +57,7 @@ impl AdminState {
         shared: Arc<[Arc<WorkerShared>]>,
         backend: &'static str,
     ) -> Self {
-        Self { stats, shared, backend, active: AtomicUsize::new(0) }
+        Self { stats, shared, backend, active: AtomicUsize::new(0), stop: AtomicBool::new(false) }
     }
 
     fn draining(&self) -> bool {
@@ -78,7 +83,7 @@ impl AdminState {
 #[derive(Debug)]
 pub(crate) struct Admin {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    state: Arc<AdminState>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -87,12 +92,11 @@ impl Admin {
     pub(crate) fn start(addr: SocketAddr, state: Arc<AdminState>) -> io::Result<Self> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let st = state.clone();
         let thread = std::thread::Builder::new()
             .name("ringwire-admin".into())
-            .spawn(move || accept_loop(&listener, &flag, &state))?;
-        Ok(Self { addr, stop, thread: Some(thread) })
+            .spawn(move || accept_loop(&listener, &st))?;
+        Ok(Self { addr, state, thread: Some(thread) })
     }
 
     /// The address it listens on.
@@ -104,7 +108,7 @@ impl Admin {
     /// on their own threads, each within its deadline).
     pub(crate) fn stop(&mut self) {
         let Some(t) = self.thread.take() else { return };
-        self.stop.store(true, Ordering::SeqCst);
+        self.state.stop.store(true, Ordering::SeqCst);
         // Wake the blocking accept with a connection of our own.
         let mut wake = self.addr;
         if wake.ip().is_unspecified() {
@@ -127,10 +131,10 @@ impl Drop for Admin {
     }
 }
 
-fn accept_loop(listener: &TcpListener, stop: &AtomicBool, state: &Arc<AdminState>) {
+fn accept_loop(listener: &TcpListener, state: &Arc<AdminState>) {
     loop {
         let conn = listener.accept();
-        if stop.load(Ordering::SeqCst) {
+        if state.stop.load(Ordering::SeqCst) {
             return;
         }
         let Ok((stream, _)) = conn else {
@@ -166,6 +170,10 @@ pub(crate) struct Request {
     pub(crate) method: String,
     pub(crate) path: String,
     pub(crate) accept: Option<String>,
+    /// The head as read (the WebSocket upgrade parses it again, fully) and the bytes
+    /// that came after it.
+    pub(crate) head: Vec<u8>,
+    pub(crate) rest: Vec<u8>,
 }
 
 /// Why a request head could not be read.
@@ -190,7 +198,7 @@ pub(crate) fn read_request(r: &mut impl Read) -> Result<Request, BadRequest> {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf) {
-            Ok(httparse::Status::Complete(_)) => {
+            Ok(httparse::Status::Complete(len)) => {
                 let accept = req
                     .headers
                     .iter()
@@ -201,6 +209,8 @@ pub(crate) fn read_request(r: &mut impl Read) -> Result<Request, BadRequest> {
                     method: req.method.unwrap_or_default().to_owned(),
                     path: req.path.unwrap_or_default().to_owned(),
                     accept,
+                    head: buf[..len].to_vec(),
+                    rest: buf[len..].to_vec(),
                 });
             }
             Ok(httparse::Status::Partial) if buf.len() < MAX_REQUEST => {}
@@ -229,13 +239,20 @@ pub(crate) fn route(req: &Request, state: &Arc<AdminState>) -> (u16, &'static st
         "/readyz" if state.ready() => (200, TEXT, b"ready\n".to_vec()),
         "/readyz" if state.draining() => (503, TEXT, b"draining\n".to_vec()),
         "/readyz" => (503, TEXT, b"a worker is not running\n".to_vec()),
-        "/" => (200, TEXT, b"ringwire admin: /metrics /healthz /readyz\n".to_vec()),
+        "/" => (200, "text/html; charset=utf-8", DASHBOARD.as_bytes().to_vec()),
         _ => (404, TEXT, b"not found\n".to_vec()),
     }
 }
 
+/// The dashboard page (`GET /`): HTML, CSS and script in one file, nothing fetched.
+const DASHBOARD: &str = include_str!("dashboard.html");
+
 fn serve(stream: &mut TcpStream, state: &Arc<AdminState>) {
     let (status, ctype, body, head) = match read_request(stream) {
+        Ok(req) if req.path.split('?').next() == Some("/stream") && req.method == "GET" => {
+            stream::serve(stream, &req, state);
+            return;
+        }
         Ok(req) => {
             let (s, t, b) = route(&req, state);
             (s, t, b, req.method == "HEAD")
@@ -251,6 +268,8 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        403 => "Forbidden",
+        426 => "Upgrade Required",
         404 => "Not Found",
         405 => "Method Not Allowed",
         431 => "Request Header Fields Too Large",
@@ -258,7 +277,7 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn respond(
+pub(crate) fn respond(
     w: &mut impl Write,
     status: u16,
     ctype: &str,

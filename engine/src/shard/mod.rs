@@ -60,7 +60,7 @@ pub(crate) struct Core {
     pub(crate) frame_config: Arc<FrameConfig>,
     pub(crate) limits: SendLimits,
     pub(crate) conns: Slab<Conn>,
-    topics: Topics,
+    pub(crate) topics: Topics,
     pub(crate) timers: Timers,
     /// The time this loop turn started (the clock is read by the loop only).
     pub(crate) now: Instant,
@@ -77,6 +77,8 @@ pub(crate) struct Core {
     /// The event streams of stream clients (`ClientStream`), by slab slot: apart from
     /// the records, so that a client with a handler does not carry the field.
     pub(crate) sinks: crate::hash::IntMap<u32, std::sync::Arc<crate::client::EventSink>>,
+    /// When the busiest topics are next reported (while an admin dashboard watches).
+    pub(crate) topics_report_at: Instant,
     /// Client state changes and health alerts not yet delivered to the handler's
     /// `on_state` / `on_health`.
     pub(crate) changes: Vec<(Key, ClientEvent)>,
@@ -165,6 +167,7 @@ impl Core {
             vec_pool: Vec::new(),
             clients: crate::client::ClientTable::default(),
             sinks: crate::hash::IntMap::default(),
+            topics_report_at: now,
             changes: Vec::new(),
             rng: Rng::new(os_seed()),
             dialer,
@@ -378,8 +381,9 @@ impl Core {
     pub(crate) fn deliver(&mut self, topic: &str, frame: &Bytes) {
         // Walk the members without copying them: enqueueing never changes subscriptions
         // (a connection leaves its topics only when its Closed event is processed).
-        let Some((name, members)) = self.topics.take(topic) else { return };
-        for key in &members {
+        let Some((name, mut members)) = self.topics.take(topic) else { return };
+        members.published += 1;
+        for key in &members.keys {
             let _ = self.enqueue(*key, Outgoing::Frame(frame.clone()));
         }
         self.topics.restore(name, members);

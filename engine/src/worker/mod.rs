@@ -21,6 +21,11 @@ use crate::handler::Handler;
 use crate::shard::{Core, Op};
 use crate::sys::Driver;
 
+/// How often the busiest topics are refreshed while a dashboard watches.
+const TOPICS_REPORT_EVERY: Duration = Duration::from_secs(1);
+/// How many of them.
+pub(crate) const TOP_TOPICS: usize = 10;
+
 /// Commands run per loop turn, so a flood from other threads cannot starve I/O.
 const COMMANDS_PER_TURN: usize = 4096;
 /// Flush rounds per turn: a handler's `on_writable` can queue more, flushed in the next
@@ -141,6 +146,17 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
         Ok(())
     }
 
+    /// While a dashboard watches, the busiest topics go to the admin thread once a
+    /// second.
+    fn report_topics(&mut self) {
+        let core = &mut self.core;
+        if core.now < core.topics_report_at || !core.me.topics_watched() {
+            return;
+        }
+        core.topics_report_at = core.now + TOPICS_REPORT_EVERY;
+        core.me.set_top_topics(core.topics.busiest(TOP_TOPICS));
+    }
+
     /// One turn of the loop. Returns `true` once the shutdown is complete (every
     /// connection closed, nothing in flight).
     pub(crate) fn turn(&mut self) -> std::io::Result<bool> {
@@ -156,6 +172,7 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
             }
         }
         self.flush();
+        self.report_topics();
         self.core.outbox_tick();
         self.core.retry_forwards();
         if !self.core.ops.is_empty() {
@@ -177,6 +194,9 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
         }
         if let Some(at) = self.core.wake_at {
             timeout = timeout.min(at.saturating_duration_since(now));
+        }
+        if self.core.me.topics_watched() {
+            timeout = timeout.min(self.core.topics_report_at.saturating_duration_since(now));
         }
         if let Some(at) = self.core.outbox_deadline() {
             timeout = timeout.min(at.saturating_duration_since(now));

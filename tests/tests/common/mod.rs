@@ -6,6 +6,7 @@
 //! Every blocking read has a timeout, so no test can hang.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod client;
 
 use std::io::{self, Read, Write};
