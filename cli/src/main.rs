@@ -18,6 +18,18 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
+    /// The log's format on stderr: `text`, or `json` (one object per line, for a log
+    /// pipeline) [default: RINGWIRE_LOG_FORMAT, else text]. What is logged:
+    /// RINGWIRE_LOG (or RUST_LOG): a level or filter directives such as
+    /// `ringwire=debug,warn` [default: warn].
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -34,23 +46,35 @@ enum Cmd {
     Demo(demo::DemoArgs),
 }
 
-/// The engine's log (a handler's panic, a shutdown that timed out, the chosen backend)
-/// goes to stderr, at the level `RINGWIRE_LOG` names (`error`, `warn`, `info`, `debug`,
-/// `trace`; default `warn`).
-fn init_log() {
-    let level = match std::env::var("RINGWIRE_LOG").as_deref() {
-        Ok("error") => tracing::Level::ERROR,
-        Ok("info") => tracing::Level::INFO,
-        Ok("debug") => tracing::Level::DEBUG,
-        Ok("trace") => tracing::Level::TRACE,
-        _ => tracing::Level::WARN,
-    };
-    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).init();
+/// The engine's log goes to stderr: a handler's panic, refused upgrades, protocol errors
+/// and limits hit (rate-limited per worker), startup and shutdown. What is logged comes
+/// from `RINGWIRE_LOG`, else `RUST_LOG`: a level (`error`, `warn`, `info`, `debug`,
+/// `trace`) or `tracing` filter directives (`ringwire=debug,warn`); default `warn`.
+/// The format from `--log-format`, else `RINGWIRE_LOG_FORMAT` (`text` or `json`).
+fn init_log(format: Option<LogFormat>) {
+    let spec = std::env::var("RINGWIRE_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "warn".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+        eprintln!("warning: log filter {spec:?}: {e}; logging warnings only");
+        tracing_subscriber::EnvFilter::new("warn")
+    });
+    let format = format.unwrap_or_else(|| {
+        match std::env::var("RINGWIRE_LOG_FORMAT").as_deref().map(str::to_ascii_lowercase) {
+            Ok(f) if f == "json" => LogFormat::Json,
+            _ => LogFormat::Text,
+        }
+    });
+    let log = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => log.json().init(),
+        LogFormat::Text => log.init(),
+    }
 }
 
 fn main() {
-    init_log();
     let cli = Cli::parse();
+    init_log(cli.log_format);
     let result = match cli.cmd.unwrap_or(Cmd::Demo(demo::DemoArgs::default())) {
         Cmd::Serve(a) => serve::run(a),
         Cmd::Load(a) => load::run(a),

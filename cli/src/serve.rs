@@ -148,14 +148,35 @@ pub struct ServeArgs {
     /// With io_uring, use plain file descriptors instead of direct descriptors.
     #[arg(long)]
     pub no_direct: bool,
-    /// Print the open connections and message counts every this many seconds (0: only
-    /// at the end). With io_uring direct descriptors connections do not show in
-    /// /proc/PID/fd; this line (or `ss`) counts them.
-    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    /// Print a one-line summary this often: connections open and accepted, messages in
+    /// and out per second since the last line, drops and failures (`10s`, `2m`, or
+    /// seconds; 0: only at the end). With io_uring direct descriptors connections do
+    /// not show in /proc/PID/fd; this line (or `ss`, or `--admin`) counts them.
+    #[arg(
+        long = "report-every",
+        visible_alias = "stats-every",
+        value_name = "DURATION",
+        default_value = "0",
+        value_parser = parse_every
+    )]
     pub stats_every: u64,
     /// Stop after this many seconds (0: run until Ctrl-C / SIGTERM).
     #[arg(long, default_value_t = 0)]
     pub duration: u64,
+}
+
+/// `--report-every`: `10s`, `2m`, or plain seconds.
+fn parse_every(v: &str) -> Result<u64, String> {
+    let v = v.trim();
+    let (num, mul) = match v.strip_suffix('m') {
+        Some(n) => (n, 60),
+        None => (v.strip_suffix('s').unwrap_or(v), 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mul))
+        .ok_or_else(|| format!("{v:?}: a duration such as 10s, 2m or 30"))
 }
 
 /// `N s`, or `off` for 0.
@@ -250,6 +271,15 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// `println!` that does not panic when stdout is gone (`ringwire serve | head`, a closed
+/// pipe): the server goes on, and stops cleanly, without its console.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 pub fn run(args: ServeArgs) -> Result<(), String> {
     let b = args.builder();
     let server = match args.mode {
@@ -258,7 +288,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     }
     .map_err(|e| error_chain(&e))?;
     let info = server.backend();
-    println!(
+    say!(
         "ringwire serving {:?} on {:?}: {} workers, backend {} [{}]{}",
         args.mode,
         server.local_addrs(),
@@ -268,13 +298,13 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         info.fallback_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default(),
     );
     if let Some((n, size)) = info.recv_pool {
-        println!("receive buffers per ring: {n} x {} KiB", size / 1024);
+        say!("receive buffers per ring: {n} x {} KiB", size / 1024);
     }
     if let Some(a) = server.admin_addr() {
-        println!("admin: http://{a}/metrics, /healthz, /readyz");
+        say!("admin: http://{a}/metrics, /healthz, /readyz");
     }
-    println!("{}", args.timers_text());
-    println!("pid {}", std::process::id());
+    say!("{}", args.timers_text());
+    say!("pid {}", std::process::id());
     // Ctrl-C and SIGTERM stop the server gracefully.
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -282,6 +312,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     }
     let started = std::time::Instant::now();
     let mut next_stats = Duration::from_secs(args.stats_every);
+    let mut last = (std::time::Instant::now(), server.stats());
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
         if args.duration > 0 && started.elapsed() >= Duration::from_secs(args.duration) {
@@ -289,16 +320,28 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         }
         if args.stats_every > 0 && started.elapsed() >= next_stats {
             next_stats += Duration::from_secs(args.stats_every);
-            let s = server.stats();
-            println!(
-                "stats: {} connections open, {} accepted, {} messages in, {} out, {} drops",
-                s.connections, s.accepted, s.messages_in, s.messages_out, s.drops
+            let (now, s) = (std::time::Instant::now(), server.stats());
+            let (then, p) = &last;
+            let secs = now.duration_since(*then).as_secs_f64().max(1e-3);
+            let per = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / secs;
+            say!(
+                "report: {} connections open (+{} accepted), {:.0} msg/s in, {:.0} out, {} drops, \
+                 {} failed upgrades, {} slow consumers closed, {} heartbeats missed",
+                s.connections,
+                s.accepted - p.accepted,
+                per(s.messages_in, p.messages_in),
+                per(s.messages_out, p.messages_out),
+                s.drops - p.drops,
+                s.handshake_failures - p.handshake_failures,
+                s.slow_closes - p.slow_closes,
+                s.closes_by_cause.heartbeat_timeout - p.closes_by_cause.heartbeat_timeout,
             );
+            last = (now, s);
         }
     }
     let stats = server.stats();
     server.shutdown().map_err(|e| error_chain(&e))?;
-    println!(
+    say!(
         "stopped: {} accepted, {} messages in ({} lent without a copy), {} out, {} bytes in, {} \
          out, {} drops",
         stats.accepted,
@@ -333,6 +376,10 @@ mod tests {
     fn defaults_are_production_defaults() {
         let c = config(&[]);
         assert_eq!(c.admin, None, "no admin listener unless asked for");
+        for (v, secs) in [("10s", 10), ("2m", 120), ("30", 30), ("0", 0)] {
+            assert_eq!(parse_every(v), Ok(secs), "{v}");
+        }
+        assert!(parse_every("soon").is_err() && parse_every("5h").is_err());
         let a = config(&["--admin", "127.0.0.1:9100"]).admin;
         assert_eq!(a, Some("127.0.0.1:9100".parse().unwrap()));
         // Heartbeats on, an idle timeout: a silent or vanished peer does not stay forever.

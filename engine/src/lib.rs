@@ -48,6 +48,7 @@ mod conn;
 mod handle;
 mod handler;
 mod hash;
+mod log;
 pub mod outbox;
 mod panic;
 mod server;

@@ -301,6 +301,8 @@ impl Server {
     }
 
     fn stop_within(&mut self, budget: Duration) -> Result<(), EngineError> {
+        let open = self.stats().connections;
+        tracing::info!(connections = open, within = ?budget, "shutting down: closing every connection");
         for w in self.shared.iter() {
             w.request_shutdown();
         }
@@ -331,6 +333,9 @@ impl Server {
         // The admin listener answered `/readyz` with 503 through the drain; it goes last.
         if let Some(mut a) = self.admin.take() {
             a.stop();
+        }
+        if stuck.is_empty() {
+            tracing::info!("shut down");
         }
         if !stuck.is_empty() {
             let connections = stuck.iter().map(|&i| self.stats[i].snapshot().connections).sum();

@@ -20,6 +20,7 @@ use crate::client::{ClientEvent, ClientState, Dialer, Level, Rng, StateChange};
 use crate::config::EngineConfig;
 use crate::conn::{reject_response, Conn, Enqueued, Outgoing, Refused, SendLimits, SocketStep};
 use crate::handle::{shared_frame, Command, SendError, Topic, WorkerShared};
+use crate::log::Noisy;
 use crate::slab::{Key, Slab};
 use crate::stats::WorkerStats;
 use crate::sys::Socket;
@@ -79,6 +80,8 @@ pub(crate) struct Core {
     pub(crate) sinks: crate::hash::IntMap<u32, std::sync::Arc<crate::client::EventSink>>,
     /// When the busiest topics are next reported (while an admin dashboard watches).
     pub(crate) topics_report_at: Instant,
+    /// Keeps what peers cause from flooding the log.
+    pub(crate) log_limits: crate::log::LogLimits,
     /// Client state changes and health alerts not yet delivered to the handler's
     /// `on_state` / `on_health`.
     pub(crate) changes: Vec<(Key, ClientEvent)>,
@@ -168,6 +171,7 @@ impl Core {
             clients: crate::client::ClientTable::default(),
             sinks: crate::hash::IntMap::default(),
             topics_report_at: now,
+            log_limits: crate::log::LogLimits::default(),
             changes: Vec::new(),
             rng: Rng::new(os_seed()),
             dialer,
@@ -345,6 +349,14 @@ impl Core {
     /// silently. Counted in `slow_closes`.
     fn close_slow(&mut self, key: Key) {
         WorkerStats::add(&self.stats.slow_closes, 1);
+        if let Some(suppressed) = self.log_limits.allow(Noisy::SlowConsumer, self.now) {
+            tracing::warn!(
+                worker = self.id,
+                max_queued_bytes = self.config.max_queued_bytes,
+                suppressed,
+                "slow consumer closed (1008)"
+            );
+        }
         let _ = self.close(key, CloseCode::POLICY, "slow consumer");
     }
 
@@ -424,6 +436,15 @@ impl Core {
     /// Answers a failed upgrade and closes after the answer is out.
     pub(crate) fn reject(&mut self, key: Key, err: &HandshakeError) {
         self.stats.count_handshake_status(err.status());
+        if let Some(suppressed) = self.log_limits.allow(Noisy::UpgradeRefused, self.now) {
+            tracing::info!(
+                worker = self.id,
+                status = err.status(),
+                error = %err,
+                suppressed,
+                "upgrade refused"
+            );
+        }
         if matches!(err, HandshakeError::Rejected(_)) {
             WorkerStats::add(&self.stats.rejected, 1);
         }
@@ -474,6 +495,16 @@ impl Core {
         {
             WorkerStats::add(&self.stats.rejected, 1);
             self.ops.push(Op::Discard(sock));
+            if self.shutdown_deadline.is_none() {
+                if let Some(suppressed) = self.log_limits.allow(Noisy::ConnectionLimit, self.now) {
+                    tracing::warn!(
+                        worker = self.id,
+                        limit = self.config.max_connections_per_worker,
+                        suppressed,
+                        "connection refused: the worker is full"
+                    );
+                }
+            }
             return;
         }
         // TCP_NODELAY and keepalive come from the listener (see `sys::net::listener`).

@@ -12,6 +12,7 @@ use crate::client::ClientEvent;
 use crate::conn::{HandshakeStep, Outgoing, Phase, TimerDue};
 use crate::handle::Command;
 use crate::handler::{Ctx, Handler, Upgrade};
+use crate::log::Noisy;
 use crate::shard::{Core, Op};
 use crate::slab::Key;
 use crate::stats::WorkerStats;
@@ -63,13 +64,16 @@ impl Core {
             Ok(r) => Some(r),
             Err(payload) => {
                 WorkerStats::add(&self.stats.handler_panics, 1);
-                tracing::error!(
-                    worker = self.id,
-                    conn = %crate::ConnId { worker: self.id, key },
-                    panic = crate::panic::message(&*payload),
-                    "handler callback panicked; its connection is closed (1011, or 500 \
-                     during the upgrade)"
-                );
+                if let Some(suppressed) = self.log_limits.allow(Noisy::HandlerPanic, self.now) {
+                    tracing::error!(
+                        worker = self.id,
+                        conn = %crate::ConnId { worker: self.id, key },
+                        panic = crate::panic::message(&*payload),
+                        suppressed,
+                        "handler callback panicked; its connection is closed (1011, or 500 \
+                         during the upgrade)"
+                    );
+                }
                 if self.conns.get(key).is_some_and(|c| c.is_open()) {
                     let _ = self.close(key, CloseCode::INTERNAL_ERROR, PANIC_REASON);
                 }
@@ -81,7 +85,12 @@ impl Core {
     pub(crate) fn on_completion<H: Handler>(&mut self, handler: &mut H, c: Completion<'_>) {
         match c {
             Completion::Accepted(sock) => self.accept(sock),
-            Completion::AcceptFailed => WorkerStats::add(&self.stats.accept_errors, 1),
+            Completion::AcceptFailed => {
+                WorkerStats::add(&self.stats.accept_errors, 1);
+                if let Some(suppressed) = self.log_limits.allow(Noisy::AcceptFailed, self.now) {
+                    tracing::warn!(worker = self.id, suppressed, "accept failed");
+                }
+            }
             Completion::Recv { key, data } => self.on_recv(handler, key, data),
             Completion::RecvEnded { key, why } => self.on_recv_ended(handler, key, why),
             Completion::Sent { key, result, chunks } => self.on_sent(handler, key, result, chunks),
@@ -265,6 +274,14 @@ impl Core {
                 // Slowloris: the upgrade did not complete in time.
                 WorkerStats::add(&self.stats.handshake_failures, 1);
                 WorkerStats::add(&self.stats.handshake_timeouts, 1);
+                if let Some(suppressed) = self.log_limits.allow(Noisy::UpgradeTimeout, self.now) {
+                    tracing::info!(
+                        worker = self.id,
+                        timeout = ?self.config.handshake_timeout,
+                        suppressed,
+                        "upgrade not complete in time; closed"
+                    );
+                }
                 self.begin_close(key);
             }
             TimerDue::DrainTimeout => self.begin_close(key),
@@ -434,6 +451,19 @@ impl Core {
                 }
                 Event::Closed(closed) => {
                     self.stats.count_close(closed.code.0, &closed.cause);
+                    if let ringwire_frame::CloseCause::Error(e) = &closed.cause {
+                        if let Some(suppressed) =
+                            self.log_limits.allow(Noisy::ProtocolError, self.now)
+                        {
+                            tracing::info!(
+                                worker = self.id,
+                                code = closed.code.0,
+                                error = %e,
+                                suppressed,
+                                "closed: the peer broke the protocol"
+                            );
+                        }
+                    }
                     self.on_closed(handler, key, &closed);
                     return;
                 }
