@@ -49,6 +49,11 @@ impl Stamp {
         Self(std::num::NonZeroU64::new(ns).unwrap_or(std::num::NonZeroU64::MIN))
     }
 
+    /// Nanoseconds since the epoch.
+    pub(crate) fn nanos(self) -> u64 {
+        self.0.get()
+    }
+
     /// The instant this stamp stands for.
     pub(crate) fn instant(self) -> Instant {
         let e = epoch(Instant::now());

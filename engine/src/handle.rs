@@ -2,7 +2,7 @@
 //! and an eventfd wake-up, behind [`ConnHandle`] and [`Publisher`].
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -95,6 +95,10 @@ pub(crate) struct DurableSend {
 pub(crate) type DurableReply =
     std::sync::mpsc::SyncSender<Result<crate::outbox::Accepted, crate::outbox::DurableError>>;
 
+/// How long one `/metrics` scrape keeps the workers sampling (a scraper comes back well
+/// within it; without scrapes the sampling stops).
+pub(crate) const SAMPLED_FOR: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The part of a worker other threads can reach.
 pub(crate) struct WorkerShared {
     pub(crate) queue: ArrayQueue<Command>,
@@ -116,6 +120,9 @@ pub(crate) struct WorkerShared {
     /// The worker's busiest topics as of its last refresh: name, local subscribers,
     /// messages published. Written once a second at most, read by the admin thread.
     top_topics: std::sync::Mutex<Vec<(Topic, u64, u64)>>,
+    /// Until when (a `clock::Stamp`'s nanoseconds) a `/metrics` scrape asked for the
+    /// sampled figures (the send-queue bytes): scrapers come back every few seconds.
+    sampled_until: AtomicU64,
 }
 
 impl WorkerShared {
@@ -128,6 +135,7 @@ impl WorkerShared {
             wake_requested: AtomicBool::new(false),
             topic_watchers: std::sync::atomic::AtomicUsize::new(0),
             top_topics: std::sync::Mutex::new(Vec::new()),
+            sampled_until: AtomicU64::new(0),
         }
     }
 
@@ -163,6 +171,22 @@ impl WorkerShared {
     /// Whether an admin dashboard wants the busiest topics.
     pub(crate) fn topics_watched(&self) -> bool {
         self.topic_watchers.load(Ordering::Relaxed) > 0
+    }
+
+    /// Whether someone reads the sampled figures: a dashboard, or a `/metrics` scrape
+    /// within the last [`SAMPLED_FOR`].
+    pub(crate) fn sampled(&self, now: std::time::Instant) -> bool {
+        self.topics_watched()
+            || crate::clock::Stamp::of(now).nanos() < self.sampled_until.load(Ordering::Relaxed)
+    }
+
+    /// A scrape asks for the sampled figures for the next [`SAMPLED_FOR`].
+    pub(crate) fn want_samples(&self, now: std::time::Instant) {
+        let until = crate::clock::Stamp::of(now + SAMPLED_FOR).nanos();
+        if self.sampled_until.swap(until, Ordering::Relaxed) < crate::clock::Stamp::of(now).nanos()
+        {
+            self.wake(); // it was not sampling: start now rather than at its next event
+        }
     }
 
     /// One more (`true`) or one fewer dashboard watching the busiest topics.

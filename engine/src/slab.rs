@@ -130,6 +130,14 @@ impl<T> Slab<T> {
         }
     }
 
+    /// Every value, in slot order.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &T> {
+        self.entries.iter().filter_map(|e| match e {
+            Entry::Occupied(v) => Some(v),
+            Entry::Vacant { .. } => None,
+        })
+    }
+
     /// Keys of every occupied entry.
     pub(crate) fn keys(&self) -> Vec<Key> {
         self.entries

@@ -101,6 +101,9 @@ pub(crate) struct WorkerStats {
     pub(crate) recv_buffers: AtomicU64,
     pub(crate) recv_buffers_free: AtomicU64,
     pub(crate) recv_buffers_lent: AtomicU64,
+    /// Sampled once a second while the admin listener is read.
+    pub(crate) send_queue_bytes: AtomicU64,
+    pub(crate) backpressured: AtomicU64,
 }
 
 impl WorkerStats {
@@ -218,6 +221,8 @@ impl WorkerStats {
             recv_buffers: self.recv_buffers.load(Relaxed),
             recv_buffers_free: self.recv_buffers_free.load(Relaxed),
             recv_buffers_lent: self.recv_buffers_lent.load(Relaxed),
+            send_queue_bytes: self.send_queue_bytes.load(Relaxed),
+            backpressured: self.backpressured.load(Relaxed),
         }
     }
 }
@@ -328,6 +333,14 @@ pub struct StatsSnapshot {
     pub recv_buffers_free: u64,
     /// Of those, the ones a message handed to the application without a copy holds.
     pub recv_buffers_lent: u64,
+    /// Bytes queued for sending over all connections and not yet taken by the kernel.
+    /// Sampled: the workers add it up once a second while the admin listener is read (a
+    /// dashboard open, or `/metrics` scraped within the last two minutes); otherwise it
+    /// keeps its last value.
+    pub send_queue_bytes: u64,
+    /// Connections over the send limit now (backpressure engaged). Sampled like
+    /// `send_queue_bytes`.
+    pub backpressured: u64,
 }
 
 impl StatsSnapshot {
@@ -389,6 +402,8 @@ impl StatsSnapshot {
         self.recv_buffers += o.recv_buffers;
         self.recv_buffers_free += o.recv_buffers_free;
         self.recv_buffers_lent += o.recv_buffers_lent;
+        self.send_queue_bytes += o.send_queue_bytes;
+        self.backpressured += o.backpressured;
         for (code, n) in &o.closes_by_code {
             match self.closes_by_code.iter_mut().find(|(c, _)| c == code) {
                 Some((_, m)) => *m += n,

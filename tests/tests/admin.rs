@@ -238,6 +238,40 @@ both_backends! {
 }
 
 #[test]
+fn the_send_queue_is_sampled_while_scraped() {
+    let b = builder(BackendChoice::Auto)
+        .admin("127.0.0.1:0".parse().unwrap())
+        .max_queued_bytes(1 << 20)
+        .backpressure(ringwire::Backpressure::DropNewest);
+    let (server, rx) = start_probe(b);
+    let admin = server.admin_addr().unwrap();
+    // A peer that stops reading while the server keeps sending to it: the kernel's
+    // socket buffers fill (several MiB on loopback), then the engine's queue (the rest
+    // dropped, drop-newest). Each round offers 4 MiB.
+    let (mut c, _) = RawClient::open_probed(server.local_addr(), &rx);
+    for _ in 0..16 {
+        c.send(true, OP_TEXT, b"flood:64:65536");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let queued = |body: &str| sample_sum(body, "ringwire_send_queue_bytes", &[]).unwrap();
+    assert_eq!(server.stats().send_queue_bytes, 0, "no walk before anyone looks");
+    let mut body = String::new();
+    let seen = wait_until(PATIENCE, || {
+        body = admin_get(admin, "GET", "/metrics", "").2;
+        queued(&body) > 0.0
+    });
+    assert!(seen, "the queue never showed: {body}");
+    // Never above the limit plus one message (the drop-newest policy's bound); how much
+    // the kernel's socket buffers took first depends on the machine.
+    let q = queued(&body);
+    assert!(q <= (1 << 20) as f64 + 65536.0 + 1024.0, "{q} bytes queued");
+    let over = sample_sum(&body, "ringwire_backpressured", &[]).unwrap();
+    assert!(over <= 1.0, "{over} connections over the limit");
+    assert_eq!(server.stats().send_queue_bytes, q as u64);
+    drop(c);
+}
+
+#[test]
 fn no_admin_listener_unless_asked() {
     let (server, _rx) = start_probe(builder(BackendChoice::Auto));
     assert_eq!(server.admin_addr(), None);

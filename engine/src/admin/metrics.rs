@@ -179,6 +179,18 @@ const FIGURES: &[Figure] = &[
         get: |s| s.bytes_out,
     },
     Figure {
+        name: "ringwire_send_queue_bytes",
+        help: "Bytes queued for sending and not yet taken by the kernel (sampled once a second while scraped)",
+        kind: Gauge,
+        get: |s| s.send_queue_bytes,
+    },
+    Figure {
+        name: "ringwire_backpressured",
+        help: "Connections over the send limit now (sampled once a second while scraped)",
+        kind: Gauge,
+        get: |s| s.backpressured,
+    },
+    Figure {
         name: "ringwire_backpressure_drops",
         help: "Messages dropped by the backpressure policy (drop-oldest, drop-newest)",
         kind: Counter,

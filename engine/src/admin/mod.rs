@@ -231,6 +231,10 @@ pub(crate) fn route(req: &Request, state: &Arc<AdminState>) -> (u16, &'static st
     let path = req.path.split('?').next().unwrap_or_default();
     match path {
         "/metrics" => {
+            let now = std::time::Instant::now();
+            for w in state.shared.iter() {
+                w.want_samples(now);
+            }
             let format = metrics::Format::from_accept(req.accept.as_deref());
             (200, format.content_type(), metrics::render(state, format).into_bytes())
         }

@@ -136,7 +136,7 @@ pub(super) fn figures(state: &AdminState) -> String {
         let c = &s.closes_by_cause;
         let _ = write!(
             j,
-            r#"{{"up":{},"connections":{},"accepted":{},"messages_in":{},"messages_out":{},"bytes_in":{},"bytes_out":{},"drops":{},"slow_closes":{},"handshake_failures":{},"heartbeats_missed":{},"protocol_errors":{},"clients":{},"clients_connected":{},"timers":{},"rtt":{:?},"rtt_sum_us":{},"closes":["#,
+            r#"{{"up":{},"connections":{},"accepted":{},"messages_in":{},"messages_out":{},"bytes_in":{},"bytes_out":{},"drops":{},"slow_closes":{},"handshake_failures":{},"heartbeats_missed":{},"protocol_errors":{},"clients":{},"clients_connected":{},"timers":{},"send_queue_bytes":{},"backpressured":{},"rtt":{:?},"rtt_sum_us":{},"closes":["#,
             s.workers_up,
             s.connections,
             s.accepted,
@@ -152,6 +152,8 @@ pub(super) fn figures(state: &AdminState) -> String {
             s.clients,
             s.clients_connected,
             s.timers,
+            s.send_queue_bytes,
+            s.backpressured,
             s.rtt.buckets,
             s.rtt.sum_us,
         );

@@ -146,15 +146,26 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
         Ok(())
     }
 
-    /// While a dashboard watches, the busiest topics go to the admin thread once a
-    /// second.
-    fn report_topics(&mut self) {
+    /// While the admin listener is read (a dashboard open, or `/metrics` scraped lately),
+    /// once a second: the figures that take a walk to know (the bytes queued for
+    /// sending over all connections, those over the send limit) and, for a dashboard,
+    /// the busiest topics. Not otherwise: the walk is O(connections).
+    fn report_sampled(&mut self) {
         let core = &mut self.core;
-        if core.now < core.topics_report_at || !core.me.topics_watched() {
+        if core.now < core.topics_report_at || !core.me.sampled(core.now) {
             return;
         }
         core.topics_report_at = core.now + TOPICS_REPORT_EVERY;
-        core.me.set_top_topics(core.topics.busiest(TOP_TOPICS));
+        if core.me.topics_watched() {
+            core.me.set_top_topics(core.topics.busiest(TOP_TOPICS));
+        }
+        let (mut bytes, mut over) = (0u64, 0u64);
+        for c in core.conns.values() {
+            bytes += c.queued_bytes() as u64;
+            over += u64::from(c.over_limit());
+        }
+        core.stats.send_queue_bytes.store(bytes, Relaxed);
+        core.stats.backpressured.store(over, Relaxed);
     }
 
     /// One turn of the loop. Returns `true` once the shutdown is complete (every
@@ -172,7 +183,7 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
             }
         }
         self.flush();
-        self.report_topics();
+        self.report_sampled();
         self.core.outbox_tick();
         self.core.retry_forwards();
         if !self.core.ops.is_empty() {
@@ -195,7 +206,7 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
         if let Some(at) = self.core.wake_at {
             timeout = timeout.min(at.saturating_duration_since(now));
         }
-        if self.core.me.topics_watched() {
+        if self.core.me.sampled(now) {
             timeout = timeout.min(self.core.topics_report_at.saturating_duration_since(now));
         }
         if let Some(at) = self.core.outbox_deadline() {
