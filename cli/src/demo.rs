@@ -60,6 +60,9 @@ pub struct DemoArgs {
     /// Print each scenario's full report too.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Also write the results as one JSON object on stdout (the text goes to stderr).
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl Default for DemoArgs {
@@ -77,6 +80,7 @@ impl Default for DemoArgs {
             durable_messages: 2_000,
             seconds: 3.0,
             verbose: false,
+            json: false,
         }
     }
 }
@@ -116,11 +120,23 @@ fn closes_text(s: &StatsSnapshot) -> String {
 
 /// Runs the demo.
 pub fn run(a: DemoArgs) -> Result<(), String> {
+    // The text report: stdout, or stderr when stdout carries the JSON object.
+    macro_rules! say {
+        ($($t:tt)*) => {{
+            use std::io::Write as _;
+            let _ = if a.json {
+                writeln!(std::io::stderr(), $($t)*)
+            } else {
+                writeln!(std::io::stdout(), $($t)*)
+            };
+        }};
+    }
     let started = Instant::now();
     let server = start_server(a.workers, a.backend)?;
     let addr = server.local_addr();
     let info = server.backend().clone();
-    println!(
+    let workers = server.workers();
+    say!(
         "ringwire demo: pub/sub gateway on {addr}, {} worker(s), backend {} [{}]{}",
         server.workers(),
         info.name,
@@ -152,7 +168,7 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
         idle_n as u64 + 16,
     )?;
     if a.verbose {
-        println!("{idle}");
+        say!("{idle}");
     }
 
     // (2) echo. Text messages: the gateway echoes any text that is not a command, while a
@@ -170,7 +186,7 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
         server_cpu.clone(),
     )?;
     if a.verbose {
-        println!("{echo}");
+        say!("{echo}");
     }
 
     // (3) fan-out.
@@ -187,7 +203,7 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
         a.subscribers as u64 + 16,
     )?;
     if a.verbose {
-        println!("{fan}");
+        say!("{fan}");
     }
 
     // (4) durable: a client's outbox through a restart of a gateway with a filter.
@@ -215,7 +231,7 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
         + stats.rejected
         + abnormal_closes(&stats);
 
-    println!(
+    say!(
         "  echo            {} connections x {} in flight x {} B: {} msg/s, round trip p50 {}, p99 {}",
         Count(echo.connections as u64),
         echo.in_flight,
@@ -225,13 +241,13 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
         Ns(echo.latency.p99)
     );
     if let Some(s) = echo.cpu.server {
-        println!(
+        say!(
             "                  server CPU {} per message ({:.0}% of a core)",
             Ns(s.cpu_ns / echo.messages.max(1)),
             s.percent()
         );
     }
-    println!(
+    say!(
         "  fan-out         {} subscribers x {} publishes/s: {} of {} delivered, p50 {}, p99 {}; to all {}: p99 {}",
         Count(fan.subscribers as u64),
         fan.rate,
@@ -248,23 +264,23 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
             Bytes(b)
         )
     });
-    println!(
+    say!(
         "  idle            {} connections opened in {:.2} s ({} upgrades/s), {} held",
         Count(idle.opened),
         idle.setup.as_secs_f64(),
         Count(idle.setup_rate() as u64),
         Count(idle.still_open)
     );
-    println!("  memory          {mem}");
+    say!("  memory          {mem}");
     if idle_n < a.idle_connections {
-        println!(
+        say!(
             "                  (capped at {idle_n}: RLIMIT_NOFILE {} holds both ends)",
             fd_limit()
         );
     }
     let mut durable_errors = 0;
     if let Some(d) = &durable {
-        println!(
+        say!(
             "  durable         {} messages through a gateway restart: {} handed to its application, {} twice; {} resent after the restart, {} copies dropped by its filter; all acknowledged in {:.0} ms",
             Count(d.sent),
             Count(d.delivered),
@@ -275,7 +291,7 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
         );
         durable_errors = d.sent.abs_diff(d.delivered) + d.twice;
     }
-    println!(
+    say!(
         "  server          {} accepted, {} messages in, {} out; drops {}, handshake failures {}, closes {}",
         Count(stats.accepted),
         Count(stats.messages_in),
@@ -284,7 +300,7 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
         stats.handshake_failures,
         closes_text(&stats)
     );
-    println!(
+    say!(
         "  errors          {} (client {}, lost messages {}, server {}, durable {}); {:.1} s in all",
         gen_errors + lost + server_errors + durable_errors,
         gen_errors,
@@ -294,9 +310,50 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     for e in echo.errors.samples.iter().chain(&fan.errors.samples).chain(&idle.errors.samples) {
-        println!("                  e.g. {e}");
+        say!("                  e.g. {e}");
     }
-    if gen_errors + lost + server_errors + durable_errors > 0 {
+    let total_errors = gen_errors + lost + server_errors + durable_errors;
+    if a.json {
+        let report = serde_json::json!({
+            "scenario": "demo",
+            "backend": info.name,
+            "workers": workers,
+            "echo": echo.json(),
+            "fanout": fan.json(),
+            "idle": idle.json(),
+            "memory_per_connection_bytes": idle.per_connection(),
+            "durable": durable.as_ref().map(|d| serde_json::json!({
+                "sent": d.sent,
+                "delivered": d.delivered,
+                "twice": d.twice,
+                "resent": d.resent,
+                "dropped_by_filter": d.dropped,
+                "acknowledged_in_s": d.elapsed.as_secs_f64(),
+            })),
+            "server": {
+                "accepted": stats.accepted,
+                "messages_in": stats.messages_in,
+                "messages_out": stats.messages_out,
+                "drops": stats.drops,
+                "handshake_failures": stats.handshake_failures,
+                "closes_by_code": stats.closes_by_code.iter()
+                    .map(|(c, n)| (c.map_or_else(|| "other".to_owned(), |c| c.to_string()), *n))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
+            },
+            "errors": {
+                "total": total_errors,
+                "client": gen_errors,
+                "lost_messages": lost,
+                "server": server_errors,
+                "durable": durable_errors,
+            },
+            "elapsed_s": started.elapsed().as_secs_f64(),
+        });
+        let line = crate::load::json::to_string(&report)?;
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), "{line}").map_err(|e| format!("stdout: {e}"))?;
+    }
+    if total_errors > 0 {
         return Err("the demo saw errors (see above)".into());
     }
     Ok(())

@@ -101,6 +101,8 @@ pub(crate) struct WorkerStats {
     pub(crate) recv_buffers: AtomicU64,
     pub(crate) recv_buffers_free: AtomicU64,
     pub(crate) recv_buffers_lent: AtomicU64,
+    pub(crate) clients_reconnecting: AtomicU64,
+    pub(crate) client_alerts: AtomicU64,
     /// Sampled once a second while the admin listener is read.
     pub(crate) send_queue_bytes: AtomicU64,
     pub(crate) backpressured: AtomicU64,
@@ -221,6 +223,8 @@ impl WorkerStats {
             recv_buffers: self.recv_buffers.load(Relaxed),
             recv_buffers_free: self.recv_buffers_free.load(Relaxed),
             recv_buffers_lent: self.recv_buffers_lent.load(Relaxed),
+            clients_reconnecting: self.clients_reconnecting.load(Relaxed),
+            client_alerts: self.client_alerts.load(Relaxed),
             send_queue_bytes: self.send_queue_bytes.load(Relaxed),
             backpressured: self.backpressured.load(Relaxed),
         }
@@ -333,6 +337,13 @@ pub struct StatsSnapshot {
     pub recv_buffers_free: u64,
     /// Of those, the ones a message handed to the application without a copy holds.
     pub recv_buffers_lent: u64,
+    /// Client connections waiting to reconnect now (`Reconnecting`). Those neither
+    /// connected nor reconnecting are dialling: `clients - clients_connected -
+    /// clients_reconnecting`.
+    pub clients_reconnecting: u64,
+    /// Health alerts raised: a client's health level got worse (ok to warn or critical,
+    /// warn to critical); [`crate::Handler::on_health`] heard of each.
+    pub client_alerts: u64,
     /// Bytes queued for sending over all connections and not yet taken by the kernel.
     /// Sampled: the workers add it up once a second while the admin listener is read (a
     /// dashboard open, or `/metrics` scraped within the last two minutes); otherwise it
@@ -402,6 +413,8 @@ impl StatsSnapshot {
         self.recv_buffers += o.recv_buffers;
         self.recv_buffers_free += o.recv_buffers_free;
         self.recv_buffers_lent += o.recv_buffers_lent;
+        self.clients_reconnecting += o.clients_reconnecting;
+        self.client_alerts += o.client_alerts;
         self.send_queue_bytes += o.send_queue_bytes;
         self.backpressured += o.backpressured;
         for (code, n) in &o.closes_by_code {

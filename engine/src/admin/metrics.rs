@@ -299,6 +299,18 @@ const FIGURES: &[Figure] = &[
         get: |s| s.clients_connected,
     },
     Figure {
+        name: "ringwire_clients_reconnecting",
+        help: "Client connections waiting to reconnect now",
+        kind: Gauge,
+        get: |s| s.clients_reconnecting,
+    },
+    Figure {
+        name: "ringwire_client_health_alerts",
+        help: "Times a client's health level got worse (ok to warn or critical, warn to critical)",
+        kind: Counter,
+        get: |s| s.client_alerts,
+    },
+    Figure {
         name: "ringwire_client_reconnects",
         help: "Times a client went to Reconnecting (a failed attempt or a lost connection)",
         kind: Counter,

@@ -69,6 +69,9 @@ impl Client {
         if level == self.level {
             return None;
         }
+        if level > self.level {
+            WorkerStats::add(&stats.client_alerts, 1);
+        }
         match (self.level, level) {
             (Level::Ok, _) => WorkerStats::add(&stats.clients_degraded, 1),
             (_, Level::Ok) => WorkerStats::sub(&stats.clients_degraded, 1),

@@ -217,6 +217,10 @@ impl Core {
         }
         if c.to == ClientState::Reconnecting {
             WorkerStats::add(&s.client_losses, 1);
+            WorkerStats::add(&s.clients_reconnecting, 1);
+        }
+        if c.from == ClientState::Reconnecting {
+            WorkerStats::sub(&s.clients_reconnecting, 1);
         }
         if c.to == ClientState::Closed {
             WorkerStats::sub(&s.clients, 1);

@@ -230,6 +230,9 @@ fn the_workers_counters_follow_the_clients() {
     }
     let s = sim.stats();
     assert_eq!((s.clients, s.clients_connected, s.clients_degraded), (1, 0, 1), "{s:?}");
+    assert_eq!(s.client_alerts, 1, "ok to warn once: {s:?}");
+    let waiting = u64::from(h.state() == ClientState::Reconnecting);
+    assert_eq!(s.clients_reconnecting, waiting, "{s:?}");
     assert!(h.health().streak >= 3);
     sim.set_connect_error(None);
     while h.state() != ClientState::Connecting {
@@ -238,6 +241,7 @@ fn the_workers_counters_follow_the_clients() {
     let _server = sim.accept_client(&h);
     let s = sim.stats();
     assert_eq!((s.clients, s.clients_connected, s.clients_degraded), (1, 1, 0), "{s:?}");
+    assert_eq!((s.clients_reconnecting, s.client_alerts), (0, 1), "{s:?}");
     h.close(ringwire_frame::CloseCode::NORMAL, "").unwrap();
     sim.run_for(Duration::from_secs(10));
     let s = sim.stats();
@@ -251,9 +255,11 @@ fn closing_a_waiting_client_ends_it_at_once() {
     let h = sim.dial(URL, config());
     sim.settle();
     assert_eq!(h.state(), ClientState::Reconnecting);
+    assert_eq!(sim.stats().clients_reconnecting, 1);
     h.close(ringwire_frame::CloseCode::NORMAL, "bye").unwrap();
     sim.settle();
     assert_eq!(h.state(), ClientState::Closed);
+    assert_eq!(sim.stats().clients_reconnecting, 0);
     let last = sim.handler().changes.last().cloned().unwrap().1;
     assert_eq!((last.from, last.cause), (ClientState::Reconnecting, Cause::AppClose));
     assert_eq!(sim.stats().connections, 0);
