@@ -176,8 +176,8 @@ impl WorkerShared {
     /// Whether someone reads the sampled figures: a dashboard, or a `/metrics` scrape
     /// within the last [`SAMPLED_FOR`].
     pub(crate) fn sampled(&self, now: std::time::Instant) -> bool {
-        self.topics_watched()
-            || crate::clock::Stamp::of(now).nanos() < self.sampled_until.load(Ordering::Relaxed)
+        let until = self.sampled_until.load(Ordering::Relaxed);
+        self.topics_watched() || (until != 0 && crate::clock::Stamp::of(now).nanos() < until)
     }
 
     /// A scrape asks for the sampled figures for the next [`SAMPLED_FOR`].

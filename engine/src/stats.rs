@@ -324,13 +324,15 @@ pub struct StatsSnapshot {
     pub rtt: RttHistogram,
     /// Workers whose event loop is running (0 or 1 for one worker's snapshot).
     pub workers_up: u64,
-    /// Connections with a timer in the worker's timer wheel.
+    /// Connections with a timer in the worker's timer wheel. Sampled like
+    /// `send_queue_bytes`.
     pub timers: u64,
     /// io_uring submission entries queued (0 on the epoll backend).
     pub submissions: u64,
     /// io_uring completions reaped (0 on the epoll backend).
     pub completions: u64,
-    /// Provided receive buffers of the worker's rings (io_uring; 0 on epoll).
+    /// Provided receive buffers of the worker's rings (io_uring; 0 on epoll). This and
+    /// the two below are sampled like `send_queue_bytes`.
     pub recv_buffers: u64,
     /// Of those, the ones the kernel can fill now (the rest hold data not yet
     /// consumed, or are lent).

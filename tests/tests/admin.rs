@@ -94,7 +94,13 @@ fn metrics_agree_with_stats(backend: BackendChoice) {
     let uring = backend == BackendChoice::IoUring;
     let subs = sum("ringwire_uring_submissions_total", &[]).unwrap();
     assert_eq!(subs > 0.0, uring, "submissions {subs} on {backend:?}");
-    assert_eq!(sum("ringwire_recv_buffers", &[]).unwrap() > 0.0, uring);
+    // The receive buffers are sampled once a second while scraped: the next scrape has
+    // them.
+    let sampled = wait_until(PATIENCE, || {
+        let b = admin_get(admin, "GET", "/metrics", "").2;
+        sample_sum(&b, "ringwire_recv_buffers", &[]).unwrap() > 0.0
+    });
+    assert_eq!(sampled, uring, "receive buffers on {backend:?}");
     let name = if uring { "io_uring" } else { "epoll" };
     assert!(body.contains(&format!("backend=\"{name}\"")), "the engine's info: {body}");
     // Every sample line is `name{labels} value` with a name the format allows.

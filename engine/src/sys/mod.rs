@@ -176,22 +176,14 @@ pub(crate) trait Driver {
     fn busy_poll_hits(&self) -> u64 {
         0
     }
-    /// Running counts of the backend's own work, for the metrics.
-    fn counters(&self) -> DriverCounters {
-        DriverCounters::default()
+    /// Submission entries queued and completions reaped so far (io_uring; zeros on
+    /// epoll), for the metrics.
+    fn op_counts(&self) -> (u64, u64) {
+        (0, 0)
     }
-}
-
-/// What a backend reports of its own work (io_uring; zeros on epoll).
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct DriverCounters {
-    /// Submission entries queued so far.
-    pub(crate) submitted: u64,
-    /// Completions reaped so far.
-    pub(crate) completed: u64,
-    /// Provided receive buffers of all rings, those the kernel may fill now, and those
-    /// lent to the application.
-    pub(crate) recv_buffers: u64,
-    pub(crate) recv_buffers_free: u64,
-    pub(crate) recv_buffers_lent: u64,
+    /// Provided receive buffers of all rings: all, those the kernel may fill now, those
+    /// lent to the application (io_uring; zeros on epoll).
+    fn recv_buffers(&self) -> (u64, u64, u64) {
+        (0, 0, 0)
+    }
 }

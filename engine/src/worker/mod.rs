@@ -148,13 +148,19 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
 
     /// While the admin listener is read (a dashboard open, or `/metrics` scraped lately),
     /// once a second: the figures that take a walk to know (the bytes queued for
-    /// sending over all connections, those over the send limit) and, for a dashboard,
+    /// sending over all connections, those over the send limit) or are not worth a
+    /// store every turn (the timer wheel, the receive buffers) and, for a dashboard,
     /// the busiest topics. Not otherwise: the walk is O(connections).
     fn report_sampled(&mut self) {
         let core = &mut self.core;
         if core.now < core.topics_report_at || !core.me.sampled(core.now) {
             return;
         }
+        let bufs = self.driver.recv_buffers();
+        core.stats.recv_buffers.store(bufs.0, Relaxed);
+        core.stats.recv_buffers_free.store(bufs.1, Relaxed);
+        core.stats.recv_buffers_lent.store(bufs.2, Relaxed);
+        core.stats.timers.store(core.timers.len() as u64, Relaxed);
         core.topics_report_at = core.now + TOPICS_REPORT_EVERY;
         if core.me.topics_watched() {
             core.me.set_top_topics(core.topics.busiest(TOP_TOPICS));
@@ -226,13 +232,9 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
         stats.rings.store(self.driver.rings() as u64, Relaxed);
         stats.messages_lent.store(self.driver.messages_lent(), Relaxed);
         stats.busy_poll_hits.store(self.driver.busy_poll_hits(), Relaxed);
-        let dc = self.driver.counters();
-        stats.submissions.store(dc.submitted, Relaxed);
-        stats.completions.store(dc.completed, Relaxed);
-        stats.recv_buffers.store(dc.recv_buffers, Relaxed);
-        stats.recv_buffers_free.store(dc.recv_buffers_free, Relaxed);
-        stats.recv_buffers_lent.store(dc.recv_buffers_lent, Relaxed);
-        stats.timers.store(self.core.timers.len() as u64, Relaxed);
+        let (submitted, completed) = self.driver.op_counts();
+        stats.submissions.store(submitted, Relaxed);
+        stats.completions.store(completed, Relaxed);
         let Self { driver, handler, core, .. } = self;
         core.now = now;
         driver.wait(Some(timeout), &mut |c| core.on_completion(handler, c))?;

@@ -383,18 +383,18 @@ impl Driver for UringDriver {
         self.busy_poll_hits
     }
 
-    fn counters(&self) -> crate::sys::DriverCounters {
-        let mut c = crate::sys::DriverCounters {
-            submitted: self.submitted,
-            completed: self.completed,
-            ..Default::default()
-        };
-        for r in &self.rings {
-            c.recv_buffers += u64::from(r.bufs.geometry().0);
-            c.recv_buffers_free += u64::from(r.bufs.provided());
-            c.recv_buffers_lent += u64::from(r.bufs.lent());
-        }
-        c
+    fn op_counts(&self) -> (u64, u64) {
+        (self.submitted, self.completed)
+    }
+
+    fn recv_buffers(&self) -> (u64, u64, u64) {
+        self.rings.iter().fold((0, 0, 0), |(all, free, lent), r| {
+            (
+                all + u64::from(r.bufs.geometry().0),
+                free + u64::from(r.bufs.provided()),
+                lent + u64::from(r.bufs.lent()),
+            )
+        })
     }
 
     fn in_flight(&self) -> usize {
