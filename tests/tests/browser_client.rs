@@ -1,7 +1,8 @@
 #![allow(missing_docs)]
 //! Chromium's own WebSocket stack, the client most real traffic comes from, against the
 //! engine with `ringwire serve`'s message limit: text and binary echoed from 0 B to
-//! 16 MiB (compared byte for byte in the page), a close from the browser and one from
+//! 16 MiB (compared byte for byte in the page; the server's answers past 64 KiB in
+//! fragments the browser puts together), a close from the browser and one from
 //! the server with their codes and reasons seen on the other side, a subprotocol chosen
 //! from the browser's offer, and an origin the server refuses. Headless Chromium is
 //! driven over the DevTools protocol (tests/common/browser.rs); the test page is a
@@ -20,6 +21,8 @@ use serde_json::json;
 
 /// `ringwire serve`'s largest message.
 const MAX_MESSAGE: usize = 16 << 20;
+/// The server's fragments (so its 16 MiB echo is 256 frames).
+const FRAGMENT: usize = 64 << 10;
 
 /// Echoes; `close:CODE` closes with CODE; `/proto` picks `chat.v1` from the offer;
 /// every close is reported.
@@ -107,7 +110,8 @@ const SCRIPT: &str = r#"
 fn chromium_speaks_websocket_with_the_engine(backend: BackendChoice) {
     let Some(bin) = chromium() else { return };
     let (tx, closes) = channel();
-    let frame = FrameConfig::default().max_message_size(MAX_MESSAGE);
+    // The server fragments what it sends past 64 KiB: the browser reassembles.
+    let frame = FrameConfig::default().max_message_size(MAX_MESSAGE).fragment_size(Some(FRAGMENT));
     let server = Engine::builder()
         .listen("127.0.0.1:0".parse().unwrap())
         .workers(2)
