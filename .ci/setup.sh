@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks: rustfmt and clippy, headless Chromium (the browser
-# tests), and the Python protobuf
+# tests), nats-server (the cluster tests), and the Python protobuf
 # package (4.21 or later) that the codec's cross-check test (codec/tests/cross_check.rs)
 # runs. With CI set (.ci/run sets it) that test fails when the package is missing, so
 # this step fails loudly when it cannot install it, rather than warn and go on.
@@ -58,18 +58,28 @@ if ! have_protobuf; then
 fi
 echo "python3 protobuf $(python3 -c 'import google.protobuf as p; print(p.__version__)') ($(command -v python3))"
 
-# Headless Chromium for the browser tests (tests/tests/browser_*.rs): the Debian package.
-# Under CI a test that finds no browser fails, so a failed install shows there.
-if ! command -v chromium >/dev/null 2>&1; then
+# Headless Chromium for the browser tests (tests/tests/browser_*.rs) and nats-server for
+# the cluster tests (tests/tests/cluster_nats.rs): the Debian packages. Under CI a test
+# that finds either missing fails, so a failed install shows there.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+[ -x /usr/sbin/nats-server ] || command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
+if [ ${#missing[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1; then
-        echo "setup: installing chromium with apt-get"
+        echo "setup: installing ${missing[*]} with apt-get"
         as_root apt-get update -qq || true
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null ||
-            echo "setup: apt-get could not install chromium" >&2
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null ||
+            echo "setup: apt-get could not install ${missing[*]}" >&2
     else
-        echo "setup: no apt-get; install chromium for the browser tests" >&2
+        echo "setup: no apt-get; install ${missing[*]} for the browser and cluster tests" >&2
     fi
 fi
 if command -v chromium >/dev/null 2>&1; then
     echo "$(chromium --version 2>/dev/null || echo chromium) ($(command -v chromium))"
 fi
+for n in /usr/sbin/nats-server "$(command -v nats-server || true)"; do
+    if [ -n "$n" ] && [ -x "$n" ]; then
+        echo "nats-server $("$n" --version 2>/dev/null | head -1) ($n)"
+        break
+    fi
+done

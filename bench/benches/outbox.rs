@@ -57,7 +57,7 @@ fn append_ack(c: &mut Criterion) {
                 b.iter(|| {
                     id += 1;
                     let durable = ob.append(id as u64 & 7, id, false, black_box(&payload)).unwrap();
-                    if !durable && per_sync > 0 && id % per_sync as u128 == 0 {
+                    if !durable && per_sync > 0 && id.is_multiple_of(per_sync as u128) {
                         ob.sync().unwrap();
                     }
                     black_box(ob.ack(id));
@@ -131,7 +131,7 @@ fn append_ack(c: &mut Criterion) {
                     let off = (n * size as u64) % (cap - size as u64);
                     f.write_all_at(black_box(&payload), off).unwrap();
                     n += 1;
-                    if n % per_sync == 0 {
+                    if n.is_multiple_of(per_sync) {
                         f.sync_data().unwrap();
                     }
                 });

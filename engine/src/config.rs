@@ -51,6 +51,10 @@ pub struct EngineConfig {
     /// `None` (off). It has no authentication: bind it to loopback or an operator's
     /// network.
     pub admin: Option<SocketAddr>,
+    /// Join other nodes through NATS: a publish on any node reaches the subscribers on
+    /// every node ([`crate::cluster`], docs/CLUSTER.md). Default `None` (one node).
+    #[cfg(feature = "cluster")]
+    pub cluster: Option<crate::cluster::ClusterConfig>,
     /// Number of worker threads. Default: the CPUs this process may run on.
     pub workers: usize,
     /// Pin worker `i` to the `i`-th allowed CPU. Default `true`.
@@ -211,6 +215,8 @@ impl Default for EngineConfig {
         Self {
             listen: Vec::new(),
             admin: None,
+            #[cfg(feature = "cluster")]
+            cluster: None,
             workers: default_workers(),
             pin_cpus: true,
             cpus: None,

@@ -327,6 +327,8 @@ impl ConnHandle {
 #[derive(Clone)]
 pub struct Publisher {
     pub(crate) workers: Arc<[Arc<WorkerShared>]>,
+    /// The other nodes, when the engine is one of a cluster.
+    pub(crate) cluster: Option<Arc<crate::cluster::ClusterShared>>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -348,6 +350,15 @@ impl Publisher {
     pub fn publish(&self, topic: &str, msg: &Message) -> usize {
         let frame = shared_frame(msg);
         let topic: Topic = topic.into();
+        if let Some(c) = &self.cluster {
+            c.publish(&topic, &frame);
+        }
+        self.deliver_frame(&topic, frame)
+    }
+
+    /// Hands an encoded frame to every local worker's subscribers of `topic` (and not
+    /// to the other nodes).
+    pub(crate) fn deliver_frame(&self, topic: &Topic, frame: Bytes) -> usize {
         self.workers
             .iter()
             .filter(|w| w.push(Command::Publish(topic.clone(), frame.clone())).is_ok())

@@ -43,6 +43,7 @@ pub use ringwire_frame as frame;
 mod admin;
 pub mod client;
 mod clock;
+pub mod cluster;
 mod config;
 mod conn;
 mod handle;

@@ -25,19 +25,26 @@ pub(crate) struct Members {
 }
 
 impl Topics {
-    /// Adds `key` to `topic`.
-    pub(crate) fn add(&mut self, topic: &Topic, key: Key) {
-        self.members.entry(topic.clone()).or_default().keys.insert(key);
+    /// Adds `key` to `topic`. Returns whether the topic is new on this worker (its
+    /// first member: the node's interest may begin).
+    pub(crate) fn add(&mut self, topic: &Topic, key: Key) -> bool {
+        let m = self.members.entry(topic.clone()).or_default();
+        let first = m.keys.is_empty();
+        m.keys.insert(key);
+        first
     }
 
-    /// Removes `key` from `topic`; a topic without members is forgotten.
-    pub(crate) fn remove(&mut self, topic: &str, key: Key) {
+    /// Removes `key` from `topic`; a topic without members is forgotten. Returns whether
+    /// it was (its last member left this worker).
+    pub(crate) fn remove(&mut self, topic: &str, key: Key) -> bool {
         if let Some(m) = self.members.get_mut(topic) {
             m.keys.remove(&key);
             if m.keys.is_empty() {
                 self.members.remove(topic);
+                return true;
             }
         }
+        false
     }
 
     /// Takes a topic's members out, to walk them while the connections are changed

@@ -49,7 +49,7 @@ fn load(addr: SocketAddr, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<
             let mut k = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 k += 1;
-                if k % 50 == 0 {
+                if k.is_multiple_of(50) {
                     c.send(true, OP_TEXT, b"ping");
                 }
                 let m = format!("client {i} message {k}");
@@ -78,7 +78,7 @@ fn load(addr: SocketAddr, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<
             k += 1;
             for (n, (topic, _)) in TOPICS.iter().enumerate() {
                 // prices.eu every 5 ms, prices.us every 10, chat.lobby every 15.
-                if k % (n as u64 + 1) == 0 {
+                if k.is_multiple_of(n as u64 + 1) {
                     c.send(true, OP_TEXT, format!("pub:{topic}:tick {k}").as_bytes());
                 }
             }

@@ -198,7 +198,7 @@ impl Ctx<'_> {
 
     /// A publisher for other threads.
     pub fn publisher(&self) -> Publisher {
-        Publisher { workers: self.core.all.clone() }
+        Publisher { workers: self.core.all.clone(), cluster: self.core.cluster.clone() }
     }
 
     /// Bytes queued on this connection and not yet written.

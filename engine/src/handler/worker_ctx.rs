@@ -64,7 +64,7 @@ impl WorkerCtx<'_> {
 
     /// A publisher for other threads.
     pub fn publisher(&self) -> Publisher {
-        Publisher { workers: self.core.all.clone() }
+        Publisher { workers: self.core.all.clone(), cluster: self.core.cluster.clone() }
     }
 
     /// The durable messages this worker's outbox gave up on (sent

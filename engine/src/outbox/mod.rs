@@ -191,7 +191,7 @@ impl OutboxConfig {
     /// Checks the sizes: the error names the setting.
     pub fn validate(&self) -> Result<(), OutboxError> {
         let bad = |s: &str| Err(OutboxError::Config(s.into()));
-        if self.segment_size < 64 << 10 || self.segment_size % 4096 != 0 {
+        if self.segment_size < 64 << 10 || !self.segment_size.is_multiple_of(4096) {
             return bad("segment_size must be at least 64 KiB and a multiple of 4 KiB");
         }
         if self.segment_size > u32::MAX as usize {

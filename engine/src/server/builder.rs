@@ -63,6 +63,13 @@ impl EngineBuilder {
         &self.config
     }
 
+    /// Joins a cluster of nodes through NATS: see [`EngineConfig::cluster`].
+    #[cfg(feature = "cluster")]
+    pub fn cluster(mut self, cluster: crate::cluster::ClusterConfig) -> Self {
+        self.config.cluster = Some(cluster);
+        self
+    }
+
     /// Serves `GET /metrics`, `/healthz` and `/readyz` on `addr` (port 0 picks a free
     /// port: [`Server::admin_addr`]). See [`EngineConfig::admin`].
     pub fn admin(mut self, addr: SocketAddr) -> Self {
@@ -221,6 +228,11 @@ impl EngineBuilder {
             )),
             None => None,
         };
+        #[cfg(feature = "cluster")]
+        let cluster =
+            config.cluster.as_ref().map(|c| Arc::new(crate::cluster::ClusterShared::new(c.queue)));
+        #[cfg(not(feature = "cluster"))]
+        let cluster: Option<Arc<crate::cluster::ClusterShared>> = None;
         let budget = config.shutdown_timeout + config.frame.close_timeout + JOIN_GRACE;
         let config = Arc::new(config);
         let factory = Arc::new(factory);
@@ -242,6 +254,7 @@ impl EngineBuilder {
                 listeners: ls,
                 dialer: dialer.clone(),
                 receipts: receipts.clone(),
+                cluster: cluster.clone(),
             };
             let factory = factory.clone();
             let ready = ready_tx.clone();
@@ -261,6 +274,8 @@ impl EngineBuilder {
                         dialer,
                         budget,
                         admin: None,
+                        cluster: cluster.clone(),
+                        bridge: None,
                     };
                     server.abort_start();
                     return Err(EngineError::Io { context: "spawn worker", source: e });
@@ -282,8 +297,18 @@ impl EngineBuilder {
                 Err(_) => break,
             }
         }
-        let mut server =
-            Server { threads, shared, stats, local_addrs, backend, dialer, budget, admin: None };
+        let mut server = Server {
+            threads,
+            shared,
+            stats,
+            local_addrs,
+            backend,
+            dialer,
+            budget,
+            admin: None,
+            cluster: cluster.clone(),
+            bridge: None,
+        };
         if failure.is_none() && server.backend.is_none() {
             // No report at all and no error: a worker died before saying anything.
             failure = Some(EngineError::WorkerPanicked {
@@ -295,6 +320,18 @@ impl EngineBuilder {
             server.backend = None;
             server.abort_start();
             return Err(e);
+        }
+        #[cfg(feature = "cluster")]
+        if let (Some(c), Some(shared)) = (&config.cluster, &cluster) {
+            // The bridge delivers to this node's workers only.
+            let local = crate::Publisher { workers: server.shared.clone(), cluster: None };
+            match crate::cluster::Bridge::start(c, shared.clone(), local) {
+                Ok(b) => server.bridge = Some(b),
+                Err(source) => {
+                    server.abort_start();
+                    return Err(EngineError::Io { context: "cluster bridge", source });
+                }
+            }
         }
         if let (Some(addr), Some(info)) = (config.admin, &server.backend) {
             let state = crate::admin::AdminState::new(

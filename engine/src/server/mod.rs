@@ -119,6 +119,12 @@ pub struct Server {
     budget: Duration,
     /// The admin listener, when asked for (`EngineConfig::admin`).
     admin: Option<crate::admin::Admin>,
+    /// The other nodes, when the engine is one of a cluster (`EngineConfig::cluster`).
+    pub(crate) cluster: Option<Arc<crate::cluster::ClusterShared>>,
+    #[cfg(feature = "cluster")]
+    pub(crate) bridge: Option<crate::cluster::Bridge>,
+    #[cfg(not(feature = "cluster"))]
+    pub(crate) bridge: Option<()>,
 }
 
 impl std::fmt::Debug for Server {
@@ -263,6 +269,11 @@ impl Server {
         self.admin.as_ref().map(crate::admin::Admin::addr)
     }
 
+    /// The cluster bridge's counters, when the engine is one of a cluster.
+    pub fn cluster_stats(&self) -> Option<crate::cluster::ClusterStats> {
+        self.cluster.as_ref().map(|c| c.stats())
+    }
+
     /// Counters summed over all workers.
     pub fn stats(&self) -> StatsSnapshot {
         let mut total = StatsSnapshot::default();
@@ -279,7 +290,7 @@ impl Server {
 
     /// A publisher for topics, usable from any thread.
     pub fn publisher(&self) -> Publisher {
-        Publisher { workers: self.shared.clone() }
+        Publisher { workers: self.shared.clone(), cluster: self.cluster.clone() }
     }
 
     /// Graceful shutdown: stop accepting, close every connection with 1001, wait up to
@@ -329,6 +340,11 @@ impl Server {
                     result = Err(e);
                 }
             }
+        }
+        // The bridge goes once the workers publish no more.
+        #[cfg(feature = "cluster")]
+        if let Some(mut b) = self.bridge.take() {
+            b.stop();
         }
         // The admin listener answered `/readyz` with 503 through the drain; it goes last.
         if let Some(mut a) = self.admin.take() {

@@ -48,6 +48,7 @@ pub(super) struct WorkerSetup {
     pub(super) listeners: Vec<OwnedFd>,
     pub(super) dialer: Arc<crate::client::Dialer>,
     pub(super) receipts: Option<Arc<crate::outbox::receipts::Receipts>>,
+    pub(super) cluster: Option<Arc<crate::cluster::ClusterShared>>,
 }
 
 pub(super) type Ready = mpsc::Sender<(usize, Result<BackendInfo, EngineError>)>;
@@ -85,6 +86,7 @@ impl WorkerSetup {
             Monotonic.now(),
         );
         core.receipts = self.receipts.clone();
+        core.cluster = self.cluster.clone();
         if let Some(settings) = &self.config.outbox {
             match crate::outbox::worker::WorkerOutbox::open(settings, i as u16) {
                 Ok(ob) => core.outbox = Some(Box::new(ob)),

@@ -82,6 +82,9 @@ pub(crate) struct Core {
     pub(crate) topics_report_at: Instant,
     /// Keeps what peers cause from flooding the log.
     pub(crate) log_limits: crate::log::LogLimits,
+    /// The other nodes (publishes out, this worker's interest in topics), when the
+    /// engine is one of a cluster.
+    pub(crate) cluster: Option<Arc<crate::cluster::ClusterShared>>,
     /// Client state changes and health alerts not yet delivered to the handler's
     /// `on_state` / `on_health`.
     pub(crate) changes: Vec<(Key, ClientEvent)>,
@@ -172,6 +175,7 @@ impl Core {
             sinks: crate::hash::IntMap::default(),
             topics_report_at: now,
             log_limits: crate::log::LogLimits::default(),
+            cluster: None,
             changes: Vec::new(),
             rng: Rng::new(os_seed()),
             dialer,
@@ -380,16 +384,25 @@ impl Core {
             WorkerStats::add(&self.stats.subscribes_refused, 1);
             return Err(SendError::TooManyTopics { max: max_topics });
         }
-        if c.subscribe(&topic) {
-            self.topics.add(&topic, key);
+        if c.subscribe(&topic) && self.topics.add(&topic, key) {
+            if let Some(cl) = &self.cluster {
+                cl.interest(&topic, true);
+            }
         }
         Ok(())
     }
 
     pub(crate) fn unsubscribe(&mut self, key: Key, topic: &str) {
         let Some(c) = self.conns.get_mut(key) else { return };
-        if c.unsubscribe(topic) {
-            self.topics.remove(topic, key);
+        if c.unsubscribe(topic) && self.topics.remove(topic, key) {
+            self.interest_ended(topic);
+        }
+    }
+
+    /// This worker's last subscriber of `topic` left: the node may lose interest.
+    fn interest_ended(&self, topic: &str) {
+        if let Some(cl) = &self.cluster {
+            cl.interest(&Topic::from(topic), false);
         }
     }
 
@@ -412,6 +425,9 @@ impl Core {
         let frame = shared_frame(msg);
         self.deliver(topic, &frame);
         let topic: Topic = topic.into();
+        if let Some(cl) = &self.cluster {
+            cl.publish(&topic, &frame);
+        }
         let mut reached = 1;
         for (i, w) in self.all.iter().enumerate() {
             if i != usize::from(self.id) {
@@ -431,7 +447,11 @@ impl Core {
         let deadline = self.now + self.frame_config.close_timeout;
         let Some(c) = self.conns.get_mut(key) else { return };
         for t in c.drain(deadline) {
-            self.topics.remove(&t, key);
+            if self.topics.remove(&t, key) {
+                if let Some(cl) = &self.cluster {
+                    cl.interest(&t, false);
+                }
+            }
         }
         mark_dirty(&mut self.dirty, key, c);
         self.timers.schedule(key, c);
@@ -484,7 +504,11 @@ impl Core {
         if let Some(c) = self.conns.remove(key) {
             self.timers.unschedule(key);
             for t in c.topics() {
-                self.topics.remove(t, key);
+                if self.topics.remove(t, key) {
+                    if let Some(cl) = &self.cluster {
+                        cl.interest(t, false);
+                    }
+                }
             }
             WorkerStats::sub(&self.stats.connections, 1);
         }

@@ -28,7 +28,7 @@ impl Timers {
     fn tick_of(&self, t: Instant) -> u64 {
         let d = t.saturating_duration_since(self.epoch);
         // Round up, so a timer never fires before its deadline.
-        d.as_millis() as u64 + u64::from(d.subsec_nanos() % 1_000_000 != 0)
+        d.as_millis() as u64 + u64::from(!d.subsec_nanos().is_multiple_of(1_000_000))
     }
 
     /// Keeps the connection's one wheel entry at or before its next deadline. A deadline

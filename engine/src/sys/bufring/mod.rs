@@ -99,7 +99,7 @@ const WHOLE_BUFFER_MAX: u32 = 16 * 1024;
 /// The ring's buffers without incremental consumption: `buf_size` halved (and `entries`
 /// doubled) while it is above [`WHOLE_BUFFER_MAX`] and the ring has room for more entries.
 fn whole_buffer_geometry(mut entries: u16, mut buf_size: u32) -> (u16, u32) {
-    while buf_size > WHOLE_BUFFER_MAX && buf_size % 2 == 0 && entries <= 16384 {
+    while buf_size > WHOLE_BUFFER_MAX && buf_size.is_multiple_of(2) && entries <= 16384 {
         buf_size /= 2;
         entries *= 2;
     }

@@ -1,0 +1,192 @@
+#![allow(missing_docs)]
+//! Fan-out across nodes through a real `nats-server` (the Debian package, installed by
+//! `.ci/setup.sh`) on a loopback port: three engines, one NATS server. A publish on any
+//! node reaches every subscriber on every node once, in order; a node subscribes to a
+//! topic's subject only while it has subscribers; with NATS gone local fan-out goes on
+//! and, once it is back, the bridges reconnect and their subscriptions with them.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use ringwire::cluster::ClusterConfig;
+use ringwire::BackendChoice;
+
+/// The NATS server binary, if this machine has one (required under CI).
+fn nats_server() -> Option<String> {
+    for p in ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"] {
+        if std::path::Path::new(p).is_file() {
+            return Some(p.to_owned());
+        }
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "no nats-server under CI: .ci/setup.sh installs the Debian package"
+    );
+    eprintln!("SKIPPED: no nats-server (apt-get install nats-server)");
+    None
+}
+
+/// A nats-server on `port`; killed when dropped.
+struct Nats(Child);
+
+impl Nats {
+    fn start(bin: &str, port: u16) -> Nats {
+        let child = Command::new(bin)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        assert!(
+            wait_until(PATIENCE, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()),
+            "nats-server did not listen on {port}"
+        );
+        Nats(child)
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn node(port: u16) -> (Guarded, SocketAddr) {
+    let b = builder(BackendChoice::Auto)
+        .cluster(ClusterConfig::nats([format!("nats://127.0.0.1:{port}")]));
+    let (server, _rx) = start_probe(b);
+    let addr = server.local_addr();
+    (server, addr)
+}
+
+/// A subscriber of `topic` on `addr`.
+fn subscriber(addr: SocketAddr, topic: &str) -> RawClient {
+    let mut c = RawClient::open(addr);
+    c.send(true, OP_TEXT, format!("sub:{topic}").as_bytes());
+    assert_eq!(c.expect_data().payload, b"ok");
+    c
+}
+
+#[test]
+fn a_publish_reaches_every_node_once_in_order() {
+    let Some(bin) = nats_server() else { return };
+    let port = free_port();
+    let _nats = Nats::start(&bin, port);
+    let nodes: Vec<_> = (0..3).map(|_| node(port)).collect();
+    for (s, _) in &nodes {
+        assert!(wait_until(PATIENCE, || s.cluster_stats().unwrap().connected), "connected");
+    }
+    // Two subscribers on node 0, one on node 1, none on node 2 (which publishes).
+    let mut subs = vec![
+        subscriber(nodes[0].1, "prices.eu"),
+        subscriber(nodes[0].1, "prices.eu"),
+        subscriber(nodes[1].1, "prices.eu"),
+    ];
+    let subscribed = |i: usize, n: u64| {
+        wait_until(PATIENCE, || nodes[i].0.cluster_stats().unwrap().subscriptions == n)
+    };
+    assert!(subscribed(0, 1) && subscribed(1, 1), "interest reached the broker");
+    assert_eq!(nodes[2].0.cluster_stats().unwrap().subscriptions, 0, "no subscribers there");
+
+    // 200 publishes from a client of node 2, and 1 from node 0's own client.
+    let mut publisher = RawClient::open(nodes[2].1);
+    for i in 0..200 {
+        publisher.send(true, OP_TEXT, format!("pub:prices.eu:{i}").as_bytes());
+    }
+    for s in &mut subs {
+        for i in 0..200 {
+            let m = s.expect_data();
+            assert_eq!(String::from_utf8(m.payload).unwrap(), i.to_string(), "in order");
+        }
+    }
+    let mut local = RawClient::open(nodes[0].1);
+    local.send(true, OP_TEXT, b"pub:prices.eu:from node 0");
+    for s in &mut subs {
+        assert_eq!(s.expect_data().payload, b"from node 0", "once, its own node included");
+    }
+    // Nothing more: no loop sent anything twice.
+    for s in &mut subs {
+        s.s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        let mut b = [0u8; 1];
+        let extra = std::io::Read::read(&mut s.s, &mut b);
+        assert!(extra.is_err(), "a duplicate arrived: {extra:?}");
+        s.s.set_read_timeout(Some(PATIENCE)).unwrap();
+    }
+    let s2 = nodes[2].0.cluster_stats().unwrap();
+    assert_eq!((s2.published, s2.dropped), (200, 0), "{s2:?}");
+    let s0 = nodes[0].0.cluster_stats().unwrap();
+    assert_eq!((s0.received, s0.published), (200, 1), "{s0:?}");
+
+    // The last subscriber of node 1 leaves: node 1 drops its subject.
+    let mut leaving = subs.pop().unwrap();
+    leaving.send(true, OP_TEXT, b"unsub:prices.eu");
+    assert_eq!(leaving.expect_data().payload, b"ok");
+    assert!(subscribed(1, 0), "interest ended at the broker");
+    assert_eq!(nodes[0].0.cluster_stats().unwrap().subscriptions, 1);
+    drop((subs, leaving, publisher, local));
+    for (s, _) in nodes {
+        s.shutdown().unwrap();
+    }
+}
+
+#[test]
+fn nats_gone_and_back() {
+    let Some(bin) = nats_server() else { return };
+    let port = free_port();
+    let nats = Nats::start(&bin, port);
+    let (a, b) = (node(port), node(port));
+    for (s, _) in [&a, &b] {
+        assert!(wait_until(PATIENCE, || s.cluster_stats().unwrap().connected));
+    }
+    let mut on_a = subscriber(a.1, "news");
+    let mut on_b = subscriber(b.1, "news");
+    assert!(wait_until(PATIENCE, || b.0.cluster_stats().unwrap().subscriptions == 1));
+    let mut publisher = RawClient::open(a.1);
+    publisher.send(true, OP_TEXT, b"pub:news:before");
+    assert_eq!(on_a.expect_data().payload, b"before");
+    assert_eq!(on_b.expect_data().payload, b"before");
+
+    // NATS goes away: local fan-out goes on.
+    drop(nats);
+    assert!(wait_until(PATIENCE, || !a.0.cluster_stats().unwrap().connected), "noticed");
+    publisher.send(true, OP_TEXT, b"pub:news:while down");
+    assert_eq!(on_a.expect_data().payload, b"while down");
+
+    // Back on the same port: both bridges reconnect, the subscription comes back, and
+    // cross-node delivery with it.
+    let _nats = Nats::start(&bin, port);
+    for (s, _) in [&a, &b] {
+        let back = wait_until(Duration::from_secs(20), || {
+            let st = s.cluster_stats().unwrap();
+            st.connected && st.reconnects >= 1
+        });
+        assert!(back, "reconnected: {:?}", s.cluster_stats());
+    }
+    // A publish may race the resubscription on the new server: publish until one
+    // arrives at node b (the ones lost while NATS was away are what the policy says).
+    let mut arrived = false;
+    for i in 0..10 {
+        publisher.send(true, OP_TEXT, format!("pub:news:after {i}").as_bytes());
+        assert_eq!(on_a.expect_data().payload, format!("after {i}").as_bytes());
+        // (`read_frame` waits up to PATIENCE for the next frame.)
+        if let Ok(f) = on_b.read_frame() {
+            let text = String::from_utf8(f.payload).unwrap();
+            assert!(text.starts_with("after") || text == "while down", "{text}");
+            arrived = true;
+            break;
+        }
+    }
+    assert!(arrived, "cross-node delivery came back: {:?}", b.0.cluster_stats());
+    drop((on_a, on_b, publisher));
+    a.0.shutdown().unwrap();
+    b.0.shutdown().unwrap();
+}
