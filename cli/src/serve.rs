@@ -80,6 +80,11 @@ pub struct ServeArgs {
     /// off].
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<SocketAddr>,
+    /// Join other nodes through NATS (`nats://HOST:PORT`, several separated by commas):
+    /// a publish on any node reaches the subscribers on every node (docs/CLUSTER.md)
+    /// [default: one node].
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    pub cluster: Vec<String>,
     /// Worker threads [default: one per CPU this process may run on].
     #[arg(long, short)]
     pub workers: Option<usize>,
@@ -255,6 +260,9 @@ impl ServeArgs {
         if let Some(a) = self.admin {
             b = b.admin(a);
         }
+        if !self.cluster.is_empty() {
+            b = b.cluster(ringwire::cluster::ClusterConfig::nats(self.cluster.clone()));
+        }
         b
     }
 }
@@ -302,6 +310,9 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     }
     if let Some(a) = server.admin_addr() {
         say!("admin: http://{a}/metrics, /healthz, /readyz");
+    }
+    if !args.cluster.is_empty() {
+        say!("cluster: NATS at {}, topics on subjects ringwire.t.*", args.cluster.join(", "));
     }
     say!("{}", args.timers_text());
     say!("pid {}", std::process::id());
@@ -376,6 +387,10 @@ mod tests {
     fn defaults_are_production_defaults() {
         let c = config(&[]);
         assert_eq!(c.admin, None, "no admin listener unless asked for");
+        assert!(c.cluster.is_none(), "one node unless asked for");
+        let two = config(&["--cluster", "nats://10.0.0.1:4222,nats://10.0.0.2:4222"]);
+        let servers = two.cluster.map(|c| c.servers).unwrap_or_default();
+        assert_eq!(servers, ["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"]);
         for (v, secs) in [("10s", 10), ("2m", 120), ("30", 30), ("0", 0)] {
             assert_eq!(parse_every(v), Ok(secs), "{v}");
         }

@@ -62,6 +62,7 @@ fn free_port() -> u16 {
 
 fn node(port: u16) -> (Guarded, SocketAddr) {
     let b = builder(BackendChoice::Auto)
+        .admin("127.0.0.1:0".parse().unwrap())
         .cluster(ClusterConfig::nats([format!("nats://127.0.0.1:{port}")]));
     let (server, _rx) = start_probe(b);
     let addr = server.local_addr();
@@ -125,6 +126,11 @@ fn a_publish_reaches_every_node_once_in_order() {
     assert_eq!((s2.published, s2.dropped), (200, 0), "{s2:?}");
     let s0 = nodes[0].0.cluster_stats().unwrap();
     assert_eq!((s0.received, s0.published), (200, 1), "{s0:?}");
+    let admin = nodes[2].0.admin_addr().unwrap();
+    let metrics = http_exchange(admin, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    for line in ["ringwire_cluster_published_total 200", "ringwire_cluster_connected 1"] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
 
     // The last subscriber of node 1 leaves: node 1 drops its subject.
     let mut leaving = subs.pop().unwrap();

@@ -79,14 +79,28 @@ impl Family<'_, '_> {
         samples: &[(Labels<'_>, u64)],
     ) -> fmt::Result {
         let mut m = self.enc.encode_descriptor(name, help, None, kind)?;
-        for (labels, v) in samples {
-            let fam = m.encode_family(labels)?;
-            match kind {
-                MetricType::Counter => ConstCounter::new(*v).encode(fam)?,
-                _ => ConstGauge::new(i64::try_from(*v).unwrap_or(i64::MAX)).encode(fam)?,
+        // One sample without labels is the metric itself (`name value`, not `name{}`).
+        if let [(labels, v)] = samples {
+            if labels.is_empty() {
+                return value(kind, *v, m);
             }
         }
+        for (labels, v) in samples {
+            value(kind, *v, m.encode_family(labels)?)?;
+        }
         Ok(())
+    }
+}
+
+/// Writes `v` as a counter or a gauge.
+fn value(
+    kind: MetricType,
+    v: u64,
+    enc: prometheus_client::encoding::MetricEncoder<'_>,
+) -> fmt::Result {
+    match kind {
+        MetricType::Counter => ConstCounter::new(v).encode(enc),
+        _ => ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX)).encode(enc),
     }
 }
 
@@ -449,6 +463,53 @@ impl Collector for EngineCollector {
             )?;
         }
 
+        if let Some(c) = &self.0.cluster {
+            let c = c.stats();
+            let one = |v: u64| vec![(Vec::new(), v)];
+            let mut f = Family { enc: &mut encoder };
+            f.write(
+                "ringwire_cluster_connected",
+                "1 while the bridge is connected to NATS",
+                Gauge,
+                &one(u64::from(c.connected)),
+            )?;
+            f.write(
+                "ringwire_cluster_subscriptions",
+                "Topics this node is subscribed to on NATS",
+                Gauge,
+                &one(c.subscriptions),
+            )?;
+            f.write(
+                "ringwire_cluster_published",
+                "Local publishes handed to NATS",
+                Counter,
+                &one(c.published),
+            )?;
+            f.write(
+                "ringwire_cluster_received",
+                "Publishes of other nodes delivered here",
+                Counter,
+                &one(c.received),
+            )?;
+            f.write(
+                "ringwire_cluster_dropped",
+                "Local publishes dropped: the queue to NATS was full (oldest first)",
+                Counter,
+                &one(c.dropped),
+            )?;
+            f.write(
+                "ringwire_cluster_failed",
+                "Publishes the NATS client refused",
+                Counter,
+                &one(c.failed),
+            )?;
+            f.write(
+                "ringwire_cluster_reconnects",
+                "Reconnections to NATS",
+                Counter,
+                &one(c.reconnects),
+            )?;
+        }
         let info = &self.0;
         let mut m = encoder.encode_descriptor(
             "ringwire_engine",
@@ -478,6 +539,13 @@ mod tests {
             ("ringwire_handshake_refusals", Counter),
             ("ringwire_heartbeat_rtt_seconds", MetricType::Histogram),
             ("ringwire_engine", MetricType::Info),
+            ("ringwire_cluster_connected", Gauge),
+            ("ringwire_cluster_subscriptions", Gauge),
+            ("ringwire_cluster_published", Counter),
+            ("ringwire_cluster_received", Counter),
+            ("ringwire_cluster_dropped", Counter),
+            ("ringwire_cluster_failed", Counter),
+            ("ringwire_cluster_reconnects", Counter),
         ];
         let all = FIGURES.iter().map(|f| (f.name, f.kind)).chain(families);
         for (name, kind) in all {

@@ -39,6 +39,8 @@ pub(crate) struct AdminState {
     pub(crate) stats: Vec<Arc<WorkerStats>>,
     pub(crate) shared: Arc<[Arc<WorkerShared>]>,
     pub(crate) backend: &'static str,
+    /// The cluster bridge's counters, when the engine is one of a cluster.
+    pub(crate) cluster: Option<Arc<crate::cluster::ClusterShared>>,
     /// Admin connections being served now.
     active: AtomicUsize,
     /// The listener is stopping: streams close.
@@ -57,7 +59,14 @@ impl AdminState {
         shared: Arc<[Arc<WorkerShared>]>,
         backend: &'static str,
     ) -> Self {
-        Self { stats, shared, backend, active: AtomicUsize::new(0), stop: AtomicBool::new(false) }
+        Self {
+            stats,
+            shared,
+            backend,
+            cluster: None,
+            active: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+        }
     }
 
     fn draining(&self) -> bool {

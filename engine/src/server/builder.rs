@@ -334,11 +334,12 @@ impl EngineBuilder {
             }
         }
         if let (Some(addr), Some(info)) = (config.admin, &server.backend) {
-            let state = crate::admin::AdminState::new(
+            let mut state = crate::admin::AdminState::new(
                 server.stats.clone(),
                 server.shared.clone(),
                 info.name,
             );
+            state.cluster = server.cluster.clone();
             match crate::admin::Admin::start(addr, Arc::new(state)) {
                 Ok(a) => server.admin = Some(a),
                 Err(source) => {
