@@ -49,6 +49,27 @@ impl Nats {
     }
 }
 
+impl Nats {
+    /// A member of a NATS cluster: clients on `port`, routes on `route`, joined to the
+    /// other members' routes.
+    fn member(bin: &str, port: u16, route: u16, routes: &[u16]) -> Nats {
+        let peers: Vec<String> = routes.iter().map(|r| format!("nats://127.0.0.1:{r}")).collect();
+        let child = Command::new(bin)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "--cluster_name", "ringwire"])
+            .args(["--cluster", &format!("nats://127.0.0.1:{route}")])
+            .args(["--routes", &peers.join(",")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        assert!(
+            wait_until(PATIENCE, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()),
+            "nats-server did not listen on {port}"
+        );
+        Nats(child)
+    }
+}
+
 impl Drop for Nats {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -61,9 +82,15 @@ fn free_port() -> u16 {
 }
 
 fn node(port: u16) -> (Guarded, SocketAddr) {
+    node_on(&[port])
+}
+
+/// A node whose bridge knows these NATS servers (the first tried first).
+fn node_on(ports: &[u16]) -> (Guarded, SocketAddr) {
+    let servers = ports.iter().map(|p| format!("nats://127.0.0.1:{p}"));
     let b = builder(BackendChoice::Auto)
         .admin("127.0.0.1:0".parse().unwrap())
-        .cluster(ClusterConfig::nats([format!("nats://127.0.0.1:{port}")]));
+        .cluster(ClusterConfig::nats(servers));
     let (server, _rx) = start_probe(b);
     let addr = server.local_addr();
     (server, addr)
@@ -195,4 +222,93 @@ fn nats_gone_and_back() {
     drop((on_a, on_b, publisher));
     a.0.shutdown().unwrap();
     b.0.shutdown().unwrap();
+}
+
+/// Three ringwire nodes, each on its own member of a three-server NATS cluster; the
+/// member of one node is killed mid-stream and started again. That node's bridge moves to
+/// another member, its subscription with it, and delivery to its subscriber goes on; no
+/// subscriber ever sees a message twice or out of order.
+#[test]
+fn a_nats_cluster_member_dies_mid_stream() {
+    let Some(bin) = nats_server() else { return };
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let member = |i: usize| {
+        let others: Vec<u16> = (0..3).filter(|&j| j != i).map(|j| routes[j]).collect();
+        Nats::member(&bin, ports[i], routes[i], &others)
+    };
+    let mut members: Vec<Option<Nats>> = (0..3).map(|i| Some(member(i))).collect();
+    // Node i is given member i only: it learns the others from the cluster (NATS
+    // announces its members to clients), which is how it fails over.
+    let nodes: Vec<_> = (0..3).map(|i| node_on(&[ports[i]])).collect();
+    for (s, _) in &nodes {
+        assert!(wait_until(PATIENCE, || s.cluster_stats().unwrap().connected));
+    }
+    let mut subs: Vec<RawClient> = (1..3).map(|i| subscriber(nodes[i].1, "feed")).collect();
+    for (s, _) in &nodes[1..] {
+        assert!(wait_until(PATIENCE, || s.cluster_stats().unwrap().subscriptions == 1));
+    }
+    // Let the routes carry the interest between the members before publishing.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut publisher = RawClient::open(nodes[0].1);
+    let mut seen: Vec<Vec<u32>> = vec![Vec::new(); 2];
+    let read_all = |subs: &mut [RawClient], seen: &mut [Vec<u32>], upto: u32| {
+        for (k, s) in subs.iter_mut().enumerate() {
+            loop {
+                s.s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+                let mut head = [0u8; 2];
+                if std::io::Read::read_exact(&mut s.s, &mut head).is_err() {
+                    break;
+                }
+                let len = usize::from(head[1] & 0x7f);
+                let mut body = vec![0u8; len];
+                std::io::Read::read_exact(&mut s.s, &mut body).unwrap();
+                let n: u32 = String::from_utf8(body).unwrap().parse().unwrap();
+                seen[k].push(n);
+                if n == upto {
+                    break;
+                }
+            }
+        }
+    };
+    for i in 0..100u32 {
+        publisher.send(true, OP_TEXT, format!("pub:feed:{i}").as_bytes());
+    }
+    read_all(&mut subs, &mut seen, 99);
+    assert_eq!(seen[0].len(), 100, "all before the failure: {:?}", seen[0].len());
+    assert_eq!(seen[1].len(), 100);
+
+    // Node 1's member dies: its bridge moves to another member.
+    members[1] = None;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let st = nodes[1].0.cluster_stats().unwrap();
+            st.connected && st.reconnects >= 1
+        }),
+        "node 1 reconnected elsewhere: {:?}",
+        nodes[1].0.cluster_stats()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 100..200u32 {
+        publisher.send(true, OP_TEXT, format!("pub:feed:{i}").as_bytes());
+    }
+    read_all(&mut subs, &mut seen, 199);
+    // The member comes back; more messages.
+    members[1] = Some(member(1));
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 200..300u32 {
+        publisher.send(true, OP_TEXT, format!("pub:feed:{i}").as_bytes());
+    }
+    read_all(&mut subs, &mut seen, 299);
+    for (k, got) in seen.iter().enumerate() {
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "subscriber {k}: twice or out of order");
+        assert_eq!(got.last(), Some(&299), "subscriber {k} got the last: {} messages", got.len());
+    }
+    eprintln!("through the failover node 1's subscriber got {} of 300", seen[0].len());
+    assert_eq!(seen[1].len(), 300, "node 2 never lost its member: everything");
+    assert!(seen[0].len() >= 200, "node 1 lost at most what the failover took: {}", seen[0].len());
+    drop((subs, publisher, members));
+    for (s, _) in nodes {
+        s.shutdown().unwrap();
+    }
 }
