@@ -231,6 +231,17 @@ impl WorkerStats {
     }
 }
 
+/// Adds counts by key (a close code, a status; `None`: the rest) into `into`, sorted.
+fn merge_counts(into: &mut Vec<(Option<u16>, u64)>, from: &[(Option<u16>, u64)]) {
+    for (key, n) in from {
+        match into.iter_mut().find(|(k, _)| k == key) {
+            Some((_, m)) => *m += n,
+            None => into.push((*key, *n)),
+        }
+    }
+    into.sort();
+}
+
 /// Counters at one moment (of one worker, or summed over all).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -395,13 +406,7 @@ impl StatsSnapshot {
         c.close_timeout += d.close_timeout;
         c.heartbeat_timeout += d.heartbeat_timeout;
         c.transport_closed += d.transport_closed;
-        for (status, n) in &o.handshake_failures_by_status {
-            match self.handshake_failures_by_status.iter_mut().find(|(s, _)| s == status) {
-                Some((_, m)) => *m += n,
-                None => self.handshake_failures_by_status.push((*status, *n)),
-            }
-        }
-        self.handshake_failures_by_status.sort();
+        merge_counts(&mut self.handshake_failures_by_status, &o.handshake_failures_by_status);
         self.handshake_timeouts += o.handshake_timeouts;
         self.handshake_peer_gone += o.handshake_peer_gone;
         for (a, b) in self.rtt.buckets.iter_mut().zip(&o.rtt.buckets) {
@@ -419,13 +424,7 @@ impl StatsSnapshot {
         self.client_alerts += o.client_alerts;
         self.send_queue_bytes += o.send_queue_bytes;
         self.backpressured += o.backpressured;
-        for (code, n) in &o.closes_by_code {
-            match self.closes_by_code.iter_mut().find(|(c, _)| c == code) {
-                Some((_, m)) => *m += n,
-                None => self.closes_by_code.push((*code, *n)),
-            }
-        }
-        self.closes_by_code.sort();
+        merge_counts(&mut self.closes_by_code, &o.closes_by_code);
     }
 
     /// Connections that ended with `code`.

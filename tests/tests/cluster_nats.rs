@@ -34,30 +34,30 @@ fn nats_server() -> Option<String> {
 struct Nats(Child);
 
 impl Nats {
+    /// A lone server on `port`.
     fn start(bin: &str, port: u16) -> Nats {
-        let child = Command::new(bin)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
-        assert!(
-            wait_until(PATIENCE, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()),
-            "nats-server did not listen on {port}"
-        );
-        Nats(child)
+        Nats::spawn(bin, port, &[])
     }
-}
 
-impl Nats {
     /// A member of a NATS cluster: clients on `port`, routes on `route`, joined to the
     /// other members' routes.
     fn member(bin: &str, port: u16, route: u16, routes: &[u16]) -> Nats {
         let peers: Vec<String> = routes.iter().map(|r| format!("nats://127.0.0.1:{r}")).collect();
+        let cluster = [
+            "--cluster_name".to_owned(),
+            "ringwire".to_owned(),
+            "--cluster".to_owned(),
+            format!("nats://127.0.0.1:{route}"),
+            "--routes".to_owned(),
+            peers.join(","),
+        ];
+        Nats::spawn(bin, port, &cluster)
+    }
+
+    fn spawn(bin: &str, port: u16, extra: &[String]) -> Nats {
         let child = Command::new(bin)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "--cluster_name", "ringwire"])
-            .args(["--cluster", &format!("nats://127.0.0.1:{route}")])
-            .args(["--routes", &peers.join(",")])
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
