@@ -85,6 +85,12 @@ pub struct ServeArgs {
     /// [default: one node].
     #[arg(long, value_name = "URLS", value_delimiter = ',')]
     pub cluster: Vec<String>,
+    /// Require a JSON Web Token on every upgrade (`Authorization: Bearer` or `?token=`),
+    /// verified with the key in FILE: a PEM public key (RS256 or EdDSA) or an HS256
+    /// secret (32 bytes or more). Its claims `subscribe` and `publish` list the topics
+    /// (`prices.*` patterns) the connection may use; `exp` ends it (closed with 1008).
+    #[arg(long, value_name = "FILE")]
+    pub auth_jwt_key: Option<std::path::PathBuf>,
     /// Worker threads [default: one per CPU this process may run on].
     #[arg(long, short)]
     pub workers: Option<usize>,
@@ -289,7 +295,13 @@ macro_rules! say {
 }
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
-    let b = args.builder();
+    let mut b = args.builder();
+    if let Some(path) = &args.auth_jwt_key {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let auth = ringwire::auth::JwtAuthorizer::from_key_file(&bytes)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        b = b.authorizer(auth);
+    }
     let server = match args.mode {
         Mode::Echo => b.start(|_| Echo),
         Mode::Pubsub => b.start(|_| PubSub),

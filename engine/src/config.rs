@@ -159,6 +159,11 @@ pub struct EngineConfig {
     pub max_topic_len: usize,
     /// Optional origin check; a rejected upgrade gets 403.
     pub origin_check: Option<OriginCheck>,
+    /// Who may connect and which topics they may subscribe and publish to
+    /// ([`crate::auth`]; [`crate::auth::JwtAuthorizer`] for JSON Web Tokens). Refusals:
+    /// the authorizer's status on the upgrade (401, 403), 1008 after it. Default `None`
+    /// (anyone, any topic).
+    pub authorizer: Option<std::sync::Arc<dyn crate::auth::Authorizer>>,
     /// The durable outbox (`Ctx::send_durable`): each worker keeps a log in
     /// `dir/w<worker>`, opened (and recovered) when the worker starts. Default `None`.
     pub outbox: Option<crate::outbox::OutboxSettings>,
@@ -243,6 +248,7 @@ impl Default for EngineConfig {
             max_topics_per_connection: 64,
             max_topic_len: 256,
             origin_check: None,
+            authorizer: None,
             outbox: None,
             receipts: None,
         }

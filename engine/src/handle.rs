@@ -262,6 +262,10 @@ pub enum SendError {
     /// reconnect); nothing was queued.
     #[error("the client is not connected")]
     NotConnected,
+    /// The authorizer did not grant this connection the topic
+    /// ([`crate::EngineConfig::authorizer`]); the connection is closed with 1008.
+    #[error("not allowed on this topic")]
+    NotAllowed,
 }
 
 impl From<ringwire_frame::SendError> for SendError {

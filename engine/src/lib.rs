@@ -41,6 +41,7 @@
 pub use ringwire_frame as frame;
 
 mod admin;
+pub mod auth;
 pub mod client;
 mod clock;
 pub mod cluster;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 const TRACKED_CODES: [u16; 11] = [1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011];
 
 /// Handshake answers counted by status; any other status lands in `other`.
-const TRACKED_STATUSES: [u16; 10] = [400, 403, 404, 405, 426, 429, 431, 500, 503, 505];
+const TRACKED_STATUSES: [u16; 11] = [400, 401, 403, 404, 405, 426, 429, 431, 500, 503, 505];
 
 /// Upper bounds of the heartbeat RTT histogram's buckets in microseconds (the last
 /// bucket, past 5 s, is open).
@@ -101,6 +101,7 @@ pub(crate) struct WorkerStats {
     pub(crate) recv_buffers: AtomicU64,
     pub(crate) recv_buffers_free: AtomicU64,
     pub(crate) recv_buffers_lent: AtomicU64,
+    pub(crate) auth_refusals: AtomicU64,
     pub(crate) clients_reconnecting: AtomicU64,
     pub(crate) client_alerts: AtomicU64,
     /// Sampled once a second while the admin listener is read.
@@ -223,6 +224,7 @@ impl WorkerStats {
             recv_buffers: self.recv_buffers.load(Relaxed),
             recv_buffers_free: self.recv_buffers_free.load(Relaxed),
             recv_buffers_lent: self.recv_buffers_lent.load(Relaxed),
+            auth_refusals: self.auth_refusals.load(Relaxed),
             clients_reconnecting: self.clients_reconnecting.load(Relaxed),
             client_alerts: self.client_alerts.load(Relaxed),
             send_queue_bytes: self.send_queue_bytes.load(Relaxed),
@@ -350,6 +352,10 @@ pub struct StatsSnapshot {
     pub recv_buffers_free: u64,
     /// Of those, the ones a message handed to the application without a copy holds.
     pub recv_buffers_lent: u64,
+    /// Refusals of the authorizer ([`crate::EngineConfig::authorizer`]): upgrades it
+    /// refused (also in `handshake_failures_by_status`), subscribes and publishes to
+    /// topics it did not grant and grants that expired (each closed with 1008).
+    pub auth_refusals: u64,
     /// Client connections waiting to reconnect now (`Reconnecting`). Those neither
     /// connected nor reconnecting are dialling: `clients - clients_connected -
     /// clients_reconnecting`.
@@ -420,6 +426,7 @@ impl StatsSnapshot {
         self.recv_buffers += o.recv_buffers;
         self.recv_buffers_free += o.recv_buffers_free;
         self.recv_buffers_lent += o.recv_buffers_lent;
+        self.auth_refusals += o.auth_refusals;
         self.clients_reconnecting += o.clients_reconnecting;
         self.client_alerts += o.client_alerts;
         self.send_queue_bytes += o.send_queue_bytes;

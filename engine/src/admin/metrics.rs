@@ -157,6 +157,12 @@ const FIGURES: &[Figure] = &[
         get: |s| s.handshake_failures,
     },
     Figure {
+        name: "ringwire_auth_refusals",
+        help: "Refusals of the authorizer: upgrades refused, topics not granted, grants expired",
+        kind: Counter,
+        get: |s| s.auth_refusals,
+    },
+    Figure {
         name: "ringwire_handshake_timeouts",
         help: "Upgrades not complete within the handshake timeout",
         kind: Counter,

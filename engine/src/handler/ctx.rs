@@ -187,7 +187,14 @@ impl Ctx<'_> {
     /// the others' through their queues. The frame is encoded once. Returns how many
     /// workers took it, this one included, as [`Publisher::publish`] does: a worker whose
     /// queue is full is skipped (and counted in `StatsSnapshot::publishes_dropped`).
+    ///
+    /// With an authorizer ([`crate::EngineConfig::authorizer`]), this connection must be
+    /// granted publishing to `topic`: if it is not, nothing is published, 0 is returned
+    /// and the connection is closed with 1008.
     pub fn publish(&mut self, topic: &str, msg: &Message) -> usize {
+        if !self.core.granted(self.key, topic, true) {
+            return 0;
+        }
         self.core.publish(topic, msg)
     }
 

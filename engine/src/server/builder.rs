@@ -128,6 +128,13 @@ impl EngineBuilder {
     setter!(/// See [`EngineConfig::receipts`].
         receipts: Option<crate::outbox::ReceiptSettings>);
 
+    /// Decide who may connect and to which topics they may subscribe and publish: see
+    /// [`EngineConfig::authorizer`].
+    pub fn authorizer(mut self, a: impl crate::auth::Authorizer) -> Self {
+        self.config.authorizer = Some(Arc::new(a));
+        self
+    }
+
     /// Accept only upgrades whose `Origin` passes `check` (others get 403).
     pub fn origin_check(
         mut self,

@@ -85,6 +85,11 @@ pub(crate) struct Core {
     /// The other nodes (publishes out, this worker's interest in topics), when the
     /// engine is one of a cluster.
     pub(crate) cluster: Option<Arc<crate::cluster::ClusterShared>>,
+    /// What the authorizer granted each connection, by slab slot (only with an
+    /// authorizer).
+    pub(crate) grants: crate::hash::IntMap<u32, Arc<crate::auth::Grant>>,
+    /// When the grants are next checked for expiry.
+    pub(crate) grants_checked_at: Instant,
     /// Client state changes and health alerts not yet delivered to the handler's
     /// `on_state` / `on_health`.
     pub(crate) changes: Vec<(Key, ClientEvent)>,
@@ -176,6 +181,8 @@ impl Core {
             topics_report_at: now,
             log_limits: crate::log::LogLimits::default(),
             cluster: None,
+            grants: crate::hash::IntMap::default(),
+            grants_checked_at: now,
             changes: Vec::new(),
             rng: Rng::new(os_seed()),
             dialer,
@@ -368,8 +375,43 @@ impl Core {
         let _ = self.close(key, CloseCode::POLICY, "slow consumer");
     }
 
+    /// Whether the authorizer (if any) grants `key` subscribing (`publish` false) or
+    /// publishing to `topic`; a refusal closes the connection with 1008 and is counted.
+    pub(crate) fn granted(&mut self, key: Key, topic: &str, publish: bool) -> bool {
+        let Some(g) = self.grants.get(&key.slot) else { return true };
+        let ok = if publish { g.may_publish(topic) } else { g.may_subscribe(topic) };
+        if !ok {
+            WorkerStats::add(&self.stats.auth_refusals, 1);
+            let what = if publish { "publish" } else { "subscribe" };
+            let _ = self.close(key, CloseCode::POLICY, &format!("not allowed to {what} there"));
+        }
+        ok
+    }
+
+    /// Closes (1008) the connections whose grant has ended; once a second, and only
+    /// while there are grants.
+    pub(crate) fn expire_grants(&mut self) {
+        if self.grants.is_empty() || self.now < self.grants_checked_at {
+            return;
+        }
+        self.grants_checked_at = self.now + std::time::Duration::from_secs(1);
+        let wall = std::time::SystemTime::now();
+        let ended: Vec<u32> =
+            self.grants.iter().filter(|(_, g)| g.expired(wall)).map(|(s, _)| *s).collect();
+        for slot in ended {
+            self.grants.remove(&slot);
+            if let Some(key) = self.conns.key_at(slot) {
+                WorkerStats::add(&self.stats.auth_refusals, 1);
+                let _ = self.close(key, CloseCode::POLICY, "credentials expired");
+            }
+        }
+    }
+
     /// Subscribes a connection to `topic`, within the per-connection limits.
     pub(crate) fn subscribe(&mut self, key: Key, topic: Topic) -> Result<(), SendError> {
+        if !self.granted(key, &topic, false) {
+            return Err(SendError::NotAllowed);
+        }
         let max_topics = self.config.max_topics_per_connection;
         let max_len = self.config.max_topic_len;
         let c = self.conns.get_mut(key).ok_or(SendError::Closed)?;
@@ -501,6 +543,9 @@ impl Core {
     /// The socket is closed: the connection is gone.
     pub(crate) fn remove(&mut self, key: Key) {
         self.release_stream(key);
+        if !self.grants.is_empty() {
+            self.grants.remove(&key.slot);
+        }
         if let Some(c) = self.conns.remove(key) {
             self.timers.unschedule(key);
             for t in c.topics() {

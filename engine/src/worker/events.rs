@@ -145,6 +145,18 @@ impl Core {
                 return;
             }
         }
+        if let Some(auth) = &self.config.authorizer {
+            match auth.authorize(req) {
+                Ok(grant) => {
+                    self.grants.insert(key.slot, std::sync::Arc::new(grant));
+                }
+                Err(status) => {
+                    WorkerStats::add(&self.stats.auth_refusals, 1);
+                    self.reject(key, &HandshakeError::Rejected(status));
+                    return;
+                }
+            }
+        }
         let Some(c) = self.conns.get_mut(key) else { return };
         // Open before `on_open`, so that what the handler sends there is queued (behind
         // the 101, which goes first in `unsent`).

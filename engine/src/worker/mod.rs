@@ -190,6 +190,7 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
         }
         self.flush();
         self.report_sampled();
+        self.core.expire_grants();
         self.core.outbox_tick();
         self.core.retry_forwards();
         if !self.core.ops.is_empty() {
