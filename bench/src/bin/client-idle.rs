@@ -13,6 +13,8 @@
 //! reaches one server ip:port about 28k times). `--batch B` dials B at a time, each
 //! batch once the last is up (a fleet that grows gradually; the default dials all at
 //! once). Prints one line of figures.
+//! `--smaps PREFIX` copies `/proc/self/smaps` to `PREFIX.before` and `PREFIX.after`
+//! around the N (`bench/smaps-diff.py PREFIX N` splits the growth by mapping).
 //! `--exit-at-once` leaves without freeing anything, for `heaptrack`'s view of what the
 //! idle clients hold (`heaptrack_print -f FILE` lists it as leaked).
 
@@ -95,12 +97,19 @@ fn main() {
     wait_up(baseline);
     std::thread::sleep(Duration::from_millis(500));
     let before = rss();
+    let smaps = args.iter().position(|a| a == "--smaps").and_then(|i| args.get(i + 1)).cloned();
+    if let Some(p) = &smaps {
+        let _ = std::fs::copy("/proc/self/smaps", format!("{p}.before"));
+    }
     let t0 = Instant::now();
     dial(n, &mut handles);
     wait_up(baseline + n);
     let setup = t0.elapsed();
     std::thread::sleep(Duration::from_millis(500));
     let after = rss();
+    if let Some(p) = &smaps {
+        let _ = std::fs::copy("/proc/self/smaps", format!("{p}.after"));
+    }
     std::thread::sleep(Duration::from_secs(hold));
     let held = rss();
     let connected = up.load(Relaxed);
