@@ -7,6 +7,8 @@
 //! - text `UNSUB <topic>`: unsubscribe;
 //! - text `PUB <topic> <payload>`: publish `<payload>` as text to the topic's subscribers;
 //! - binary `[len: u8][topic: len bytes][payload]`: publish `payload` as binary;
+//! - text `AUTH <token>`: with `--auth-jwt-key`, a renewed token before the current one
+//!   ends (answered `AUTHORIZED`; a refused one closes the connection with 1008);
 //! - anything else is echoed back.
 
 use bytes::Bytes;
@@ -44,6 +46,10 @@ impl Handler for PubSub {
                             cx.send_text(&format!("REFUSED {}: {e}", &topic[..cut]))
                         }
                     };
+                } else if let Some(token) = s.strip_prefix("AUTH ") {
+                    if cx.reauthorize(token) {
+                        let _ = cx.send_text("AUTHORIZED");
+                    }
                 } else if let Some(topic) = s.strip_prefix("UNSUB ") {
                     cx.unsubscribe(topic);
                 } else if let Some(rest) = s.strip_prefix("PUB ") {

@@ -66,6 +66,14 @@ pub trait Authorizer: Send + Sync + 'static {
     /// The grant for `req`, or the HTTP status to refuse it with (401: no or bad
     /// credentials; 403: valid but not allowed).
     fn authorize(&self, req: &Request) -> Result<Grant, u16>;
+
+    /// A new grant for an open connection from fresh credentials (a renewed token, sent
+    /// by the application's own protocol: [`crate::Ctx::reauthorize`]), or why not.
+    /// Default: refused (the authorizer has no renewal).
+    fn renew(&self, credentials: &str) -> Result<Grant, u16> {
+        let _ = credentials;
+        Err(401)
+    }
 }
 
 /// JSON Web Tokens: the token comes in `Authorization: Bearer TOKEN` or, for browsers
@@ -177,6 +185,10 @@ impl Authorizer for JwtAuthorizer {
     fn authorize(&self, req: &Request) -> Result<Grant, u16> {
         let token = token(req).ok_or(401u16)?;
         self.verify(token).map_err(|_| 401)
+    }
+
+    fn renew(&self, token: &str) -> Result<Grant, u16> {
+        self.verify(token.trim()).map_err(|_| 401)
     }
 }
 

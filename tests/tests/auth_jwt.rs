@@ -2,7 +2,8 @@
 //! Who may connect and use which topics (`EngineConfig::authorizer`) with JSON Web
 //! Tokens (HS256), on both backends: no token or a bad one is refused with 401; a token's
 //! topics are enforced on subscribe and publish (1008 otherwise); a token that expires
-//! closes its connection with 1008; every refusal counted.
+//! closes its connection with 1008 unless a renewed one came first (`Ctx::reauthorize`);
+//! every refusal counted.
 
 mod common;
 
@@ -68,12 +69,14 @@ fn jwt_is_enforced(backend: BackendChoice) {
     assert_eq!(c.expect_data().payload, b"ok");
     c.send(true, OP_TEXT, b"pub:prices.eu:tick");
     assert_eq!(c.expect_close().close_code(), 1008, "publishing there is not granted");
+    c.send_close(1008);
     let (status, s) = upgrade(addr, &format!("/?token={t}"), "");
     assert!(status.starts_with("HTTP/1.1 101"), "{status}");
     let mut c = RawClient { s };
     c.send(true, OP_TEXT, b"pub:chat.7:hello");
     c.send(true, OP_TEXT, b"sub:chat.7");
     assert_eq!(c.expect_close().close_code(), 1008, "subscribing there is not granted");
+    c.send_close(1008);
 
     // A token that ends closes its connection.
     let short = token(1, &["*"], &["*"]);
@@ -82,9 +85,21 @@ fn jwt_is_enforced(backend: BackendChoice) {
     assert_eq!(c.expect_data().payload, b"ok");
     let close = c.expect_close(); // within PATIENCE: 1 s of token, 5 s of leeway at most
     assert_eq!(close.close_code(), 1008);
+    c.send_close(1008);
+    // A renewed token keeps a connection past its first token's end; refused
+    // credentials close it.
+    let mut c = authorized(addr, &token(2, &["*"], &["*"]));
+    c.send(true, OP_TEXT, format!("auth:{}", token(60, &["*"], &["*"])).as_bytes());
+    assert_eq!(c.expect_data().payload, b"renewed");
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    c.send(true, OP_BINARY, b"still here");
+    assert_eq!(c.expect_data().payload, b"still here", "open past the first token's end");
+    c.send(true, OP_TEXT, b"auth:not.a.token");
+    assert_eq!(c.expect_close().close_code(), 1008, "refused credentials");
+    c.send_close(1008);
     assert!(wait_until(PATIENCE, || server.stats().connections == 0));
     let s = server.stats();
-    assert_eq!(s.auth_refusals, 3 + 2 + 1, "{s:?}");
+    assert_eq!(s.auth_refusals, 3 + 2 + 1 + 1, "{s:?}");
     assert_eq!(s.handshake_failures_by_status, vec![(Some(401), 3)]);
 }
 

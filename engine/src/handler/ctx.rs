@@ -198,6 +198,15 @@ impl Ctx<'_> {
         self.core.publish(topic, msg)
     }
 
+    /// Replaces this connection's grant with the one `credentials` carry (a renewed
+    /// token the client sent in the application's protocol, before its grant ends), as
+    /// [`crate::auth::Authorizer::renew`] decides. Refused credentials close the
+    /// connection with 1008 (and are counted in `auth_refusals`); without an authorizer
+    /// this does nothing. Returns whether the grant was renewed.
+    pub fn reauthorize(&mut self, credentials: &str) -> bool {
+        self.core.reauthorize(self.key, credentials)
+    }
+
     /// A handle to this connection for other threads.
     pub fn handle(&self) -> ConnHandle {
         ConnHandle { id: self.id(), shared: self.core.me.clone() }

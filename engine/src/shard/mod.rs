@@ -388,6 +388,22 @@ impl Core {
         ok
     }
 
+    /// `Ctx::reauthorize`: a new grant from `credentials`, or a 1008 close.
+    pub(crate) fn reauthorize(&mut self, key: Key, credentials: &str) -> bool {
+        let Some(auth) = self.config.authorizer.clone() else { return false };
+        match auth.renew(credentials) {
+            Ok(grant) => {
+                self.grants.insert(key.slot, Arc::new(grant));
+                true
+            }
+            Err(_) => {
+                WorkerStats::add(&self.stats.auth_refusals, 1);
+                let _ = self.close(key, CloseCode::POLICY, "credentials refused");
+                false
+            }
+        }
+    }
+
     /// Closes (1008) the connections whose grant has ended; once a second, and only
     /// while there are grants.
     pub(crate) fn expire_grants(&mut self) {

@@ -267,6 +267,10 @@ impl Handler for Probe {
                 }
             }
             let _ = self.tx.send(Seen::Flooded(cx.id(), ok, refused));
+        } else if let Some(token) = t.strip_prefix("auth:") {
+            if cx.reauthorize(token) {
+                let _ = cx.send_text("renewed");
+            }
         } else if t.starts_with("quiet:") {
         } else {
             let _ = cx.send(msg);
