@@ -13,6 +13,9 @@ use crate::slab::Key;
 #[derive(Default)]
 pub(crate) struct Topics {
     members: HashMap<Topic, Members>,
+    /// The other nodes, when the engine is one of a cluster: told when a topic gets its
+    /// first member on this worker and when it loses its last.
+    pub(crate) cluster: Option<std::sync::Arc<crate::cluster::ClusterShared>>,
 }
 
 /// A topic's subscribers on this worker, and how many messages it delivered here.
@@ -25,26 +28,30 @@ pub(crate) struct Members {
 }
 
 impl Topics {
-    /// Adds `key` to `topic`. Returns whether the topic is new on this worker (its
-    /// first member: the node's interest may begin).
-    pub(crate) fn add(&mut self, topic: &Topic, key: Key) -> bool {
+    /// Adds `key` to `topic` (the cluster hears of the topic's first member here).
+    pub(crate) fn add(&mut self, topic: &Topic, key: Key) {
         let m = self.members.entry(topic.clone()).or_default();
-        let first = m.keys.is_empty();
+        if m.keys.is_empty() {
+            if let Some(cl) = &self.cluster {
+                cl.interest(topic, true);
+            }
+        }
         m.keys.insert(key);
-        first
     }
 
-    /// Removes `key` from `topic`; a topic without members is forgotten. Returns whether
-    /// it was (its last member left this worker).
-    pub(crate) fn remove(&mut self, topic: &str, key: Key) -> bool {
+    /// Removes `key` from `topic`; a topic without members is forgotten (and the
+    /// cluster hears of it).
+    pub(crate) fn remove(&mut self, topic: &str, key: Key) {
         if let Some(m) = self.members.get_mut(topic) {
             m.keys.remove(&key);
             if m.keys.is_empty() {
-                self.members.remove(topic);
-                return true;
+                if let Some((name, _)) = self.members.remove_entry(topic) {
+                    if let Some(cl) = &self.cluster {
+                        cl.interest(&name, false);
+                    }
+                }
             }
         }
-        false
     }
 
     /// Takes a topic's members out, to walk them while the connections are changed

@@ -104,6 +104,23 @@ fn value(
     }
 }
 
+/// Samples of counts by key (a close code, a status; `None` is `other`), labelled by
+/// worker and `label`.
+fn by_key(
+    snaps: &[StatsSnapshot],
+    label: &'static str,
+    get: impl Fn(&StatsSnapshot) -> &Vec<(Option<u16>, u64)>,
+) -> Vec<(Labels<'static>, u64)> {
+    let mut out = Vec::new();
+    for (i, s) in snaps.iter().enumerate() {
+        for (key, n) in get(s) {
+            let key = key.map_or_else(|| "other".to_owned(), |k| k.to_string());
+            out.push((vec![("worker", i.to_string()), (label, key)], *n));
+        }
+    }
+    out
+}
+
 fn worker(i: usize) -> Labels<'static> {
     vec![("worker", i.to_string())]
 }
@@ -397,13 +414,7 @@ impl Collector for EngineCollector {
         }
 
         // Closes by code and by cause.
-        let mut by_code = Vec::new();
-        for (i, s) in snaps.iter().enumerate() {
-            for (code, n) in &s.closes_by_code {
-                let code = code.map_or_else(|| "other".to_owned(), |c| c.to_string());
-                by_code.push((vec![("worker", i.to_string()), ("code", code)], *n));
-            }
-        }
+        let by_code = by_key(&snaps, "code", |s| &s.closes_by_code);
         f.write(
             "ringwire_closes_by_code",
             "WebSocket connections ended, by close code",
@@ -430,13 +441,7 @@ impl Collector for EngineCollector {
             MetricType::Counter,
             &by_cause,
         )?;
-        let mut by_status = Vec::new();
-        for (i, s) in snaps.iter().enumerate() {
-            for (status, n) in &s.handshake_failures_by_status {
-                let status = status.map_or_else(|| "other".to_owned(), |c| c.to_string());
-                by_status.push((vec![("worker", i.to_string()), ("status", status)], *n));
-            }
-        }
+        let by_status = by_key(&snaps, "status", |s| &s.handshake_failures_by_status);
         f.write(
             "ringwire_handshake_refusals",
             "Upgrades refused, by the HTTP status answered",

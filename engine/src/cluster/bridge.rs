@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::thread::JoinHandle;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::{subject_token, ClusterConfig, ClusterShared};
@@ -188,15 +187,10 @@ async fn change_interest(
     let task = tokio::spawn(async move {
         while let Some(msg) = sub.next().await {
             sh.received.fetch_add(1, Relaxed);
-            deliver(&local, &name, msg.payload);
+            // Encoded once by the publishing node: this node's workers fan it out as is.
+            local.deliver_frame(&name, msg.payload);
         }
     });
     topics.insert(topic, Interest { workers: 1, task });
     shared.subscriptions.fetch_add(1, Relaxed);
-}
-
-/// A publish from another node: this node's workers fan it out (the frame as it came:
-/// encoded once, by the publishing node).
-fn deliver(local: &Publisher, topic: &Topic, frame: Bytes) {
-    local.deliver_frame(topic, frame);
 }

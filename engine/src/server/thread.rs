@@ -87,6 +87,7 @@ impl WorkerSetup {
         );
         core.receipts = self.receipts.clone();
         core.cluster = self.cluster.clone();
+        core.topics.cluster = self.cluster.clone();
         if let Some(settings) = &self.config.outbox {
             match crate::outbox::worker::WorkerOutbox::open(settings, i as u16) {
                 Ok(ob) => core.outbox = Some(Box::new(ob)),

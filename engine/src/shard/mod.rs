@@ -378,6 +378,9 @@ impl Core {
     /// Whether the authorizer (if any) grants `key` subscribing (`publish` false) or
     /// publishing to `topic`; a refusal closes the connection with 1008 and is counted.
     pub(crate) fn granted(&mut self, key: Key, topic: &str, publish: bool) -> bool {
+        if self.grants.is_empty() {
+            return true; // no authorizer: no lookup on the publish path
+        }
         let Some(g) = self.grants.get(&key.slot) else { return true };
         let ok = if publish { g.may_publish(topic) } else { g.may_subscribe(topic) };
         if !ok {
@@ -442,25 +445,16 @@ impl Core {
             WorkerStats::add(&self.stats.subscribes_refused, 1);
             return Err(SendError::TooManyTopics { max: max_topics });
         }
-        if c.subscribe(&topic) && self.topics.add(&topic, key) {
-            if let Some(cl) = &self.cluster {
-                cl.interest(&topic, true);
-            }
+        if c.subscribe(&topic) {
+            self.topics.add(&topic, key);
         }
         Ok(())
     }
 
     pub(crate) fn unsubscribe(&mut self, key: Key, topic: &str) {
         let Some(c) = self.conns.get_mut(key) else { return };
-        if c.unsubscribe(topic) && self.topics.remove(topic, key) {
-            self.interest_ended(topic);
-        }
-    }
-
-    /// This worker's last subscriber of `topic` left: the node may lose interest.
-    fn interest_ended(&self, topic: &str) {
-        if let Some(cl) = &self.cluster {
-            cl.interest(&Topic::from(topic), false);
+        if c.unsubscribe(topic) {
+            self.topics.remove(topic, key);
         }
     }
 
@@ -505,11 +499,7 @@ impl Core {
         let deadline = self.now + self.frame_config.close_timeout;
         let Some(c) = self.conns.get_mut(key) else { return };
         for t in c.drain(deadline) {
-            if self.topics.remove(&t, key) {
-                if let Some(cl) = &self.cluster {
-                    cl.interest(&t, false);
-                }
-            }
+            self.topics.remove(&t, key);
         }
         mark_dirty(&mut self.dirty, key, c);
         self.timers.schedule(key, c);
@@ -565,11 +555,7 @@ impl Core {
         if let Some(c) = self.conns.remove(key) {
             self.timers.unschedule(key);
             for t in c.topics() {
-                if self.topics.remove(t, key) {
-                    if let Some(cl) = &self.cluster {
-                        cl.interest(t, false);
-                    }
-                }
+                self.topics.remove(t, key);
             }
             WorkerStats::sub(&self.stats.connections, 1);
         }
