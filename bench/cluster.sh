@@ -7,6 +7,13 @@
 #
 #   N=15000 RATE=10 DURATION=10 bench/cluster.sh
 #
+# Cross-node publishes per second until a node saturates: SWEEP lists publish rates, each
+# run with N subscribers round robin over the nodes (the publisher on the first, so every
+# publish crosses NATS to the others), and prints what was delivered, the latency to all,
+# and the bridges' counters:
+#
+#   N=30 SWEEP="1000 2000 5000 10000 20000" DURATION=5 bench/cluster.sh
+#
 # Also the one-command local cluster: `DEMO=1 bench/cluster.sh` starts NATS and three
 # nodes on 127.0.0.1:9101-9103 and waits (Ctrl-C stops everything); connect clients to
 # any node, publish on one, receive on all.
@@ -36,7 +43,8 @@ addrs=()
 for i in $(seq 0 $((NODES - 1))); do
   port=$((BASE + i))
   "$BIN" serve --mode pubsub --workers "$WORKERS" --listen "127.0.0.1:$port" \
-    --max-connections 100000 --cluster "nats://127.0.0.1:$NATS_PORT" >"/tmp/cluster-node$i.log" 2>&1 &
+    --admin "127.0.0.1:$((port + 100))" --max-connections 100000 \
+    --cluster "nats://127.0.0.1:$NATS_PORT" >"/tmp/cluster-node$i.log" 2>&1 &
   pids+=($!)
   addrs+=(--addr "127.0.0.1:$port")
 done
@@ -45,6 +53,25 @@ if [ "${DEMO:-0}" = 1 ]; then
   echo "NATS on 127.0.0.1:$NATS_PORT; nodes on ${addrs[*]//--addr /}"
   echo "try: $BIN connect ws://127.0.0.1:$BASE/  (SUB <topic>, PUB <topic> <text>) on two nodes"
   wait
+fi
+# The bridges' counters of every node, one line.
+counters() {
+  for i in $(seq 0 $((NODES - 1))); do
+    curl -s "http://127.0.0.1:$((BASE + i + 100))/metrics" |
+      awk -v n="$i" '/^ringwire_cluster_(published|received|dropped)_total/ {
+        sub("ringwire_cluster_", ""); sub("_total", ""); printf "node%s %s=%s ", n, $1, $2 }'
+  done
+  echo
+}
+if [ -n "${SWEEP:-}" ]; then
+  echo "== cross-node publishes: $N subscribers over $NODES nodes, publisher on the first ($(date -u +%FT%TZ))"
+  for rate in $SWEEP; do
+    echo "-- $rate publishes/s"
+    "$BIN" load fanout "${addrs[@]}" -n "$N" --rate "$rate" -d "$DURATION" \
+      -s "$SIZE" | grep -E "delivered|to all|incomplete|errors" || true
+    counters
+  done
+  exit 0
 fi
 echo "== $N subscribers over $NODES nodes, publisher on the first ($(date -u +%FT%TZ))"
 "$BIN" load fanout "${addrs[@]}" -n "$N" --rate "$RATE" -d "$DURATION" -s "$SIZE" --source-ips 2 | grep -E "fanout|delivered|to all|errors" || true

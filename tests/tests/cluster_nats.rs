@@ -7,8 +7,11 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
+use std::io::Read;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -88,9 +91,11 @@ fn node(port: u16) -> (Guarded, SocketAddr) {
 /// A node whose bridge knows these NATS servers (the first tried first).
 fn node_on(ports: &[u16]) -> (Guarded, SocketAddr) {
     let servers = ports.iter().map(|p| format!("nats://127.0.0.1:{p}"));
-    let b = builder(BackendChoice::Auto)
-        .admin("127.0.0.1:0".parse().unwrap())
-        .cluster(ClusterConfig::nats(servers));
+    node_with(ClusterConfig::nats(servers))
+}
+
+fn node_with(cluster: ClusterConfig) -> (Guarded, SocketAddr) {
+    let b = builder(BackendChoice::Auto).admin("127.0.0.1:0".parse().unwrap()).cluster(cluster);
     let (server, _rx) = start_probe(b);
     let addr = server.local_addr();
     (server, addr)
@@ -102,6 +107,92 @@ fn subscriber(addr: SocketAddr, topic: &str) -> RawClient {
     c.send(true, OP_TEXT, format!("sub:{topic}").as_bytes());
     assert_eq!(c.expect_data().payload, b"ok");
     c
+}
+
+/// The next text message on `c` if one comes within `wait` (small unmasked frames only).
+fn poll_text(c: &mut RawClient, wait: Duration) -> Option<String> {
+    c.s.set_read_timeout(Some(wait)).unwrap();
+    let mut head = [0u8; 2];
+    let got = c.s.read_exact(&mut head);
+    c.s.set_read_timeout(Some(PATIENCE)).unwrap();
+    got.ok()?;
+    assert!(head[1] < 126, "a small frame");
+    let mut body = vec![0u8; usize::from(head[1])];
+    c.s.read_exact(&mut body).unwrap();
+    Some(String::from_utf8(body).unwrap())
+}
+
+/// A TCP relay on a port of its own to NATS on `to`: `cut` breaks every connection
+/// through it and refuses new ones (NATS gone, for the nodes behind it; the others keep
+/// theirs), `restore` listens again on the same port.
+struct Relay {
+    port: u16,
+    down: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    live: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    fn start(to: u16) -> Relay {
+        let port = free_port();
+        let (down, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let live = Arc::new(Mutex::new(Vec::<TcpStream>::new()));
+        let (d, st, l) = (down.clone(), stop.clone(), live.clone());
+        std::thread::spawn(move || {
+            let mut listener: Option<TcpListener> = None;
+            while !st.load(SeqCst) {
+                if d.load(SeqCst) {
+                    listener = None; // connection refused while cut
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                let ln = listener.get_or_insert_with(|| {
+                    let ln = TcpListener::bind(("127.0.0.1", port)).expect("the relay's port");
+                    ln.set_nonblocking(true).unwrap();
+                    ln
+                });
+                let Ok((inbound, _)) = ln.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                inbound.set_nonblocking(false).unwrap();
+                let Ok(outbound) = TcpStream::connect(("127.0.0.1", to)) else { continue };
+                let mut live = l.lock().unwrap();
+                live.push(inbound.try_clone().unwrap());
+                live.push(outbound.try_clone().unwrap());
+                for (mut from, mut into) in [
+                    (inbound.try_clone().unwrap(), outbound.try_clone().unwrap()),
+                    (outbound, inbound),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut into);
+                        let _ = into.shutdown(Shutdown::Both);
+                        let _ = from.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        assert!(wait_until(PATIENCE, || TcpStream::connect(("127.0.0.1", port)).is_ok()));
+        Relay { port, down, stop, live }
+    }
+
+    fn cut(&self) {
+        self.down.store(true, SeqCst);
+        for s in self.live.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.down.store(false, SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, SeqCst);
+        self.cut();
+    }
 }
 
 #[test]
@@ -171,12 +262,19 @@ fn a_publish_reaches_every_node_once_in_order() {
     }
 }
 
+/// The NATS server itself gone for 5 s and started again on the same port: nothing
+/// crashes, local fan-out goes on, A's publishes meanwhile wait in its bridge's queue
+/// (10) with the oldest dropped and counted, both bridges reconnect and subscribe again,
+/// and cross-node delivery comes back. What reaches B of the 10 that waited depends on
+/// whether B subscribed again before A sent them (core NATS keeps nothing for a subject
+/// without interest): some of the newest, in order, never an older one.
 #[test]
 fn nats_gone_and_back() {
     let Some(bin) = nats_server() else { return };
     let port = free_port();
     let nats = Nats::start(&bin, port);
-    let (a, b) = (node(port), node(port));
+    let a = node_with(ClusterConfig::nats([format!("nats://127.0.0.1:{port}")]).queue(10, 1 << 20));
+    let b = node(port);
     for (s, _) in [&a, &b] {
         assert!(wait_until(PATIENCE, || s.cluster_stats().unwrap().connected));
     }
@@ -188,11 +286,18 @@ fn nats_gone_and_back() {
     assert_eq!(on_a.expect_data().payload, b"before");
     assert_eq!(on_b.expect_data().payload, b"before");
 
-    // NATS goes away: local fan-out goes on.
+    // NATS goes away for 5 s: local fan-out goes on.
     drop(nats);
     assert!(wait_until(PATIENCE, || !a.0.cluster_stats().unwrap().connected), "noticed");
-    publisher.send(true, OP_TEXT, b"pub:news:while down");
-    assert_eq!(on_a.expect_data().payload, b"while down");
+    for i in 0..50 {
+        publisher.send(true, OP_TEXT, format!("pub:news:down {i}").as_bytes());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for i in 0..50 {
+        assert_eq!(on_a.expect_data().payload, format!("down {i}").as_bytes());
+    }
+    let st = a.0.cluster_stats().unwrap();
+    assert_eq!((st.published, st.dropped, st.queued), (1, 40, 10), "{st:?}");
 
     // Back on the same port: both bridges reconnect, the subscription comes back, and
     // cross-node delivery with it.
@@ -204,22 +309,105 @@ fn nats_gone_and_back() {
         });
         assert!(back, "reconnected: {:?}", s.cluster_stats());
     }
-    // A publish may race the resubscription on the new server: publish until one
-    // arrives at node b (the ones lost while NATS was away are what the policy says).
+    // Publish until one arrives at B (a publish may race B's resubscription).
+    let mut waited = Vec::new();
     let mut arrived = false;
-    for i in 0..10 {
+    'publish: for i in 0..20 {
         publisher.send(true, OP_TEXT, format!("pub:news:after {i}").as_bytes());
         assert_eq!(on_a.expect_data().payload, format!("after {i}").as_bytes());
-        // (`read_frame` waits up to PATIENCE for the next frame.)
-        if let Ok(f) = on_b.read_frame() {
-            let text = String::from_utf8(f.payload).unwrap();
-            assert!(text.starts_with("after") || text == "while down", "{text}");
+        while let Some(m) = poll_text(&mut on_b, Duration::from_millis(250)) {
+            if let Some(k) = m.strip_prefix("down ") {
+                waited.push(k.parse::<u32>().unwrap());
+            } else {
+                assert!(m.starts_with("after"), "{m}");
+                arrived = true;
+                break 'publish;
+            }
+        }
+    }
+    assert!(arrived, "cross-node delivery came back: {:?}", b.0.cluster_stats());
+    assert!(
+        waited.windows(2).all(|w| w[0] < w[1]) && waited.iter().all(|&k| k >= 40),
+        "only the newest 10 waited, and they came in order: {waited:?}"
+    );
+    let st = a.0.cluster_stats().unwrap();
+    assert_eq!((st.dropped, st.queued, st.failed), (40, 0, 0), "{st:?}");
+    drop((on_a, on_b, publisher));
+    a.0.shutdown().unwrap();
+    b.0.shutdown().unwrap();
+}
+
+/// NATS gone for 5 s for the publishing node A (the path between it and NATS cut, so
+/// that node B keeps its subscription): A's local fan-out goes on; its publishes wait in
+/// the bridge's queue (10 messages here) and the oldest are dropped and counted; once
+/// NATS is back, exactly the newest 10 reach B, in order, and nothing else is lost;
+/// A's own subscription comes back.
+#[test]
+fn nats_gone_for_five_seconds_loses_what_the_policy_says() {
+    let Some(bin) = nats_server() else { return };
+    let port = free_port();
+    let _nats = Nats::start(&bin, port);
+    let relay = Relay::start(port);
+    let a = node_with(
+        ClusterConfig::nats([format!("nats://127.0.0.1:{}", relay.port)]).queue(10, 1 << 20),
+    );
+    let b = node(port);
+    for (s, _) in [&a, &b] {
+        assert!(wait_until(PATIENCE, || s.cluster_stats().unwrap().connected));
+    }
+    let mut on_a = subscriber(a.1, "ticks");
+    let mut on_b = subscriber(b.1, "ticks");
+    for (s, _) in [&a, &b] {
+        assert!(wait_until(PATIENCE, || s.cluster_stats().unwrap().subscriptions == 1));
+    }
+    let mut publisher = RawClient::open(a.1);
+    publisher.send(true, OP_TEXT, b"pub:ticks:0");
+    assert_eq!(on_a.expect_data().payload, b"0");
+    assert_eq!(on_b.expect_data().payload, b"0");
+
+    relay.cut();
+    assert!(wait_until(PATIENCE, || !a.0.cluster_stats().unwrap().connected), "noticed");
+    // 100 publishes over 5 s while NATS is gone for A.
+    for i in 1..=100 {
+        publisher.send(true, OP_TEXT, format!("pub:ticks:{i}").as_bytes());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for i in 1..=100 {
+        let m = String::from_utf8(on_a.expect_data().payload).unwrap();
+        assert_eq!(m, i.to_string(), "local fan-out went on, in order");
+    }
+    let st = a.0.cluster_stats().unwrap();
+    assert_eq!((st.published, st.dropped, st.queued), (1, 90, 10), "{st:?}");
+    assert_eq!(poll_text(&mut on_b, Duration::from_millis(200)), None, "nothing crossed");
+
+    relay.restore();
+    let back = wait_until(Duration::from_secs(20), || {
+        let st = a.0.cluster_stats().unwrap();
+        st.connected && st.reconnects >= 1
+    });
+    assert!(back, "reconnected: {:?}", a.0.cluster_stats());
+    for i in 91..=100 {
+        assert_eq!(poll_text(&mut on_b, PATIENCE), Some(i.to_string()), "the newest 10, in order");
+    }
+    assert_eq!(poll_text(&mut on_b, Duration::from_millis(300)), None, "and nothing else");
+    let st = a.0.cluster_stats().unwrap();
+    assert_eq!((st.published, st.dropped, st.queued, st.failed), (11, 90, 0, 0), "{st:?}");
+
+    // A's subscription came back with the connection: B's publishes reach A again (one
+    // may race the resubscription).
+    let mut from_b = RawClient::open(b.1);
+    let mut arrived = false;
+    for i in 0..20 {
+        from_b.send(true, OP_TEXT, format!("pub:ticks:b{i}").as_bytes());
+        assert_eq!(poll_text(&mut on_b, PATIENCE), Some(format!("b{i}")));
+        if let Some(m) = poll_text(&mut on_a, Duration::from_millis(250)) {
+            assert!(m.starts_with('b'), "{m}");
             arrived = true;
             break;
         }
     }
-    assert!(arrived, "cross-node delivery came back: {:?}", b.0.cluster_stats());
-    drop((on_a, on_b, publisher));
+    assert!(arrived, "A subscribed again: {:?}", a.0.cluster_stats());
+    drop((on_a, on_b, publisher, from_b, relay));
     a.0.shutdown().unwrap();
     b.0.shutdown().unwrap();
 }

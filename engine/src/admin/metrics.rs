@@ -509,6 +509,18 @@ impl Collector for EngineCollector {
                 &one(c.dropped),
             )?;
             f.write(
+                "ringwire_cluster_queued",
+                "Local publishes waiting for NATS (all of them while it is gone)",
+                Gauge,
+                &one(c.queued),
+            )?;
+            f.write(
+                "ringwire_cluster_queued_bytes",
+                "Bytes of the local publishes waiting for NATS",
+                Gauge,
+                &one(c.queued_bytes),
+            )?;
+            f.write(
                 "ringwire_cluster_failed",
                 "Publishes the NATS client refused",
                 Counter,
@@ -555,6 +567,8 @@ mod tests {
             ("ringwire_cluster_published", Counter),
             ("ringwire_cluster_received", Counter),
             ("ringwire_cluster_dropped", Counter),
+            ("ringwire_cluster_queued", Gauge),
+            ("ringwire_cluster_queued_bytes", Gauge),
             ("ringwire_cluster_failed", Counter),
             ("ringwire_cluster_reconnects", Counter),
         ];

@@ -100,6 +100,7 @@ async fn run(
                         if ever.swap(true, Relaxed) {
                             s.reconnects.fetch_add(1, Relaxed);
                         }
+                        s.nudge(); // what waited while it was away goes out now
                         tracing::info!("cluster: connected to NATS");
                     }
                     async_nats::Event::Disconnected => {
@@ -133,7 +134,10 @@ async fn run(
         while let Some((topic, on)) = shared.interest.pop() {
             change_interest(&client, &mut topics, &shared, &local, topic, on, &subject).await;
         }
-        while let Some((topic, frame)) = shared.out.pop() {
+        // While the broker is gone publishes wait in `out` (bounded, counted when it
+        // drops), not in the client's own buffers: what is lost is what the policy says.
+        while shared.connected.load(Relaxed) {
+            let Some((topic, frame)) = shared.next_out() else { break };
             match client.publish(subject(&topic), frame).await {
                 Ok(()) => shared.published.fetch_add(1, Relaxed),
                 Err(_) => shared.failed.fetch_add(1, Relaxed),

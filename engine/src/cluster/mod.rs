@@ -16,7 +16,7 @@ mod bridge;
 #[cfg(feature = "cluster")]
 pub(crate) use self::bridge::Bridge;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use bytes::Bytes;
 use crossbeam_queue::{ArrayQueue, SegQueue};
@@ -34,8 +34,13 @@ pub struct ClusterConfig {
     pub subject_prefix: String,
     /// Publishes waiting for the broker, at most; when full the oldest is dropped (and
     /// counted: [`ClusterStats::dropped`]), so a broker that is slow or gone costs a
-    /// bounded amount of memory and local fan-out goes on. Default 65,536.
+    /// bounded amount of memory and local fan-out goes on. While the bridge is not
+    /// connected, publishes wait here (and nowhere else). Default 65,536.
     pub queue: usize,
+    /// Bytes of frames waiting for the broker, at most: past it the oldest are dropped
+    /// too (counted the same way). Default 64 MiB. (Concurrent publishers may overshoot
+    /// it by one message each, for a moment.)
+    pub queue_bytes: usize,
 }
 
 impl ClusterConfig {
@@ -45,7 +50,15 @@ impl ClusterConfig {
             servers: servers.into_iter().map(Into::into).collect(),
             subject_prefix: "ringwire.t".into(),
             queue: 65_536,
+            queue_bytes: 64 << 20,
         }
+    }
+
+    /// At most `messages` and `bytes` waiting for the broker (see [`ClusterConfig::queue`]).
+    pub fn queue(mut self, messages: usize, bytes: usize) -> Self {
+        self.queue = messages;
+        self.queue_bytes = bytes;
+        self
     }
 }
 
@@ -63,6 +76,10 @@ pub struct ClusterStats {
     pub received: u64,
     /// Local publishes dropped because the queue to the broker was full (the oldest go).
     pub dropped: u64,
+    /// Local publishes waiting for the broker now (while it is gone, all of them).
+    pub queued: u64,
+    /// Their frames' bytes.
+    pub queued_bytes: u64,
     /// Publishes the client refused (its connection gone for good, say).
     pub failed: u64,
     /// Times the client reconnected to the broker.
@@ -73,6 +90,9 @@ pub struct ClusterStats {
 pub(crate) struct ClusterShared {
     /// Publishes for the broker: topic and frame.
     out: ArrayQueue<(Topic, Bytes)>,
+    /// Bytes of the frames in `out`, and the most it may hold.
+    out_bytes: AtomicUsize,
+    max_bytes: usize,
     /// Interest changes from the workers: topic, and whether a worker's first subscriber
     /// came (`true`) or its last left. Not bounded by a capacity, but by the topics in
     /// use: the bridge drains it every turn and each entry is a change of state.
@@ -92,9 +112,11 @@ pub(crate) struct ClusterShared {
 }
 
 impl ClusterShared {
-    pub(crate) fn new(queue: usize) -> Self {
+    pub(crate) fn new(queue: usize, bytes: usize) -> Self {
         Self {
             out: ArrayQueue::new(queue.max(1)),
+            out_bytes: AtomicUsize::new(0),
+            max_bytes: bytes,
             interest: SegQueue::new(),
             waker: atomic_waker::AtomicWaker::new(),
             nudged: AtomicBool::new(false),
@@ -111,10 +133,26 @@ impl ClusterShared {
 
     /// A local publish, for the other nodes.
     pub(crate) fn publish(&self, topic: &Topic, frame: &Bytes) {
-        if self.out.force_push((topic.clone(), frame.clone())).is_some() {
+        let mut total = self.out_bytes.fetch_add(frame.len(), Relaxed) + frame.len();
+        if let Some((_, old)) = self.out.force_push((topic.clone(), frame.clone())) {
+            total = self.out_bytes.fetch_sub(old.len(), Relaxed) - old.len();
+            self.dropped.fetch_add(1, Relaxed);
+        }
+        // Over the byte limit: the oldest go, but never the one just queued (a single
+        // message larger than the limit still goes out once the queue is empty).
+        while total > self.max_bytes && self.out.len() > 1 {
+            let Some((_, old)) = self.out.pop() else { break };
+            total = self.out_bytes.fetch_sub(old.len(), Relaxed) - old.len();
             self.dropped.fetch_add(1, Relaxed);
         }
         self.nudge();
+    }
+
+    /// The oldest publish waiting for the broker.
+    fn next_out(&self) -> Option<(Topic, Bytes)> {
+        let (topic, frame) = self.out.pop()?;
+        self.out_bytes.fetch_sub(frame.len(), Relaxed);
+        Some((topic, frame))
     }
 
     /// A worker's interest in `topic` began (`true`) or ended.
@@ -136,6 +174,8 @@ impl ClusterShared {
             published: self.published.load(Relaxed),
             received: self.received.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
+            queued: self.out.len() as u64,
+            queued_bytes: self.out_bytes.load(Relaxed) as u64,
             failed: self.failed.load(Relaxed),
             reconnects: self.reconnects.load(Relaxed),
         }
@@ -188,13 +228,39 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_the_oldest_and_counts_it() {
-        let c = ClusterShared::new(2);
+        let c = ClusterShared::new(2, 1 << 20);
         let t: Topic = "t".into();
         for i in 0..5u8 {
             c.publish(&t, &Bytes::from(vec![i]));
         }
-        assert_eq!(c.stats().dropped, 3);
-        let left: Vec<u8> = std::iter::from_fn(|| c.out.pop()).map(|(_, b)| b[0]).collect();
+        let st = c.stats();
+        assert_eq!((st.dropped, st.queued, st.queued_bytes), (3, 2, 2));
+        let left: Vec<u8> = std::iter::from_fn(|| c.next_out()).map(|(_, b)| b[0]).collect();
         assert_eq!(left, [3, 4], "the newest kept, in order");
+        assert_eq!(c.stats().queued_bytes, 0);
+    }
+
+    #[test]
+    fn the_queue_never_holds_more_than_its_bytes() {
+        // Room for 1000 messages but 10 KiB: 100-byte frames, the newest 102 at most.
+        let c = ClusterShared::new(1000, 10 << 10);
+        let t: Topic = "t".into();
+        for i in 0..5000u32 {
+            let mut f = vec![0u8; 100];
+            f[..4].copy_from_slice(&i.to_be_bytes());
+            c.publish(&t, &Bytes::from(f));
+            assert!(c.stats().queued_bytes <= 10 << 10, "over the limit after {i}");
+        }
+        let st = c.stats();
+        assert_eq!(st.queued, (10 << 10) / 100);
+        assert_eq!(st.dropped + st.queued, 5000, "every publish kept or counted");
+        let first = c.next_out().map(|(_, b)| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        assert_eq!(first, Some(5000 - st.queued as u32), "the newest kept");
+        // One message larger than the limit still goes (alone).
+        let big = ClusterShared::new(10, 100);
+        big.publish(&t, &Bytes::from(vec![1u8; 50]));
+        big.publish(&t, &Bytes::from(vec![2u8; 500]));
+        let st = big.stats();
+        assert_eq!((st.queued, st.queued_bytes, st.dropped), (1, 500, 1));
     }
 }

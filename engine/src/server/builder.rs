@@ -236,8 +236,10 @@ impl EngineBuilder {
             None => None,
         };
         #[cfg(feature = "cluster")]
-        let cluster =
-            config.cluster.as_ref().map(|c| Arc::new(crate::cluster::ClusterShared::new(c.queue)));
+        let cluster = config
+            .cluster
+            .as_ref()
+            .map(|c| Arc::new(crate::cluster::ClusterShared::new(c.queue, c.queue_bytes)));
         #[cfg(not(feature = "cluster"))]
         let cluster: Option<Arc<crate::cluster::ClusterShared>> = None;
         let budget = config.shutdown_timeout + config.frame.close_timeout + JOIN_GRACE;
