@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 use ringwire_frame::handshake::{
     parse_request, parse_response, ClientRequest, HandshakeError, HandshakeLimits,
 };
+use ringwire_frame::deflate::{accept_answer, accept_offer};
+use ringwire_frame::handshake::extension_elements;
 use ringwire_frame::{
-    Config, Connection, Event, FixedMask, FrameHeader, Message, OpCode, ProtocolError, RecvBuffer,
-    Role, MAX_HEADER_LEN,
+    Config, Connection, DeflateConfig, DeflateParams, Event, FixedMask, FrameHeader, Message,
+    OpCode, ProtocolError, RecvBuffer, Role, MAX_HEADER_LEN,
 };
 
 /// A target's check: panics if a property fails for this input.
@@ -23,6 +25,8 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("handshake_response", handshake_response),
     ("connection_server", connection_server),
     ("connection_client", connection_client),
+    ("deflate_offer", deflate_offer),
+    ("connection_deflate", connection_deflate),
 ];
 
 /// `FrameHeader::decode` on arbitrary bytes: incomplete is `Ok(None)` at every prefix,
@@ -111,12 +115,46 @@ pub fn handshake_response(data: &[u8]) {
 
 /// A server connection fed arbitrary bytes.
 pub fn connection_server(data: &[u8]) {
-    connection(Role::Server, data);
+    connection(Role::Server, data, None);
 }
 
 /// A client connection fed arbitrary bytes.
 pub fn connection_client(data: &[u8]) {
-    connection(Role::Client, data);
+    connection(Role::Client, data, None);
+}
+
+/// A `Sec-WebSocket-Extensions` value from a client, answered by a server in each mode:
+/// no panic, and an answer that a client reads back as the same parameters.
+pub fn deflate_offer(data: &[u8]) {
+    let Some(offers) = extension_elements(data) else { return };
+    let client = DeflateConfig::default().context_takeover(true);
+    for server in [
+        DeflateConfig::default(),
+        DeflateConfig::default().context_takeover(true),
+        DeflateConfig::default().context_takeover(true).window_bits(10),
+    ] {
+        if let Some((params, answer)) = accept_offer(&offers, &server) {
+            assert!(answer.bytes().all(|b| b.is_ascii_graphic() || b == b' '), "{answer:?}");
+            for w in [params.server_max_window_bits, params.client_max_window_bits] {
+                assert!((8..=15).contains(&w), "{params:?}");
+            }
+            assert_eq!(accept_answer(&[&answer], &client), Ok(Some(params)), "{answer}");
+        }
+    }
+}
+
+/// A server connection with permessage-deflate agreed, fed arbitrary bytes (compressed
+/// messages among them); the first byte picks the parameters. The same checks as
+/// `connection_server`, with RSV1 allowed on the data frames it sends.
+pub fn connection_deflate(data: &[u8]) {
+    let Some((&pick, rest)) = data.split_first() else { return };
+    let params = DeflateParams {
+        server_no_context_takeover: pick & 1 != 0,
+        client_no_context_takeover: pick & 2 != 0,
+        server_max_window_bits: 8 + (pick >> 2 & 7),
+        client_max_window_bits: 15,
+    };
+    connection(Role::Server, rest, Some((params, pick & 0x20 != 0)));
 }
 
 /// The mask key the client connection uses.
@@ -220,9 +258,9 @@ impl RecvBuffer for TestBuffer {
 
 /// [`connection_via`] through `handle_bytes` and through `handle_buffer` (whole data
 /// frames unmasked in place and shared): both must send exactly the same bytes.
-fn connection(role: Role, data: &[u8]) {
-    let copied = connection_via(role, data, false);
-    let shared = connection_via(role, data, true);
+fn connection(role: Role, data: &[u8], deflate: Option<(DeflateParams, bool)>) {
+    let copied = connection_via(role, data, false, deflate);
+    let shared = connection_via(role, data, true, deflate);
     assert!(copied == shared, "handle_buffer and handle_bytes disagree");
 }
 
@@ -230,15 +268,27 @@ fn connection(role: Role, data: &[u8]) {
 /// runs the timers and ends the transport. Checks: no event after `Closed`, `Closed`
 /// exactly once by the end, nothing in or out once closed, and every byte sent is a
 /// well-formed frame for the role. Returns what it sent.
-fn connection_via(role: Role, data: &[u8], in_place: bool) -> Vec<u8> {
+fn connection_via(
+    role: Role,
+    data: &[u8],
+    in_place: bool,
+    deflate: Option<(DeflateParams, bool)>,
+) -> Vec<u8> {
     let Some((&ctl, mut rest)) = data.split_first() else { return Vec::new() };
     let now = Instant::now();
     // Small limits so that short inputs reach the 1009 paths too.
-    let config = Config::default().max_frame_size(4096).max_message_size(8192);
+    let mut config = Config::default().max_frame_size(4096).max_message_size(8192);
+    if let Some((_, takeover)) = deflate {
+        let d = DeflateConfig::default().context_takeover(takeover).min_size(16);
+        config = config.deflate(Some(d));
+    }
     let mut conn = match role {
         Role::Server => Connection::server(config, now),
         Role::Client => Connection::client(config, Box::new(FixedMask(KEY)), now),
     };
+    if let Some((params, _)) = deflate {
+        conn.set_deflate(params);
+    }
     let mut seen = Seen::default();
     let max = usize::from(ctl) + 1;
     let mut state = u32::from(ctl);
@@ -278,15 +328,16 @@ fn connection_via(role: Role, data: &[u8], in_place: bool) -> Vec<u8> {
         seen.drain(&mut conn);
         assert_eq!(seen.wire.len(), before, "input after Closed produced bytes");
     }
-    let data_frames = check_sent(role, &seen.wire);
+    let data_frames = check_sent(role, &seen.wire, deflate.is_some());
     assert_eq!(data_frames, seen.echoed, "data frames sent vs messages echoed");
     seen.wire
 }
 
-/// Everything a connection sent must be whole frames: FIN set, no RSV, a known opcode,
-/// masked exactly when it is a client, control payloads of at most 125 bytes, and no data
-/// frame after a close. Returns the number of data frames.
-pub fn check_sent(role: Role, mut wire: &[u8]) -> usize {
+/// Everything a connection sent must be whole frames: FIN set, no RSV (but RSV1 on data
+/// frames with `deflate`), a known opcode, masked exactly when it is a client, control
+/// payloads of at most 125 bytes, and no data frame after a close. Returns the number of
+/// data frames.
+pub fn check_sent(role: Role, mut wire: &[u8], deflate: bool) -> usize {
     let mut closed = false;
     let mut data = 0;
     while !wire.is_empty() {
@@ -294,7 +345,8 @@ pub fn check_sent(role: Role, mut wire: &[u8]) -> usize {
             Ok(Some(x)) => x,
             other => panic!("sent bytes are not a frame header: {other:?}"),
         };
-        assert!(h.fin && h.rsv == 0, "{h:?}");
+        let rsv_ok = h.rsv == 0 || (deflate && h.rsv == 0b100 && !h.opcode.is_control());
+        assert!(h.fin && rsv_ok, "{h:?}");
         assert_eq!(h.mask.is_some(), role == Role::Client, "{h:?}");
         assert!(!h.opcode.is_reserved() && h.opcode != OpCode::Continuation, "{h:?}");
         if h.opcode.is_control() {

@@ -12,7 +12,8 @@
 //!
 //! Run: `cargo run --release -p ringwire --example autobahn_client -- ws://127.0.0.1:9001
 //! ringwire` (`tests/autobahn/run_client.sh` starts the suite and reads its report).
-//! `RINGWIRE_BACKEND=epoll` or `=io_uring` chooses the backend. It prints one line per
+//! `RINGWIRE_BACKEND=epoll` or `=io_uring` chooses the backend; `RINGWIRE_DEFLATE=shared`
+//! or `=takeover` offers permessage-deflate (cases 12.* and 13.*). It prints one line per
 //! case and exits non-zero if a connection could not be made.
 
 use std::process::ExitCode;
@@ -105,6 +106,13 @@ impl Client {
         let mut frame = ringwire::frame::Config::default();
         frame.max_frame_size = 64 << 20;
         frame.max_message_size = 64 << 20;
+        frame.deflate = match std::env::var("RINGWIRE_DEFLATE").as_deref() {
+            Ok("shared") => Some(ringwire::frame::DeflateConfig::default()),
+            Ok("takeover") => {
+                Some(ringwire::frame::DeflateConfig::default().context_takeover(true))
+            }
+            _ => None,
+        };
         let flag = echo.clone();
         let engine = Engine::builder()
             .workers(1)

@@ -41,6 +41,10 @@ pub struct Config {
     /// Start the close handshake (1001) after this long without inbound traffic.
     /// Default `None` (off).
     pub idle_timeout: Option<Duration>,
+    /// permessage-deflate (RFC 7692): how this end compresses, once a connection's
+    /// handshake agreed it ([`crate::Connection::set_deflate`]). Default `None`: the
+    /// engine neither offers nor accepts it.
+    pub deflate: Option<crate::DeflateConfig>,
     /// The instant the timers and ping send times of this configuration's connections
     /// count from (see `connection/timer.rs`). Not a setting: it takes no part in
     /// equality, and it is fixed by the first `now` a connection of this configuration
@@ -105,6 +109,7 @@ impl Default for Config {
             ping_interval: None,
             pong_timeout: Duration::from_secs(10),
             idle_timeout: None,
+            deflate: None,
             epoch: Epoch::default(),
         }
     }
@@ -144,6 +149,11 @@ impl Config {
     /// Sets [`Config::pong_timeout`].
     pub fn pong_timeout(mut self, v: Duration) -> Self {
         self.pong_timeout = v;
+        self
+    }
+    /// Sets [`Config::deflate`].
+    pub fn deflate(mut self, v: Option<crate::DeflateConfig>) -> Self {
+        self.deflate = v;
         self
     }
     /// Sets [`Config::idle_timeout`].

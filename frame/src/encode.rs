@@ -61,7 +61,21 @@ pub fn encode_frame<B>(
 ) where
     B: BufMut + AsMut<[u8]> + AsRef<[u8]>,
 {
-    let header = FrameHeader { fin, rsv: 0, opcode, mask, payload_len: payload.len() as u64 };
+    encode_frame_rsv(out, opcode, 0, fin, payload, mask);
+}
+
+/// [`encode_frame`] with RSV bits (`0b100` is RSV1: permessage-deflate's "compressed").
+pub fn encode_frame_rsv<B>(
+    out: &mut B,
+    opcode: OpCode,
+    rsv: u8,
+    fin: bool,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+) where
+    B: BufMut + AsMut<[u8]> + AsRef<[u8]>,
+{
+    let header = FrameHeader { fin, rsv, opcode, mask, payload_len: payload.len() as u64 };
     let mut hbuf = [0u8; MAX_HEADER_LEN];
     let n = header.encode_into(&mut hbuf).unwrap_or(0);
     out.put_slice(&hbuf[..n]);
@@ -82,6 +96,21 @@ pub fn encode_message<B>(
     opcode: OpCode,
     payload: &[u8],
     fragment_size: Option<usize>,
+    masks: Option<&mut dyn MaskSource>,
+) where
+    B: BufMut + AsMut<[u8]> + AsRef<[u8]>,
+{
+    encode_message_rsv(out, opcode, 0, payload, fragment_size, masks);
+}
+
+/// [`encode_message`] with RSV bits on its first frame (RFC 7692 §6.1: a compressed
+/// message has RSV1 on its first frame only).
+pub fn encode_message_rsv<B>(
+    out: &mut B,
+    opcode: OpCode,
+    rsv: u8,
+    payload: &[u8],
+    fragment_size: Option<usize>,
     mut masks: Option<&mut dyn MaskSource>,
 ) where
     B: BufMut + AsMut<[u8]> + AsRef<[u8]>,
@@ -89,16 +118,26 @@ pub fn encode_message<B>(
     let size = fragment_size.filter(|n| *n > 0).unwrap_or(usize::MAX);
     if payload.len() <= size {
         let mask = masks.map(|m| m.next_mask());
-        encode_frame(out, opcode, true, payload, mask);
+        encode_frame_rsv(out, opcode, rsv, true, payload, mask);
         return;
     }
     let mut chunks = payload.chunks(size).peekable();
-    let mut op = opcode;
+    let (mut op, mut rsv) = (opcode, rsv);
     while let Some(chunk) = chunks.next() {
         let mask = masks.as_deref_mut().map(|m| m.next_mask());
-        encode_frame(out, op, chunks.peek().is_none(), chunk, mask);
+        encode_frame_rsv(out, op, rsv, chunks.peek().is_none(), chunk, mask);
         op = OpCode::Continuation;
+        rsv = 0;
     }
+}
+
+/// Encodes an unmasked (server-to-client) frame once into shared bytes with RSV bits:
+/// a message compressed once (permessage-deflate) for every subscriber whose connection
+/// agreed the same parameters.
+pub fn encode_shared_rsv(opcode: OpCode, rsv: u8, payload: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(MAX_HEADER_LEN + payload.len());
+    encode_frame_rsv(&mut out, opcode, rsv, true, payload, None);
+    out.freeze()
 }
 
 /// Encodes an unmasked (server-to-client) frame once into shared bytes, so that fan-out

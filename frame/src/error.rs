@@ -71,6 +71,9 @@ pub enum ProtocolError {
         /// The configured limit.
         max: usize,
     },
+    /// RFC 7692: a compressed message whose payload is not a valid DEFLATE stream.
+    #[error("compressed message does not inflate")]
+    InvalidCompressedData,
     /// The peer broke a rule of this endpoint's policy (e.g. an origin or rate check of
     /// the engine): close code 1008.
     #[error("policy violation: {0}")]
@@ -81,7 +84,9 @@ impl ProtocolError {
     /// The close code this error sends (RFC 6455 §7.4.1).
     pub fn close_code(&self) -> CloseCode {
         match self {
-            Self::InvalidUtf8 | Self::InvalidCloseReason => CloseCode::INVALID_PAYLOAD,
+            Self::InvalidUtf8 | Self::InvalidCloseReason | Self::InvalidCompressedData => {
+                CloseCode::INVALID_PAYLOAD
+            }
             Self::FrameTooLarge { .. } | Self::MessageTooLarge { .. } => CloseCode::TOO_BIG,
             Self::Policy(_) => CloseCode::POLICY,
             Self::InvalidLength
@@ -121,6 +126,7 @@ impl ProtocolError {
             Self::InvalidCloseReason => "close reason not UTF-8",
             Self::FrameTooLarge { .. } => "frame too big",
             Self::MessageTooLarge { .. } => "message too big",
+            Self::InvalidCompressedData => "compressed data invalid",
             Self::Policy(_) => "policy violation",
         }
     }
@@ -184,6 +190,7 @@ mod tests {
             InvalidCloseReason,
             FrameTooLarge { size: 2, max: 1 },
             MessageTooLarge { size: 2, max: 1 },
+            InvalidCompressedData,
             Policy("rate"),
         ]
     }

@@ -44,6 +44,7 @@ mod close;
 mod code;
 mod config;
 mod connection;
+pub mod deflate;
 mod encode;
 mod error;
 pub mod handshake;
@@ -60,8 +61,10 @@ pub use config::Config;
 pub use connection::{
     CloseCause, Closed, Connection, Event, Pong, RecvBuffer, Role, PING_PAYLOAD_LEN,
 };
+pub use deflate::{DeflateConfig, DeflateParams};
 pub use encode::{
-    encode_frame, encode_message, encode_shared, FixedMask, MaskSource, XorShiftMask,
+    encode_frame, encode_frame_rsv, encode_message, encode_message_rsv, encode_shared,
+    encode_shared_rsv, FixedMask, MaskSource, XorShiftMask,
 };
 pub use error::{Fault, ProtocolError, SendError};
 pub use header::{FrameHeader, OpCode, MAX_HEADER_LEN};

@@ -107,5 +107,5 @@ fn checks_catch_broken_properties() {
 }
 
 fn checks_sent_ok(role: ringwire_frame::Role, wire: &[u8]) -> usize {
-    checks::check_sent(role, wire)
+    checks::check_sent(role, wire, false)
 }

@@ -13,6 +13,7 @@
 #   AUTOBAHN_OUT      report folder           (default <repo>/target/autobahn/<backend>)
 #   AUTOBAHN_TIMEOUT  seconds for the whole suite run (default 600)
 #   AUTOBAHN_CASES    comma-separated case patterns (default 1.*,...,7.*,9.*,10.*)
+#   AUTOBAHN_SERVE_ARGS  more `serve` flags, split at spaces (e.g. --deflate for 12.*, 13.*)
 #
 # Prints one line per behavior with its count, then every case that is not
 # OK. Exit status: 0 when no case is FAILED or NON-STRICT (INFORMATIONAL and
@@ -70,10 +71,11 @@ source "$here/lib.sh"
 port="$(free_port "$venv/bin/python")"
 trap stop_bg EXIT
 
-"$bin" serve "$listen_flag" "127.0.0.1:$port" "${backend_args[@]}" > "$out/server.log" 2>&1 &
+read -r -a extra_args <<<"${AUTOBAHN_SERVE_ARGS:-}"
+"$bin" serve "$listen_flag" "127.0.0.1:$port" "${backend_args[@]}" "${extra_args[@]}" > "$out/server.log" 2>&1 &
 bg_pid=$!
 wait_listening "run.sh: the server" "$port" 100 "$out/server.log"
-echo "server: $bin serve $listen_flag 127.0.0.1:$port ${backend_args[*]} ${RINGWIRE_BACKEND:+(RINGWIRE_BACKEND=$RINGWIRE_BACKEND)}"
+echo "server: $bin serve $listen_flag 127.0.0.1:$port ${backend_args[*]} ${extra_args[*]} ${RINGWIRE_BACKEND:+(RINGWIRE_BACKEND=$RINGWIRE_BACKEND)}"
 
 "$venv/bin/python" - "$out" "$port" "$cases" <<'EOF'
 import json, sys

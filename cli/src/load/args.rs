@@ -82,6 +82,10 @@ pub struct ClientArgs {
     /// text report goes to stderr, the progress line only when stderr is a terminal.
     #[arg(long)]
     pub json: bool,
+    /// Offer permessage-deflate (RFC 7692) on every connection, each message compressed
+    /// on its own (the server must be started with --deflate to take it).
+    #[arg(long)]
+    pub deflate: bool,
 }
 
 impl Default for ClientArgs {
@@ -98,6 +102,7 @@ impl Default for ClientArgs {
             max_pending: 256,
             server_pid: None,
             connect_timeout: 60.0,
+            deflate: false,
             json: false,
         }
     }
@@ -227,6 +232,8 @@ pub struct ClientPlan {
     pub max_pending: usize,
     pub server_pid: Option<u32>,
     pub connect_timeout: Duration,
+    /// Offer permessage-deflate (shared contexts).
+    pub deflate: bool,
     /// Show the progress line on stderr (off with `--json` unless stderr is a terminal,
     /// so that a redirected stderr holds the text report alone).
     pub progress: bool,
@@ -344,6 +351,7 @@ impl ClientArgs {
             server_pid: self.server_pid,
             connect_timeout: secs("connect-timeout", self.connect_timeout, 0.1)?,
             progress: !self.json || std::io::stderr().is_terminal(),
+            deflate: self.deflate,
         })
     }
 }

@@ -78,6 +78,9 @@ impl<S: Script> Session<S> {
         // The generator accepts what any server sends (echoes up to 64 MiB).
         frame.max_frame_size = 64 << 20;
         frame.max_message_size = 64 << 20;
+        if plan.deflate {
+            frame.deflate = Some(ringwire::frame::DeflateConfig::default());
+        }
         let mut builder = Engine::builder()
             .workers(plan.threads)
             .thread_name(format!("{THREAD_PREFIX}-"))

@@ -197,6 +197,19 @@ impl Conn {
         }
     }
 
+    /// The server window of an open connection that agreed permessage-deflate without
+    /// server context takeover: its fan-out frames may be the ones compressed once for
+    /// every such connection of that window.
+    pub(crate) fn shared_deflate_window(&self) -> Option<u8> {
+        match &self.phase {
+            Phase::Open(c) => c
+                .deflate_params()
+                .filter(|p| p.server_no_context_takeover)
+                .map(|p| p.server_max_window_bits),
+            _ => None,
+        }
+    }
+
     pub(crate) fn is_open(&self) -> bool {
         matches!(self.phase, Phase::Open(_))
     }

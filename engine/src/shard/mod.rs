@@ -464,8 +464,28 @@ impl Core {
         // (a connection leaves its topics only when its Closed event is processed).
         let Some((name, mut members)) = self.topics.take(topic) else { return };
         members.published += 1;
-        for key in &members.keys {
-            let _ = self.enqueue(*key, Outgoing::Frame(frame.clone()));
+        if let Some(cfg) = self.frame_config.deflate.clone() {
+            // Compressed once per window among the subscribers that agreed
+            // permessage-deflate without server context takeover (RFC 7692); the others
+            // get the frame as it is.
+            let mut compressed: [Option<Option<Bytes>>; 8] = Default::default();
+            for key in &members.keys {
+                let window = self.conns.get(*key).and_then(|c| c.shared_deflate_window());
+                let f = match window {
+                    Some(w @ 8..=15) => compressed[usize::from(w - 8)]
+                        .get_or_insert_with(|| {
+                            ringwire_frame::deflate::compress_frame(frame, w, &cfg)
+                        })
+                        .clone()
+                        .unwrap_or_else(|| frame.clone()),
+                    _ => frame.clone(),
+                };
+                let _ = self.enqueue(*key, Outgoing::Frame(f));
+            }
+        } else {
+            for key in &members.keys {
+                let _ = self.enqueue(*key, Outgoing::Frame(frame.clone()));
+            }
         }
         self.topics.restore(name, members);
     }

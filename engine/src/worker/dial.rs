@@ -146,6 +146,9 @@ impl Core {
             // with `recv`, may send durably to this client's filter).
             req = req.extension(crate::outbox::wire::offer(stream, recv));
         }
+        if let Some(d) = &client.spec.frame.deflate {
+            req = req.extension(ringwire_frame::deflate::offer(d));
+        }
         let mut out = Vec::with_capacity(256);
         if let Err(e) = req.write(&mut out) {
             self.lose(key, Cause::HandshakeInvalid(e.to_string()));
@@ -185,7 +188,21 @@ impl Core {
             Ok(Some(parsed)) => {
                 let rest = head[parsed.len..].to_vec();
                 let seed = self.rng.next_u64();
-                c.client_upgraded(Connection::client_seeded(client.spec.frame.clone(), seed, now));
+                let mut ws = Connection::client_seeded(client.spec.frame.clone(), seed, now);
+                if let Some(d) = &client.spec.frame.deflate {
+                    let answers: Vec<&str> = parsed.extensions.iter().map(String::as_str).collect();
+                    match ringwire_frame::deflate::accept_answer(&answers, d) {
+                        Ok(Some(params)) => ws.set_deflate(params),
+                        Ok(None) => {}
+                        Err(e) => {
+                            // RFC 7692 §5: an answer the client cannot take fails the
+                            // connection.
+                            self.lose(key, Cause::HandshakeInvalid(e.to_string()));
+                            return None;
+                        }
+                    }
+                }
+                c.client_upgraded(ws);
                 let acks = crate::outbox::wire::accepted(&parsed.extensions);
                 c.set_acks(acks);
                 client.health.record_success();

@@ -183,7 +183,17 @@ impl Core {
                 return;
             }
         };
-        let ext_header = extension.map(|e| ("Sec-WebSocket-Extensions", e));
+        // permessage-deflate, when this engine takes it (RFC 7692): the first offer it
+        // can accept, answered beside the outbox's extension.
+        let deflate =
+            self.frame_config.deflate.as_ref().and_then(|cfg| {
+                ringwire_frame::deflate::accept_offer(&req.extension_offers(), cfg)
+            });
+        let extensions: Vec<&str> =
+            extension.into_iter().chain(deflate.as_ref().map(|(_, a)| a.as_str())).collect();
+        let joined = extensions.join(", ");
+        let ext_header =
+            (!extensions.is_empty()).then_some(("Sec-WebSocket-Extensions", joined.as_str()));
         let mut resp = Vec::with_capacity(160);
         if let Err(e) = req.accept(protocol.as_deref(), ext_header.as_slice(), &mut resp) {
             // The handler chose a subprotocol the client did not offer: our bug, but
@@ -194,6 +204,9 @@ impl Core {
         }
         let now = self.now;
         let Some(c) = self.conns.get_mut(key) else { return };
+        if let (Some((params, _)), Some(ws)) = (deflate, c.ws()) {
+            ws.set_deflate(params);
+        }
         c.upgraded(resp.into());
         self.attach_stream(key);
         self.timers.unschedule(key); // the handshake deadline no longer applies

@@ -148,6 +148,11 @@ struct Buffers {
     /// A client's own mask source ([`Connection::client`]); while it is here the
     /// buffers stay with the connection until it is closed.
     custom_masks: Option<Box<dyn MaskSource + Send>>,
+    /// The message being received is compressed (RSV1 on its first frame).
+    msg_deflated: bool,
+    /// The connection's own deflate contexts (permessage-deflate with context takeover);
+    /// like `custom_masks`, they keep the buffers with the connection.
+    contexts: Option<Box<crate::deflate::Contexts>>,
 }
 
 impl Buffers {
@@ -160,6 +165,7 @@ impl Buffers {
             && self.ctrl_buf.is_empty()
             && !self.utf8.is_incomplete()
             && self.msg_opcode.is_none()
+            && !self.msg_deflated
             && self.recv.is_between_frames()
             && self.deferred.is_none()
     }
@@ -258,6 +264,9 @@ pub struct Connection {
     /// The sequence number of the last ping whose pong reported an RTT: a pong for it or
     /// for an earlier ping reports none.
     pong_seq: u32,
+    /// The agreed permessage-deflate parameters ([`crate::DeflateParams`], packed; 0:
+    /// none), in what was padding.
+    deflate: u16,
 }
 
 impl std::fmt::Debug for Connection {
@@ -317,9 +326,30 @@ impl Connection {
             timers: TimerTable::new(),
             ping_seq: 0,
             pong_seq: 0,
+            deflate: 0,
         };
         c.note_activity(now);
         c
+    }
+
+    /// Turns permessage-deflate on with the parameters the handshake agreed
+    /// ([`crate::deflate::accept_offer`] on a server, [`crate::deflate::accept_answer`]
+    /// on a client), before any traffic: received messages with RSV1 are inflated (within
+    /// [`Config::max_message_size`]), and sent messages are compressed as
+    /// [`Config::deflate`] says (its defaults if it is `None`).
+    pub fn set_deflate(&mut self, params: crate::DeflateParams) {
+        self.deflate = params.pack();
+        let takeover = self.config.deflate.as_ref().is_some_and(|d| d.context_takeover);
+        let (out_fresh, _) = params.outbound(self.role);
+        let (in_fresh, _) = params.inbound(self.role);
+        if takeover && (!out_fresh || !in_fresh) {
+            bufs(&mut self.bufs).contexts = Some(Box::default());
+        }
+    }
+
+    /// The permessage-deflate parameters in use, if any.
+    pub fn deflate_params(&self) -> Option<crate::DeflateParams> {
+        crate::DeflateParams::unpack(self.deflate)
     }
 
     /// This end's role.
@@ -422,7 +452,8 @@ impl Connection {
         let chunk = b.out.pop();
         // A caller's mask source lives in the buffers: they go only once no frame can
         // follow.
-        let keep = b.custom_masks.is_some() && self.state != State::Closed;
+        let keep =
+            (b.custom_masks.is_some() || b.contexts.is_some()) && self.state != State::Closed;
         if chunk.is_none() && b.is_idle() {
             if keep {
                 spare::trim(b);
@@ -515,6 +546,10 @@ impl Connection {
             Message::Text(t) => (OpCode::Text, t.into_bytes()),
             Message::Binary(b) => (OpCode::Binary, b),
         };
+        if self.deflate != 0 {
+            self.encode_data(opcode, &payload);
+            return Ok(());
+        }
         let one_frame = self.config.fragment_size.is_none_or(|n| payload.len() <= n);
         if self.role == Role::Server && one_frame && payload.len() >= 1024 {
             let header = FrameHeader::new(opcode, payload.len() as u64);
@@ -546,6 +581,18 @@ impl Connection {
     fn encode_data(&mut self, opcode: OpCode, payload: &[u8]) {
         let frag = self.config.fragment_size;
         let b = bufs(&mut self.bufs);
+        if let Some(params) = crate::DeflateParams::unpack(self.deflate) {
+            let default = crate::DeflateConfig::default();
+            let cfg = self.config.deflate.as_ref().unwrap_or(&default);
+            let ctx = b.contexts.as_deref_mut();
+            if let Some(z) = crate::deflate::compress(payload, self.role, params, cfg, ctx) {
+                let masks = mask_source(self.role, &mut self.masks, b.custom_masks.as_mut());
+                b.out.write_frames(z.len() + MAX_HEADER_LEN, |buf| {
+                    crate::encode::encode_message_rsv(buf, opcode, 0b100, &z, frag, masks)
+                });
+                return;
+            }
+        }
         let masks = mask_source(self.role, &mut self.masks, b.custom_masks.as_mut());
         b.out.write_frames(payload.len() + MAX_HEADER_LEN, |buf| {
             encode_message(buf, opcode, payload, frag, masks)

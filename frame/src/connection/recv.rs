@@ -236,6 +236,7 @@ impl Connection {
                 ..
             } if remaining == take as u64
         ) && b.msg_buf.is_empty()
+            && !b.msg_deflated
     }
 
     /// Delivers a whole final data frame from the caller's buffer: unmasked and checked
@@ -280,8 +281,14 @@ impl Connection {
             (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
             _ => {}
         }
-        // §5.2: RSV1-3 MUST be 0 unless an extension defining them was negotiated.
-        if h.rsv != 0 {
+        // §5.2: RSV1-3 MUST be 0 unless an extension defining them was negotiated. RFC
+        // 7692 §6: with permessage-deflate, RSV1 marks a compressed message, on its first
+        // frame only (never on a control frame or a continuation: §6.1).
+        if h.rsv != 0
+            && (h.rsv != 0b100
+                || self.deflate == 0
+                || !matches!(h.opcode, OpCode::Text | OpCode::Binary))
+        {
             return Err(ProtocolError::ReservedBits(h.rsv));
         }
         // §5.2: "If an unknown opcode is received, the receiving endpoint MUST _Fail_".
@@ -319,6 +326,7 @@ impl Connection {
             if h.opcode != OpCode::Continuation {
                 let b = bufs(&mut self.bufs);
                 b.msg_opcode = Some(h.opcode);
+                b.msg_deflated = h.rsv != 0;
                 b.utf8.reset();
             }
         }
@@ -347,7 +355,8 @@ impl Connection {
         };
         let mut off = usize::from(offset);
         let b = bufs(&mut self.bufs);
-        let text = b.msg_opcode == Some(OpCode::Text);
+        // A compressed text message is checked once inflated.
+        let text = b.msg_opcode == Some(OpCode::Text) && !b.msg_deflated;
         if opcode.is_control() {
             let start = b.ctrl_buf.len();
             b.ctrl_buf.extend_from_slice(piece);
@@ -427,6 +436,7 @@ impl Connection {
 
     /// The message in progress is complete with `data`.
     fn deliver(&mut self, data: Bytes) -> Result<(), ProtocolError> {
+        let data = if bufs(&mut self.bufs).msg_deflated { self.inflate(&data)? } else { data };
         let b = bufs(&mut self.bufs);
         let msg = match b.msg_opcode.take() {
             Some(OpCode::Text) => {
@@ -440,6 +450,31 @@ impl Connection {
         };
         b.events.push_back(Event::Message(msg));
         Ok(())
+    }
+
+    /// Inflates the compressed message just received (RFC 7692 §7.2.2), within
+    /// `max_message_size`, and feeds a text message to the UTF-8 check.
+    #[cold]
+    fn inflate(&mut self, data: &[u8]) -> Result<Bytes, ProtocolError> {
+        let params = crate::DeflateParams::unpack(self.deflate).unwrap_or_default();
+        let max = self.config.max_message_size;
+        let b = bufs(&mut self.bufs);
+        b.msg_deflated = false;
+        let mut out = Vec::new();
+        let ctx = b.contexts.as_deref_mut();
+        match crate::deflate::decompress(data, self.role, params, ctx, max, &mut out) {
+            Ok(()) => {}
+            Err(crate::deflate::InflateError::TooBig) => {
+                return Err(ProtocolError::MessageTooLarge { size: max as u64 + 1, max })
+            }
+            Err(crate::deflate::InflateError::Corrupt) => {
+                return Err(ProtocolError::InvalidCompressedData)
+            }
+        }
+        if b.msg_opcode == Some(OpCode::Text) && b.utf8.feed(&out).is_err() {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        Ok(Bytes::from(out))
     }
 
     /// RTT of a pong answering a ping sent with `send_ping` that is newer than the last

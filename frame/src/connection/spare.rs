@@ -34,6 +34,7 @@ pub(super) fn take() -> Box<Buffers> {
 /// Keeps `b` (idle: nothing queued, no message half received) for reuse.
 pub(super) fn give(mut b: Box<Buffers>) {
     b.custom_masks = None;
+    b.contexts = None;
     trim(&mut b);
     let _ = SPARE.try_with(|s| {
         let mut s = s.borrow_mut();
@@ -58,6 +59,7 @@ pub(super) fn trim(b: &mut Buffers) {
     trim(&mut b.out.buf);
     b.recv = Default::default();
     b.msg_opcode = None;
+    b.msg_deflated = false;
     b.utf8 = Default::default();
     b.deferred = None;
     if b.pongs.capacity() > KEEP_ITEMS {

@@ -1,0 +1,12 @@
+//! Fuzz target `deflate_offer`: the body is `checks::deflate_offer` in `fuzz/checks.rs`, which
+//! `frame/tests/fuzz_seeds.rs` also runs on the committed seeds.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[allow(dead_code)]
+mod checks {
+    include!("../checks.rs");
+}
+
+fuzz_target!(|data: &[u8]| checks::deflate_offer(data));
