@@ -180,3 +180,55 @@ write(target, "offer-two-params", b"x-ringwire-ack; stream=1; stream=2")
 write(target, "ack-tag", b"\xac" + (123456789).to_bytes(16, "little"))
 write(target, "durable-tag", b"\xd5" + bytes(range(16)))
 write(target, "heartbeat-payload", bytes(12))
+
+# permessage-deflate (RFC 7692): offers for the negotiation, and streams with compressed
+# frames for a server connection that agreed it. Compressed with Python's zlib (raw
+# DEFLATE, sync flush, the 00 00 FF FF tail taken off), not the crate's zlib-rs.
+import zlib  # noqa: E402
+
+target = "deflate_offer"
+for name, offer in {
+    "plain": "permessage-deflate",
+    "chrome": "permessage-deflate; client_max_window_bits",
+    "firefox": "permessage-deflate",
+    "full": "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+            "server_max_window_bits=10; client_max_window_bits=12",
+    "fallbacks": "permessage-deflate; server_max_window_bits=8, permessage-deflate; "
+                 "client_max_window_bits, x-webkit-deflate-frame",
+    "malformed-then-good": 'permessage-deflate; bogus, permessage-deflate; server_max_window_bits="9"',
+    "duplicate": "permessage-deflate; client_no_context_takeover; client_no_context_takeover",
+    "quoted-unclosed": 'permessage-deflate; server_max_window_bits="1',
+    "out-of-range": "permessage-deflate; server_max_window_bits=16; client_max_window_bits=07",
+}.items():
+    write(target, name, offer.encode())
+
+
+def deflated(data, level=6):
+    c = zlib.compressobj(level, zlib.DEFLATED, -15)
+    out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
+
+
+M = bytes([1, 2, 3, 4])
+quote = b'{"id":1,"type":"quote","symbol":"ETH-EUR","bid":2000.5,"ask":2001.25}' * 4
+zq = deflated(quote)
+target = "connection_deflate"
+for name, stream in {
+    "compressed-text": frame(0x1, zq, rsv=4, mask=M),
+    "compressed-binary-twice": frame(0x2, deflated(bytes(range(256)) * 2), rsv=4, mask=M) * 2,
+    "compressed-fragmented": frame(0x1, zq[:10], fin=False, rsv=4, mask=M)
+    + frame(0x0, zq[10:], mask=M),
+    "rsv1-on-continuation": frame(0x1, zq[:10], fin=False, rsv=4, mask=M)
+    + frame(0x0, zq[10:], rsv=4, mask=M),
+    "rsv1-on-ping": frame(0x9, b"hi", rsv=4, mask=M),
+    "bomb": frame(0x2, deflated(bytes(100000), 9), rsv=4, mask=M),
+    "garbage-deflate": frame(0x2, b"\xff" * 20, rsv=4, mask=M),
+    "bad-utf8-inside": frame(0x1, deflated(b"ab\xc3\x28cd" * 40), rsv=4, mask=M),
+    "uncompressed-then-compressed": frame(0x1, quote, mask=M) + frame(0x1, zq, rsv=4, mask=M)
+    + close(1000, mask=M),
+}.items():
+    # Byte 0 picks the parameters (0x03: no takeover either way, window 8; 0x20: takeover
+    # both ways, dedicated contexts), byte 1 the read sizes.
+    for pick in (0x03, 0x20):
+        write(target, f"{name}-{pick:02x}", bytes([pick, 0x40]) + stream)

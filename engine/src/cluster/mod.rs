@@ -86,7 +86,9 @@ pub struct ClusterStats {
     pub reconnects: u64,
 }
 
-/// What the workers and the bridge share.
+/// What the workers and the bridge share. (Without the `cluster` feature there is no
+/// bridge: nothing makes one, and the bridge's side goes unused.)
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
 pub(crate) struct ClusterShared {
     /// Publishes for the broker: topic and frame.
     out: ArrayQueue<(Topic, Bytes)>,
@@ -111,6 +113,7 @@ pub(crate) struct ClusterShared {
     pub(crate) stop: AtomicBool,
 }
 
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
 impl ClusterShared {
     pub(crate) fn new(queue: usize, bytes: usize) -> Self {
         Self {

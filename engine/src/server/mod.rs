@@ -123,7 +123,9 @@ pub struct Server {
     pub(crate) cluster: Option<Arc<crate::cluster::ClusterShared>>,
     #[cfg(feature = "cluster")]
     pub(crate) bridge: Option<crate::cluster::Bridge>,
+    /// (Always `None`: without the feature there is no bridge.)
     #[cfg(not(feature = "cluster"))]
+    #[allow(dead_code)]
     pub(crate) bridge: Option<()>,
 }
 
