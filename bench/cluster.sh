@@ -14,6 +14,13 @@
 #
 #   N=30 SWEEP="1000 2000 5000 10000 20000" DURATION=5 bench/cluster.sh
 #
+# The hop alone: REMOTE=1 puts every subscriber on the second node and the publisher
+# alone on the first (`load fanout --remote-subscribers`), then the same subscribers and
+# publisher on the first node alone: the same fan-out work in both runs, one crossing
+# NATS (use NODES=2):
+#
+#   NODES=2 REMOTE=1 N=15000 RATE=10 DURATION=10 bench/cluster.sh
+#
 # Also the one-command local cluster: `DEMO=1 bench/cluster.sh` starts NATS and three
 # nodes on 127.0.0.1:9101-9103 and waits (Ctrl-C stops everything); connect clients to
 # any node, publish on one, receive on all.
@@ -71,6 +78,16 @@ if [ -n "${SWEEP:-}" ]; then
       -s "$SIZE" | grep -E "delivered|to all|incomplete|errors" || true
     counters
   done
+  exit 0
+fi
+if [ "${REMOTE:-0}" = 1 ]; then
+  echo "== $N subscribers on the other nodes, the publisher alone on the first ($(date -u +%FT%TZ))"
+  "$BIN" load fanout "${addrs[@]}" --remote-subscribers -n "$N" --rate "$RATE" -d "$DURATION" -s "$SIZE" \
+    --source-ips 2 | grep -E "fanout|delivered|to all|errors" || true
+  counters
+  echo "== the same $N subscribers and the publisher on the first node alone"
+  "$BIN" load fanout "${addrs[@]:0:2}" -n "$N" --rate "$RATE" -d "$DURATION" -s "$SIZE" \
+    --source-ips 2 | grep -E "fanout|delivered|to all|errors" || true
   exit 0
 fi
 echo "== $N subscribers over $NODES nodes, publisher on the first ($(date -u +%FT%TZ))"

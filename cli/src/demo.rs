@@ -198,6 +198,7 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
             duration: a.seconds,
             size: 64,
             topic: "demo".into(),
+            remote_subscribers: false,
         },
         server_cpu.clone(),
         a.subscribers as u64 + 16,

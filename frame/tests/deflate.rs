@@ -25,6 +25,14 @@ fn json(n: usize) -> String {
         .collect()
 }
 
+/// No context takeover either way (what a shared-mode server answers).
+const NO_TAKEOVER: DeflateParams = DeflateParams {
+    server_no_context_takeover: true,
+    client_no_context_takeover: true,
+    server_max_window_bits: 15,
+    client_max_window_bits: 15,
+};
+
 fn pair(cfg: &DeflateConfig, params: DeflateParams) -> (Connection, Connection) {
     pair_with(Config::default().deflate(Some(cfg.clone())), params)
 }
@@ -172,11 +180,7 @@ fn messages_compressed_elsewhere_are_inflated() {
 
 #[test]
 fn a_fragmented_compressed_message_has_rsv1_on_its_first_frame_only() {
-    let params = DeflateParams {
-        server_no_context_takeover: true,
-        client_no_context_takeover: true,
-        ..DeflateParams::default()
-    };
+    let params = NO_TAKEOVER;
     let config = Config::default().deflate(Some(DeflateConfig::default())).fragment_size(Some(20));
     let (mut server, mut client) = pair_with(config, params);
     let text = json(10);
@@ -244,11 +248,7 @@ fn a_decompression_bomb_closes_with_1009_at_the_limit() {
 
 #[test]
 fn an_idle_connection_keeps_no_compression_state_unless_dedicated() {
-    let shared = DeflateParams {
-        server_no_context_takeover: true,
-        client_no_context_takeover: true,
-        ..DeflateParams::default()
-    };
+    let shared = NO_TAKEOVER;
     let (mut server, mut client) = pair(&DeflateConfig::default(), shared);
     client.send_text(&json(20)).unwrap();
     flow(&mut client, &mut server);

@@ -40,6 +40,7 @@ esac
 
 venv="${AUTOBAHN_VENV:-$repo/target/autobahn-venv}"
 out="${AUTOBAHN_OUT:-$repo/target/autobahn/$backend}"
+[[ "$out" = /* ]] || out="$PWD/$out" # the suite writes its reports from elsewhere
 limit="${AUTOBAHN_TIMEOUT:-600}"
 cases="${AUTOBAHN_CASES:-1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*}"
 

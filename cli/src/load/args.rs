@@ -204,6 +204,10 @@ pub struct FanoutArgs {
     /// Topic name.
     #[arg(long, default_value = "bench")]
     pub topic: String,
+    /// The publisher alone on the first --addr, the subscribers round robin over the
+    /// others: with nodes of a cluster, every delivery crosses it (bench/cluster.sh).
+    #[arg(long)]
+    pub remote_subscribers: bool,
 }
 
 /// One server endpoint.
@@ -234,6 +238,9 @@ pub struct ClientPlan {
     pub connect_timeout: Duration,
     /// Offer permessage-deflate (shared contexts).
     pub deflate: bool,
+    /// Connection 0 alone on the first target, the others round robin over the rest
+    /// (`load fanout --remote-subscribers`).
+    pub first_target_alone: bool,
     /// Show the progress line on stderr (off with `--json` unless stderr is a terminal,
     /// so that a redirected stderr holds the text report alone).
     pub progress: bool,
@@ -247,6 +254,17 @@ impl Target {
 }
 
 impl ClientPlan {
+    /// The target of global connection `g`: round robin, or with `first_target_alone`
+    /// connection 0 on the first target and the others round robin over the rest.
+    pub fn target_of(&self, g: usize) -> usize {
+        let n = self.targets.len();
+        match (self.first_target_alone && n > 1, g) {
+            (true, 0) => 0,
+            (true, g) => 1 + (g - 1) % (n - 1),
+            (false, g) => g % n,
+        }
+    }
+
     /// What every load client gets: one attempt (a failed or lost connection is an error
     /// of the run, not retried), the plan's timeouts and heartbeat, no per-target rate
     /// cap (`--connect-rate` paces the dials instead).
@@ -352,6 +370,7 @@ impl ClientArgs {
             connect_timeout: secs("connect-timeout", self.connect_timeout, 0.1)?,
             progress: !self.json || std::io::stderr().is_terminal(),
             deflate: self.deflate,
+            first_target_alone: false,
         })
     }
 }
@@ -527,8 +546,21 @@ mod tests {
             duration: 1.0,
             size: 16,
             topic: "t".into(),
+            remote_subscribers: false,
         };
         assert_eq!(f.check().unwrap().1, 10);
+        // The publisher alone on the first target, the rest round robin over the others.
+        let mut plan = ClientArgs {
+            addrs: ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"].map(|a| a.parse().unwrap()).into(),
+            ..ClientArgs::default()
+        }
+        .plan()
+        .unwrap();
+        let spread: Vec<usize> = (0..6).map(|g| plan.target_of(g)).collect();
+        assert_eq!(spread, [0, 1, 2, 0, 1, 2]);
+        plan.first_target_alone = true;
+        let spread: Vec<usize> = (0..6).map(|g| plan.target_of(g)).collect();
+        assert_eq!(spread, [0, 1, 2, 1, 2, 1]);
         assert!(FanoutArgs { size: 15, ..f.clone() }.check().is_err());
         assert!(FanoutArgs { rate: 1e6, duration: 10.0, ..f.clone() }.check().is_err());
         assert!(FanoutArgs { topic: "a b".into(), ..f }.check().is_err());

@@ -263,7 +263,13 @@ pub fn run_fanout(
     reserved: u64,
 ) -> Result<FanoutReport, String> {
     let (duration, publishes) = a.check()?;
-    let plan = a.client.plan()?;
+    let mut plan = a.client.plan()?;
+    if a.remote_subscribers {
+        if plan.targets.len() < 2 {
+            return Err("--remote-subscribers needs two --addr or more".into());
+        }
+        plan.first_target_alone = true;
+    }
     let server = server.or(plan.server_pid.map(ProcTarget::Pid));
     let threads = plan.threads;
     let want = a.subscribers.saturating_add(1);

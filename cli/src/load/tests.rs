@@ -68,6 +68,7 @@ fn tiny_fanout_and_idle_runs() {
         duration: 0.5,
         size: 32,
         topic: "t".into(),
+        remote_subscribers: false,
     };
     let r = super::fanout::run_fanout(&a, None, 0).unwrap();
     assert_eq!(r.subscribed, 20, "{r}");

@@ -322,7 +322,7 @@ impl<S: Script> LoadHandler<S> {
             self.locals.push(Local { state: LState::Done, id: None, closing: false });
             let g = self.global(local);
             let sources = usize::from(plan.source_ips.max(1));
-            let spec = &specs[(g % plan.targets.len()) * sources + g % sources];
+            let spec = &specs[plan.target_of(g) * sources + g % sources];
             Gauge::bump(&shared.control.gauges[self.index].dialled, 1);
             match d.dial(spec).map(|h| h.id()) {
                 Ok(Some(id)) => {

@@ -29,7 +29,7 @@ pub(super) enum Deferred {
 
 impl Connection {
     /// Starts the close handshake (RFC 6455 §7.1.2). After this no message may be sent;
-    /// the peer's close, or [`Config::close_timeout`], ends the connection. If the peer's
+    /// the peer's close, or [`crate::Config::close_timeout`], ends the connection. If the peer's
     /// close (or a protocol failure) has already arrived and waits to be polled, this
     /// frame is the answer, and the next `poll_event` past the earlier events ends the
     /// connection (see "Order of events" on the type).

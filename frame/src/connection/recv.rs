@@ -452,31 +452,6 @@ impl Connection {
         Ok(())
     }
 
-    /// Inflates the compressed message just received (RFC 7692 §7.2.2), within
-    /// `max_message_size`, and feeds a text message to the UTF-8 check.
-    #[cold]
-    fn inflate(&mut self, data: &[u8]) -> Result<Bytes, ProtocolError> {
-        let params = crate::DeflateParams::unpack(self.deflate).unwrap_or_default();
-        let max = self.config.max_message_size;
-        let b = bufs(&mut self.bufs);
-        b.msg_deflated = false;
-        let mut out = Vec::new();
-        let ctx = b.contexts.as_deref_mut();
-        match crate::deflate::decompress(data, self.role, params, ctx, max, &mut out) {
-            Ok(()) => {}
-            Err(crate::deflate::InflateError::TooBig) => {
-                return Err(ProtocolError::MessageTooLarge { size: max as u64 + 1, max })
-            }
-            Err(crate::deflate::InflateError::Corrupt) => {
-                return Err(ProtocolError::InvalidCompressedData)
-            }
-        }
-        if b.msg_opcode == Some(OpCode::Text) && b.utf8.feed(&out).is_err() {
-            return Err(ProtocolError::InvalidUtf8);
-        }
-        Ok(Bytes::from(out))
-    }
-
     /// RTT of a pong answering a ping sent with `send_ping` that is newer than the last
     /// one measured (see `send_ping` for the payload).
     fn match_pong(&mut self, payload: &[u8], now: Instant) -> Option<std::time::Duration> {

@@ -338,42 +338,21 @@ mod tests {
 
     #[test]
     fn rfc_7692_examples_inflate() {
-        // §7.2.3.1: "Hello" compressed, one frame.
-        let p = params(true, 15);
-        let mut out = Vec::new();
-        decompress(
-            &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
-            Role::Client,
-            p,
-            None,
-            100,
-            &mut out,
-        )
-        .unwrap();
-        assert_eq!(out, b"Hello");
-        // §7.2.3.3: "Hello" in a stored block.
-        let mut out = Vec::new();
-        decompress(
-            &[0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00],
-            Role::Client,
-            p,
-            None,
-            100,
-            &mut out,
-        )
-        .unwrap();
-        assert_eq!(out, b"Hello");
-        // §7.2.3.4: a final block (BFINAL set), the tail not needed.
-        let mut out = Vec::new();
-        decompress(
-            &[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
-            Role::Client,
-            p,
-            None,
-            100,
-            &mut out,
-        )
-        .unwrap();
-        assert_eq!(out, b"Hello");
+        let examples: [(&str, &[u8]); 3] = [
+            ("§7.2.3.1: compressed, one frame", &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]),
+            (
+                "§7.2.3.3: a stored block",
+                &[0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00],
+            ),
+            (
+                "§7.2.3.4: a final block, no tail needed",
+                &[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+            ),
+        ];
+        for (what, z) in examples {
+            let mut out = Vec::new();
+            decompress(z, Role::Client, params(true, 15), None, 100, &mut out).unwrap();
+            assert_eq!(out, b"Hello", "{what}");
+        }
     }
 }
