@@ -14,6 +14,8 @@
 #
 #   N=30 SWEEP="1000 2000 5000 10000 20000" DURATION=5 bench/cluster.sh
 #
+# (with REMOTE=1 the publisher is alone on the first node, the subscribers on the others)
+#
 # The hop alone: REMOTE=1 puts every subscriber on the second node and the publisher
 # alone on the first (`load fanout --remote-subscribers`), then the same subscribers and
 # publisher on the first node alone: the same fan-out work in both runs, one crossing
@@ -74,8 +76,8 @@ if [ -n "${SWEEP:-}" ]; then
   echo "== cross-node publishes: $N subscribers over $NODES nodes, publisher on the first ($(date -u +%FT%TZ))"
   for rate in $SWEEP; do
     echo "-- $rate publishes/s"
-    "$BIN" load fanout "${addrs[@]}" -n "$N" --rate "$rate" -d "$DURATION" \
-      -s "$SIZE" | grep -E "delivered|to all|incomplete|errors" || true
+    "$BIN" load fanout "${addrs[@]}" ${REMOTE:+--remote-subscribers} -n "$N" --rate "$rate" \
+      -d "$DURATION" -s "$SIZE" | grep -E "delivered|to all|incomplete|errors" || true
     counters
   done
   exit 0
