@@ -32,6 +32,7 @@ impl Connection {
 
     /// Queues `payload` compressed, with RSV1 on its first frame, if the codec takes it
     /// (see `crate::deflate::compress`); `false` to send it as it is.
+    #[cold]
     pub(super) fn encode_compressed(&mut self, opcode: OpCode, payload: &[u8]) -> bool {
         let Some(params) = crate::DeflateParams::unpack(self.deflate) else { return false };
         let default = crate::DeflateConfig::default();
@@ -49,10 +50,17 @@ impl Connection {
         true
     }
 
+    /// Delivers the compressed message just received, inflated.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn deliver_inflated(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
+        let data = self.inflate(data)?; // clears `msg_deflated`
+        self.deliver(data)
+    }
+
     /// Inflates the compressed message just received (RFC 7692 §7.2.2), within
     /// `max_message_size`, and feeds a text message to the UTF-8 check.
-    #[cold]
-    pub(super) fn inflate(&mut self, data: &[u8]) -> Result<Bytes, ProtocolError> {
+    fn inflate(&mut self, data: &[u8]) -> Result<Bytes, ProtocolError> {
         let params = crate::DeflateParams::unpack(self.deflate).unwrap_or_default();
         let max = self.config.max_message_size;
         let b = bufs(&mut self.bufs);
