@@ -91,6 +91,14 @@ pub struct ServeArgs {
     /// (`prices.*` patterns) the connection may use; `exp` ends it (closed with 1008).
     #[arg(long, value_name = "FILE")]
     pub auth_jwt_key: Option<std::path::PathBuf>,
+    /// Serve wss://: TLS with the certificate chain in FILE (PEM, the server's
+    /// certificate first). Needs --tls-key. SIGHUP reads both files again: new
+    /// handshakes use the new certificate, connections already up are kept.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Compress messages with clients that offer permessage-deflate (RFC 7692; browsers
     /// do): each message on its own, with one compressor per worker, so an idle
     /// connection holds no compression state [default: off].
@@ -313,6 +321,16 @@ macro_rules! say {
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
     let mut b = args.builder();
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            ringwire::tls::TlsServerConfig::from_pem_files(cert, key)
+                .map_err(|e| error_chain(&e))?,
+        ),
+        _ => None,
+    };
+    if let Some(t) = &tls {
+        b = b.tls(t.clone());
+    }
     if let Some(path) = &args.auth_jwt_key {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let auth = ringwire::auth::JwtAuthorizer::from_key_file(&bytes)
@@ -349,18 +367,34 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             None => say!("permessage-deflate: on, shared per worker (no context takeover)"),
         }
     }
+    if let Some(cert) = &args.tls_cert {
+        say!("TLS: wss:// with {} (SIGHUP reloads it)", cert.display());
+    }
     say!("{}", args.timers_text());
     say!("pid {}", std::process::id());
-    // Ctrl-C and SIGTERM stop the server gracefully.
+    // Ctrl-C and SIGTERM stop the server gracefully; SIGHUP reloads the certificate.
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
+    }
+    let hup = Arc::new(AtomicBool::new(false));
+    if tls.is_some() {
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+            .map_err(|e| e.to_string())?;
     }
     let started = std::time::Instant::now();
     let mut next_stats = Duration::from_secs(args.stats_every);
     let mut last = (std::time::Instant::now(), server.stats());
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+        if let (true, Some(t)) = (hup.swap(false, Ordering::Relaxed), &tls) {
+            match t.reload() {
+                Ok(()) => say!("TLS: certificate reloaded"),
+                Err(e) => {
+                    say!("TLS: reload failed, the old certificate stays: {}", error_chain(&e))
+                }
+            }
+        }
         if args.duration > 0 && started.elapsed() >= Duration::from_secs(args.duration) {
             break;
         }

@@ -121,6 +121,10 @@ pub struct EngineConfig {
     pub handshake_timeout: Duration,
     /// Header size and count limits for the upgrade request.
     pub handshake_limits: HandshakeLimits,
+    /// TLS on every accepted connection (`wss://`): the TLS handshake, then the
+    /// upgrade, both within [`EngineConfig::handshake_timeout`]. Default `None`
+    /// (plain `ws://`). See [`crate::tls`].
+    pub tls: Option<crate::tls::TlsServerConfig>,
     /// Per-connection protocol limits, heartbeats and close timeout
     /// (`ping_interval`, `pong_timeout`, `idle_timeout`, `max_frame_size`, ...).
     pub frame: FrameConfig,
@@ -206,6 +210,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("busy_poll", &self.busy_poll)
             .field("max_connections_per_worker", &self.max_connections_per_worker)
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("tls", &self.tls.is_some())
             .field("frame", &self.frame)
             .field("max_queued_bytes", &self.max_queued_bytes)
             .field("backpressure", &self.backpressure)
@@ -237,6 +242,7 @@ impl Default for EngineConfig {
             max_connections_per_worker: 100_000,
             handshake_timeout: Duration::from_secs(10),
             handshake_limits: HandshakeLimits::default(),
+            tls: None,
             frame: FrameConfig::default(),
             max_queued_bytes: 4 << 20,
             backpressure: Backpressure::Close,

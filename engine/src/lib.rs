@@ -59,6 +59,7 @@ mod slab;
 mod stats;
 #[allow(unsafe_code)]
 mod sys;
+pub mod tls;
 mod topics;
 #[cfg(feature = "codec")]
 mod typed;

@@ -28,9 +28,11 @@ pub(crate) enum Noisy {
     AcceptFailed,
     /// A handler callback panicked (a bug, but one a peer's input may trigger at will).
     HandlerPanic,
+    /// A TLS handshake or record failed.
+    TlsFailed,
 }
 
-const KINDS: usize = 7;
+const KINDS: usize = 8;
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {

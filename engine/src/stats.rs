@@ -91,6 +91,8 @@ pub(crate) struct WorkerStats {
     pub(crate) handshake_statuses: [AtomicU64; TRACKED_STATUSES.len() + 1],
     pub(crate) handshake_timeouts: AtomicU64,
     pub(crate) handshake_peer_gone: AtomicU64,
+    pub(crate) tls_failures: AtomicU64,
+    pub(crate) tls_truncations: AtomicU64,
     pub(crate) rtt: [AtomicU64; RTT_BUCKETS_US.len() + 1],
     pub(crate) rtt_sum_us: AtomicU64,
     /// 1 while the worker's loop runs.
@@ -213,6 +215,8 @@ impl WorkerStats {
                 .collect(),
             handshake_timeouts: self.handshake_timeouts.load(Relaxed),
             handshake_peer_gone: self.handshake_peer_gone.load(Relaxed),
+            tls_failures: self.tls_failures.load(Relaxed),
+            tls_truncations: self.tls_truncations.load(Relaxed),
             rtt: RttHistogram {
                 buckets: std::array::from_fn(|i| self.rtt[i].load(Relaxed)),
                 sum_us: self.rtt_sum_us.load(Relaxed),
@@ -332,6 +336,14 @@ pub struct StatsSnapshot {
     pub handshake_timeouts: u64,
     /// Upgrades whose peer went away (or whose socket failed) before finishing.
     pub handshake_peer_gone: u64,
+    /// TLS connections that failed: a handshake the peer could not complete (garbage,
+    /// no common parameters, a certificate refused, an oversized hello) or a record
+    /// that did not decrypt. Those still in their upgrade count in
+    /// `handshake_failures` too.
+    pub tls_failures: u64,
+    /// TLS connections whose peer closed TCP without close_notify while the WebSocket
+    /// was still open (possibly a truncation attack; the application sees 1006).
+    pub tls_truncations: u64,
     /// Heartbeat round trips (from the pongs to the engine's pings, server and client
     /// side).
     pub rtt: RttHistogram,
@@ -415,6 +427,8 @@ impl StatsSnapshot {
         merge_counts(&mut self.handshake_failures_by_status, &o.handshake_failures_by_status);
         self.handshake_timeouts += o.handshake_timeouts;
         self.handshake_peer_gone += o.handshake_peer_gone;
+        self.tls_failures += o.tls_failures;
+        self.tls_truncations += o.tls_truncations;
         for (a, b) in self.rtt.buckets.iter_mut().zip(&o.rtt.buckets) {
             *a += b;
         }

@@ -192,6 +192,18 @@ const FIGURES: &[Figure] = &[
         get: |s| s.handshake_peer_gone,
     },
     Figure {
+        name: "ringwire_tls_failures",
+        help: "TLS connections that failed (handshake or record errors)",
+        kind: Counter,
+        get: |s| s.tls_failures,
+    },
+    Figure {
+        name: "ringwire_tls_truncations",
+        help: "TLS connections closed without close_notify while the WebSocket was open",
+        kind: Counter,
+        get: |s| s.tls_truncations,
+    },
+    Figure {
         name: "ringwire_messages_in",
         help: "WebSocket messages received",
         kind: Counter,

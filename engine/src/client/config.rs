@@ -73,6 +73,11 @@ pub struct ClientConfig {
     /// across restarts of the process (the application chooses it), unique among the
     /// clients of a worker. Default `None`: no durable sends.
     pub outbox_stream: Option<u64>,
+    /// `wss://`: whom to trust and how. Default `None`: the system's certificate
+    /// authorities, the server's name verified ([`crate::tls::TlsClientConfig::new`]
+    /// with no extra authority, loaded once per process, when the first `wss://`
+    /// client is made).
+    pub tls: Option<crate::tls::TlsClientConfig>,
 }
 
 impl Default for ClientConfig {
@@ -95,6 +100,7 @@ impl Default for ClientConfig {
             tcp_user_timeout: Some(Duration::from_secs(30)),
             worker: None,
             outbox_stream: None,
+            tls: None,
         }
     }
 }
@@ -154,8 +160,8 @@ pub enum ConnectError {
     /// The URL does not parse, or lacks a host.
     #[error("invalid URL: {0}")]
     InvalidUrl(String),
-    /// Only `ws://` is supported so far.
-    #[error("unsupported scheme `{0}` (ws:// only; wss:// is not built yet)")]
+    /// Not a WebSocket URL (`ws://` or `wss://`).
+    #[error("unsupported scheme `{0}` (ws:// and wss:// only)")]
     UnsupportedScheme(String),
     /// The host name did not resolve.
     #[error("cannot resolve {host}")]

@@ -45,7 +45,10 @@ impl Dialer {
 
     /// What every client of `target` with `config` shares: made once for a batch of
     /// clients, so that a thousand clients to one target hold one copy.
-    pub(crate) fn spec(&self, target: Target, config: ClientConfig) -> Arc<Spec> {
+    pub(crate) fn spec(&self, target: Target, mut config: ClientConfig) -> Arc<Spec> {
+        if target.tls.is_some() && config.tls.is_none() {
+            config.tls = Some(crate::tls::TlsClientConfig::system());
+        }
         let limiter =
             config.connect_rate.map(|r| self.limiters.get(&target.authority, r, self.epoch));
         let mut frame = self.frame.clone();

@@ -76,6 +76,10 @@ pub enum Cause {
     /// subprotocol we did not offer, or a malformed response. The string is the error's
     /// text.
     HandshakeInvalid(String),
+    /// `wss://`: the TLS handshake failed (the server's certificate refused: wrong
+    /// name, unknown authority, expired; no parameters in common; garbage instead of
+    /// TLS). The string is rustls's reason.
+    Tls(String),
     /// The WebSocket connection ended with this close code (RFC 6455 §7.4); 1006 when it
     /// vanished without a close frame.
     Closed {
@@ -137,6 +141,7 @@ impl fmt::Display for Cause {
                 }
             }
             Self::HandshakeInvalid(e) => write!(f, "invalid upgrade response: {e}"),
+            Self::Tls(e) => write!(f, "TLS handshake failed: {e}"),
             Self::Closed { code: 1006 } => f.write_str("connection lost (1006, no close frame)"),
             Self::Closed { code } => write!(f, "connection closed with code {code}"),
             Self::HeartbeatLost => f.write_str("no pong within the pong timeout"),
@@ -185,6 +190,9 @@ impl RetryPolicy {
     ///   may change: retried.
     /// - `HandshakeInvalid`: permanent. A server that breaks the protocol will not mend
     ///   itself, and hammering it helps no one.
+    /// - `Tls`: permanent, for the same reason: a certificate that does not verify, or a
+    ///   server with no TLS parameters in common, is refused the same way next time.
+    ///   (A TLS connection lost after its handshake is `Closed { code: 1006 }`: retried.)
     /// - `AppClose`, `GaveUp`, `Shutdown`: they end the client by definition.
     /// - Everything else (refused or failed connects, timeouts, close codes, lost
     ///   heartbeats, socket errors): retried.
@@ -196,6 +204,7 @@ impl RetryPolicy {
                     && !self.retry_client_errors
             }
             Cause::HandshakeInvalid(_)
+            | Cause::Tls(_)
             | Cause::AppClose
             | Cause::GaveUp { .. }
             | Cause::Shutdown => true,

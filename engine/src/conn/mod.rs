@@ -136,6 +136,9 @@ flags! {
     /// its durable messages and reads acknowledgements; a server filters duplicates and
     /// acknowledges.
     4 acks set_acks;
+    /// TLS runs between the socket and the protocol: its session is in the worker's
+    /// `TlsTable`, and bytes go through it both ways.
+    5 tls set_tls;
 }
 
 impl Conn {
@@ -272,6 +275,14 @@ impl Conn {
         matches!(self.phase, Phase::Draining { .. })
             && self.inflight.is_none()
             && self.unsent_is_empty()
+    }
+
+    /// The connection cannot go on (its TLS failed before the upgrade): nothing more of
+    /// it is sent but what the TLS layer queued itself (an alert), and the socket
+    /// closes once that is out, or at `deadline`.
+    pub(crate) fn give_up(&mut self, deadline: Instant) {
+        self.pending = None;
+        self.phase = Phase::Draining { deadline };
     }
 
     /// During a graceful shutdown: a connection still in its upgrade is not upgraded any

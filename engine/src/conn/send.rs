@@ -231,6 +231,7 @@ impl Conn {
         }
         let backlog_empty = self.backlog_is_empty();
         let nothing_pending = backlog_empty && self.inflight.is_none() && self.unsent_is_empty();
+        let tls = self.tls();
         let Phase::Open(ws) = &mut self.phase else { return Err(Refused::Closed) };
         // A shared frame (fan-out) to a server connection with nothing queued and nothing
         // in flight goes to the socket as it is: the protocol core and its buffers are not
@@ -238,6 +239,7 @@ impl Conn {
         // Anything sent after it waits for its completion (`inflight`), so order holds.
         // (Tested by reference, then taken: the common path moves nothing.)
         let direct = matches!(&out, Outgoing::Frame(frame) if nothing_pending
+            && !tls
             && !frame.is_empty()
             && !ws.has_transmit()
             && ws.role() == Role::Server);
@@ -332,6 +334,17 @@ impl Conn {
     /// The send in flight failed (the peer is gone).
     pub(crate) fn send_failed(&mut self) {
         self.inflight = None;
+    }
+
+    /// TLS: the plaintext `next_send` collected is encrypted (into the session's
+    /// queue); what is in flight is the ciphertext, set with [`Conn::set_inflight`].
+    pub(crate) fn set_inflight(&mut self, bytes: usize) {
+        self.inflight = NonZeroU32::new(bytes.clamp(0, u32::MAX as usize) as u32);
+    }
+
+    /// Whether a send is in flight.
+    pub(crate) fn sending(&self) -> bool {
+        self.inflight.is_some()
     }
 
     /// Whether the handler's `on_writable` is due: the connection went over the limit

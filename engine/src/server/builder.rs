@@ -128,6 +128,12 @@ impl EngineBuilder {
     setter!(/// See [`EngineConfig::receipts`].
         receipts: Option<crate::outbox::ReceiptSettings>);
 
+    /// Serve `wss://`: TLS on every accepted connection. See [`EngineConfig::tls`].
+    pub fn tls(mut self, tls: crate::tls::TlsServerConfig) -> Self {
+        self.config.tls = Some(tls);
+        self
+    }
+
     /// Decide who may connect and to which topics they may subscribe and publish: see
     /// [`EngineConfig::authorizer`].
     pub fn authorizer(mut self, a: impl crate::auth::Authorizer) -> Self {

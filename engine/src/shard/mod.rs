@@ -6,8 +6,10 @@
 //! is queued as [`Op`]s and submitted by the loop right after.
 
 mod timers;
+mod tls;
 
 pub(crate) use self::timers::Timers;
+pub(crate) use self::tls::{TlsRecv, TlsTable};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -110,6 +112,8 @@ pub(crate) struct Core {
     pub(crate) parked: crate::hash::IntMap<u32, crate::outbox::receipts::Checkout>,
     /// The durable message `on_message` is handling, if it is one.
     pub(crate) delivering: Option<crate::outbox::Delivery>,
+    /// TLS connections' sessions, by slab slot (only TLS connections have one).
+    pub(crate) tls: TlsTable,
 }
 
 /// 8 bytes from the kernel's random source (getrandom(2)); the clock if it fails.
@@ -192,6 +196,7 @@ impl Core {
             receiving: crate::hash::IntMap::default(),
             parked: crate::hash::IntMap::default(),
             delivering: None,
+            tls: TlsTable::default(),
         }
     }
 
@@ -569,6 +574,7 @@ impl Core {
     /// The socket is closed: the connection is gone.
     pub(crate) fn remove(&mut self, key: Key) {
         self.release_stream(key);
+        self.tls.remove(key.slot);
         if !self.grants.is_empty() {
             self.grants.remove(&key.slot);
         }
@@ -610,6 +616,9 @@ impl Core {
         self.ops.push(Op::StartRecv(key));
         WorkerStats::add(&self.stats.connections, 1);
         self.schedule(key);
+        if !self.tls_accept(key) {
+            self.begin_close(key);
+        }
     }
 
     /// Sends for one dirty connection, if it can. Returns whether it drained below the
@@ -619,6 +628,9 @@ impl Core {
         c.set_dirty(false);
         if c.closing() {
             return false;
+        }
+        if c.tls() {
+            return self.tls_flush(key);
         }
         let mut chunks = self.vec_pool.pop().unwrap_or_default();
         if c.next_send(&mut chunks, &self.limits, &self.stats) {

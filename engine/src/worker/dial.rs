@@ -155,12 +155,24 @@ impl Core {
             return;
         }
         let deadline = now + cfg.handshake_timeout;
+        // wss://: the TLS handshake first (its ClientHello goes out at once); the
+        // upgrade request waits in the queue until it is done, and the handshake
+        // deadline covers both.
+        let tls = match (&target.tls, &cfg.tls) {
+            (Some(name), Some(t)) => Some((name.clone(), t.clone())),
+            _ => None,
+        };
         c.start_client_handshake(Box::new(req), Bytes::from(out), deadline);
         c.set_recv_armed(true);
         self.ops.push(Op::StartRecv(key));
         self.mark_dirty(key);
         self.timers.unschedule(key);
         self.schedule(key);
+        if let Some((name, t)) = tls {
+            if let Err(e) = self.tls_dial(key, &t, &name) {
+                self.lose(key, Cause::Tls(e.to_string()));
+            }
+        }
     }
 
     /// Bytes of the server's answer to the upgrade. Returns the bytes that followed a
@@ -296,6 +308,8 @@ impl Core {
         let retry_at = self.clients.get(&key.slot).and_then(|c| c.retry_at).map(Stamp::instant);
         match retry_at {
             Some(at) => {
+                // The next attempt starts a new TLS session, if any.
+                self.tls.remove(key.slot);
                 // An open connection left its topics at its `Closed` event; no other
                 // phase has any.
                 let Some(c) = self.conns.get_mut(key) else { return };

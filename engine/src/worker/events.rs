@@ -13,7 +13,7 @@ use crate::conn::{HandshakeStep, Outgoing, Phase, TimerDue};
 use crate::handle::Command;
 use crate::handler::{Ctx, Handler, Upgrade};
 use crate::log::Noisy;
-use crate::shard::{Core, Op};
+use crate::shard::{Core, Op, TlsRecv};
 use crate::slab::Key;
 use crate::stats::WorkerStats;
 use crate::sys::{Completion, RecvEnd};
@@ -107,6 +107,54 @@ impl Core {
 
     fn on_recv<H: Handler>(&mut self, handler: &mut H, key: Key, data: &mut dyn RecvBuffer) {
         WorkerStats::add(&self.stats.bytes_in, data.len() as u64);
+        let Some(c) = self.conns.get_mut(key) else { return };
+        if c.closing() {
+            return;
+        }
+        if c.tls() {
+            self.on_tls_recv(handler, key, data.bytes_from(0));
+            return;
+        }
+        self.on_plain(handler, key, data);
+    }
+
+    /// Ciphertext arrived on a TLS connection: its plaintext goes where a plain
+    /// connection's bytes go.
+    fn on_tls_recv<H: Handler>(&mut self, handler: &mut H, key: Key, data: &mut [u8]) {
+        match self.tls_recv(key, data) {
+            TlsRecv::Plain { peer_closed } => {
+                if !self.tls.plain.is_empty() {
+                    let mut plain = std::mem::take(&mut self.tls.plain);
+                    self.on_plain(handler, key, &mut &mut plain[..]);
+                    if self.tls.plain.capacity() == 0 {
+                        self.tls.plain = plain;
+                    }
+                }
+                // close_notify: the peer's data is over, as with end of stream.
+                if peer_closed && self.conns.get(key).is_some_and(|c| !c.closing()) {
+                    self.peer_gone(handler, key);
+                }
+            }
+            TlsRecv::Failed(reason) => self.tls_broken(handler, key, reason),
+        }
+    }
+
+    /// A TLS connection's session failed. During the handshake the alert rustls made
+    /// goes out, then the socket closes; an open WebSocket ends as if the peer vanished
+    /// (1006).
+    fn tls_broken<H: Handler>(&mut self, handler: &mut H, key: Key, reason: String) {
+        let Some(c) = self.conns.get(key) else { return };
+        match c.phase {
+            Phase::Handshake { .. } => {
+                WorkerStats::add(&self.stats.handshake_failures, 1);
+                self.tls_abandon(key);
+            }
+            Phase::ClientHandshake { .. } => self.lose(key, crate::client::Cause::Tls(reason)),
+            _ => self.peer_gone(handler, key),
+        }
+    }
+
+    fn on_plain<H: Handler>(&mut self, handler: &mut H, key: Key, data: &mut dyn RecvBuffer) {
         let now = self.now;
         let Some(c) = self.conns.get_mut(key) else { return };
         if c.closing() {
@@ -245,6 +293,9 @@ impl Core {
     /// the socket closes.
     fn peer_gone<H: Handler>(&mut self, handler: &mut H, key: Key) {
         let now = self.now;
+        if self.conns.get(key).is_some_and(|c| c.tls()) {
+            self.tls_eof(key);
+        }
         if self.is_client(key) {
             self.client_socket_failed(key);
         }
@@ -266,7 +317,11 @@ impl Core {
             match result {
                 Ok(n) => {
                     WorkerStats::add(&self.stats.bytes_out, n as u64);
-                    c.sent(n, &mut chunks);
+                    if c.tls() {
+                        self.tls_sent(key, n, &mut chunks);
+                    } else {
+                        c.sent(n, &mut chunks);
+                    }
                     self.mark_dirty(key);
                     if !self.clients.is_empty() {
                         if let Some(client) = self.clients.get(&key.slot) {

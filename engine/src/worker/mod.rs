@@ -5,8 +5,8 @@
 //! Each turn of the loop: run commands from other threads, fire due timers, flush every
 //! connection with bytes to send (one vectored send in flight per connection, all
 //! submitted together), then wait for completions and feed them to the protocol core
-//! and the handler. The clock is read here only (through [`Clock`]), once per turn and
-//! before the wait; a test drives the loop with a virtual clock and a fake driver.
+//! and the handler. The clock is read here only (through [`Clock`]), once per turn
+//! before the wait and once after it (if anything completed); a test drives the loop with a virtual clock and a fake driver.
 
 mod dial;
 mod events;
@@ -236,9 +236,19 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
         let (submitted, completed) = self.driver.op_counts();
         stats.submissions.store(submitted, Relaxed);
         stats.completions.store(completed, Relaxed);
-        let Self { driver, handler, core, .. } = self;
+        let Self { driver, handler, core, clock, .. } = self;
         core.now = now;
-        driver.wait(Some(timeout), &mut |c| core.on_completion(handler, c))?;
+        // The clock is read again once the wait has ended, before the first completion:
+        // what a completion starts (a handshake deadline, a pong's RTT) is timed from
+        // when it arrived, not from before a wait that may have lasted a second.
+        let mut fresh = false;
+        driver.wait(Some(timeout), &mut |c| {
+            if !fresh {
+                fresh = true;
+                core.now = clock.now();
+            }
+            core.on_completion(handler, c)
+        })?;
         core.flush_changes(handler);
         crate::stats::WorkerStats::add(&self.core.stats.loop_turns, 1);
         Ok(false)

@@ -8,6 +8,7 @@
 
 pub mod browser;
 pub mod client;
+pub mod tls;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

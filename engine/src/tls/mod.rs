@@ -1,0 +1,341 @@
+//! TLS between the socket and the WebSocket protocol (`wss://`), with rustls.
+//!
+//! rustls's unbuffered API runs on the workers like the rest of a connection: records
+//! are decrypted out of the receive ring's buffers and encrypted into the send
+//! allocations, and an idle connection holds its TLS state and no buffer
+//! ([`session`]). The crypto provider is *ring*: it builds with a C compiler alone (no
+//! cmake, no Go), and the project already links it for the NATS client; its AES-GCM
+//! and ChaCha20-Poly1305 use the CPU's instructions like aws-lc-rs's do.
+//!
+//! - A server: [`TlsServerConfig::from_pem_files`] (a certificate chain and its key),
+//!   more certificates picked by SNI ([`TlsServerConfig::add_pem_files`]), and
+//!   [`TlsServerConfig::reload`] to read the files again (the CLI does it on SIGHUP):
+//!   handshakes from then on use the new certificates, connections already up keep
+//!   theirs and are not dropped.
+//! - A client: [`TlsClientConfig::new`] trusts the system's roots
+//!   (rustls-native-certs), [`TlsClientConfig::add_ca_pem_file`] one more authority;
+//!   the server's name is verified; [`TlsClientConfig::insecure`] turns verification
+//!   off and says so in its name.
+//!
+//! Both speak TLS 1.3 and 1.2 and offer ALPN `http/1.1`.
+
+pub mod session;
+#[cfg(test)]
+pub(crate) mod tests;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+pub use self::session::{TlsError, TlsSession};
+
+/// Why a TLS configuration could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    /// A file could not be read or holds no usable PEM item.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// rustls refused the certificate, the key, or the pair.
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// A name given for SNI is not a DNS name.
+    #[error("`{0}` is not a DNS name")]
+    BadName(String),
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    #[allow(deprecated)]
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A certificate chain and its key, read from PEM files.
+fn load_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsConfigError> {
+    let file_err = |path: &Path, reason: String| TlsConfigError::File { path: path.into(), reason };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| file_err(cert, e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| file_err(cert, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(file_err(cert, "no certificate in it".into()));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, e.to_string()))?;
+    Ok(Arc::new(CertifiedKey::from_der(chain, key_der, &provider())?))
+}
+
+/// The certificates a server picks from.
+#[derive(Debug, Default)]
+struct Certs {
+    /// For a client that named no host, or one not listed.
+    default: Option<Arc<CertifiedKey>>,
+    /// By lower-case DNS name.
+    by_name: HashMap<String, Arc<CertifiedKey>>,
+}
+
+/// Where the certificates came from (for [`TlsServerConfig::reload`]).
+#[derive(Debug, Clone)]
+struct Source {
+    names: Vec<String>,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// Picks a certificate by the ClientHello's server name. Read once per handshake; the
+/// lock is taken for writing only by a reload.
+#[derive(Debug, Default)]
+struct Resolver {
+    certs: RwLock<Arc<Certs>>,
+}
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let certs = self.certs.read().map(|c| c.clone()).unwrap_or_default();
+        if let Some(name) = hello.server_name() {
+            if let Some(k) = certs.by_name.get(&name.to_ascii_lowercase()) {
+                return Some(k.clone());
+            }
+        }
+        certs.default.clone()
+    }
+}
+
+/// A TLS server's configuration: what [`crate::EngineBuilder::tls`] takes.
+#[derive(Debug, Clone)]
+pub struct TlsServerConfig {
+    config: Arc<rustls::ServerConfig>,
+    resolver: Arc<Resolver>,
+    sources: Vec<Source>,
+}
+
+impl TlsServerConfig {
+    /// A server with the certificate chain in `cert` (PEM, the leaf first) and its
+    /// private key in `key` (PEM: PKCS#8, PKCS#1 or SEC1), used for every client
+    /// whatever name it asks for (unless [`TlsServerConfig::add_pem_files`] adds one for
+    /// that name).
+    pub fn from_pem_files(
+        cert: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+    ) -> Result<Self, TlsConfigError> {
+        let source =
+            Source { names: Vec::new(), cert: cert.as_ref().into(), key: key.as_ref().into() };
+        let resolver = Arc::new(Resolver::default());
+        let me = Self {
+            config: Self::rustls_config(resolver.clone())?,
+            resolver,
+            sources: vec![source],
+        };
+        me.reload()?;
+        Ok(me)
+    }
+
+    /// Adds a certificate chain and key used when the client asks for one of `names`
+    /// (SNI). Names are DNS names, compared without regard to case.
+    pub fn add_pem_files(
+        mut self,
+        names: &[&str],
+        cert: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+    ) -> Result<Self, TlsConfigError> {
+        let mut lower = Vec::new();
+        for n in names {
+            ServerName::try_from(*n).map_err(|_| TlsConfigError::BadName((*n).to_owned()))?;
+            lower.push(n.to_ascii_lowercase());
+        }
+        self.sources.push(Source {
+            names: lower,
+            cert: cert.as_ref().into(),
+            key: key.as_ref().into(),
+        });
+        self.reload()?;
+        Ok(self)
+    }
+
+    fn rustls_config(resolver: Arc<Resolver>) -> Result<Arc<rustls::ServerConfig>, TlsConfigError> {
+        let mut c = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver);
+        c.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(c))
+    }
+
+    /// Reads every certificate and key file again; handshakes from now on use them.
+    /// Connections already up are not touched. On an error nothing changes (the old
+    /// certificates stay in use).
+    pub fn reload(&self) -> Result<(), TlsConfigError> {
+        let mut certs = Certs::default();
+        for s in &self.sources {
+            let pair = load_pair(&s.cert, &s.key)?;
+            if s.names.is_empty() {
+                certs.default = Some(pair);
+            } else {
+                for n in &s.names {
+                    certs.by_name.insert(n.clone(), pair.clone());
+                }
+            }
+        }
+        if let Ok(mut w) = self.resolver.certs.write() {
+            *w = Arc::new(certs);
+        }
+        Ok(())
+    }
+
+    /// The rustls configuration (for a caller that wants to change what this does not
+    /// expose; [`TlsServerConfig::from_rustls`] takes it back).
+    pub fn rustls(&self) -> Arc<rustls::ServerConfig> {
+        self.config.clone()
+    }
+
+    /// A server configured by the caller in rustls's own terms. [`TlsServerConfig::reload`]
+    /// then does nothing.
+    pub fn from_rustls(config: Arc<rustls::ServerConfig>) -> Self {
+        Self { config, resolver: Arc::new(Resolver::default()), sources: Vec::new() }
+    }
+
+    pub(crate) fn session(&self) -> Result<TlsSession, TlsError> {
+        TlsSession::server(self.config.clone())
+    }
+}
+
+/// A TLS client's configuration: what a `wss://` dial uses
+/// ([`crate::ClientConfig::tls`]).
+#[derive(Debug, Clone)]
+pub struct TlsClientConfig {
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl TlsClientConfig {
+    /// Trusts the system's certificate authorities (rustls-native-certs; on Debian
+    /// `/etc/ssl/certs`) and `extra_cas` (PEM files, for a private authority).
+    /// Verifies the server's name against its certificate.
+    pub fn new(extra_cas: &[&Path]) -> Result<Self, TlsConfigError> {
+        let mut roots = rustls::RootCertStore::empty();
+        // Unreadable system certificates are skipped: a machine with none still
+        // trusts the extra authorities.
+        let native = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(native.certs);
+        for path in extra_cas {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .map_err(|e| TlsConfigError::File { path: path.into(), reason: e.to_string() })?
+                .collect::<Result<_, _>>()
+                .map_err(|e| TlsConfigError::File { path: path.into(), reason: e.to_string() })?;
+            if certs.is_empty() {
+                return Err(TlsConfigError::File {
+                    path: path.into(),
+                    reason: "no certificate in it".into(),
+                });
+            }
+            for c in certs {
+                roots.add(c)?;
+            }
+        }
+        Ok(Self::from_roots(roots))
+    }
+
+    /// [`TlsClientConfig::new`] without extra authorities, made once per process: what
+    /// a `wss://` client gets by default.
+    pub(crate) fn system() -> Self {
+        static SYSTEM: std::sync::OnceLock<TlsClientConfig> = std::sync::OnceLock::new();
+        SYSTEM
+            .get_or_init(|| {
+                Self::new(&[]).unwrap_or_else(|_| Self::from_roots(rustls::RootCertStore::empty()))
+            })
+            .clone()
+    }
+
+    fn from_roots(roots: rustls::RootCertStore) -> Self {
+        let mut c = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        c.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Self { config: Arc::new(c) }
+    }
+
+    /// No verification of the server's certificate or name at all: anyone on the path
+    /// can read and change the traffic. For tests against a server whose certificate
+    /// cannot be trusted otherwise; never the default.
+    pub fn insecure() -> Self {
+        let mut c = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
+            .with_no_client_auth();
+        c.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Self { config: Arc::new(c) }
+    }
+
+    /// A client configured by the caller in rustls's own terms.
+    pub fn from_rustls(config: Arc<rustls::ClientConfig>) -> Self {
+        Self { config }
+    }
+
+    pub(crate) fn session(&self, host: &str) -> Result<TlsSession, TlsError> {
+        let name = ServerName::try_from(host.to_owned()).map_err(|_| {
+            TlsError::Protocol(rustls::Error::General(format!("bad server name `{host}`")))
+        })?;
+        TlsSession::client(self.config.clone(), name)
+    }
+}
+
+/// [`TlsClientConfig::insecure`]'s verifier: accepts any certificate (signatures on the
+/// handshake are still checked, so the session keys are the peer's).
+#[derive(Debug)]
+struct NoVerification(Arc<CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
