@@ -63,10 +63,18 @@ const MAX_QUEUED: usize = 1 << 30;
 /// `ringwire connect` options.
 #[derive(Args, Debug, Clone)]
 pub struct ConnectArgs {
-    /// The server: ws://host[:port][/path][?query]. A host name is resolved at the
-    /// start and again after a lost connection (wss:// is not supported yet).
+    /// The server: ws://host[:port][/path][?query] or wss://... (TLS; the server's
+    /// certificate is verified against the system's authorities and --ca). A host name
+    /// is resolved at the start and again after a lost connection.
     #[arg(value_parser = ws_url)]
     pub url: String,
+    /// wss://: also trust the certificate authority in FILE (PEM), beside the system's.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
+    /// wss://: do not verify the server's certificate at all (anyone on the path can
+    /// read and change the traffic). For tests against self-signed servers.
+    #[arg(long)]
+    pub insecure: bool,
     /// Send each stdin line as a binary message instead of a text message.
     #[arg(long, short)]
     pub binary: bool,
@@ -178,6 +186,12 @@ impl ConnectArgs {
         c.handshake_timeout = Duration::from_secs(self.connect_timeout);
         c
     }
+
+    /// The TLS configuration --ca and --insecure ask for (`None`: the engine's default,
+    /// the system's authorities).
+    pub fn tls_config(&self) -> Result<Option<ringwire::tls::TlsClientConfig>, String> {
+        tls_config(self.ca.as_deref(), self.insecure)
+    }
 }
 
 /// Bytes of received messages that may wait to be printed. Past this (stdout slower
@@ -266,7 +280,15 @@ pub fn run(args: ConnectArgs) -> Result<(), String> {
             overflowed: false,
         })
         .map_err(|e| format!("cannot start the engine: {}", error_chain(&e)))?;
-    let client = match server.connect(&args.url, args.client_config()) {
+    let mut config = args.client_config();
+    config.tls = match args.tls_config() {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = server.shutdown();
+            return Err(e);
+        }
+    };
+    let client = match server.connect(&args.url, config) {
         Ok(c) => c,
         Err(e) => {
             let _ = server.shutdown();
@@ -286,15 +308,33 @@ pub fn run(args: ConnectArgs) -> Result<(), String> {
     result.and(down)
 }
 
-/// A usage error (exit status 2) for what is not a `ws://` URL with a host; the engine
-/// checks the rest.
+/// The client TLS configuration of `--ca FILE` and `--insecure` (`None`: the engine's
+/// default, the system's authorities).
+pub fn tls_config(
+    ca: Option<&std::path::Path>,
+    insecure: bool,
+) -> Result<Option<ringwire::tls::TlsClientConfig>, String> {
+    if insecure {
+        return Ok(Some(ringwire::tls::TlsClientConfig::insecure()));
+    }
+    match ca {
+        Some(path) => {
+            ringwire::tls::TlsClientConfig::new(&[path]).map(Some).map_err(|e| error_chain(&e))
+        }
+        None => Ok(None),
+    }
+}
+
+/// A usage error (exit status 2) for what is not a `ws://` or `wss://` URL with a host;
+/// the engine checks the rest.
 fn ws_url(s: &str) -> Result<String, String> {
     let rest = match s.split_once("://") {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("ws") => rest,
-        Some((scheme, _)) if scheme.eq_ignore_ascii_case("wss") => {
-            return Err("wss:// is not supported yet (ws:// only)".into())
+        Some((scheme, rest))
+            if scheme.eq_ignore_ascii_case("ws") || scheme.eq_ignore_ascii_case("wss") =>
+        {
+            rest
         }
-        _ => return Err(format!("{s:?} is not a ws:// URL")),
+        _ => return Err(format!("{s:?} is not a ws:// or wss:// URL")),
     };
     if rest.is_empty() || rest.starts_with('/') {
         return Err(format!("{s:?} has no host"));
@@ -382,7 +422,7 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }
-        for url in ["http://h/", "wss://h/", "ws:///path", "h:9001"] {
+        for url in ["http://h/", "wss:///x", "ws:///path", "h:9001"] {
             let e = Cli::try_parse_from(["connect", url]).map(|c| c.connect).unwrap_err();
             assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{url}: {e}");
         }

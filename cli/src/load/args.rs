@@ -42,7 +42,8 @@ pub enum Scenario {
 /// scenario.
 #[derive(Args, Debug, Clone)]
 pub struct ClientArgs {
-    /// Server URL, `ws://host:port/path` (repeat for several ports; round robin).
+    /// Server URL, `ws://host:port/path` or `wss://...` (repeat for several ports;
+    /// round robin).
     #[arg(long = "url")]
     pub urls: Vec<String>,
     /// Server address `ip:port` (repeat for several; round robin). Default 127.0.0.1:9001.
@@ -86,6 +87,13 @@ pub struct ClientArgs {
     /// on its own (the server must be started with --deflate to take it).
     #[arg(long)]
     pub deflate: bool,
+    /// wss://: also trust the certificate authority in FILE (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
+    /// wss://: do not verify the server's certificate (benchmarks against a
+    /// self-signed server).
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 impl Default for ClientArgs {
@@ -104,6 +112,8 @@ impl Default for ClientArgs {
             connect_timeout: 60.0,
             deflate: false,
             json: false,
+            ca: None,
+            insecure: false,
         }
     }
 }
@@ -238,6 +248,8 @@ pub struct ClientPlan {
     pub connect_timeout: Duration,
     /// Offer permessage-deflate (shared contexts).
     pub deflate: bool,
+    /// wss://: the TLS configuration (`None`: the system's authorities).
+    pub tls: Option<ringwire::tls::TlsClientConfig>,
     /// Connection 0 alone on the first target, the others round robin over the rest
     /// (`load fanout --remote-subscribers`).
     pub first_target_alone: bool,
@@ -275,15 +287,18 @@ impl ClientPlan {
         c.handshake_timeout = self.connect_timeout;
         c.connect_rate = None;
         c.retry.backoff.max_attempts = Some(1);
+        c.tls = self.tls.clone();
         c
     }
 }
 
-/// Parses `ws://host[:port][/path]`.
+/// Parses `ws://host[:port][/path]` and `wss://...`.
 pub fn parse_url(url: &str) -> Result<Target, String> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or_else(|| format!("{url}: only ws:// URLs are supported (no TLS)"))?;
+    let (rest, default_port) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+        (Some(r), _) => (r, 80),
+        (_, Some(r)) => (r, 443),
+        _ => return Err(format!("{url}: only ws:// and wss:// URLs are supported")),
+    };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -296,7 +311,7 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
     {
         authority.to_owned()
     } else {
-        format!("{authority}:80")
+        format!("{authority}:{default_port}")
     };
     let addr = with_port
         .to_socket_addrs()
@@ -370,6 +385,7 @@ impl ClientArgs {
             connect_timeout: secs("connect-timeout", self.connect_timeout, 0.1)?,
             progress: !self.json || std::io::stderr().is_terminal(),
             deflate: self.deflate,
+            tls: crate::connect::tls_config(self.ca.as_deref(), self.insecure)?,
             first_target_alone: false,
         })
     }

@@ -192,6 +192,9 @@ impl Core {
                 bytes += b.len();
                 chunks.push(b);
             }
+            if s.out.is_empty() {
+                s.out = Vec::new(); // an idle connection keeps no queue
+            }
             c.set_inflight(bytes);
             self.ops.push(Op::Send(key, chunks));
         }

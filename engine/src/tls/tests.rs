@@ -236,3 +236,11 @@ fn large_messages_in_receive_buffer_pieces() {
         assert_eq!(&got[got.len() - big.len()..], &big[..]);
     }
 }
+
+#[test]
+fn what_a_session_weighs() {
+    // Printed for docs/BENCHMARKS.md; the assertion only guards against a large jump.
+    let size = std::mem::size_of::<TlsSession>();
+    eprintln!("TlsSession: {size} bytes inline");
+    assert!(size <= 2048, "{size}");
+}

@@ -56,3 +56,27 @@ pub fn announce(name: &str, addr: SocketAddr, what: &str) {
     println!("pid {}", std::process::id());
     let _ = std::io::stdout().flush();
 }
+
+/// With `--tls`: a tokio-rustls acceptor for the certificate chain and key in the PEM
+/// files named by `PEER_TLS_CERT` and `PEER_TLS_KEY` (ring provider, ALPN http/1.1:
+/// what ringwire's server uses).
+pub fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    let var = |n: &str| std::env::var(n).unwrap_or_else(|_| panic!("--tls needs {n}"));
+    let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(var("PEER_TLS_CERT"))
+        .expect("PEER_TLS_CERT")
+        .map(|c| c.expect("a certificate"))
+        .collect();
+    let key =
+        rustls::pki_types::PrivateKeyDer::from_pem_file(var("PEER_TLS_KEY")).expect("PEER_TLS_KEY");
+    #[allow(deprecated)]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut c = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("the certificate and key");
+    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(c))
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Server CPU per echoed message over TLS (wss://): ringwire's server against
+# tokio-tungstenite + tokio-rustls, in one run, on the same machine. Each server runs on
+# CPU 0 (one thread), the generator (`ringwire load echo`, TLS without certificate
+# checks) on CPU 1. A self-signed P-256 certificate is made for the run (openssl).
+#
+#   bash bench/tls-echo.sh            # DURATION=5 seconds per row
+#
+# Rows: 100 x 16 in flight x 32 B, 100 x 16 x 4 KiB, 100 x 1 x 20 B.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-5}
+cargo build --release -q -p ringwire-cli -p ringwire-bench --bin ringwire --bin peer-tokio-tungstenite
+BIN=target/release
+DIR=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$DIR"' EXIT
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+  -keyout "$DIR/key.pem" -out "$DIR/cert.pem" -days 2 -subj /CN=localhost \
+  -addext "subjectAltName=DNS:localhost" 2>/dev/null
+
+start() { # name command...: starts a server on CPU 0, waits for its pid line
+  local name=$1; shift
+  taskset -c 0 "$@" > "$DIR/$name.log" 2>&1 &
+  for _ in $(seq 50); do grep -q '^pid ' "$DIR/$name.log" 2>/dev/null && break; sleep 0.1; done
+  PID=$(grep '^pid ' "$DIR/$name.log" | awk '{print $2}')
+}
+
+row() { # url shape...
+  local url=$1; shift
+  taskset -c 1 $BIN/ringwire load echo --url "$url" --insecure --server-pid "$PID" \
+    -d "$DURATION" --cpu 1 "$@" 2>&1 | grep -E "messages|round trip|server CPU" | sed 's/^/    /'
+}
+
+shapes=("-c 100 --in-flight 16 -s 32" "-c 100 --in-flight 16 -s 4096" "-c 100 --in-flight 1 -s 20")
+
+echo "== ringwire serve --tls-cert (1 worker, io_uring)"
+start ringwire $BIN/ringwire serve --listen 127.0.0.1:9443 -w 1 --tls-cert "$DIR/cert.pem" --tls-key "$DIR/key.pem"
+for s in "${shapes[@]}"; do echo "  $s"; row wss://localhost:9443/ $s; done
+kill "$PID"; wait "$PID" 2>/dev/null || true
+
+echo "== peer-tokio-tungstenite --tls (tokio-rustls, current-thread runtime)"
+PEER_TLS_CERT="$DIR/cert.pem" PEER_TLS_KEY="$DIR/key.pem" start tt $BIN/peer-tokio-tungstenite --listen 127.0.0.1:9444 --tls
+for s in "${shapes[@]}"; do echo "  $s"; row wss://localhost:9444/ $s; done
+kill "$PID"; wait "$PID" 2>/dev/null || true
+
+echo "== ringwire serve, plain ws:// (for reference)"
+start plain $BIN/ringwire serve --listen 127.0.0.1:9445 -w 1
+for s in "${shapes[@]}"; do echo "  $s"; row ws://localhost:9445/ $s; done
