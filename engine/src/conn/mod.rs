@@ -31,7 +31,7 @@ mod handshake;
 mod send;
 
 pub(crate) use self::handshake::{reject_response, HandshakeStep};
-pub(crate) use self::send::{Enqueued, Outgoing, Refused, SendLimits};
+pub(crate) use self::send::{unwritten, Enqueued, Outgoing, Refused, SendLimits};
 
 use std::num::NonZeroU32;
 use std::time::Instant;

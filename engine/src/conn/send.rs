@@ -148,6 +148,21 @@ impl Pending {
     }
 }
 
+/// What a send that wrote `n` bytes of `chunks` left unwritten, in order (`chunks` is
+/// emptied).
+pub(crate) fn unwritten(mut n: usize, chunks: &mut Vec<Bytes>) -> Vec<Bytes> {
+    let mut rest = Vec::new();
+    for mut chunk in chunks.drain(..) {
+        if n >= chunk.len() {
+            n -= chunk.len();
+        } else {
+            rest.push(chunk.split_off(n));
+            n = 0;
+        }
+    }
+    rest
+}
+
 impl Conn {
     /// The send-side state, allocated on first use.
     pub(super) fn pend(&mut self) -> &mut Pending {
@@ -310,20 +325,12 @@ impl Conn {
 
     /// The send in flight wrote `n` bytes of `chunks`: what did not go out is kept, in
     /// order, ahead of anything newer (unless the socket is being closed).
-    pub(crate) fn sent(&mut self, mut n: usize, chunks: &mut Vec<Bytes>) {
+    pub(crate) fn sent(&mut self, n: usize, chunks: &mut Vec<Bytes>) {
         self.inflight = None;
         if self.closing() {
             return;
         }
-        let mut rest = Vec::new();
-        for mut chunk in chunks.drain(..) {
-            if n >= chunk.len() {
-                n -= chunk.len();
-            } else {
-                rest.push(chunk.split_off(n));
-                n = 0;
-            }
-        }
+        let mut rest = unwritten(n, chunks);
         if !rest.is_empty() {
             let p = self.pend();
             rest.append(&mut p.unsent);

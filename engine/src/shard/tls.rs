@@ -211,22 +211,14 @@ impl Core {
 
     /// A TLS connection's send wrote `n` bytes of `chunks`: the rest goes back to the
     /// head of the session's queue.
-    pub(crate) fn tls_sent(&mut self, key: Key, mut n: usize, chunks: &mut Vec<Bytes>) {
+    pub(crate) fn tls_sent(&mut self, key: Key, n: usize, chunks: &mut Vec<Bytes>) {
         let Some(c) = self.conns.get_mut(key) else { return };
         c.set_inflight(0);
         if c.closing() {
             return;
         }
         let Some(s) = self.tls.get_mut(key.slot) else { return };
-        let mut rest = Vec::new();
-        for mut chunk in chunks.drain(..) {
-            if n >= chunk.len() {
-                n -= chunk.len();
-            } else {
-                rest.push(chunk.split_off(n));
-                n = 0;
-            }
-        }
+        let mut rest = crate::conn::unwritten(n, chunks);
         if !rest.is_empty() {
             rest.append(&mut s.out);
             s.out = rest;
