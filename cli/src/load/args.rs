@@ -506,7 +506,9 @@ mod tests {
         assert_eq!((t.host.as_str(), t.path.as_str()), ("127.0.0.1:9001", "/chat"));
         let t = parse_url("ws://127.0.0.1").unwrap();
         assert_eq!((t.addr.port(), t.path.as_str()), (80, "/"));
-        assert!(parse_url("wss://127.0.0.1:1").is_err());
+        let t = parse_url("wss://127.0.0.1/x").unwrap();
+        assert_eq!((t.addr.port(), t.path.as_str()), (443, "/x"));
+        assert!(parse_url("http://127.0.0.1:1").is_err());
         assert!(parse_url("ws:///x").is_err());
     }
 

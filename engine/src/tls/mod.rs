@@ -19,6 +19,7 @@
 //!
 //! Both speak TLS 1.3 and 1.2 and offer ALPN `http/1.1`.
 
+mod record;
 pub mod session;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -166,6 +167,8 @@ impl TlsServerConfig {
             .with_no_client_auth()
             .with_cert_resolver(resolver);
         c.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // After a TLS 1.3 handshake the session keeps the traffic keys only.
+        c.enable_secret_extraction = true;
         Ok(Arc::new(c))
     }
 
@@ -260,6 +263,7 @@ impl TlsClientConfig {
             .with_root_certificates(roots)
             .with_no_client_auth();
         c.alpn_protocols = vec![b"http/1.1".to_vec()];
+        c.enable_secret_extraction = true;
         Self { config: Arc::new(c) }
     }
 
@@ -274,6 +278,7 @@ impl TlsClientConfig {
             .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
             .with_no_client_auth();
         c.alpn_protocols = vec![b"http/1.1".to_vec()];
+        c.enable_secret_extraction = true;
         Self { config: Arc::new(c) }
     }
 

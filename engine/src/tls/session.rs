@@ -6,7 +6,8 @@
 //! which is freed again as soon as it has been processed, so an idle connection holds
 //! the TLS state and no buffer. What is to be sent (handshake records, encrypted
 //! messages, the rest of a partial write, close_notify) waits in `out`, also freed
-//! when empty.
+//! when empty. After a TLS 1.3 handshake, rustls's connection is replaced by the
+//! traffic keys alone and records are opened and sealed by [`super::record`].
 
 use bytes::Bytes;
 use rustls::unbuffered::{
@@ -47,10 +48,17 @@ pub enum TlsError {
     Dead,
 }
 
-/// The two kinds of rustls connection, driven the same way.
+/// Who does the records: rustls (the handshake, and TLS 1.2 throughout), or, after a
+/// TLS 1.3 handshake, the traffic keys alone.
+// The session is boxed already, and `Records` is what a connection keeps for its life:
+// boxing it would add an allocation and a pointer to every idle connection.
+#[allow(clippy::large_enum_variant)]
 enum Side {
     Server(rustls::server::UnbufferedServerConnection),
     Client(rustls::client::UnbufferedClientConnection),
+    Records(super::record::Records),
+    /// Only while the handshake's connection is being converted.
+    Gone,
 }
 
 /// What one call left the session with.
@@ -78,12 +86,18 @@ pub struct TlsSession {
     /// An error ended the session: nothing more goes into rustls (its state may refer
     /// to bytes that are gone).
     dead: bool,
+    /// rustls's last state was its traffic state, with nothing half-read.
+    ready: bool,
+    /// Hand TLS 1.3 records to [`super::record`] once the handshake is done (the
+    /// configuration lets rustls give the secrets out).
+    convert: bool,
 }
 
 impl std::fmt::Debug for TlsSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsSession")
             .field("server", &matches!(self.side, Side::Server(_)))
+            .field("records", &matches!(self.side, Side::Records(_)))
             .field("handshaking", &self.handshaking)
             .field("incoming", &self.incoming.len())
             .field("out", &self.out.len())
@@ -93,7 +107,7 @@ impl std::fmt::Debug for TlsSession {
 
 /// Drives one `process_tls_records` step of either side with the same code.
 macro_rules! process {
-    ($side:expr, $buf:expr, |$st:ident| $body:expr) => {
+    ($side:expr, $buf:expr, |$st:ident| $body:expr, else $other:expr) => {
         match $side {
             Side::Server(c) => {
                 let $st = c.process_tls_records($buf);
@@ -103,6 +117,7 @@ macro_rules! process {
                 let $st = c.process_tls_records($buf);
                 $body
             }
+            Side::Records(_) | Side::Gone => $other,
         }
     };
 }
@@ -110,8 +125,9 @@ macro_rules! process {
 impl TlsSession {
     /// A server session under `config`.
     pub fn server(config: std::sync::Arc<rustls::ServerConfig>) -> Result<Self, TlsError> {
+        let convert = config.enable_secret_extraction;
         let c = rustls::server::UnbufferedServerConnection::new(config)?;
-        Ok(Self::with(Side::Server(c)))
+        Ok(Self::with(Side::Server(c), convert))
     }
 
     /// A client session to `name` (checked against the server's certificate) under
@@ -120,13 +136,14 @@ impl TlsSession {
         config: std::sync::Arc<rustls::ClientConfig>,
         name: rustls::pki_types::ServerName<'static>,
     ) -> Result<Self, TlsError> {
+        let convert = config.enable_secret_extraction;
         let c = rustls::client::UnbufferedClientConnection::new(config, name)?;
-        let mut s = Self::with(Side::Client(c));
+        let mut s = Self::with(Side::Client(c), convert);
         s.receive(&mut [])?;
         Ok(s)
     }
 
-    fn with(side: Side) -> Self {
+    fn with(side: Side, convert: bool) -> Self {
         Self {
             side,
             incoming: Vec::new(),
@@ -135,6 +152,8 @@ impl TlsSession {
             peer_closed: false,
             closed: false,
             dead: false,
+            ready: false,
+            convert,
         }
     }
 
@@ -148,20 +167,27 @@ impl TlsSession {
         self.peer_closed
     }
 
-    /// The ALPN protocol agreed on, if any.
-    pub fn alpn(&self) -> Option<&[u8]> {
-        match &self.side {
-            Side::Server(c) => c.alpn_protocol(),
-            Side::Client(c) => c.alpn_protocol(),
-        }
-    }
-
     /// The TLS version agreed on, once the handshake is done.
     pub fn version(&self) -> Option<rustls::ProtocolVersion> {
         match &self.side {
             Side::Server(c) => c.protocol_version(),
             Side::Client(c) => c.protocol_version(),
+            Side::Records(_) => Some(rustls::ProtocolVersion::TLSv1_3),
+            Side::Gone => None,
         }
+    }
+
+    /// Tests: a key update before the next record once `n` records were sealed.
+    #[cfg(test)]
+    pub(crate) fn force_key_update_after(&mut self, n: u64) {
+        if let Side::Records(r) = &mut self.side {
+            r.set_tx_limit(n);
+        }
+    }
+
+    /// Whether records are done by the traffic keys alone (after a TLS 1.3 handshake).
+    pub fn on_own_records(&self) -> bool {
+        matches!(self.side, Side::Records(_))
     }
 
     /// Bytes held: the partial record and the unsent ciphertext (for the figures).
@@ -236,6 +262,9 @@ impl TlsSession {
             buf.extend_from_slice(data);
             self.process_held(buf, plain)?;
         }
+        if self.convert && self.ready && !self.handshaking && self.incoming.is_empty() {
+            self.keep_keys_only()?;
+        }
         Ok(Progress {
             handshake_done: was_handshaking && !self.handshaking,
             wants_write: self.out.len() > out_before,
@@ -274,13 +303,47 @@ impl TlsSession {
         whole.checked_sub(self.incoming.len()).filter(|n| *n > 0)
     }
 
-    /// Runs rustls over `buf` until it needs more bytes; returns how many bytes of
-    /// `buf` it is done with.
+    /// A TLS 1.3 connection whose handshake is over and whose rustls state is quiet
+    /// (nothing half-read, nothing to send) keeps its traffic keys only.
+    fn keep_keys_only(&mut self) -> Result<(), TlsError> {
+        if self.version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+            self.convert = false;
+            return Ok(());
+        }
+        let r = match std::mem::replace(&mut self.side, Side::Gone) {
+            Side::Server(c) => super::record::Records::server(c),
+            Side::Client(c) => super::record::Records::client(c),
+            other => {
+                self.side = other;
+                return Ok(());
+            }
+        };
+        self.side = Side::Records(r?);
+        Ok(())
+    }
+
+    /// Runs rustls (or the record layer) over `buf` until it needs more bytes; returns
+    /// how many bytes of `buf` it is done with.
     fn process(&mut self, buf: &mut [u8], plain: &mut Vec<u8>) -> Result<usize, TlsError> {
+        if let Side::Records(r) = &mut self.side {
+            if self.peer_closed {
+                return Ok(buf.len()); // nothing counts after close_notify
+            }
+            let mut answer = Vec::new();
+            let o = r.open(buf, plain, &mut answer)?;
+            if !answer.is_empty() {
+                self.out.push(answer.into());
+            }
+            if o.peer_closed {
+                self.peer_closed = true;
+                return Ok(buf.len());
+            }
+            return Ok(o.used);
+        }
         let mut used = 0;
         loop {
-            let Self { side, out, handshaking, peer_closed, .. } = self;
-            let mut st = StepState { out, plain, handshaking, peer_closed };
+            let Self { side, out, handshaking, peer_closed, ready, .. } = self;
+            let mut st = StepState { out, plain, handshaking, peer_closed, ready };
             let (discard, step) = process!(side, &mut buf[used..], |status| {
                 let UnbufferedStatus { discard, state } = status;
                 match state {
@@ -290,7 +353,7 @@ impl TlsSession {
                     },
                     Err(e) => (discard, Err(e.into())),
                 }
-            });
+            }, else (0, Err(TlsError::Dead)));
             used += discard;
             match step {
                 Ok(Step::Again) => {}
@@ -311,7 +374,7 @@ impl TlsSession {
                     out.push(b);
                 }
             }
-        });
+        }, else ());
         e
     }
 
@@ -326,6 +389,15 @@ impl TlsSession {
         }
         if self.handshaking || self.closed || self.dead {
             return Err(TlsError::NotWritable);
+        }
+        if let Side::Records(r) = &mut self.side {
+            let mut buf = Vec::new();
+            if let Err(e) = r.seal(chunks, &mut buf) {
+                self.kill();
+                return Err(e);
+            }
+            self.out.push(buf.into());
+            return Ok(());
         }
         let one = match chunks {
             [single] => Some(&single[..]),
@@ -376,6 +448,13 @@ impl TlsSession {
             return;
         }
         self.closed = true;
+        if let Side::Records(r) = &mut self.side {
+            let mut buf = Vec::new();
+            if r.seal_close_notify(&mut buf).is_ok() {
+                self.out.push(buf.into());
+            }
+            return;
+        }
         if let Ok(b) = self.with_writer(|w| {
             let mut buf = vec![0u8; 64];
             match w.queue_close_notify(&mut buf) {
@@ -418,7 +497,7 @@ impl TlsSession {
                     },
                     _ => Some(Err(TlsError::NotWritable)),
                 }
-            });
+            }, else Some(Err(TlsError::NotWritable)));
             if let Some(r) = r {
                 return r;
             }
@@ -433,6 +512,7 @@ struct StepState<'a> {
     plain: &'a mut Vec<u8>,
     handshaking: &'a mut bool,
     peer_closed: &'a mut bool,
+    ready: &'a mut bool,
 }
 
 impl StepState<'_> {
@@ -464,12 +544,14 @@ impl StepState<'_> {
             }
             ConnectionState::WriteTraffic(_) => {
                 *self.handshaking = false;
-                Step::Stop
+                *self.ready = true;
+                return Ok((Step::Stop, extra));
             }
             // 0-RTT data is not enabled (rustls's default `max_early_data_size` of 0),
             // so `ReadEarlyData` does not come.
             _ => Step::Stop,
         };
+        *self.ready = false;
         Ok((step, extra))
     }
 }

@@ -96,7 +96,7 @@ fn a_handshake_and_data_both_ways_whatever_the_pieces() {
     for piece in [1, 7, 100, 1 << 20] {
         let (mut c, mut s) = connected(&pki.server(), &pki.client(), "localhost", piece).unwrap();
         assert_eq!(c.version(), Some(rustls::ProtocolVersion::TLSv1_3));
-        assert_eq!(s.alpn(), Some(&b"http/1.1"[..]));
+        assert!(s.on_own_records() && c.on_own_records(), "TLS 1.3: the keys alone");
         let mut scratch = Vec::new();
         let big = Bytes::from(vec![7u8; 40_000]);
         c.encrypt(&[Bytes::from_static(b"GET / "), big.clone()], &mut scratch).unwrap();
@@ -129,6 +129,7 @@ fn tls_1_2_works_too() {
     let client = TlsClientConfig::from_rustls(Arc::new(cfg));
     let (mut c, mut s) = connected(&pki.server(), &client, "localhost", 50).unwrap();
     assert_eq!(s.version(), Some(rustls::ProtocolVersion::TLSv1_2));
+    assert!(!s.on_own_records(), "TLS 1.2 stays with rustls");
     c.encrypt(&[Bytes::from_static(b"hello")], &mut Vec::new()).unwrap();
     assert_eq!(pump(&mut c, &mut s, 3).unwrap(), b"hello");
 }
@@ -241,6 +242,97 @@ fn large_messages_in_receive_buffer_pieces() {
 fn what_a_session_weighs() {
     // Printed for docs/BENCHMARKS.md; the assertion only guards against a large jump.
     let size = std::mem::size_of::<TlsSession>();
-    eprintln!("TlsSession: {size} bytes inline");
+    let (records, key, kernel) = super::record::Records::inline_size();
+    eprintln!(
+        "TlsSession {size} B inline; after a TLS 1.3 handshake: records {records} B \
+         (a key {key} B each way, rustls's KernelConnection {kernel} B)"
+    );
     assert!(size <= 2048, "{size}");
+}
+
+/// A rustls client of its own (buffered API, no secret extraction) against our server
+/// session on its own records: data both ways, then key updates from either side.
+#[test]
+fn key_updates_both_ways_against_plain_rustls() {
+    use std::io::{Read, Write};
+    let pki = TestPki::new("keyupdate", &["localhost"]);
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(&pki.ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut client = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+    let mut server = pki.server().session().unwrap();
+    let mut scratch = Vec::new();
+
+    // Moves the client's output to the server; returns the plaintext the server got.
+    let to_server = |client: &mut rustls::ClientConnection, server: &mut TlsSession| {
+        let mut wire = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+        server.receive(&mut wire).unwrap().1
+    };
+    // Moves the server's output to the client; returns the plaintext the client got.
+    let to_client = |server: &mut TlsSession, client: &mut rustls::ClientConnection| {
+        let wire = take_out(server);
+        let mut rd = &wire[..];
+        while !rd.is_empty() {
+            client.read_tls(&mut rd).unwrap();
+            client.process_new_packets().unwrap();
+        }
+        let mut got = Vec::new();
+        let _ = client.reader().read_to_end(&mut got);
+        got
+    };
+    for _ in 0..4 {
+        to_server(&mut client, &mut server);
+        to_client(&mut server, &mut client);
+    }
+    assert!(!client.is_handshaking());
+    assert!(server.on_own_records(), "the server keeps the traffic keys only");
+
+    client.writer().write_all(b"before").unwrap();
+    assert_eq!(to_server(&mut client, &mut server), b"before");
+    server.encrypt(&[Bytes::from_static(b"reply")], &mut scratch).unwrap();
+    assert_eq!(to_client(&mut server, &mut client), b"reply");
+
+    // The client updates its keys and asks the server to update its own (RFC 8446
+    // §4.6.3): the server follows with a KeyUpdate of its own, then new keys.
+    client.refresh_traffic_keys().unwrap();
+    client.writer().write_all(b"after").unwrap();
+    assert_eq!(to_server(&mut client, &mut server), b"after");
+    assert!(!server.out.is_empty(), "the server's KeyUpdate answer");
+    server.encrypt(&[Bytes::from_static(b"under new keys")], &mut scratch).unwrap();
+    assert_eq!(to_client(&mut server, &mut client), b"under new keys");
+
+    // The server's own key update, when its key has sealed its share of records.
+    server.force_key_update_after(0);
+    server.encrypt(&[Bytes::from_static(b"rekeyed")], &mut scratch).unwrap();
+    assert_eq!(to_client(&mut server, &mut client), b"rekeyed");
+    client.writer().write_all(b"still fine").unwrap();
+    assert_eq!(to_server(&mut client, &mut server), b"still fine");
+
+    // close_notify from the client.
+    client.send_close_notify();
+    to_server(&mut client, &mut server);
+    assert!(server.peer_closed());
+}
+
+#[test]
+fn a_tampered_record_is_refused() {
+    let pki = TestPki::new("tamper", &["localhost"]);
+    let (mut c, mut s) = connected(&pki.server(), &pki.client(), "localhost", 1 << 20).unwrap();
+    assert!(s.on_own_records());
+    c.encrypt(&[Bytes::from_static(b"hello")], &mut Vec::new()).unwrap();
+    let mut wire = take_out(&mut c);
+    let last = wire.len() - 1;
+    wire[last] ^= 1;
+    assert!(s.receive(&mut wire).is_err(), "the tag does not match");
+    assert!(s.receive(&mut [0x17, 3, 3, 0, 20]).is_err(), "a dead session takes nothing");
 }

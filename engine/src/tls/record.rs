@@ -1,0 +1,314 @@
+//! The TLS 1.3 record layer after the handshake (RFC 8446 §5), with *ring*'s AEADs.
+//!
+//! Once rustls has finished a TLS 1.3 handshake, the session keeps only the traffic
+//! keys and rustls's `KernelConnection` (which derives new keys on a key update), and
+//! does the records itself: a record is opened in place where it was received, and
+//! sealed in place in the send allocation the plaintext is gathered into. That drops
+//! rustls's per-connection state (~2 KiB) and its copies per record. TLS 1.2
+//! connections stay with rustls throughout.
+//!
+//! Handled after the handshake, as RFC 8446 asks: application data; alerts
+//! (close_notify ends the peer's data, any other is an error); KeyUpdate (new receive
+//! keys, and ours are updated too when the peer asks); NewSessionTicket on a client
+//! (handed to rustls). Anything else, a record that does not open, or a plaintext
+//! record is an error. Before a key has sealed as many records as its cipher's
+//! confidentiality limit allows, a KeyUpdate replaces it.
+
+use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+use rustls::client::ClientConnectionData;
+use rustls::kernel::KernelConnection;
+use rustls::server::ServerConnectionData;
+use rustls::ConnectionTrafficSecrets;
+
+use super::session::TlsError;
+
+/// Largest plaintext in one record.
+pub(crate) const MAX_FRAGMENT: usize = 16 * 1024;
+/// Largest ciphertext of a TLS 1.3 record (RFC 8446 §5.2).
+const MAX_CIPHERTEXT: usize = MAX_FRAGMENT + 256;
+/// What sealing adds to a record: its header, the inner content type, the tag.
+pub(crate) const OVERHEAD: usize = 5 + 1 + 16;
+
+const APPLICATION_DATA: u8 = 23;
+const ALERT: u8 = 21;
+const HANDSHAKE: u8 = 22;
+const KEY_UPDATE: u8 = 24;
+const NEW_SESSION_TICKET: u8 = 4;
+
+fn protocol(e: rustls::Error) -> TlsError {
+    TlsError::Protocol(e)
+}
+
+fn bad(what: &'static str) -> TlsError {
+    TlsError::Protocol(rustls::Error::General(what.into()))
+}
+
+/// One direction's key, IV and record number.
+struct Keys {
+    key: LessSafeKey,
+    iv: [u8; 12],
+    seq: u64,
+}
+
+impl Keys {
+    fn new((seq, secrets): (u64, ConnectionTrafficSecrets)) -> Result<Self, TlsError> {
+        let (alg, key, iv) = match &secrets {
+            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (&aead::AES_128_GCM, key, iv),
+            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (&aead::AES_256_GCM, key, iv),
+            ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
+                (&aead::CHACHA20_POLY1305, key, iv)
+            }
+            _ => return Err(bad("cipher suite not supported by the record layer")),
+        };
+        let key = UnboundKey::new(alg, key.as_ref()).map_err(|_| bad("bad traffic key"))?;
+        let iv: [u8; 12] = iv.as_ref().try_into().map_err(|_| bad("bad traffic IV"))?;
+        Ok(Self { key: LessSafeKey::new(key), iv, seq })
+    }
+
+    /// The per-record nonce (RFC 8446 §5.3), and the next record number.
+    fn next_nonce(&mut self) -> Result<Nonce, TlsError> {
+        let mut n = self.iv;
+        for (b, s) in n[4..].iter_mut().zip(self.seq.to_be_bytes()) {
+            *b ^= s;
+        }
+        self.seq = self.seq.checked_add(1).ok_or(TlsError::Exhausted)?;
+        Ok(Nonce::assume_unique_for_key(n))
+    }
+}
+
+/// rustls's side of a converted connection: it derives the keys of a key update.
+enum Kernel {
+    Server(KernelConnection<ServerConnectionData>),
+    Client(KernelConnection<ClientConnectionData>),
+}
+
+impl Kernel {
+    fn update(&mut self, tx: bool) -> Result<(u64, ConnectionTrafficSecrets), TlsError> {
+        let r = match (self, tx) {
+            (Kernel::Server(k), true) => k.update_tx_secret(),
+            (Kernel::Server(k), false) => k.update_rx_secret(),
+            (Kernel::Client(k), true) => k.update_tx_secret(),
+            (Kernel::Client(k), false) => k.update_rx_secret(),
+        };
+        r.map_err(protocol)
+    }
+}
+
+/// The record layer of one TLS 1.3 connection after its handshake.
+pub(crate) struct Records {
+    rx: Keys,
+    tx: Keys,
+    kernel: Kernel,
+    /// Records one key may seal (the cipher suite's confidentiality limit, less a
+    /// margin); a KeyUpdate goes out first when `tx.seq` reaches it.
+    tx_limit: u64,
+}
+
+/// What opening the records of a buffer came to.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Opened {
+    /// Bytes of whole records consumed.
+    pub(crate) used: usize,
+    /// The peer sent close_notify.
+    pub(crate) peer_closed: bool,
+}
+
+impl Records {
+    fn from_parts(
+        secrets: rustls::ExtractedSecrets,
+        kernel: Kernel,
+        suite: rustls::SupportedCipherSuite,
+    ) -> Result<Self, TlsError> {
+        let limit = suite.tls13().map_or(u64::MAX, |s| s.common.confidentiality_limit);
+        Ok(Self {
+            rx: Keys::new(secrets.rx)?,
+            tx: Keys::new(secrets.tx)?,
+            kernel,
+            tx_limit: limit.saturating_sub(limit / 16).max(1),
+        })
+    }
+
+    pub(crate) fn server(c: rustls::server::UnbufferedServerConnection) -> Result<Self, TlsError> {
+        let (secrets, k) = c.dangerous_into_kernel_connection().map_err(protocol)?;
+        let suite = k.negotiated_cipher_suite();
+        Self::from_parts(secrets, Kernel::Server(k), suite)
+    }
+
+    pub(crate) fn client(c: rustls::client::UnbufferedClientConnection) -> Result<Self, TlsError> {
+        let (secrets, k) = c.dangerous_into_kernel_connection().map_err(protocol)?;
+        let suite = k.negotiated_cipher_suite();
+        Self::from_parts(secrets, Kernel::Client(k), suite)
+    }
+
+    /// Bytes inline: both keys and rustls's `KernelConnection`.
+    #[cfg(test)]
+    pub(crate) fn inline_size() -> (usize, usize, usize) {
+        (
+            std::mem::size_of::<Self>(),
+            std::mem::size_of::<LessSafeKey>(),
+            std::mem::size_of::<KernelConnection<ServerConnectionData>>(),
+        )
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_tx_limit(&mut self, n: u64) {
+        self.tx_limit = n;
+    }
+
+    /// Opens the whole records at the front of `buf` in place, appending application
+    /// data to `plain`; records of our own to send (a KeyUpdate answer) are sealed into
+    /// `out`. Stops at the first record not yet whole, and after close_notify.
+    pub(crate) fn open(
+        &mut self,
+        buf: &mut [u8],
+        plain: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Result<Opened, TlsError> {
+        let mut r = Opened::default();
+        while let Some(h) = buf.get(r.used..r.used + 5) {
+            if h[0] != APPLICATION_DATA || h[1] != 3 {
+                return Err(bad("a record other than application data after the handshake"));
+            }
+            let len = usize::from(u16::from_be_bytes([h[3], h[4]]));
+            if !(17..=MAX_CIPHERTEXT).contains(&len) {
+                return Err(bad("a record of impossible length"));
+            }
+            let Some(rec) = buf.get_mut(r.used..r.used + 5 + len) else { break };
+            let (head, body) = rec.split_at_mut(5);
+            let aad = Aad::from([head[0], head[1], head[2], head[3], head[4]]);
+            let nonce = self.rx.next_nonce()?;
+            let inner = self
+                .rx
+                .key
+                .open_in_place(nonce, aad, body)
+                .map_err(|_| protocol(rustls::Error::DecryptError))?;
+            r.used += 5 + len;
+            // The content type is the last byte that is not padding (§5.4).
+            let Some(end) = inner.iter().rposition(|b| *b != 0) else {
+                return Err(bad("a record without a content type"));
+            };
+            let (content, typ) = (&inner[..end], inner[end]);
+            match typ {
+                APPLICATION_DATA => plain.extend_from_slice(content),
+                ALERT => match content {
+                    [_, 0] => {
+                        r.peer_closed = true;
+                        return Ok(r);
+                    }
+                    _ => return Err(bad("the peer sent an alert")),
+                },
+                HANDSHAKE => self.handshake(content, out)?,
+                _ => return Err(bad("a record of unknown content type")),
+            }
+        }
+        Ok(r)
+    }
+
+    /// Post-handshake messages of one record (they do not span records here).
+    fn handshake(&mut self, mut msgs: &[u8], out: &mut Vec<u8>) -> Result<(), TlsError> {
+        while let [typ, a, b, c, rest @ ..] = msgs {
+            let len = u32::from_be_bytes([0, *a, *b, *c]) as usize;
+            if rest.len() < len {
+                return Err(bad("a handshake message split across records"));
+            }
+            let (body, next) = rest.split_at(len);
+            match (*typ, body) {
+                (KEY_UPDATE, [requested @ (0 | 1)]) => {
+                    self.rx = Keys::new(self.kernel.update(false)?)?;
+                    if *requested == 1 {
+                        self.update_tx(out)?;
+                    }
+                }
+                (NEW_SESSION_TICKET, _) => match &mut self.kernel {
+                    // A ticket rustls cannot use is no reason to drop the connection.
+                    Kernel::Client(k) => {
+                        let _ = k.handle_new_session_ticket(body);
+                    }
+                    Kernel::Server(_) => return Err(bad("a session ticket from a client")),
+                },
+                _ => return Err(bad("an unexpected handshake message after the handshake")),
+            }
+            msgs = next;
+        }
+        if !msgs.is_empty() {
+            return Err(bad("a truncated handshake message"));
+        }
+        Ok(())
+    }
+
+    /// Sends a KeyUpdate (not asking the peer for one) and moves to the next keys.
+    fn update_tx(&mut self, out: &mut Vec<u8>) -> Result<(), TlsError> {
+        let start = self.begin(out, false)?;
+        out.extend_from_slice(&[KEY_UPDATE, 0, 0, 1, 0]);
+        self.end(start, HANDSHAKE, out)?;
+        self.tx = Keys::new(self.kernel.update(true)?)?;
+        Ok(())
+    }
+
+    /// Seals `chunks` (application data, in order) into records of up to 16 KiB
+    /// appended to `out`: each byte is copied once, into `out`, and encrypted there.
+    pub(crate) fn seal(
+        &mut self,
+        chunks: &[bytes::Bytes],
+        out: &mut Vec<u8>,
+    ) -> Result<(), TlsError> {
+        let total: usize = chunks.iter().map(|c| c.len()).sum();
+        out.reserve(total + total.div_ceil(MAX_FRAGMENT) * OVERHEAD);
+        let mut open: Option<usize> = None;
+        for c in chunks {
+            let mut c: &[u8] = c;
+            while !c.is_empty() {
+                let start = match open {
+                    Some(s) => s,
+                    None => *open.insert(self.begin(out, true)?),
+                };
+                let filled = out.len() - start - 5;
+                let take = c.len().min(MAX_FRAGMENT - filled);
+                out.extend_from_slice(&c[..take]);
+                c = &c[take..];
+                if filled + take == MAX_FRAGMENT {
+                    self.end(start, APPLICATION_DATA, out)?;
+                    open = None;
+                }
+            }
+        }
+        if let Some(start) = open {
+            self.end(start, APPLICATION_DATA, out)?;
+        }
+        Ok(())
+    }
+
+    /// close_notify.
+    pub(crate) fn seal_close_notify(&mut self, out: &mut Vec<u8>) -> Result<(), TlsError> {
+        let start = self.begin(out, true)?;
+        out.extend_from_slice(&[1, 0]);
+        self.end(start, ALERT, out)
+    }
+
+    /// Starts a record in `out` (its header is written by `end`); a KeyUpdate goes
+    /// first when the key has sealed its share (`may_update`: not for the KeyUpdate).
+    fn begin(&mut self, out: &mut Vec<u8>, may_update: bool) -> Result<usize, TlsError> {
+        if may_update && self.tx.seq >= self.tx_limit {
+            self.update_tx(out)?;
+        }
+        let start = out.len();
+        out.extend_from_slice(&[0; 5]);
+        Ok(start)
+    }
+
+    /// Ends the record begun at `start`: its inner type, header, encryption and tag.
+    fn end(&mut self, start: usize, typ: u8, out: &mut Vec<u8>) -> Result<(), TlsError> {
+        out.push(typ);
+        let sealed = out.len() - start - 5 + 16;
+        let header = [APPLICATION_DATA, 3, 3, (sealed >> 8) as u8, sealed as u8];
+        out[start..start + 5].copy_from_slice(&header);
+        let nonce = self.tx.next_nonce()?;
+        let tag = self
+            .tx
+            .key
+            .seal_in_place_separate_tag(nonce, Aad::from(header), &mut out[start + 5..])
+            .map_err(|_| TlsError::Exhausted)?;
+        out.extend_from_slice(tag.as_ref());
+        Ok(())
+    }
+}
