@@ -5,3 +5,4 @@
 set -euo pipefail
 cargo test -p ringwire-frame --locked --test fuzz_seeds
 cargo test -p ringwire-tests --locked --test fuzz_seeds_outbox
+cargo test -p ringwire-tests --locked --test fuzz_seeds_tls

@@ -295,6 +295,36 @@ fn a_reload_serves_the_new_certificate_and_keeps_connections(backend: BackendCho
     server.shutdown().unwrap();
 }
 
+/// The server restarts with a new certificate (a new key, the same authority): the
+/// client reconnects by itself and verifies the new one.
+fn a_restarted_server_with_a_new_certificate(backend: BackendChoice) {
+    let ca = TestCa::new("restart");
+    let (server, _) = tls_echo(backend, &ca.leaf(&["localhost"]));
+    let addr = server.local_addrs()[0];
+    let (engine, rx) = client_engine(backend);
+    let h = engine
+        .connect(&format!("wss://localhost:{}/", addr.port()), with_tls(ca.ringwire_client()))
+        .unwrap();
+    expect_state(&rx, ClientState::Connected);
+    server.shutdown().unwrap();
+    expect_state(&rx, ClientState::Reconnecting);
+    let second = ca.leaf(&["localhost"]);
+    let tls = TlsServerConfig::from_pem_files(&second.cert, &second.key).unwrap();
+    let again = ringwire::Engine::builder()
+        .listen(addr)
+        .workers(2)
+        .pin_cpus(false)
+        .backend(backend)
+        .tls(tls)
+        .start(|_| Echo)
+        .expect("the server starts again on its port")
+        .guarded();
+    expect_state(&rx, ClientState::Connected);
+    h.send(Message::text("after the restart")).unwrap();
+    assert_eq!(expect_msg(&rx), Message::text("after the restart"));
+    again.shutdown().unwrap();
+}
+
 /// Many TLS connections come and go: no descriptor, record or session is left.
 fn tls_connections_come_and_go_without_leaks(backend: BackendChoice) {
     let ca = TestCa::new("churn");
@@ -344,4 +374,5 @@ both_backends! {
     a_truncation_is_counted => truncation_uring, truncation_epoll;
     a_reload_serves_the_new_certificate_and_keeps_connections => reload_uring, reload_epoll;
     tls_connections_come_and_go_without_leaks => churn_uring, churn_epoll;
+    a_restarted_server_with_a_new_certificate => restart_uring, restart_epoll;
 }
