@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Server CPU per echoed message over TLS (wss://): ringwire's server against
-# tokio-tungstenite + tokio-rustls, in one run, on the same machine. Each server runs on
+# Server CPU per echoed message over TLS (wss://), server CPU per handshake and memory
+# per idle connection: ringwire's server against tokio-tungstenite + tokio-rustls (with
+# the same crypto: ring, X25519, AES-128-GCM), in one run, on the same machine. Each server runs on
 # CPU 0 (one thread), the generator (`ringwire load echo`, TLS without certificate
 # checks) on CPU 1. A self-signed P-256 certificate is made for the run (openssl).
 #
 #   bash bench/tls-echo.sh            # DURATION=5 seconds per row
 #
-# Rows: 100 x 16 in flight x 32 B, 100 x 16 x 4 KiB, 100 x 1 x 20 B.
+# Rows: 100 x 16 in flight x 32 B, 100 x 16 x 4 KiB, 100 x 1 x 20 B; then IDLE (10,000)
+# connections opened and held: server CPU per TLS handshake + upgrade, RSS per connection.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-5}
+IDLE=${IDLE:-10000}
 cargo build --release -q -p ringwire-cli -p ringwire-bench --bin ringwire --bin peer-tokio-tungstenite
 BIN=target/release
 DIR=$(mktemp -d)
@@ -31,16 +34,23 @@ row() { # url shape...
     -d "$DURATION" --cpu 1 "$@" 2>&1 | grep -E "messages|round trip|server CPU" | sed 's/^/    /'
 }
 
+idle() { # url
+  taskset -c 1 $BIN/ringwire load idle --url "$1" --insecure --server-pid "$PID" -c "$IDLE" \
+    --hold 1 --cpu 1 2>&1 | grep -E "opened|setup CPU|memory" | sed 's/^/    /'
+}
+
 shapes=("-c 100 --in-flight 16 -s 32" "-c 100 --in-flight 16 -s 4096" "-c 100 --in-flight 1 -s 20")
 
 echo "== ringwire serve --tls-cert (1 worker, io_uring)"
 start ringwire $BIN/ringwire serve --listen 127.0.0.1:9443 -w 1 --tls-cert "$DIR/cert.pem" --tls-key "$DIR/key.pem"
 for s in "${shapes[@]}"; do echo "  $s"; row wss://localhost:9443/ $s; done
+echo "  idle"; idle wss://localhost:9443/
 kill "$PID"; wait "$PID" 2>/dev/null || true
 
 echo "== peer-tokio-tungstenite --tls (tokio-rustls, current-thread runtime)"
 PEER_TLS_CERT="$DIR/cert.pem" PEER_TLS_KEY="$DIR/key.pem" start tt $BIN/peer-tokio-tungstenite --listen 127.0.0.1:9444 --tls
 for s in "${shapes[@]}"; do echo "  $s"; row wss://localhost:9444/ $s; done
+echo "  idle"; idle wss://localhost:9444/
 kill "$PID"; wait "$PID" 2>/dev/null || true
 
 echo "== ringwire serve, plain ws:// (for reference)"

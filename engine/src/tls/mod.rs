@@ -55,9 +55,28 @@ pub enum TlsConfigError {
     BadName(String),
 }
 
-fn provider() -> Arc<CryptoProvider> {
+/// The crypto every TLS configuration of ringwire uses (and a caller building its own
+/// rustls configuration for [`TlsServerConfig::from_rustls`] may use): *ring*, with
+/// X25519 the preferred key exchange and AES-128-GCM the preferred cipher. rustls
+/// 0.23.48 lists P-384 first for this provider, and *ring* computes P-384 with
+/// generic big-number code: ~0.9 ms of server CPU per handshake here, against ~0.07 ms
+/// for X25519 (browsers offer X25519 first too). AES-256-GCM-SHA384 comes first in its
+/// suites; AES-128-GCM-SHA256 (what browsers prefer) has four fewer AES rounds per
+/// block and hashes its transcript with SHA-256, which CPUs accelerate and SHA-384 they
+/// do not.
+pub fn crypto_provider() -> Arc<CryptoProvider> {
+    use rustls::crypto::ring::kx_group;
+    use rustls::CipherSuite as S;
     #[allow(deprecated)]
-    Arc::new(rustls::crypto::ring::default_provider())
+    let mut p = rustls::crypto::ring::default_provider();
+    p.kx_groups = vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1];
+    p.cipher_suites.sort_by_key(|c| match c.suite() {
+        S::TLS13_AES_128_GCM_SHA256 => 0,
+        S::TLS13_CHACHA20_POLY1305_SHA256 => 1,
+        S::TLS13_AES_256_GCM_SHA384 => 2,
+        _ => 3, // TLS 1.2, in rustls's order
+    });
+    Arc::new(p)
 }
 
 /// A certificate chain and its key, read from PEM files.
@@ -71,7 +90,7 @@ fn load_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsConfigErro
         return Err(file_err(cert, "no certificate in it".into()));
     }
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, e.to_string()))?;
-    Ok(Arc::new(CertifiedKey::from_der(chain, key_der, &provider())?))
+    Ok(Arc::new(CertifiedKey::from_der(chain, key_der, &crypto_provider())?))
 }
 
 /// The certificates a server picks from.
@@ -162,7 +181,7 @@ impl TlsServerConfig {
     }
 
     fn rustls_config(resolver: Arc<Resolver>) -> Result<Arc<rustls::ServerConfig>, TlsConfigError> {
-        let mut c = rustls::ServerConfig::builder_with_provider(provider())
+        let mut c = rustls::ServerConfig::builder_with_provider(crypto_provider())
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_cert_resolver(resolver);
@@ -257,7 +276,7 @@ impl TlsClientConfig {
     }
 
     fn from_roots(roots: rustls::RootCertStore) -> Self {
-        let mut c = rustls::ClientConfig::builder_with_provider(provider())
+        let mut c = rustls::ClientConfig::builder_with_provider(crypto_provider())
             .with_safe_default_protocol_versions()
             .expect("ring supports the default protocol versions")
             .with_root_certificates(roots)
@@ -271,11 +290,11 @@ impl TlsClientConfig {
     /// can read and change the traffic. For tests against a server whose certificate
     /// cannot be trusted otherwise; never the default.
     pub fn insecure() -> Self {
-        let mut c = rustls::ClientConfig::builder_with_provider(provider())
+        let mut c = rustls::ClientConfig::builder_with_provider(crypto_provider())
             .with_safe_default_protocol_versions()
             .expect("ring supports the default protocol versions")
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
+            .with_custom_certificate_verifier(Arc::new(NoVerification(crypto_provider())))
             .with_no_client_auth();
         c.alpn_protocols = vec![b"http/1.1".to_vec()];
         c.enable_secret_extraction = true;

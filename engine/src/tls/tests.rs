@@ -121,7 +121,7 @@ fn tls_1_2_works_too() {
         }
         r
     };
-    let cfg = rustls::ClientConfig::builder_with_provider(provider())
+    let cfg = rustls::ClientConfig::builder_with_provider(crypto_provider())
         .with_protocol_versions(&[&rustls::version::TLS12])
         .unwrap()
         .with_root_certificates(roots)
@@ -260,7 +260,7 @@ fn key_updates_both_ways_against_plain_rustls() {
     for c in rustls::pki_types::CertificateDer::pem_file_iter(&pki.ca).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
-    let cfg = rustls::ClientConfig::builder_with_provider(provider())
+    let cfg = rustls::ClientConfig::builder_with_provider(crypto_provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)

@@ -104,9 +104,8 @@ pub fn rustls_server(leaf: &Leaf) -> Arc<rustls::ServerConfig> {
     Arc::new(c)
 }
 
-#[allow(deprecated)]
 pub fn provider() -> rustls::crypto::CryptoProvider {
-    rustls::crypto::ring::default_provider()
+    (*ringwire::tls::crypto_provider()).clone()
 }
 
 impl Drop for TestCa {

@@ -58,8 +58,9 @@ pub fn announce(name: &str, addr: SocketAddr, what: &str) {
 }
 
 /// With `--tls`: a tokio-rustls acceptor for the certificate chain and key in the PEM
-/// files named by `PEER_TLS_CERT` and `PEER_TLS_KEY` (ring provider, ALPN http/1.1:
-/// what ringwire's server uses).
+/// files named by `PEER_TLS_CERT` and `PEER_TLS_KEY`, with the crypto ringwire's server
+/// uses (`ringwire::tls::crypto_provider`: ring, X25519 and AES-128-GCM first) and ALPN
+/// http/1.1, so that both do the same cryptography.
 pub fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
     use rustls::pki_types::pem::PemObject;
     let var = |n: &str| std::env::var(n).unwrap_or_else(|_| panic!("--tls needs {n}"));
@@ -69,9 +70,7 @@ pub fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
         .collect();
     let key =
         rustls::pki_types::PrivateKeyDer::from_pem_file(var("PEER_TLS_KEY")).expect("PEER_TLS_KEY");
-    #[allow(deprecated)]
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let mut c = rustls::ServerConfig::builder_with_provider(provider)
+    let mut c = rustls::ServerConfig::builder_with_provider(ringwire::tls::crypto_provider())
         .with_safe_default_protocol_versions()
         .expect("TLS versions")
         .with_no_client_auth()
