@@ -64,11 +64,16 @@ fn every_target_has_a_file_and_seeds() {
         .collect();
     dirs.sort();
     let mut names: Vec<String> = checks::TARGETS.iter().map(|(n, _)| n.to_string()).collect();
-    // The outbox's targets need the engine crate: their checks are in checks_outbox.rs
-    // (replayed by tests/tests/fuzz_seeds_outbox.rs); their names are read from its list.
-    let outbox = std::fs::read_to_string(fuzz_dir().join("checks_outbox.rs")).unwrap();
-    let list = outbox.split("OUTBOX_TARGETS").nth(1).and_then(|r| r.split(';').next()).unwrap();
-    names.extend(list.split("(\"").skip(1).filter_map(|p| Some(p.split('"').next()?.to_owned())));
+    // The outbox's and TLS targets need the engine crate: their checks are in
+    // checks_outbox.rs and checks_tls.rs (replayed by tests/tests/fuzz_seeds_outbox.rs
+    // and fuzz_seeds_tls.rs); their names are read from their lists.
+    for (file, list) in [("checks_outbox.rs", "OUTBOX_TARGETS"), ("checks_tls.rs", "TLS_TARGETS")] {
+        let text = std::fs::read_to_string(fuzz_dir().join(file)).unwrap();
+        let list = text.split(list).nth(1).and_then(|r| r.split(';').next()).unwrap();
+        names.extend(
+            list.split("(\"").skip(1).filter_map(|p| Some(p.split('"').next()?.to_owned())),
+        );
+    }
     names.sort();
     assert_eq!(files, names, "fuzz/fuzz_targets vs checks::TARGETS");
     assert_eq!(dirs, names, "fuzz/seeds vs checks::TARGETS");

@@ -9,7 +9,7 @@ mod timers;
 mod tls;
 
 pub(crate) use self::timers::Timers;
-pub(crate) use self::tls::{TlsRecv, TlsTable};
+pub(crate) use self::tls::{TlsRecv, TlsTable, Window};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -9,6 +9,7 @@
 //! waits at the head of the session's queue.
 
 use bytes::Bytes;
+use ringwire_frame::RecvBuffer;
 
 use super::{recycle, Core, Op};
 use crate::conn::Phase;
@@ -59,10 +60,44 @@ impl TlsTable {
 
 /// What a receive on a TLS connection came to.
 pub(crate) enum TlsRecv {
-    /// Plaintext (maybe none) in `TlsTable::plain`; `peer_closed` if close_notify came.
-    Plain { peer_closed: bool },
+    /// Plaintext (maybe none) in `TlsTable::plain`, then in `in_place` of the receive
+    /// buffer; `peer_closed` if close_notify came.
+    Plain { peer_closed: bool, in_place: std::ops::Range<usize> },
     /// The session failed (rustls's reason): the connection is done.
     Failed(String),
+}
+
+/// A range of a receive buffer as a buffer of its own: the plaintext a TLS record
+/// layer left in place, which the protocol core reads (and lends messages from) as it
+/// would a plain connection's receive.
+pub(crate) struct Window<'a> {
+    pub(crate) inner: &'a mut dyn RecvBuffer,
+    pub(crate) range: std::ops::Range<usize>,
+}
+
+impl RecvBuffer for Window<'_> {
+    fn len(&self) -> usize {
+        self.range.len()
+    }
+
+    fn bytes_from(&mut self, start: usize) -> &mut [u8] {
+        let len = self.range.len();
+        let b = self.inner.bytes_from(self.range.start + start.min(len));
+        let n = (len - start.min(len)).min(b.len());
+        &mut b[..n]
+    }
+
+    fn share(&mut self, range: std::ops::Range<usize>) -> Option<Bytes> {
+        if range.end > self.range.len() {
+            return None;
+        }
+        let at = self.range.start;
+        self.inner.share(at + range.start..at + range.end)
+    }
+
+    fn min_share(&self) -> usize {
+        self.inner.min_share()
+    }
 }
 
 impl Core {
@@ -111,7 +146,7 @@ impl Core {
         // rustls is not expected to panic, but one connection's input must not take the
         // worker down if it does: the connection fails instead.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            s.receive_into(data, &mut plain)
+            s.receive_compact(data, &mut plain)
         }))
         .unwrap_or_else(|_| {
             s.kill();
@@ -126,11 +161,11 @@ impl Core {
         }
         self.tls.plain = plain;
         match r {
-            Ok(p) => {
+            Ok((p, in_place)) => {
                 if wants_write || p.handshake_done {
                     self.mark_dirty(key);
                 }
-                TlsRecv::Plain { peer_closed }
+                TlsRecv::Plain { peer_closed, in_place }
             }
             Err(e) => {
                 self.tls_failed(&e);

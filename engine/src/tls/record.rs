@@ -104,6 +104,14 @@ pub(crate) struct Records {
     tx_limit: u64,
 }
 
+/// Where the application data of opened records goes.
+enum Plain<'a> {
+    /// Appended to a buffer.
+    Append(&'a mut Vec<u8>),
+    /// Moved to the front of the buffer the records are in, from this offset on.
+    Front(&'a mut usize),
+}
+
 /// What opening the records of a buffer came to.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Opened {
@@ -164,6 +172,27 @@ impl Records {
         plain: &mut Vec<u8>,
         out: &mut Vec<u8>,
     ) -> Result<Opened, TlsError> {
+        self.open_records(buf, Plain::Append(plain), out)
+    }
+
+    /// As [`Records::open`], the application data moved together at the front of `buf`
+    /// instead (no copy out of the buffer): returns how many bytes of it there are.
+    pub(crate) fn open_compact(
+        &mut self,
+        buf: &mut [u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(Opened, usize), TlsError> {
+        let mut write = 0;
+        let r = self.open_records(buf, Plain::Front(&mut write), out)?;
+        Ok((r, write))
+    }
+
+    fn open_records(
+        &mut self,
+        buf: &mut [u8],
+        mut plain: Plain<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<Opened, TlsError> {
         let mut r = Opened::default();
         while let Some(h) = buf.get(r.used..r.used + 5) {
             if h[0] != APPLICATION_DATA || h[1] != 3 {
@@ -173,7 +202,8 @@ impl Records {
             if !(17..=MAX_CIPHERTEXT).contains(&len) {
                 return Err(bad("a record of impossible length"));
             }
-            let Some(rec) = buf.get_mut(r.used..r.used + 5 + len) else { break };
+            let start = r.used;
+            let Some(rec) = buf.get_mut(start..start + 5 + len) else { break };
             let (head, body) = rec.split_at_mut(5);
             let aad = Aad::from([head[0], head[1], head[2], head[3], head[4]]);
             let nonce = self.rx.next_nonce()?;
@@ -187,17 +217,23 @@ impl Records {
             let Some(end) = inner.iter().rposition(|b| *b != 0) else {
                 return Err(bad("a record without a content type"));
             };
-            let (content, typ) = (&inner[..end], inner[end]);
-            match typ {
-                APPLICATION_DATA => plain.extend_from_slice(content),
-                ALERT => match content {
+            match inner[end] {
+                APPLICATION_DATA => match &mut plain {
+                    Plain::Append(v) => v.extend_from_slice(&inner[..end]),
+                    Plain::Front(write) => {
+                        // Behind everything read so far: nothing unread is overwritten.
+                        buf.copy_within(start + 5..start + 5 + end, **write);
+                        **write += end;
+                    }
+                },
+                ALERT => match &inner[..end] {
                     [_, 0] => {
                         r.peer_closed = true;
                         return Ok(r);
                     }
                     _ => return Err(bad("the peer sent an alert")),
                 },
-                HANDSHAKE => self.handshake(content, out)?,
+                HANDSHAKE => self.handshake(&inner[..end], out)?,
                 _ => return Err(bad("a record of unknown content type")),
             }
         }

@@ -226,6 +226,76 @@ impl TlsSession {
         r
     }
 
+    /// As [`TlsSession::receive_into`], but once the session does its own records
+    /// (after a TLS 1.3 handshake) the application data stays in `data`: it is moved
+    /// together there and its range is returned, so that the protocol core can take
+    /// messages from the receive buffer itself. Plaintext that cannot stay there (that
+    /// of a record completed from held bytes, and all of it before the handshake is
+    /// done or with TLS 1.2) is appended to `plain` and comes first.
+    pub fn receive_compact(
+        &mut self,
+        data: &mut [u8],
+        plain: &mut Vec<u8>,
+    ) -> Result<(Progress, std::ops::Range<usize>), TlsError> {
+        if self.dead {
+            return Err(TlsError::Dead);
+        }
+        if !matches!(self.side, Side::Records(_)) {
+            return self.receive_into(data, plain).map(|p| (p, 0..0));
+        }
+        let out_before = self.out.len();
+        let r = self.compact_inner(data, plain);
+        if r.is_err() {
+            self.kill();
+        }
+        let range = r?;
+        Ok((Progress { handshake_done: false, wants_write: self.out.len() > out_before }, range))
+    }
+
+    fn compact_inner(
+        &mut self,
+        data: &mut [u8],
+        plain: &mut Vec<u8>,
+    ) -> Result<std::ops::Range<usize>, TlsError> {
+        let mut skip = 0;
+        if !self.incoming.is_empty() {
+            let Some(n) = self.rest_of_record().filter(|n| *n <= data.len()) else {
+                let mut buf = std::mem::take(&mut self.incoming);
+                buf.extend_from_slice(data);
+                self.process_held(buf, plain)?;
+                return Ok(0..0);
+            };
+            self.incoming.extend_from_slice(&data[..n]);
+            let buf = std::mem::take(&mut self.incoming);
+            self.process_held(buf, plain)?;
+            if !self.incoming.is_empty() {
+                // Not expected (the record was whole): keep everything in order.
+                self.incoming.extend_from_slice(&data[n..]);
+                return Ok(0..0);
+            }
+            skip = n;
+        }
+        if self.peer_closed {
+            return Ok(0..0);
+        }
+        let rest = &mut data[skip..];
+        let Side::Records(r) = &mut self.side else { return Ok(0..0) };
+        let mut answer = Vec::new();
+        let (opened, n) = r.open_compact(rest, &mut answer)?;
+        if !answer.is_empty() {
+            self.out.push(answer.into());
+        }
+        if opened.peer_closed {
+            self.peer_closed = true;
+        } else {
+            if rest.len() - opened.used > MAX_INCOMING {
+                return Err(TlsError::Oversized);
+            }
+            self.incoming.extend_from_slice(&rest[opened.used..]);
+        }
+        Ok(skip..skip + n)
+    }
+
     /// Marks the session failed for good; its held bytes are freed.
     pub fn kill(&mut self) {
         self.dead = true;

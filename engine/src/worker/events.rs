@@ -13,7 +13,7 @@ use crate::conn::{HandshakeStep, Outgoing, Phase, TimerDue};
 use crate::handle::Command;
 use crate::handler::{Ctx, Handler, Upgrade};
 use crate::log::Noisy;
-use crate::shard::{Core, Op, TlsRecv};
+use crate::shard::{Core, Op, TlsRecv, Window};
 use crate::slab::Key;
 use crate::stats::WorkerStats;
 use crate::sys::{Completion, RecvEnd};
@@ -112,7 +112,7 @@ impl Core {
             return;
         }
         if c.tls() {
-            self.on_tls_recv(handler, key, data.bytes_from(0));
+            self.on_tls_recv(handler, key, data);
             return;
         }
         self.on_plain(handler, key, data);
@@ -120,15 +120,20 @@ impl Core {
 
     /// Ciphertext arrived on a TLS connection: its plaintext goes where a plain
     /// connection's bytes go.
-    fn on_tls_recv<H: Handler>(&mut self, handler: &mut H, key: Key, data: &mut [u8]) {
-        match self.tls_recv(key, data) {
-            TlsRecv::Plain { peer_closed } => {
+    fn on_tls_recv<H: Handler>(&mut self, handler: &mut H, key: Key, data: &mut dyn RecvBuffer) {
+        match self.tls_recv(key, data.bytes_from(0)) {
+            TlsRecv::Plain { peer_closed, in_place } => {
                 if !self.tls.plain.is_empty() {
                     let mut plain = std::mem::take(&mut self.tls.plain);
                     self.on_plain(handler, key, &mut &mut plain[..]);
                     if self.tls.plain.capacity() == 0 {
                         self.tls.plain = plain;
                     }
+                }
+                // What the record layer left in the receive buffer is read there, and
+                // messages are lent from it as on a plain connection.
+                if !in_place.is_empty() && self.conns.get(key).is_some_and(|c| !c.closing()) {
+                    self.on_plain(handler, key, &mut Window { inner: data, range: in_place });
                 }
                 // close_notify: the peer's data is over, as with end of stream.
                 if peer_closed && self.conns.get(key).is_some_and(|c| !c.closing()) {

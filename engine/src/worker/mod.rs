@@ -240,8 +240,9 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
         core.now = now;
         // The clock is read again once the wait has ended, before the first completion:
         // what a completion starts (a handshake deadline, a pong's RTT) is timed from
-        // when it arrived, not from before a wait that may have lasted a second.
-        let mut fresh = false;
+        // when it arrived, not from before a wait that may have lasted a second. (A
+        // wait that may not block leaves the clock as it is.)
+        let mut fresh = timeout.is_zero();
         driver.wait(Some(timeout), &mut |c| {
             if !fresh {
                 fresh = true;
