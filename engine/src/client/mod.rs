@@ -46,8 +46,8 @@
 //! [`crate::Server::connect_stream`] give the client as a [`ClientStream`] of
 //! [`Event`]s instead of handler callbacks; [`Pool`] holds N connections to one target.
 //!
-//! Not yet: `wss://` (the seam for TLS is between the socket and the upgrade, in the
-//! worker's client phases).
+//! `wss://` URLs dial with TLS ([`crate::tls`], [`ClientConfig::tls`]): the TLS
+//! handshake runs first, within the handshake timeout, then the upgrade.
 
 mod backoff;
 mod config;

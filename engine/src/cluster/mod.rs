@@ -2,7 +2,7 @@
 //! the subscribers of its topic on every node. docs/CLUSTER.md has the picture.
 //!
 //! The workers never talk to the broker. They hand the bridge what it needs through
-//! lock-free queues ([`ClusterShared`]): every publish (the topic and the frame encoded
+//! lock-free queues (`ClusterShared`): every publish (the topic and the frame encoded
 //! once, bounded, the oldest dropped when full), and every change of this worker's
 //! interest in a topic (its first subscriber came, its last left). The bridge, a thread
 //! of its own with a small tokio runtime and the NATS client, sums the workers' interest

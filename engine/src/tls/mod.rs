@@ -13,7 +13,7 @@
 //!   handshakes from then on use the new certificates, connections already up keep
 //!   theirs and are not dropped.
 //! - A client: [`TlsClientConfig::new`] trusts the system's roots
-//!   (rustls-native-certs), [`TlsClientConfig::add_ca_pem_file`] one more authority;
+//!   (rustls-native-certs) and the extra authorities it is given;
 //!   the server's name is verified; [`TlsClientConfig::insecure`] turns verification
 //!   off and says so in its name.
 //!
@@ -230,7 +230,7 @@ impl TlsServerConfig {
 }
 
 /// A TLS client's configuration: what a `wss://` dial uses
-/// ([`crate::ClientConfig::tls`]).
+/// ([`crate::client::ClientConfig::tls`]).
 #[derive(Debug, Clone)]
 pub struct TlsClientConfig {
     config: Arc<rustls::ClientConfig>,

@@ -7,7 +7,8 @@
 //! the TLS state and no buffer. What is to be sent (handshake records, encrypted
 //! messages, the rest of a partial write, close_notify) waits in `out`, also freed
 //! when empty. After a TLS 1.3 handshake, rustls's connection is replaced by the
-//! traffic keys alone and records are opened and sealed by [`super::record`].
+//! traffic keys alone and records are opened and sealed by ringwire's own record layer
+//! (`tls/record.rs`).
 
 use bytes::Bytes;
 use rustls::unbuffered::{
