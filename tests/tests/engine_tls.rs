@@ -140,26 +140,26 @@ fn garbage_silence_and_floods_are_cut_off(backend: BackendChoice) {
     assert_eq!(n, 0, "closed without a word");
     assert!(t0.elapsed() < Duration::from_secs(4), "cut at the handshake timeout");
 
-    // A huge "ClientHello": handshake records without end. The server holds at most
-    // its cap and cuts the peer off.
+    // A huge "ClientHello": handshake records without end. The server refuses it by
+    // what it announces (a TLS failure, counted below, not a timeout) and closes; what
+    // the writes below put in the kernel's buffers is not the server's memory.
     let mut flood = std::net::TcpStream::connect(addr).unwrap();
     flood.set_write_timeout(Some(PATIENCE)).unwrap();
     let mut hello = vec![0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0xff, 0xff, 0xff];
     hello.resize(5 + 0x4000, 0x41);
-    let mut sent = 0;
     for _ in 0..64 {
-        match flood.write_all(&hello) {
-            Ok(()) => sent += hello.len(),
-            Err(_) => break,
+        if flood.write_all(&hello).is_err() {
+            break;
         }
         let mut rec = vec![0x16, 0x03, 0x01, 0x40, 0x00];
         rec.resize(5 + 0x4000, 0x41);
         hello = rec;
     }
     flood.set_read_timeout(Some(PATIENCE)).unwrap();
+    let t0 = std::time::Instant::now();
     let mut sink = Vec::new();
     let _ = flood.read_to_end(&mut sink); // ends: the server closed it
-    assert!(sent < 64 * (5 + 0x4000), "the server stopped reading well before 1 MiB");
+    assert!(t0.elapsed() < PATIENCE, "the server closed the flood");
 
     // The good connection did not notice.
     rt.block_on(echo_round(&mut good, TsMessage::text("still here")));
