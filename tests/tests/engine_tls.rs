@@ -166,7 +166,12 @@ fn garbage_silence_and_floods_are_cut_off(backend: BackendChoice) {
     assert!(wait_until(PATIENCE, || server.stats().tls_failures >= 2), "{:?}", server.stats());
     let s = server.stats();
     assert!(s.handshake_timeouts >= 1, "{s:?}");
-    assert_eq!(s.connections, 1, "only the good one is left: {s:?}");
+    // The last close's completion may lag the peer seeing it: wait for the count.
+    assert!(
+        wait_until(PATIENCE, || server.stats().connections == 1),
+        "only the good one is left: {:?}",
+        server.stats()
+    );
     server.shutdown().unwrap();
 }
 
