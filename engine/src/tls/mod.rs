@@ -20,6 +20,7 @@
 //! Both speak TLS 1.3 and 1.2 and offer ALPN `http/1.1`.
 
 mod record;
+mod secrets;
 pub mod session;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -188,6 +189,7 @@ impl TlsServerConfig {
         c.alpn_protocols = vec![b"http/1.1".to_vec()];
         // After a TLS 1.3 handshake the session keeps the traffic keys only.
         c.enable_secret_extraction = true;
+        c.key_log = secrets::SecretCapture::wrap(c.key_log.clone());
         Ok(Arc::new(c))
     }
 
@@ -219,8 +221,18 @@ impl TlsServerConfig {
     }
 
     /// A server configured by the caller in rustls's own terms. [`TlsServerConfig::reload`]
-    /// then does nothing.
+    /// then does nothing. With `enable_secret_extraction` set, TLS 1.3 connections keep
+    /// their traffic keys only after the handshake (the configuration's key log is
+    /// wrapped to catch the traffic secrets, and still gets everything it got);
+    /// without, rustls keeps each connection's whole state.
     pub fn from_rustls(config: Arc<rustls::ServerConfig>) -> Self {
+        let config = if config.enable_secret_extraction {
+            let mut c = (*config).clone();
+            c.key_log = secrets::SecretCapture::wrap(c.key_log.clone());
+            Arc::new(c)
+        } else {
+            config
+        };
         Self { config, resolver: Arc::new(Resolver::default()), sources: Vec::new() }
     }
 
@@ -283,6 +295,7 @@ impl TlsClientConfig {
             .with_no_client_auth();
         c.alpn_protocols = vec![b"http/1.1".to_vec()];
         c.enable_secret_extraction = true;
+        c.key_log = secrets::SecretCapture::wrap(c.key_log.clone());
         Self { config: Arc::new(c) }
     }
 
@@ -298,11 +311,20 @@ impl TlsClientConfig {
             .with_no_client_auth();
         c.alpn_protocols = vec![b"http/1.1".to_vec()];
         c.enable_secret_extraction = true;
+        c.key_log = secrets::SecretCapture::wrap(c.key_log.clone());
         Self { config: Arc::new(c) }
     }
 
-    /// A client configured by the caller in rustls's own terms.
+    /// A client configured by the caller in rustls's own terms (as
+    /// [`TlsServerConfig::from_rustls`] about `enable_secret_extraction`).
     pub fn from_rustls(config: Arc<rustls::ClientConfig>) -> Self {
+        let config = if config.enable_secret_extraction {
+            let mut c = (*config).clone();
+            c.key_log = secrets::SecretCapture::wrap(c.key_log.clone());
+            Arc::new(c)
+        } else {
+            config
+        };
         Self { config }
     }
 

@@ -1,7 +1,7 @@
 //! The TLS 1.3 record layer after the handshake (RFC 8446 §5), with *ring*'s AEADs.
 //!
 //! Once rustls has finished a TLS 1.3 handshake, the session keeps only the traffic
-//! keys and rustls's `KernelConnection` (which derives new keys on a key update), and
+//! keys and secrets (`secrets.rs`: a KeyUpdate derives the next keys from them), and
 //! does the records itself: a record is opened in place where it was received, and
 //! sealed in place in the send allocation the plaintext is gathered into. That drops
 //! rustls's per-connection state (~2 KiB) and its copies per record. TLS 1.2
@@ -10,16 +10,18 @@
 //! Handled after the handshake, as RFC 8446 asks: application data; alerts
 //! (close_notify ends the peer's data, any other is an error); KeyUpdate (new receive
 //! keys, and ours are updated too when the peer asks); NewSessionTicket on a client
-//! (handed to rustls). Anything else, a record that does not open, or a plaintext
+//! (handed to rustls, which keeps a client's `KernelConnection` for it, so that a
+//! reconnect can resume). Anything else, a record that does not open, or a plaintext
 //! record is an error. Before a key has sealed as many records as its cipher's
 //! confidentiality limit allows, a KeyUpdate replaces it.
 
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+use ring::hkdf;
 use rustls::client::ClientConnectionData;
 use rustls::kernel::KernelConnection;
-use rustls::server::ServerConnectionData;
 use rustls::ConnectionTrafficSecrets;
 
+use super::secrets::{hkdf_of, Captured, Secret};
 use super::session::TlsError;
 
 /// Largest plaintext in one record.
@@ -43,16 +45,22 @@ fn bad(what: &'static str) -> TlsError {
     TlsError::Protocol(rustls::Error::General(what.into()))
 }
 
-/// One direction's key, IV and record number.
+/// One direction's key, IV, record number and traffic secret.
 struct Keys {
     key: LessSafeKey,
     iv: [u8; 12],
     seq: u64,
+    secret: Secret,
 }
 
 impl Keys {
-    fn new((seq, secrets): (u64, ConnectionTrafficSecrets)) -> Result<Self, TlsError> {
-        let (alg, key, iv) = match &secrets {
+    /// The keys rustls hands over, checked against those derived from the captured
+    /// `secret` (a secret that is not this connection's does not pass).
+    fn checked(
+        (seq, given): (u64, ConnectionTrafficSecrets),
+        secret: Option<Secret>,
+    ) -> Result<Self, TlsError> {
+        let (alg, key, iv) = match &given {
             ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (&aead::AES_128_GCM, key, iv),
             ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (&aead::AES_256_GCM, key, iv),
             ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
@@ -60,9 +68,26 @@ impl Keys {
             }
             _ => return Err(bad("cipher suite not supported by the record layer")),
         };
-        let key = UnboundKey::new(alg, key.as_ref()).map_err(|_| bad("bad traffic key"))?;
-        let iv: [u8; 12] = iv.as_ref().try_into().map_err(|_| bad("bad traffic IV"))?;
-        Ok(Self { key: LessSafeKey::new(key), iv, seq })
+        let secret = secret.ok_or_else(|| bad("traffic secret not captured"))?;
+        let (k, i) = secret.key_iv(hkdf_of(alg), alg);
+        if k.as_slice() != key.as_ref() || i[..] != *iv.as_ref() {
+            return Err(bad("captured traffic secret does not match the connection's keys"));
+        }
+        Self::new(alg, secret, seq)
+    }
+
+    /// The keys of `secret`, from record number `seq` on.
+    fn new(alg: &'static aead::Algorithm, secret: Secret, seq: u64) -> Result<Self, TlsError> {
+        let (key, iv) = secret.key_iv(hkdf_of(alg), alg);
+        let key = UnboundKey::new(alg, key.as_slice()).map_err(|_| bad("bad traffic key"))?;
+        Ok(Self { key: LessSafeKey::new(key), iv, seq, secret })
+    }
+
+    /// The keys after a KeyUpdate: the next secret's, from record 0 (§4.6.3).
+    fn updated(&self) -> Result<Self, TlsError> {
+        let alg = self.key.algorithm();
+        let hash: hkdf::Algorithm = hkdf_of(alg);
+        Self::new(alg, self.secret.next(hash), 0)
     }
 
     /// The per-record nonce (RFC 8446 §5.3), and the next record number.
@@ -76,29 +101,13 @@ impl Keys {
     }
 }
 
-/// rustls's side of a converted connection: it derives the keys of a key update.
-enum Kernel {
-    Server(KernelConnection<ServerConnectionData>),
-    Client(KernelConnection<ClientConnectionData>),
-}
-
-impl Kernel {
-    fn update(&mut self, tx: bool) -> Result<(u64, ConnectionTrafficSecrets), TlsError> {
-        let r = match (self, tx) {
-            (Kernel::Server(k), true) => k.update_tx_secret(),
-            (Kernel::Server(k), false) => k.update_rx_secret(),
-            (Kernel::Client(k), true) => k.update_tx_secret(),
-            (Kernel::Client(k), false) => k.update_rx_secret(),
-        };
-        r.map_err(protocol)
-    }
-}
-
 /// The record layer of one TLS 1.3 connection after its handshake.
 pub(crate) struct Records {
     rx: Keys,
     tx: Keys,
-    kernel: Kernel,
+    /// A client's rustls connection, kept for the session tickets that come after the
+    /// handshake (they go to the configuration's resumption store). `None` on a server.
+    tickets: Option<Box<KernelConnection<ClientConnectionData>>>,
     /// Records one key may seal (the cipher suite's confidentiality limit, less a
     /// margin); a KeyUpdate goes out first when `tx.seq` reaches it.
     tx_limit: u64,
@@ -124,37 +133,51 @@ pub(crate) struct Opened {
 impl Records {
     fn from_parts(
         secrets: rustls::ExtractedSecrets,
-        kernel: Kernel,
+        mut captured: Captured,
+        server: bool,
+        tickets: Option<Box<KernelConnection<ClientConnectionData>>>,
         suite: rustls::SupportedCipherSuite,
     ) -> Result<Self, TlsError> {
+        let (rx, tx) = if server {
+            (captured.client.take(), captured.server.take())
+        } else {
+            (captured.server.take(), captured.client.take())
+        };
         let limit = suite.tls13().map_or(u64::MAX, |s| s.common.confidentiality_limit);
         Ok(Self {
-            rx: Keys::new(secrets.rx)?,
-            tx: Keys::new(secrets.tx)?,
-            kernel,
+            rx: Keys::checked(secrets.rx, rx)?,
+            tx: Keys::checked(secrets.tx, tx)?,
+            tickets,
             tx_limit: limit.saturating_sub(limit / 16).max(1),
         })
     }
 
-    pub(crate) fn server(c: rustls::server::UnbufferedServerConnection) -> Result<Self, TlsError> {
+    pub(crate) fn server(
+        c: rustls::server::UnbufferedServerConnection,
+        captured: Captured,
+    ) -> Result<Self, TlsError> {
         let (secrets, k) = c.dangerous_into_kernel_connection().map_err(protocol)?;
         let suite = k.negotiated_cipher_suite();
-        Self::from_parts(secrets, Kernel::Server(k), suite)
+        drop(k);
+        Self::from_parts(secrets, captured, true, None, suite)
     }
 
-    pub(crate) fn client(c: rustls::client::UnbufferedClientConnection) -> Result<Self, TlsError> {
+    pub(crate) fn client(
+        c: rustls::client::UnbufferedClientConnection,
+        captured: Captured,
+    ) -> Result<Self, TlsError> {
         let (secrets, k) = c.dangerous_into_kernel_connection().map_err(protocol)?;
         let suite = k.negotiated_cipher_suite();
-        Self::from_parts(secrets, Kernel::Client(k), suite)
+        Self::from_parts(secrets, captured, false, Some(Box::new(k)), suite)
     }
 
-    /// Bytes inline: both keys and rustls's `KernelConnection`.
+    /// Bytes inline: the whole, and one direction's keys.
     #[cfg(test)]
     pub(crate) fn inline_size() -> (usize, usize, usize) {
         (
             std::mem::size_of::<Self>(),
             std::mem::size_of::<LessSafeKey>(),
-            std::mem::size_of::<KernelConnection<ServerConnectionData>>(),
+            std::mem::size_of::<Keys>(),
         )
     }
 
@@ -250,17 +273,17 @@ impl Records {
             let (body, next) = rest.split_at(len);
             match (*typ, body) {
                 (KEY_UPDATE, [requested @ (0 | 1)]) => {
-                    self.rx = Keys::new(self.kernel.update(false)?)?;
+                    self.rx = self.rx.updated()?;
                     if *requested == 1 {
                         self.update_tx(out)?;
                     }
                 }
-                (NEW_SESSION_TICKET, _) => match &mut self.kernel {
+                (NEW_SESSION_TICKET, _) => match &mut self.tickets {
                     // A ticket rustls cannot use is no reason to drop the connection.
-                    Kernel::Client(k) => {
+                    Some(k) => {
                         let _ = k.handle_new_session_ticket(body);
                     }
-                    Kernel::Server(_) => return Err(bad("a session ticket from a client")),
+                    None => return Err(bad("a session ticket from a client")),
                 },
                 _ => return Err(bad("an unexpected handshake message after the handshake")),
             }
@@ -277,7 +300,7 @@ impl Records {
         let start = self.begin(out, false)?;
         out.extend_from_slice(&[KEY_UPDATE, 0, 0, 1, 0]);
         self.end(start, HANDSHAKE, out)?;
-        self.tx = Keys::new(self.kernel.update(true)?)?;
+        self.tx = self.tx.updated()?;
         Ok(())
     }
 

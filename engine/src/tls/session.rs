@@ -16,6 +16,8 @@ use rustls::unbuffered::{
 };
 use rustls::Error as RustlsError;
 
+use super::secrets::Captured;
+
 /// Most received bytes held while a record or handshake message is incomplete. A TLS
 /// record is at most 16 KiB + 256 bytes of ciphertext plus its 5-byte header; a
 /// handshake message may span records, but a ClientHello or a certificate chain larger
@@ -50,16 +52,23 @@ pub enum TlsError {
 }
 
 /// Who does the records: rustls (the handshake, and TLS 1.2 throughout), or, after a
-/// TLS 1.3 handshake, the traffic keys alone.
-// The session is boxed already, and `Records` is what a connection keeps for its life:
-// boxing it would add an allocation and a pointer to every idle connection.
+/// TLS 1.3 handshake, the traffic keys alone. rustls's connection is boxed: it is the
+/// larger, and lives for the handshake only, while `Records` is what a connection keeps
+/// for its life (inline, in the session's box: boxing it too would add an allocation
+/// and a pointer to every idle connection).
 #[allow(clippy::large_enum_variant)]
 enum Side {
-    Server(rustls::server::UnbufferedServerConnection),
-    Client(rustls::client::UnbufferedClientConnection),
+    Server(Box<Handshake<rustls::server::UnbufferedServerConnection>>),
+    Client(Box<Handshake<rustls::client::UnbufferedClientConnection>>),
     Records(super::record::Records),
     /// Only while the handshake's connection is being converted.
     Gone,
+}
+
+/// rustls's connection, and the traffic secrets its key log gave out so far.
+struct Handshake<C> {
+    conn: C,
+    captured: Captured,
 }
 
 /// What one call left the session with.
@@ -110,12 +119,16 @@ impl std::fmt::Debug for TlsSession {
 macro_rules! process {
     ($side:expr, $buf:expr, |$st:ident| $body:expr, else $other:expr) => {
         match $side {
-            Side::Server(c) => {
-                let $st = c.process_tls_records($buf);
+            Side::Server(h) => {
+                let Handshake { conn, captured } = &mut **h;
+                let $st = conn.process_tls_records($buf);
+                captured.take_from_thread();
                 $body
             }
-            Side::Client(c) => {
-                let $st = c.process_tls_records($buf);
+            Side::Client(h) => {
+                let Handshake { conn, captured } = &mut **h;
+                let $st = conn.process_tls_records($buf);
+                captured.take_from_thread();
                 $body
             }
             Side::Records(_) | Side::Gone => $other,
@@ -124,11 +137,17 @@ macro_rules! process {
 }
 
 impl TlsSession {
-    /// A server session under `config`.
+    /// A server session under `config`. After a TLS 1.3 handshake it keeps the traffic
+    /// keys only where `config` has `enable_secret_extraction` and a key log that catches
+    /// the traffic secrets (those of [`super::TlsServerConfig`]); under any other
+    /// configuration rustls keeps the whole session.
     pub fn server(config: std::sync::Arc<rustls::ServerConfig>) -> Result<Self, TlsError> {
         let convert = config.enable_secret_extraction;
-        let c = rustls::server::UnbufferedServerConnection::new(config)?;
-        Ok(Self::with(Side::Server(c), convert))
+        let conn = rustls::server::UnbufferedServerConnection::new(config)?;
+        Ok(Self::with(
+            Side::Server(Box::new(Handshake { conn, captured: Captured::default() })),
+            convert,
+        ))
     }
 
     /// A client session to `name` (checked against the server's certificate) under
@@ -138,8 +157,9 @@ impl TlsSession {
         name: rustls::pki_types::ServerName<'static>,
     ) -> Result<Self, TlsError> {
         let convert = config.enable_secret_extraction;
-        let c = rustls::client::UnbufferedClientConnection::new(config, name)?;
-        let mut s = Self::with(Side::Client(c), convert);
+        let conn = rustls::client::UnbufferedClientConnection::new(config, name)?;
+        let handshake = Handshake { conn, captured: Captured::default() };
+        let mut s = Self::with(Side::Client(Box::new(handshake)), convert);
         s.receive(&mut [])?;
         Ok(s)
     }
@@ -171,8 +191,8 @@ impl TlsSession {
     /// The TLS version agreed on, once the handshake is done.
     pub fn version(&self) -> Option<rustls::ProtocolVersion> {
         match &self.side {
-            Side::Server(c) => c.protocol_version(),
-            Side::Client(c) => c.protocol_version(),
+            Side::Server(h) => h.conn.protocol_version(),
+            Side::Client(h) => h.conn.protocol_version(),
             Side::Records(_) => Some(rustls::ProtocolVersion::TLSv1_3),
             Side::Gone => None,
         }
@@ -381,9 +401,19 @@ impl TlsSession {
             self.convert = false;
             return Ok(());
         }
+        let captured = match &self.side {
+            Side::Server(h) => h.captured.complete(),
+            Side::Client(h) => h.captured.complete(),
+            _ => false,
+        };
+        if !captured {
+            // A configuration whose key log is not ringwire's: rustls keeps the session.
+            self.convert = false;
+            return Ok(());
+        }
         let r = match std::mem::replace(&mut self.side, Side::Gone) {
-            Side::Server(c) => super::record::Records::server(c),
-            Side::Client(c) => super::record::Records::client(c),
+            Side::Server(h) => super::record::Records::server(h.conn, h.captured),
+            Side::Client(h) => super::record::Records::client(h.conn, h.captured),
             other => {
                 self.side = other;
                 return Ok(());
