@@ -37,6 +37,10 @@ impl TlsTable {
         self.slots[i] = Some(Box::new(s));
     }
 
+    pub(crate) fn get(&self, slot: u32) -> Option<&TlsSession> {
+        self.slots.get(slot as usize)?.as_deref()
+    }
+
     pub(crate) fn get_mut(&mut self, slot: u32) -> Option<&mut TlsSession> {
         self.slots.get_mut(slot as usize)?.as_deref_mut()
     }
@@ -260,8 +264,9 @@ impl Core {
         }
     }
 
-    /// A server connection's TLS failed during its handshake: the alert goes out, then
-    /// the socket closes (within the linger of a refused upgrade).
+    /// A connection's TLS failed during its handshake (a server's, or a client's that
+    /// refused the certificate): the alert goes out, then the socket closes (within the
+    /// linger of a refused upgrade).
     pub(crate) fn tls_abandon(&mut self, key: Key) {
         let deadline = self.now + super::REJECT_LINGER;
         let Some(c) = self.conns.get_mut(key) else { return };

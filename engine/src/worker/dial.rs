@@ -287,9 +287,17 @@ impl Core {
 
     /// Closes the socket of a client's attempt in its connect or upgrade; a client with
     /// no socket moves on at once. An open connection's socket closes through its
-    /// close handshake and drain instead.
+    /// close handshake and drain instead. A TLS handshake that failed here (a refused
+    /// certificate) sends the alert rustls queued first, so that the server learns why.
     fn end_attempt(&mut self, key: Key) {
         let Some(c) = self.conns.get(key) else { return };
+        let alert = matches!(c.phase, Phase::ClientHandshake { .. })
+            && !c.closing()
+            && self.tls.get(key.slot).is_some_and(|s| !s.out.is_empty());
+        if alert {
+            self.tls_abandon(key);
+            return;
+        }
         match c.phase {
             Phase::Connecting { .. } | Phase::ClientHandshake { .. } => self.begin_close(key),
             Phase::Backoff { .. } => self.socket_gone(key),
