@@ -12,6 +12,10 @@
 //! buffered streams): the socket is wrapped in [`BatchIo`], which queues writes and
 //! writes them out only when the next read would block (or 64 KiB are queued), so that
 //! replies to pipelined messages share one `write`.
+//!
+//! With `--tls`, tokio-rustls under hyper (`common::tls_acceptor`: PEER_TLS_CERT/KEY,
+//! the same crypto as ringwire's server); `--batch` then queues plaintext above the TLS
+//! stream, so that replies to pipelined messages share records and a `write`.
 #![allow(missing_docs)]
 
 #[path = "common/mod.rs"]
@@ -171,24 +175,44 @@ async fn upgrade_request(
     Ok(response)
 }
 
+/// One connection: hyper's HTTP/1.1 with upgrades over `stream` (TCP or TLS).
+async fn serve<S>(stream: S, batch: bool)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service_fn(move |req| upgrade_request(req, batch)))
+        .with_upgrades();
+    let _ = conn.await;
+}
+
 fn main() -> io::Result<()> {
-    let args = common::Args::parse(NAME, &["batch"]);
+    let args = common::Args::parse(NAME, &["batch", "tls"]);
     let batch = args.has("batch");
+    let tls = args.has("tls").then(common::tls_acceptor);
     let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
     rt.block_on(async {
         let listener = TcpListener::bind(args.addr).await?;
-        let mode =
-            if batch { "writes queued until the read would block" } else { "write per frame" };
-        common::announce(NAME, listener.local_addr()?, mode);
+        let mut mode =
+            if batch { "writes queued until the read would block" } else { "write per frame" }
+                .to_owned();
+        if tls.is_some() {
+            mode.push_str(", tokio-rustls");
+        }
+        common::announce(NAME, listener.local_addr()?, &mode);
         loop {
             let (stream, _) = listener.accept().await?;
             stream.set_nodelay(true)?;
+            let tls = tls.clone();
             tokio::spawn(async move {
-                let io = TokioIo::new(stream);
-                let conn = http1::Builder::new()
-                    .serve_connection(io, service_fn(move |req| upgrade_request(req, batch)))
-                    .with_upgrades();
-                let _ = conn.await;
+                match tls {
+                    Some(t) => {
+                        if let Ok(s) = t.accept(stream).await {
+                            serve(s, batch).await;
+                        }
+                    }
+                    None => serve(stream, batch).await,
+                }
             });
         }
     })
