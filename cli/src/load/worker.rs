@@ -438,10 +438,15 @@ impl<S: Script> LoadHandler<S> {
         }
     }
 
-    /// The script's tick, if due; asks for the next one.
+    /// The script's tick, if due; asks for the next one. `on_wake` may come before the
+    /// tick is due (another wake asked for earlier, or the wake's instant computed a
+    /// little early): the tick's wake is then asked for again, since the engine keeps
+    /// one wake time and the one that ran was it. (It was not asked again before, and a
+    /// publisher woken 5-25 us early stopped publishing until the next phase.)
     fn tick(&mut self, w: &mut WorkerCtx<'_>) {
         let now = now_ns();
-        if self.tick_at.is_some_and(|t| t > now) {
+        if let Some(t) = self.tick_at.filter(|t| *t > now) {
+            w.wake_at(wake_instant(t));
             return;
         }
         let Some(script) = self.script.as_mut() else { return };
@@ -450,9 +455,17 @@ impl<S: Script> LoadHandler<S> {
         let mut clients = Clients { w, locals: &self.locals };
         self.tick_at = script.on_tick(&mut cx, &mut clients);
         if let Some(t) = self.tick_at {
-            w.wake_at(Instant::now() + Duration::from_nanos(t.saturating_sub(now_ns())));
+            w.wake_at(wake_instant(t));
         }
     }
+}
+
+/// The `Instant` of monotonic time `t` (ns, [`now_ns`]), never before it: the delay is
+/// measured first and `Instant::now()` read after, so time lost between the two reads
+/// (the thread preempted, a softirq) makes the wake late, never early.
+fn wake_instant(t: u64) -> Instant {
+    let delay = Duration::from_nanos(t.saturating_sub(now_ns()));
+    Instant::now() + delay
 }
 
 impl<S: Script> Handler for LoadHandler<S> {
