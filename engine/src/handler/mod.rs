@@ -119,6 +119,10 @@ pub trait Handler: 'static {
     /// dialling at a pace, periodic sends. Several rings before the worker looks run it
     /// once; state the application shares with the handler (an atomic, a queue) says
     /// what to do.
+    ///
+    /// The worker keeps one wake time (the earliest asked for), and a wake that runs is
+    /// spent: a handler with several deadlines, or woken by a ring before its own time,
+    /// asks again here for the next time it needs.
     fn on_wake(&mut self, w: &mut WorkerCtx<'_>) {
         let _ = w;
     }

@@ -52,7 +52,8 @@ impl WorkerCtx<'_> {
     }
 
     /// Asks for `on_wake` again at `at` (at the next loop turn if it has passed). Of
-    /// several times asked for before it runs, the earliest wins.
+    /// several times asked for before it runs, the earliest wins, and once it has run
+    /// no other is kept: ask again from `on_wake` for a later one.
     pub fn wake_at(&mut self, at: Instant) {
         self.core.wake_at(at);
     }
