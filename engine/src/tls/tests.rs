@@ -346,6 +346,59 @@ fn key_updates_with(pki: &TestPki, provider: Arc<rustls::crypto::CryptoProvider>
     assert!(server.peer_closed());
 }
 
+/// Our client session on its own records against a plain rustls server (buffered API):
+/// data both ways and key updates from either side, so the client's derivation (its
+/// receive secret is the server's) is checked against rustls too.
+#[test]
+fn a_client_updates_keys_with_a_plain_rustls_server() {
+    use std::io::{Read, Write};
+    let pki = TestPki::new("client-keyupdate", &["localhost"]);
+    let mut server_cfg = (*pki.server().rustls()).clone();
+    server_cfg.key_log = Arc::new(rustls::NoKeyLog);
+    server_cfg.enable_secret_extraction = false;
+    let mut server = rustls::ServerConnection::new(Arc::new(server_cfg)).unwrap();
+    let mut client = pki.client().session("localhost").unwrap();
+    let mut scratch = Vec::new();
+    let to_server = |client: &mut TlsSession, server: &mut rustls::ServerConnection| {
+        let wire = take_out(client);
+        let mut rd = &wire[..];
+        while !rd.is_empty() {
+            server.read_tls(&mut rd).unwrap();
+            server.process_new_packets().unwrap();
+        }
+        let mut got = Vec::new();
+        let _ = server.reader().read_to_end(&mut got);
+        got
+    };
+    let to_client = |server: &mut rustls::ServerConnection, client: &mut TlsSession| {
+        let mut wire = Vec::new();
+        while server.wants_write() {
+            server.write_tls(&mut wire).unwrap();
+        }
+        client.receive(&mut wire).unwrap().1
+    };
+    for _ in 0..4 {
+        to_server(&mut client, &mut server);
+        to_client(&mut server, &mut client);
+    }
+    assert!(!server.is_handshaking() && client.on_own_records());
+    for i in 0..3 {
+        client.encrypt(&[Bytes::from_static(b"up")], &mut scratch).unwrap();
+        assert_eq!(to_server(&mut client, &mut server), b"up", "{i}");
+        server.writer().write_all(b"down").unwrap();
+        assert_eq!(to_client(&mut server, &mut client), b"down", "{i}");
+        // The server updates and asks the client to: the client answers, then both
+        // directions run on new keys.
+        server.refresh_traffic_keys().unwrap();
+        server.writer().write_all(b"new keys").unwrap();
+        assert_eq!(to_client(&mut server, &mut client), b"new keys", "{i}");
+        assert!(!client.out.is_empty(), "the client's KeyUpdate answer ({i})");
+        client.force_key_update_after(0);
+        client.encrypt(&[Bytes::from_static(b"and ours")], &mut scratch).unwrap();
+        assert_eq!(to_server(&mut client, &mut server), b"and ours", "{i}");
+    }
+}
+
 /// Handshakes interleaved on one thread, a byte at a time: each session catches its
 /// own traffic secrets (they pass through one per-thread slot), and each converts.
 #[test]
