@@ -4,9 +4,9 @@
 //! KeyUpdate (RFC 8446 §4.6.3) derives the next keys from the current *secret*, which
 //! rustls gives out only through its key log. So every rustls configuration ringwire
 //! makes logs keys into [`SecretCapture`]: it keeps the two application traffic secrets
-//! in a per-thread slot, which the session empties into its own handshake state after
-//! each call into rustls (rustls calls the log synchronously, on the worker's thread,
-//! from inside that call). When the handshake is over, the keys derived from the
+//! in a per-thread slot, which the session clears before each call into rustls and
+//! empties into its own handshake state after it (rustls calls the log synchronously,
+//! on the caller's thread, from inside that call). When the handshake is over, the keys derived from the
 //! captured secrets are checked against the keys rustls hands over: a secret that is
 //! not this connection's can not pass.
 //!
@@ -130,6 +130,17 @@ impl Captured {
         self.client.is_some() && self.server.is_some()
     }
 
+    /// Forgets what the key log caught on this thread and nobody took (a call into
+    /// rustls that unwound before its session could take it): each session takes
+    /// only what its own call caught.
+    pub(crate) fn clear_thread() {
+        SLOT.with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                *s = Captured::default();
+            }
+        });
+    }
+
     /// Moves what the key log caught on this thread (since the last call) in here.
     pub(crate) fn take_from_thread(&mut self) {
         SLOT.with(|s| {
@@ -245,6 +256,11 @@ mod tests {
         let mut again = Captured::default();
         again.take_from_thread();
         assert!(again.client.is_none());
+        // Left behind (a call that unwound), then cleared before the next call.
+        c.log(SERVER_LABEL, &[1; 32], &[3; 32]);
+        Captured::clear_thread();
+        again.take_from_thread();
+        assert!(again.server.is_none());
     }
 
     fn hex(s: &str) -> Vec<u8> {

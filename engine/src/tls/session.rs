@@ -121,12 +121,14 @@ macro_rules! process {
         match $side {
             Side::Server(h) => {
                 let Handshake { conn, captured } = &mut **h;
+                Captured::clear_thread();
                 let $st = conn.process_tls_records($buf);
                 captured.take_from_thread();
                 $body
             }
             Side::Client(h) => {
                 let Handshake { conn, captured } = &mut **h;
+                Captured::clear_thread();
                 let $st = conn.process_tls_records($buf);
                 captured.take_from_thread();
                 $body
