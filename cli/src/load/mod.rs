@@ -34,6 +34,8 @@ pub mod session;
 pub mod worker;
 
 #[cfg(test)]
+mod report_tests;
+#[cfg(test)]
 mod tests;
 
 pub use args::{LoadArgs, Scenario};
