@@ -16,7 +16,6 @@
 //! confidentiality limit allows, a KeyUpdate replaces it.
 
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
-use ring::hkdf;
 use rustls::client::ClientConnectionData;
 use rustls::kernel::KernelConnection;
 use rustls::ConnectionTrafficSecrets;
@@ -73,21 +72,30 @@ impl Keys {
         if k.as_slice() != key.as_ref() || i[..] != *iv.as_ref() {
             return Err(bad("captured traffic secret does not match the connection's keys"));
         }
-        Self::new(alg, secret, seq)
+        Self::with(alg, k.as_slice(), i, seq, secret)
     }
 
     /// The keys of `secret`, from record number `seq` on.
     fn new(alg: &'static aead::Algorithm, secret: Secret, seq: u64) -> Result<Self, TlsError> {
         let (key, iv) = secret.key_iv(hkdf_of(alg), alg);
-        let key = UnboundKey::new(alg, key.as_slice()).map_err(|_| bad("bad traffic key"))?;
+        Self::with(alg, key.as_slice(), iv, seq, secret)
+    }
+
+    fn with(
+        alg: &'static aead::Algorithm,
+        key: &[u8],
+        iv: [u8; 12],
+        seq: u64,
+        secret: Secret,
+    ) -> Result<Self, TlsError> {
+        let key = UnboundKey::new(alg, key).map_err(|_| bad("bad traffic key"))?;
         Ok(Self { key: LessSafeKey::new(key), iv, seq, secret })
     }
 
     /// The keys after a KeyUpdate: the next secret's, from record 0 (§4.6.3).
     fn updated(&self) -> Result<Self, TlsError> {
         let alg = self.key.algorithm();
-        let hash: hkdf::Algorithm = hkdf_of(alg);
-        Self::new(alg, self.secret.next(hash), 0)
+        Self::new(alg, self.secret.next(hkdf_of(alg)), 0)
     }
 
     /// The per-record nonce (RFC 8446 §5.3), and the next record number.
