@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! client-idle URL [--clients N] [--baseline B] [--hold SECS] [--workers W] [--sources S]
-//!                 [--ping-secs P] [--batch B]
+//!                 [--ping-secs P] [--batch B] [--insecure]
 //! ```
 //!
 //! `--baseline B` clients are opened first and the memory baseline taken after them (so
@@ -12,7 +12,8 @@
 //! the clients over 127.0.0.1..=127.0.0.S as source addresses (one source address
 //! reaches one server ip:port about 28k times). `--batch B` dials B at a time, each
 //! batch once the last is up (a fleet that grows gradually; the default dials all at
-//! once). Prints one line of figures.
+//! once). `--insecure` dials a `wss://` URL without checking the server's certificate
+//! (a test certificate). Prints one line of figures.
 //! `--smaps PREFIX` copies `/proc/self/smaps` to `PREFIX.before` and `PREFIX.after`
 //! around the N (`bench/smaps-diff.py PREFIX N` splits the growth by mapping).
 //! `--exit-at-once` leaves without freeing anything, for `heaptrack`'s view of what the
@@ -59,6 +60,8 @@ fn main() {
     let sources: u8 = arg(&args, &["--sources"], 1);
     let ping: u64 = arg(&args, &["--ping-secs"], 20);
     let batch: u64 = arg(&args, &["--batch"], u64::MAX).max(1);
+    // wss:// to a server whose certificate is not checked (a test certificate).
+    let insecure = args.iter().any(|a| a == "--insecure");
     let (up, lost) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let (u, l) = (up.clone(), lost.clone());
     let engine = Engine::builder()
@@ -85,6 +88,9 @@ fn main() {
                 cfg.ping_interval = (ping > 0).then(|| Duration::from_secs(ping));
                 cfg.connect_rate = None;
                 cfg.bind = Some(format!("127.0.0.{src}:0").parse().unwrap());
+                if insecure {
+                    cfg.tls = Some(ringwire::tls::TlsClientConfig::insecure());
+                }
                 handles.extend(engine.connect_many(&url, share as usize, cfg).expect("dial"));
             }
             left -= step;

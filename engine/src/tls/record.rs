@@ -10,8 +10,9 @@
 //! Handled after the handshake, as RFC 8446 asks: application data; alerts
 //! (close_notify ends the peer's data, any other is an error); KeyUpdate (new receive
 //! keys, and ours are updated too when the peer asks); NewSessionTicket on a client
-//! (handed to rustls, which keeps a client's `KernelConnection` for it, so that a
-//! reconnect can resume). Anything else, a record that does not open, or a plaintext
+//! (handed to rustls, so that a reconnect can resume: a client keeps rustls's
+//! `KernelConnection` for it until the server's first application data, before which
+//! servers send their tickets; a later ticket is not kept). Anything else, a record that does not open, or a plaintext
 //! record is an error. Before a key has sealed as many records as its cipher's
 //! confidentiality limit allows, a KeyUpdate replaces it.
 
@@ -114,11 +115,16 @@ pub(crate) struct Records {
     rx: Keys,
     tx: Keys,
     /// A client's rustls connection, kept for the session tickets that come after the
-    /// handshake (they go to the configuration's resumption store). `None` on a server.
+    /// handshake (they go to the configuration's resumption store) until the server's
+    /// first data; `None` on a server, and on a client after that.
     tickets: Option<Box<KernelConnection<ClientConnectionData>>>,
+    /// This is a client's record layer.
+    client: bool,
     /// Records one key may seal (the cipher suite's confidentiality limit, less a
     /// margin); a KeyUpdate goes out first when `tx.seq` reaches it.
-    tx_limit: u64,
+    /// (At most `u32::MAX`: AES-GCM's limit is 2^24.5 records; ChaCha20-Poly1305 has
+    /// none that matters, and an update every 2^32 records costs nothing.)
+    tx_limit: u32,
 }
 
 /// Where the application data of opened records goes.
@@ -156,7 +162,8 @@ impl Records {
             rx: Keys::checked(secrets.rx, rx)?,
             tx: Keys::checked(secrets.tx, tx)?,
             tickets,
-            tx_limit: limit.saturating_sub(limit / 16).max(1),
+            client: !server,
+            tx_limit: u32::try_from(limit.saturating_sub(limit / 16)).unwrap_or(u32::MAX).max(1),
         })
     }
 
@@ -190,7 +197,12 @@ impl Records {
     }
 
     #[cfg(test)]
-    pub(crate) fn set_tx_limit(&mut self, n: u64) {
+    pub(crate) fn keeps_tickets(&self) -> bool {
+        self.tickets.is_some()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_tx_limit(&mut self, n: u32) {
         self.tx_limit = n;
     }
 
@@ -249,14 +261,21 @@ impl Records {
                 return Err(bad("a record without a content type"));
             };
             match inner[end] {
-                APPLICATION_DATA => match &mut plain {
-                    Plain::Append(v) => v.extend_from_slice(&inner[..end]),
-                    Plain::Front(write) => {
-                        // Behind everything read so far: nothing unread is overwritten.
-                        buf.copy_within(start + 5..start + 5 + end, **write);
-                        **write += end;
+                APPLICATION_DATA => {
+                    // A server sends its tickets right after the handshake, before any
+                    // data: rustls's state (with the server's certificates) goes now.
+                    if self.tickets.is_some() {
+                        self.tickets = None;
                     }
-                },
+                    match &mut plain {
+                        Plain::Append(v) => v.extend_from_slice(&inner[..end]),
+                        Plain::Front(write) => {
+                            // Behind everything read so far: nothing unread is overwritten.
+                            buf.copy_within(start + 5..start + 5 + end, **write);
+                            **write += end;
+                        }
+                    }
+                }
                 ALERT => match &inner[..end] {
                     [_, 0] => {
                         r.peer_closed = true;
@@ -291,6 +310,7 @@ impl Records {
                     Some(k) => {
                         let _ = k.handle_new_session_ticket(body);
                     }
+                    None if self.client => {} // a late ticket: not kept
                     None => return Err(bad("a session ticket from a client")),
                 },
                 _ => return Err(bad("an unexpected handshake message after the handshake")),
@@ -355,7 +375,7 @@ impl Records {
     /// Starts a record in `out` (its header is written by `end`); a KeyUpdate goes
     /// first when the key has sealed its share (`may_update`: not for the KeyUpdate).
     fn begin(&mut self, out: &mut Vec<u8>, may_update: bool) -> Result<usize, TlsError> {
-        if may_update && self.tx.seq >= self.tx_limit {
+        if may_update && self.tx.seq >= u64::from(self.tx_limit) {
             self.update_tx(out)?;
         }
         let start = out.len();

@@ -202,9 +202,18 @@ impl TlsSession {
 
     /// Tests: a key update before the next record once `n` records were sealed.
     #[cfg(test)]
-    pub(crate) fn force_key_update_after(&mut self, n: u64) {
+    pub(crate) fn force_key_update_after(&mut self, n: u32) {
         if let Side::Records(r) = &mut self.side {
             r.set_tx_limit(n);
+        }
+    }
+
+    /// Tests: whether a client still keeps rustls's state for session tickets.
+    #[cfg(test)]
+    pub(crate) fn keeps_tickets(&self) -> bool {
+        match &self.side {
+            Side::Records(r) => r.keeps_tickets(),
+            _ => true,
         }
     }
 

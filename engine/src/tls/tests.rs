@@ -399,6 +399,55 @@ fn a_client_updates_keys_with_a_plain_rustls_server() {
     }
 }
 
+/// A client keeps the server's session tickets (a second connection under the same
+/// configuration resumes: the server's first flight carries no certificate), and drops
+/// rustls's state that took them at the server's first data.
+#[test]
+fn a_client_resumes_with_the_tickets_it_kept() {
+    let pki = TestPki::new("resume", &["localhost"]);
+    let (server, client) = (pki.server(), pki.client());
+    // The server's first flight (after the ClientHello), in bytes.
+    let first_flight = |c: &mut TlsSession, s: &mut TlsSession| {
+        pump(c, s, 1 << 20).unwrap();
+        take_out(s)
+    };
+    let mut c = client.session("localhost").unwrap();
+    let mut s = server.session().unwrap();
+    let full = first_flight(&mut c, &mut s);
+    let mut wire = full.clone();
+    c.receive(&mut wire).unwrap();
+    for _ in 0..4 {
+        pump(&mut c, &mut s, 1 << 20).unwrap();
+        pump(&mut s, &mut c, 1 << 20).unwrap();
+    }
+    assert!(c.on_own_records() && s.on_own_records());
+    assert!(c.keeps_tickets(), "the tickets may still come");
+    s.encrypt(&[Bytes::from_static(b"HTTP/1.1 101")], &mut Vec::new()).unwrap();
+    assert_eq!(pump(&mut s, &mut c, 1 << 20).unwrap(), b"HTTP/1.1 101");
+    assert!(!c.keeps_tickets(), "dropped at the server's first data");
+    c.encrypt(&[Bytes::from_static(b"still")], &mut Vec::new()).unwrap();
+    assert_eq!(pump(&mut c, &mut s, 1 << 20).unwrap(), b"still");
+
+    let mut c2 = client.session("localhost").unwrap();
+    let mut s2 = server.session().unwrap();
+    let resumed = first_flight(&mut c2, &mut s2);
+    assert!(
+        resumed.len() + 200 < full.len(),
+        "a resumed handshake sends no certificate: {} vs {} bytes",
+        resumed.len(),
+        full.len()
+    );
+    let mut wire = resumed;
+    c2.receive(&mut wire).unwrap();
+    for _ in 0..4 {
+        pump(&mut c2, &mut s2, 1 << 20).unwrap();
+        pump(&mut s2, &mut c2, 1 << 20).unwrap();
+    }
+    assert!(c2.on_own_records() && s2.on_own_records());
+    c2.encrypt(&[Bytes::from_static(b"resumed")], &mut Vec::new()).unwrap();
+    assert_eq!(pump(&mut c2, &mut s2, 1 << 20).unwrap(), b"resumed");
+}
+
 /// Handshakes interleaved on one thread, a byte at a time: each session catches its
 /// own traffic secrets (they pass through one per-thread slot), and each converts.
 #[test]
