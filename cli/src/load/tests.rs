@@ -28,6 +28,16 @@ fn echo_server() -> ringwire::Server {
         .unwrap()
 }
 
+/// A one-worker pub/sub gateway on an ephemeral loopback port.
+fn pubsub_server() -> ringwire::Server {
+    Engine::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .workers(1)
+        .pin_cpus(false)
+        .start(|_| PubSub)
+        .unwrap()
+}
+
 #[test]
 fn tiny_echo_run() {
     let server = echo_server();
@@ -63,12 +73,7 @@ fn tiny_echo_run() {
 
 #[test]
 fn tiny_fanout_and_idle_runs() {
-    let server = Engine::builder()
-        .listen("127.0.0.1:0".parse().unwrap())
-        .workers(1)
-        .pin_cpus(false)
-        .start(|_| PubSub)
-        .unwrap();
+    let server = pubsub_server();
     let a = FanoutArgs {
         client: ClientArgs { threads: 2, ..client(server.local_addr()) },
         subscribers: 20,
@@ -104,12 +109,7 @@ fn tiny_fanout_and_idle_runs() {
 /// publishing for the rest of the window; this test failed 1 time in 3 without it).
 #[test]
 fn a_fast_publisher_makes_every_publish() {
-    let server = Engine::builder()
-        .listen("127.0.0.1:0".parse().unwrap())
-        .workers(1)
-        .pin_cpus(false)
-        .start(|_| PubSub)
-        .unwrap();
+    let server = pubsub_server();
     for round in 0..3 {
         let a = FanoutArgs {
             client: ClientArgs { threads: 1, ..client(server.local_addr()) },

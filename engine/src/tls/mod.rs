@@ -37,6 +37,50 @@ use rustls::sign::CertifiedKey;
 
 pub use self::session::{TlsError, TlsSession};
 
+/// The fields of rustls's server and client configurations that ringwire sets alike.
+trait Config: Clone {
+    fn extracts_secrets(&self) -> bool;
+    fn parts(&mut self) -> (&mut Vec<Vec<u8>>, &mut bool, &mut Arc<dyn rustls::KeyLog>);
+}
+
+macro_rules! config {
+    ($t:ty) => {
+        impl Config for $t {
+            fn extracts_secrets(&self) -> bool {
+                self.enable_secret_extraction
+            }
+            fn parts(&mut self) -> (&mut Vec<Vec<u8>>, &mut bool, &mut Arc<dyn rustls::KeyLog>) {
+                (&mut self.alpn_protocols, &mut self.enable_secret_extraction, &mut self.key_log)
+            }
+        }
+    };
+}
+config!(rustls::ServerConfig);
+config!(rustls::ClientConfig);
+
+/// A configuration ringwire makes: ALPN `http/1.1`, and after a TLS 1.3 handshake the
+/// session keeps the traffic keys only (secret extraction, and the key log that
+/// catches the traffic secrets, `secrets.rs`).
+fn ours<C: Config>(mut c: C) -> Arc<C> {
+    let (alpn, extract, log) = c.parts();
+    *alpn = vec![b"http/1.1".to_vec()];
+    *extract = true;
+    *log = secrets::SecretCapture::wrap(log.clone());
+    Arc::new(c)
+}
+
+/// A caller's configuration: where it asks for secret extraction, a copy whose key log
+/// also catches the traffic secrets (and passes everything on to the one it had).
+fn with_capture<C: Config>(config: Arc<C>) -> Arc<C> {
+    if !config.extracts_secrets() {
+        return config;
+    }
+    let mut c = (*config).clone();
+    let (_, _, log) = c.parts();
+    *log = secrets::SecretCapture::wrap(log.clone());
+    Arc::new(c)
+}
+
 /// Why a TLS configuration could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsConfigError {
@@ -182,15 +226,11 @@ impl TlsServerConfig {
     }
 
     fn rustls_config(resolver: Arc<Resolver>) -> Result<Arc<rustls::ServerConfig>, TlsConfigError> {
-        let mut c = rustls::ServerConfig::builder_with_provider(crypto_provider())
+        let c = rustls::ServerConfig::builder_with_provider(crypto_provider())
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_cert_resolver(resolver);
-        c.alpn_protocols = vec![b"http/1.1".to_vec()];
-        // After a TLS 1.3 handshake the session keeps the traffic keys only.
-        c.enable_secret_extraction = true;
-        c.key_log = secrets::SecretCapture::wrap(c.key_log.clone());
-        Ok(Arc::new(c))
+        Ok(ours(c))
     }
 
     /// Reads every certificate and key file again; handshakes from now on use them.
@@ -226,13 +266,7 @@ impl TlsServerConfig {
     /// wrapped to catch the traffic secrets, and still gets everything it got);
     /// without, rustls keeps each connection's whole state.
     pub fn from_rustls(config: Arc<rustls::ServerConfig>) -> Self {
-        let config = if config.enable_secret_extraction {
-            let mut c = (*config).clone();
-            c.key_log = secrets::SecretCapture::wrap(c.key_log.clone());
-            Arc::new(c)
-        } else {
-            config
-        };
+        let config = with_capture(config);
         Self { config, resolver: Arc::new(Resolver::default()), sources: Vec::new() }
     }
 
@@ -288,43 +322,31 @@ impl TlsClientConfig {
     }
 
     fn from_roots(roots: rustls::RootCertStore) -> Self {
-        let mut c = rustls::ClientConfig::builder_with_provider(crypto_provider())
+        let c = rustls::ClientConfig::builder_with_provider(crypto_provider())
             .with_safe_default_protocol_versions()
             .expect("ring supports the default protocol versions")
             .with_root_certificates(roots)
             .with_no_client_auth();
-        c.alpn_protocols = vec![b"http/1.1".to_vec()];
-        c.enable_secret_extraction = true;
-        c.key_log = secrets::SecretCapture::wrap(c.key_log.clone());
-        Self { config: Arc::new(c) }
+        Self { config: ours(c) }
     }
 
     /// No verification of the server's certificate or name at all: anyone on the path
     /// can read and change the traffic. For tests against a server whose certificate
     /// cannot be trusted otherwise; never the default.
     pub fn insecure() -> Self {
-        let mut c = rustls::ClientConfig::builder_with_provider(crypto_provider())
+        let c = rustls::ClientConfig::builder_with_provider(crypto_provider())
             .with_safe_default_protocol_versions()
             .expect("ring supports the default protocol versions")
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerification(crypto_provider())))
             .with_no_client_auth();
-        c.alpn_protocols = vec![b"http/1.1".to_vec()];
-        c.enable_secret_extraction = true;
-        c.key_log = secrets::SecretCapture::wrap(c.key_log.clone());
-        Self { config: Arc::new(c) }
+        Self { config: ours(c) }
     }
 
     /// A client configured by the caller in rustls's own terms (as
     /// [`TlsServerConfig::from_rustls`] about `enable_secret_extraction`).
     pub fn from_rustls(config: Arc<rustls::ClientConfig>) -> Self {
-        let config = if config.enable_secret_extraction {
-            let mut c = (*config).clone();
-            c.key_log = secrets::SecretCapture::wrap(c.key_log.clone());
-            Arc::new(c)
-        } else {
-            config
-        };
+        let config = with_capture(config);
         Self { config }
     }
 
