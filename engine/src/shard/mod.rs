@@ -297,7 +297,7 @@ impl Core {
         if self.clients.is_empty() {
             return None;
         }
-        self.clients.get(&key.slot)?.app_due.map(crate::clock::Stamp::instant)
+        self.clients.get(&key.slot)?.app_due().map(crate::clock::Stamp::instant)
     }
 
     /// A vector for a send's chunks.

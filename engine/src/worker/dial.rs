@@ -218,8 +218,9 @@ impl Core {
                 let acks = crate::outbox::wire::accepted(&parsed.extensions);
                 c.set_acks(acks);
                 client.health.record_success();
-                client.app_due =
+                let app_due =
                     client.spec.config.app_heartbeat.as_ref().map(|h| Stamp::of(now + h.interval));
+                client.set_app_due(app_due);
                 client.app_waiting = false;
                 let alert = client.health_alert(&self.stats);
                 let change = client.life.up(now);
@@ -254,7 +255,6 @@ impl Core {
     pub(crate) fn lose(&mut self, key: Key, cause: Cause) {
         let now = self.now;
         let Some(client) = self.clients.get_mut(&key.slot) else { return };
-        client.app_due = None;
         match &cause {
             Cause::HeartbeatLost | Cause::AppHeartbeatLost => client.health.record_lost(),
             _ if client.life.state() != ClientState::Connected => client.health.record_failure(),
@@ -276,7 +276,8 @@ impl Core {
         let Some((change, retry_at)) = client.life.lost(now, cause, policy, &mut self.rng) else {
             return;
         };
-        client.retry_at = retry_at.map(Stamp::of);
+        // In place of the application heartbeat's instant, if it had one.
+        client.set_retry_at(retry_at.map(Stamp::of));
         if retry_at.is_some() {
             self.dialer.refresh(&client.spec, now);
         }
@@ -313,7 +314,7 @@ impl Core {
     /// A client's socket is closed (or it had none): it waits for its next attempt,
     /// or, once `Closed`, leaves.
     pub(crate) fn socket_gone(&mut self, key: Key) {
-        let retry_at = self.clients.get(&key.slot).and_then(|c| c.retry_at).map(Stamp::instant);
+        let retry_at = self.clients.get(&key.slot).and_then(Client::retry_at).map(Stamp::instant);
         match retry_at {
             Some(at) => {
                 // The next attempt starts a new TLS session, if any.
@@ -357,7 +358,7 @@ impl Core {
     /// with the close handshake (`code`, `reason`).
     pub(crate) fn stop_client(&mut self, key: Key, cause: Cause, code: CloseCode, reason: &str) {
         let Some(client) = self.clients.get_mut(&key.slot) else { return };
-        client.retry_at = None;
+        client.set_retry_at(None);
         let change = client.life.close(cause);
         let change = client.changed(change);
         self.queue_change(key, change);
@@ -407,8 +408,9 @@ impl Core {
     pub(crate) fn client_message(&mut self, key: Key, m: Message) -> Option<Message> {
         let now = self.now;
         let Some(client) = self.clients.get_mut(&key.slot) else { return Some(m) };
-        if let (Some(h), Some(_)) = (&client.spec.config.app_heartbeat, client.app_due) {
-            client.app_due = Some(Stamp::of(now + h.interval));
+        if let (Some(h), Some(_)) = (&client.spec.config.app_heartbeat, client.app_due()) {
+            let due = Stamp::of(now + h.interval);
+            client.set_app_due(Some(due));
             client.app_waiting = false;
         }
         let Some(sink) = self.sinks.get(&key.slot) else { return Some(m) };
@@ -423,7 +425,7 @@ impl Core {
     pub(crate) fn app_heartbeat_due(&mut self, key: Key) {
         let now = self.now;
         let Some(client) = self.clients.get_mut(&key.slot) else { return };
-        let (Some(h), Some(due)) = (&client.spec.config.app_heartbeat, client.app_due) else {
+        let (Some(h), Some(due)) = (&client.spec.config.app_heartbeat, client.app_due()) else {
             return;
         };
         if now < due.instant() || !self.conns.get(key).is_some_and(Conn::is_open) {
@@ -435,9 +437,9 @@ impl Core {
             let _ = self.close(key, CloseCode::GOING_AWAY, "application heartbeat lost");
             return;
         }
+        let (timeout, msg) = (h.timeout, h.message.clone());
         client.app_waiting = true;
-        client.app_due = Some(Stamp::of(now + h.timeout));
-        let msg = h.message.clone();
+        client.set_app_due(Some(Stamp::of(now + timeout)));
         let _ = self.enqueue(key, crate::conn::Outgoing::Msg(msg));
     }
 
