@@ -368,7 +368,16 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         }
     }
     if let Some(cert) = &args.tls_cert {
-        say!("TLS: wss:// with {} (SIGHUP reloads it)", cert.display());
+        let groups: Vec<String> = ringwire::tls::crypto_provider()
+            .kx_groups
+            .iter()
+            .map(|g| format!("{:?}", g.name()))
+            .collect();
+        say!(
+            "TLS: wss:// with {} (SIGHUP reloads it); key exchange {}",
+            cert.display(),
+            groups.join(", ")
+        );
     }
     say!("{}", args.timers_text());
     say!("pid {}", std::process::id());

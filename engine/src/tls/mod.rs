@@ -3,9 +3,14 @@
 //! rustls's unbuffered API runs on the workers like the rest of a connection: records
 //! are decrypted out of the receive ring's buffers and encrypted into the send
 //! allocations, and an idle connection holds its TLS state and no buffer
-//! ([`session`]). The crypto provider is *ring*: it builds with a C compiler alone (no
-//! cmake, no Go), and the project already links it for the NATS client; its AES-GCM
-//! and ChaCha20-Poly1305 use the CPU's instructions like aws-lc-rs's do.
+//! ([`session`]). The crypto provider is *ring* by default: it builds with a C compiler
+//! alone (no cmake, no Go), and the project already links it for the NATS client; its
+//! AES-GCM and ChaCha20-Poly1305 use the CPU's instructions like aws-lc-rs's do. The
+//! `aws-lc-rs` feature puts AWS-LC in its place (rustls's provider, and the AEADs and
+//! HKDF of ringwire's own record layer): it adds the post-quantum hybrid key exchange
+//! X25519MLKEM768 (offered first by a client, preferred by a server when the client
+//! offers it), and costs ~150-200 B more per idle connection
+//! ([`crypto_provider`] says what each provider offers).
 //!
 //! - A server: [`TlsServerConfig::from_pem_files`] (a certificate chain and its key),
 //!   more certificates picked by SNI ([`TlsServerConfig::add_pem_files`]), and
@@ -21,6 +26,14 @@
 
 mod record;
 mod secrets;
+
+#[cfg(feature = "aws-lc-rs")]
+pub(crate) use aws_lc_rs as crypto;
+/// The crypto library under ringwire's own record layer and key updates: the same one
+/// as rustls's provider ([`crypto_provider`]), so that a connection's keys come from
+/// one library. aws-lc-rs offers *ring*'s API for what is used here.
+#[cfg(not(feature = "aws-lc-rs"))]
+pub(crate) use ring as crypto;
 pub mod session;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -101,20 +114,43 @@ pub enum TlsConfigError {
 }
 
 /// The crypto every TLS configuration of ringwire uses (and a caller building its own
-/// rustls configuration for [`TlsServerConfig::from_rustls`] may use): *ring*, with
-/// X25519 the preferred key exchange and AES-128-GCM the preferred cipher. rustls
-/// 0.23.48 lists P-384 first for this provider, and *ring* computes P-384 with
-/// generic big-number code: ~0.9 ms of server CPU per handshake here, against ~0.07 ms
-/// for X25519 (browsers offer X25519 first too). AES-256-GCM-SHA384 comes first in its
-/// suites; AES-128-GCM-SHA256 (what browsers prefer) has four fewer AES rounds per
-/// block and hashes its transcript with SHA-256, which CPUs accelerate and SHA-384 they
-/// do not.
+/// rustls configuration for [`TlsServerConfig::from_rustls`] may use).
+///
+/// By default *ring*, with X25519 the preferred key exchange and AES-128-GCM the
+/// preferred cipher. rustls 0.23.48 lists P-384 first for this provider, and *ring*
+/// computes P-384 with generic big-number code: ~0.9 ms of server CPU per handshake
+/// here, against ~0.07 ms for X25519 (browsers offer X25519 first too).
+/// AES-256-GCM-SHA384 comes first in its suites; AES-128-GCM-SHA256 (what browsers
+/// prefer) has four fewer AES rounds per block and hashes its transcript with SHA-256,
+/// which CPUs accelerate and SHA-384 they do not.
+///
+/// With the `aws-lc-rs` feature, AWS-LC, with the key exchanges X25519MLKEM768 (the
+/// post-quantum hybrid of RFC draft-ietf-tls-ecdhe-mlkem, which current browsers
+/// offer), X25519, P-256 and P-384 in that order, and the same order of suites.
 pub fn crypto_provider() -> Arc<CryptoProvider> {
-    use rustls::crypto::ring::kx_group;
     use rustls::CipherSuite as S;
-    #[allow(deprecated)]
-    let mut p = rustls::crypto::ring::default_provider();
-    p.kx_groups = vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1];
+    #[cfg(not(feature = "aws-lc-rs"))]
+    let mut p = {
+        use rustls::crypto::ring::kx_group;
+        // Deprecated by rustls for having no post-quantum key exchange: the
+        // `aws-lc-rs` feature is the way to one.
+        #[allow(deprecated)]
+        let mut p = rustls::crypto::ring::default_provider();
+        p.kx_groups = vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1];
+        p
+    };
+    #[cfg(feature = "aws-lc-rs")]
+    let mut p = {
+        use rustls::crypto::aws_lc_rs::kx_group;
+        let mut p = rustls::crypto::aws_lc_rs::default_provider();
+        p.kx_groups = vec![
+            kx_group::X25519MLKEM768,
+            kx_group::X25519,
+            kx_group::SECP256R1,
+            kx_group::SECP384R1,
+        ];
+        p
+    };
     p.cipher_suites.sort_by_key(|c| match c.suite() {
         S::TLS13_AES_128_GCM_SHA256 => 0,
         S::TLS13_CHACHA20_POLY1305_SHA256 => 1,

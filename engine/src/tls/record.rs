@@ -1,4 +1,5 @@
-//! The TLS 1.3 record layer after the handshake (RFC 8446 §5), with *ring*'s AEADs.
+//! The TLS 1.3 record layer after the handshake (RFC 8446 §5), with the AEADs of *ring*
+//! (or AWS-LC: `super::crypto`).
 //!
 //! Once rustls has finished a TLS 1.3 handshake, the session keeps only the traffic
 //! keys and secrets (`secrets.rs`: a KeyUpdate derives the next keys from them), and
@@ -16,7 +17,7 @@
 //! record is an error. Before a key has sealed as many records as its cipher's
 //! confidentiality limit allows, a KeyUpdate replaces it.
 
-use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+use super::crypto::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use rustls::client::ClientConnectionData;
 use rustls::kernel::KernelConnection;
 use rustls::ConnectionTrafficSecrets;

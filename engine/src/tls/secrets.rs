@@ -10,12 +10,13 @@
 //! captured secrets are checked against the keys rustls hands over: a secret that is
 //! not this connection's can not pass.
 //!
-//! The derivations (HKDF-Expand-Label, §7.1) use *ring*'s HKDF.
+//! The derivations (HKDF-Expand-Label, §7.1) use the HKDF of *ring* (or AWS-LC:
+//! `super::crypto`).
 
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use ring::{aead, hkdf};
+use super::crypto::{aead, hkdf};
 use rustls::KeyLog;
 
 const CLIENT_LABEL: &str = "CLIENT_TRAFFIC_SECRET_0";

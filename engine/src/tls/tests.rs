@@ -256,8 +256,7 @@ fn what_a_session_weighs() {
 #[test]
 fn key_updates_both_ways_against_plain_rustls() {
     let pki = TestPki::new("keyupdate", &["localhost"]);
-    for suite in rustls::crypto::ring::DEFAULT_CIPHER_SUITES.iter().filter(|s| s.tls13().is_some())
-    {
+    for suite in crypto_provider().cipher_suites.iter().filter(|s| s.tls13().is_some()) {
         let provider = rustls::crypto::CryptoProvider {
             cipher_suites: vec![*suite],
             ..(*crypto_provider()).clone()
@@ -309,6 +308,8 @@ fn key_updates_with(pki: &TestPki, provider: Arc<rustls::crypto::CryptoProvider>
     assert!(!client.is_handshaking());
     assert!(server.on_own_records(), "the server keeps the traffic keys only");
     let suite = client.negotiated_cipher_suite().unwrap().suite();
+    let group = client.negotiated_key_exchange_group().unwrap().name();
+    assert_eq!(group, crypto_provider().kx_groups[0].name(), "the first choice of both");
 
     client.writer().write_all(b"before").unwrap();
     assert_eq!(to_server(&mut client, &mut server), b"before", "{suite:?}");
@@ -344,6 +345,63 @@ fn key_updates_with(pki: &TestPki, provider: Arc<rustls::crypto::CryptoProvider>
     client.send_close_notify();
     to_server(&mut client, &mut server);
     assert!(server.peer_closed());
+}
+
+#[test]
+fn the_provider_prefers_what_the_build_offers() {
+    use rustls::NamedGroup as G;
+    let groups: Vec<G> = crypto_provider().kx_groups.iter().map(|g| g.name()).collect();
+    #[cfg(feature = "aws-lc-rs")]
+    assert_eq!(groups, [G::X25519MLKEM768, G::X25519, G::secp256r1, G::secp384r1]);
+    #[cfg(not(feature = "aws-lc-rs"))]
+    assert_eq!(groups, [G::X25519, G::secp256r1, G::secp384r1]);
+    let first = crypto_provider().cipher_suites[0].suite();
+    assert_eq!(first, rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+}
+
+/// A client that offers one classical key exchange only (a peer without X25519MLKEM768,
+/// or with X25519 off) gets a handshake on it: the server's preference for the
+/// post-quantum hybrid (with the `aws-lc-rs` feature) costs such a client nothing.
+#[test]
+fn a_client_with_one_classical_key_exchange_is_served() {
+    use rustls::crypto::ring::kx_group;
+    let pki = TestPki::new("kx", &["localhost"]);
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(&pki.ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    for group in [kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1] {
+        // *ring*'s provider, whatever ringwire's is.
+        #[allow(deprecated)]
+        let provider = rustls::crypto::CryptoProvider {
+            kx_groups: vec![group],
+            ..rustls::crypto::ring::default_provider()
+        };
+        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut client = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+        let mut server = pki.server().session().unwrap();
+        for _ in 0..4 {
+            let mut wire = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut wire).unwrap();
+            }
+            server.receive(&mut wire).unwrap();
+            let wire = take_out(&mut server);
+            let mut rd = &wire[..];
+            while !rd.is_empty() {
+                client.read_tls(&mut rd).unwrap();
+                client.process_new_packets().unwrap();
+            }
+        }
+        assert!(!client.is_handshaking(), "{:?}", group.name());
+        assert_eq!(client.negotiated_key_exchange_group().unwrap().name(), group.name());
+        assert!(server.on_own_records());
+    }
 }
 
 /// Our client session on its own records against a plain rustls server (buffered API):
@@ -382,6 +440,8 @@ fn a_client_updates_keys_with_a_plain_rustls_server() {
         to_client(&mut server, &mut client);
     }
     assert!(!server.is_handshaking() && client.on_own_records());
+    let group = server.negotiated_key_exchange_group().unwrap().name();
+    assert_eq!(group, crypto_provider().kx_groups[0].name(), "the client's first offer");
     for i in 0..3 {
         client.encrypt(&[Bytes::from_static(b"up")], &mut scratch).unwrap();
         assert_eq!(to_server(&mut client, &mut server), b"up", "{i}");
