@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! client-idle URL [--clients N] [--baseline B] [--hold SECS] [--workers W] [--sources S]
-//!                 [--ping-secs P] [--batch B] [--insecure]
+//!                 [--ping-secs P] [--batch B] [--baseline-batch B] [--insecure]
 //! ```
 //!
 //! `--baseline B` clients are opened first and the memory baseline taken after them (so
@@ -12,7 +12,8 @@
 //! the clients over 127.0.0.1..=127.0.0.S as source addresses (one source address
 //! reaches one server ip:port about 28k times). `--batch B` dials B at a time, each
 //! batch once the last is up (a fleet that grows gradually; the default dials all at
-//! once). `--insecure` dials a `wss://` URL without checking the server's certificate
+//! once); `--baseline-batch B` dials the baseline B at a time instead (so that the N
+//! dialled at once cannot reuse memory the baseline's handshakes freed). `--insecure` dials a `wss://` URL without checking the server's certificate
 //! (a test certificate). Prints one line of figures.
 //! `--smaps PREFIX` copies `/proc/self/smaps` to `PREFIX.before` and `PREFIX.after`
 //! around the N (`bench/smaps-diff.py PREFIX N` splits the growth by mapping).
@@ -60,6 +61,9 @@ fn main() {
     let sources: u8 = arg(&args, &["--sources"], 1);
     let ping: u64 = arg(&args, &["--ping-secs"], 20);
     let batch: u64 = arg(&args, &["--batch"], u64::MAX).max(1);
+    // The baseline's own batch size (default `--batch`): `--baseline-batch 500` with no
+    // `--batch` dials the N all at once after a baseline that left no handshake memory.
+    let baseline_batch: u64 = arg(&args, &["--baseline-batch"], batch).max(1);
     // wss:// to a server whose certificate is not checked (a test certificate).
     let insecure = args.iter().any(|a| a == "--insecure");
     let (up, lost) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
@@ -77,7 +81,7 @@ fn main() {
             std::thread::sleep(Duration::from_millis(20));
         }
     };
-    let dial = |count: u64, handles: &mut Vec<_>| {
+    let dial = |count: u64, batch: u64, handles: &mut Vec<_>| {
         let s = u64::from(sources.max(1));
         let mut left = count;
         while left > 0 {
@@ -99,7 +103,7 @@ fn main() {
             }
         }
     };
-    dial(baseline, &mut handles);
+    dial(baseline, baseline_batch, &mut handles);
     wait_up(baseline);
     std::thread::sleep(Duration::from_millis(500));
     let before = rss();
@@ -108,7 +112,7 @@ fn main() {
         let _ = std::fs::copy("/proc/self/smaps", format!("{p}.before"));
     }
     let t0 = Instant::now();
-    dial(n, &mut handles);
+    dial(n, batch, &mut handles);
     wait_up(baseline + n);
     let setup = t0.elapsed();
     std::thread::sleep(Duration::from_millis(500));

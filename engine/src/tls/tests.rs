@@ -265,8 +265,12 @@ fn key_updates_both_ways_against_plain_rustls() {
     }
 }
 
-fn key_updates_with(pki: &TestPki, provider: Arc<rustls::crypto::CryptoProvider>) {
-    use std::io::{Read, Write};
+/// A plain rustls client (buffered API, no secret extraction) of `pki`'s server, with
+/// `provider`'s crypto, and our server session for it.
+fn plain_client(
+    pki: &TestPki,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> (rustls::ClientConnection, TlsSession) {
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls::pki_types::CertificateDer::pem_file_iter(&pki.ca).unwrap() {
         roots.add(c.unwrap()).unwrap();
@@ -277,30 +281,36 @@ fn key_updates_with(pki: &TestPki, provider: Arc<rustls::crypto::CryptoProvider>
         .with_root_certificates(roots)
         .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut client = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
-    let mut server = pki.server().session().unwrap();
-    let mut scratch = Vec::new();
+    (rustls::ClientConnection::new(Arc::new(cfg), name).unwrap(), pki.server().session().unwrap())
+}
 
-    // Moves the client's output to the server; returns the plaintext the server got.
-    let to_server = |client: &mut rustls::ClientConnection, server: &mut TlsSession| {
-        let mut wire = Vec::new();
-        while client.wants_write() {
-            client.write_tls(&mut wire).unwrap();
-        }
-        server.receive(&mut wire).unwrap().1
-    };
-    // Moves the server's output to the client; returns the plaintext the client got.
-    let to_client = |server: &mut TlsSession, client: &mut rustls::ClientConnection| {
-        let wire = take_out(server);
-        let mut rd = &wire[..];
-        while !rd.is_empty() {
-            client.read_tls(&mut rd).unwrap();
-            client.process_new_packets().unwrap();
-        }
-        let mut got = Vec::new();
-        let _ = client.reader().read_to_end(&mut got);
-        got
-    };
+/// Moves a plain client's output to our server; returns the plaintext the server got.
+fn to_server(client: &mut rustls::ClientConnection, server: &mut TlsSession) -> Vec<u8> {
+    let mut wire = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut wire).unwrap();
+    }
+    server.receive(&mut wire).unwrap().1
+}
+
+/// Moves our server's output to a plain client; returns the plaintext the client got.
+fn to_client(server: &mut TlsSession, client: &mut rustls::ClientConnection) -> Vec<u8> {
+    use std::io::Read;
+    let wire = take_out(server);
+    let mut rd = &wire[..];
+    while !rd.is_empty() {
+        client.read_tls(&mut rd).unwrap();
+        client.process_new_packets().unwrap();
+    }
+    let mut got = Vec::new();
+    let _ = client.reader().read_to_end(&mut got);
+    got
+}
+
+fn key_updates_with(pki: &TestPki, provider: Arc<rustls::crypto::CryptoProvider>) {
+    use std::io::Write;
+    let (mut client, mut server) = plain_client(pki, provider);
+    let mut scratch = Vec::new();
     for _ in 0..4 {
         to_server(&mut client, &mut server);
         to_client(&mut server, &mut client);
@@ -366,10 +376,6 @@ fn the_provider_prefers_what_the_build_offers() {
 fn a_client_with_one_classical_key_exchange_is_served() {
     use rustls::crypto::ring::kx_group;
     let pki = TestPki::new("kx", &["localhost"]);
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_file_iter(&pki.ca).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
     for group in [kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1] {
         // *ring*'s provider, whatever ringwire's is.
         #[allow(deprecated)]
@@ -377,26 +383,10 @@ fn a_client_with_one_classical_key_exchange_is_served() {
             kx_groups: vec![group],
             ..rustls::crypto::ring::default_provider()
         };
-        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots.clone())
-            .with_no_client_auth();
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let mut client = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
-        let mut server = pki.server().session().unwrap();
+        let (mut client, mut server) = plain_client(&pki, Arc::new(provider));
         for _ in 0..4 {
-            let mut wire = Vec::new();
-            while client.wants_write() {
-                client.write_tls(&mut wire).unwrap();
-            }
-            server.receive(&mut wire).unwrap();
-            let wire = take_out(&mut server);
-            let mut rd = &wire[..];
-            while !rd.is_empty() {
-                client.read_tls(&mut rd).unwrap();
-                client.process_new_packets().unwrap();
-            }
+            to_server(&mut client, &mut server);
+            to_client(&mut server, &mut client);
         }
         assert!(!client.is_handshaking(), "{:?}", group.name());
         assert_eq!(client.negotiated_key_exchange_group().unwrap().name(), group.name());
