@@ -91,6 +91,8 @@ pub(crate) struct WorkerStats {
     pub(crate) handshake_statuses: [AtomicU64; TRACKED_STATUSES.len() + 1],
     pub(crate) handshake_timeouts: AtomicU64,
     pub(crate) handshake_peer_gone: AtomicU64,
+    pub(crate) tls_handshakes: AtomicU64,
+    pub(crate) tls_handshakes_post_quantum: AtomicU64,
     pub(crate) tls_failures: AtomicU64,
     pub(crate) tls_truncations: AtomicU64,
     pub(crate) rtt: [AtomicU64; RTT_BUCKETS_US.len() + 1],
@@ -215,6 +217,8 @@ impl WorkerStats {
                 .collect(),
             handshake_timeouts: self.handshake_timeouts.load(Relaxed),
             handshake_peer_gone: self.handshake_peer_gone.load(Relaxed),
+            tls_handshakes: self.tls_handshakes.load(Relaxed),
+            tls_handshakes_post_quantum: self.tls_handshakes_post_quantum.load(Relaxed),
             tls_failures: self.tls_failures.load(Relaxed),
             tls_truncations: self.tls_truncations.load(Relaxed),
             rtt: RttHistogram {
@@ -336,6 +340,11 @@ pub struct StatsSnapshot {
     pub handshake_timeouts: u64,
     /// Upgrades whose peer went away (or whose socket failed) before finishing.
     pub handshake_peer_gone: u64,
+    /// TLS handshakes completed (accepted and outgoing connections).
+    pub tls_handshakes: u64,
+    /// Of those, the ones whose key exchange was a post-quantum hybrid
+    /// (X25519MLKEM768 and the like: offered with the `aws-lc-rs` feature only).
+    pub tls_handshakes_post_quantum: u64,
     /// TLS connections that failed: a handshake the peer could not complete (garbage,
     /// no common parameters, a certificate refused, an oversized hello) or a record
     /// that did not decrypt. Those still in their upgrade count in
@@ -427,6 +436,8 @@ impl StatsSnapshot {
         merge_counts(&mut self.handshake_failures_by_status, &o.handshake_failures_by_status);
         self.handshake_timeouts += o.handshake_timeouts;
         self.handshake_peer_gone += o.handshake_peer_gone;
+        self.tls_handshakes += o.tls_handshakes;
+        self.tls_handshakes_post_quantum += o.tls_handshakes_post_quantum;
         self.tls_failures += o.tls_failures;
         self.tls_truncations += o.tls_truncations;
         for (a, b) in self.rtt.buckets.iter_mut().zip(&o.rtt.buckets) {

@@ -6,7 +6,8 @@
 //! the server with their codes and reasons seen on the other side, a subprotocol chosen
 //! from the browser's offer, and an origin the server refuses; all of it again with
 //! permessage-deflate (Chromium's own DEFLATE both ways: what crosses the wire is a
-//! fraction of the bytes echoed). Headless Chromium is
+//! fraction of the bytes echoed); and wss://, with the key exchange the two TLS stacks
+//! agree on. Headless Chromium is
 //! driven over the DevTools protocol (tests/common/browser.rs); the test page is a
 //! script evaluated in a blank tab.
 
@@ -199,7 +200,69 @@ fn chromium_echo(backend: BackendChoice, deflate: bool) {
     strict.shutdown().unwrap();
 }
 
+/// The page's part of the wss:// test: a text and a binary message echoed, then a close.
+const WSS_SCRIPT: &str = r#"
+(async (url) => {
+  const ws = new WebSocket(url);
+  ws.binaryType = "arraybuffer";
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onclose = (e) => reject(new Error("closed before open: " + e.code));
+  });
+  const next = () => new Promise((resolve, reject) => {
+    ws.onmessage = (e) => resolve(e.data);
+    ws.onclose = (e) => reject(new Error("closed: " + e.code));
+  });
+  const out = [];
+  ws.send("hello over wss");
+  out.push(await next());
+  const a = new Uint8Array(100000);
+  for (let i = 0; i < a.length; i++) a[i] = (i * 7) & 255;
+  ws.send(a);
+  const b = new Uint8Array(await next());
+  out.push(b.length === a.length && b.every((v, i) => v === a[i]));
+  const closed = new Promise((resolve) => {
+    ws.onclose = (e) => resolve([e.code, e.wasClean]);
+  });
+  ws.close(1000);
+  out.push(await closed);
+  return out;
+})
+"#;
+
+/// Chromium's own TLS (BoringSSL) against the engine's: wss:// echo and close, and the
+/// key exchange the two agreed on, as the server counts it: X25519MLKEM768, which
+/// Chromium offers first, when the engine is built with `aws-lc-rs`; a classical one
+/// otherwise. The test certificate is accepted with `--ignore-certificate-errors` (the
+/// certificate checks are the client tests' subject, not this one's).
+fn chromium_speaks_wss_with_the_engine(backend: BackendChoice) {
+    let Some(bin) = chromium() else { return };
+    let ca = common::tls::TestCa::new("chromium");
+    let leaf = ca.leaf(&["localhost", "127.0.0.1"]);
+    let tls = ringwire::tls::TlsServerConfig::from_pem_files(&leaf.cert, &leaf.key).unwrap();
+    let server =
+        builder(backend).tls(tls).start(|_| ringwire::Echo).expect("engine starts").guarded();
+    let browser = Browser::launch_with(&bin, &["--ignore-certificate-errors"]);
+    let mut page = browser.open("about:blank");
+    let url = format!("wss://127.0.0.1:{}/", server.local_addr().port());
+    let out = page.eval(&format!("{WSS_SCRIPT}({})", json!(url)));
+    assert_eq!(out, json!(["hello over wss", true, [1000, true]]), "{:?}", page.exceptions);
+    assert!(wait_until(PATIENCE, || server.stats().connections == 0), "{:?}", server.stats());
+    let s = server.stats();
+    let pq = ringwire::tls::is_post_quantum(ringwire::tls::crypto_provider().kx_groups[0].name());
+    assert!(s.tls_handshakes >= 1, "{s:?}");
+    let want = if pq { s.tls_handshakes } else { 0 };
+    assert_eq!(s.tls_handshakes_post_quantum, want, "{s:?}");
+    assert_eq!((s.tls_failures, s.tls_truncations), (0, 0), "{s:?}");
+    drop(page);
+    drop(browser);
+    server.shutdown().unwrap();
+}
+
 both_backends! {
+    chromium_speaks_wss_with_the_engine =>
+        chromium_speaks_wss_with_the_engine_io_uring,
+        chromium_speaks_wss_with_the_engine_epoll;
     chromium_speaks_websocket_with_the_engine =>
         chromium_speaks_websocket_with_the_engine_io_uring,
         chromium_speaks_websocket_with_the_engine_epoll;

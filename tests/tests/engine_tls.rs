@@ -31,6 +31,12 @@ fn tls_echo(backend: BackendChoice, leaf: &Leaf) -> (Guarded, TlsServerConfig) {
     (server, tls)
 }
 
+/// Whether this build's TLS offers a post-quantum key exchange first (the engine's
+/// `aws-lc-rs` feature).
+fn prefers_post_quantum() -> bool {
+    ringwire::tls::is_post_quantum(ringwire::tls::crypto_provider().kx_groups[0].name())
+}
+
 fn with_tls(t: ringwire::tls::TlsClientConfig) -> ClientConfig {
     let mut c = ClientConfig::default();
     c.tls = Some(t);
@@ -111,6 +117,10 @@ fn tokio_rustls_clients_talk_to_the_server(backend: BackendChoice) {
     let s = server.stats();
     assert_eq!((s.tls_failures, s.tls_truncations, s.handshake_failures), (0, 0, 0), "{s:?}");
     assert!(s.messages_in >= 104, "{s:?}");
+    // TLS 1.3 with the build's first key exchange (post-quantum with `aws-lc-rs`), TLS
+    // 1.2 with a classical one (the hybrids are TLS 1.3's).
+    let pq = u64::from(prefers_post_quantum());
+    assert_eq!((s.tls_handshakes, s.tls_handshakes_post_quantum), (2, pq), "{s:?}");
     server.shutdown().unwrap();
 }
 
@@ -184,6 +194,10 @@ fn ringwire_client_over_wss(backend: BackendChoice) {
     let config = with_tls(ca.ringwire_client());
     let h = engine.connect(&format!("wss://localhost:{port}/x"), config.clone()).unwrap();
     expect_state(&rx, ClientState::Connected);
+    let pq = u64::from(prefers_post_quantum());
+    let (c, s) = (engine.stats(), server.stats());
+    assert_eq!((c.tls_handshakes, c.tls_handshakes_post_quantum), (1, pq), "{c:?}");
+    assert_eq!((s.tls_handshakes, s.tls_handshakes_post_quantum), (1, pq), "{s:?}");
     h.send(Message::text("over wss")).unwrap();
     assert_eq!(expect_msg(&rx), Message::text("over wss"));
     let big = Message::binary(vec![9u8; 200_000]);

@@ -192,6 +192,18 @@ const FIGURES: &[Figure] = &[
         get: |s| s.handshake_peer_gone,
     },
     Figure {
+        name: "ringwire_tls_handshakes",
+        help: "TLS handshakes completed",
+        kind: Counter,
+        get: |s| s.tls_handshakes,
+    },
+    Figure {
+        name: "ringwire_tls_handshakes_post_quantum",
+        help: "TLS handshakes completed with a post-quantum hybrid key exchange (X25519MLKEM768)",
+        kind: Counter,
+        get: |s| s.tls_handshakes_post_quantum,
+    },
+    Figure {
         name: "ringwire_tls_failures",
         help: "TLS connections that failed (handshake or record errors)",
         kind: Counter,

@@ -166,6 +166,12 @@ impl Core {
         self.tls.plain = plain;
         match r {
             Ok((p, in_place)) => {
+                if p.handshake_done {
+                    WorkerStats::add(&self.stats.tls_handshakes, 1);
+                    if p.key_exchange.is_some_and(crate::tls::is_post_quantum) {
+                        WorkerStats::add(&self.stats.tls_handshakes_post_quantum, 1);
+                    }
+                }
                 if wants_write || p.handshake_done {
                     self.mark_dirty(key);
                 }

@@ -160,6 +160,17 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
     Arc::new(p)
 }
 
+/// Whether `group` is a post-quantum key exchange (ML-KEM alone or in a hybrid with an
+/// elliptic curve, draft-ietf-tls-ecdhe-mlkem): what a recorded session's secrecy
+/// against a future quantum computer rests on.
+pub fn is_post_quantum(group: rustls::NamedGroup) -> bool {
+    use rustls::NamedGroup as G;
+    matches!(
+        group,
+        G::X25519MLKEM768 | G::secp256r1MLKEM768 | G::MLKEM512 | G::MLKEM768 | G::MLKEM1024
+    )
+}
+
 /// A certificate chain and its key, read from PEM files.
 fn load_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsConfigError> {
     let file_err = |path: &Path, reason: String| TlsConfigError::File { path: path.into(), reason };

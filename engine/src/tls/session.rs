@@ -76,6 +76,8 @@ struct Handshake<C> {
 pub struct Progress {
     /// The handshake completed during this call.
     pub handshake_done: bool,
+    /// With `handshake_done`: the key exchange the handshake agreed on.
+    pub key_exchange: Option<rustls::NamedGroup>,
     /// There is ciphertext in [`TlsSession::out`] to send.
     pub wants_write: bool,
 }
@@ -200,6 +202,17 @@ impl TlsSession {
         }
     }
 
+    /// The key exchange agreed on, while rustls's state is kept (after the handshake
+    /// of a TLS 1.3 connection on its own records, [`Progress::key_exchange`] told it).
+    fn key_exchange(&self) -> Option<rustls::NamedGroup> {
+        let group = match &self.side {
+            Side::Server(h) => h.conn.negotiated_key_exchange_group(),
+            Side::Client(h) => h.conn.negotiated_key_exchange_group(),
+            Side::Records(_) | Side::Gone => None,
+        };
+        group.map(|g| g.name())
+    }
+
     /// Tests: a key update before the next record once `n` records were sealed.
     #[cfg(test)]
     pub(crate) fn force_key_update_after(&mut self, n: u32) {
@@ -281,7 +294,8 @@ impl TlsSession {
             self.kill();
         }
         let range = r?;
-        Ok((Progress { handshake_done: false, wants_write: self.out.len() > out_before }, range))
+        let wants_write = self.out.len() > out_before;
+        Ok((Progress { wants_write, ..Progress::default() }, range))
     }
 
     fn compact_inner(
@@ -364,13 +378,13 @@ impl TlsSession {
             buf.extend_from_slice(data);
             self.process_held(buf, plain)?;
         }
+        let handshake_done = was_handshaking && !self.handshaking;
+        // Read before rustls's state may be dropped just below.
+        let key_exchange = handshake_done.then(|| self.key_exchange()).flatten();
         if self.convert && self.ready && !self.handshaking && self.incoming.is_empty() {
             self.keep_keys_only()?;
         }
-        Ok(Progress {
-            handshake_done: was_handshaking && !self.handshaking,
-            wants_write: self.out.len() > out_before,
-        })
+        Ok(Progress { handshake_done, key_exchange, wants_write: self.out.len() > out_before })
     }
 
     /// Processes `data` in place and keeps what rustls is not done with.

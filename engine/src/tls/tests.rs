@@ -357,6 +357,35 @@ fn key_updates_with(pki: &TestPki, provider: Arc<rustls::crypto::CryptoProvider>
     assert!(server.peer_closed());
 }
 
+/// The call that completes the handshake, on either side, names the key exchange (the
+/// worker counts post-quantum handshakes by it); no other call does.
+#[test]
+fn the_call_that_ends_the_handshake_names_its_key_exchange() {
+    let pki = TestPki::new("kx-progress", &["localhost"]);
+    let mut c = pki.client().session("localhost").unwrap();
+    let mut s = pki.server().session().unwrap();
+    let (mut at_client, mut at_server) = (Vec::new(), Vec::new());
+    for _ in 0..6 {
+        let mut wire = take_out(&mut c);
+        if !wire.is_empty() {
+            at_server.push(s.receive(&mut wire).unwrap().0);
+        }
+        let mut wire = take_out(&mut s);
+        if !wire.is_empty() {
+            at_client.push(c.receive(&mut wire).unwrap().0);
+        }
+    }
+    let want = crypto_provider().kx_groups[0].name();
+    for (side, calls) in [("client", &at_client), ("server", &at_server)] {
+        let done: Vec<_> = calls.iter().filter(|p| p.handshake_done).collect();
+        assert_eq!(done.len(), 1, "{side}: {calls:?}");
+        assert_eq!(done[0].key_exchange, Some(want), "{side}");
+        assert!(calls.iter().all(|p| p.handshake_done || p.key_exchange.is_none()), "{side}");
+    }
+    assert!(s.on_own_records() && c.on_own_records());
+    assert_eq!(super::is_post_quantum(want), cfg!(feature = "aws-lc-rs"));
+}
+
 #[test]
 fn the_provider_prefers_what_the_build_offers() {
     use rustls::NamedGroup as G;

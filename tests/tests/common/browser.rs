@@ -46,6 +46,11 @@ pub struct Browser {
 impl Browser {
     /// Starts `bin` and waits for its DevTools endpoint.
     pub fn launch(bin: &PathBuf) -> Browser {
+        Self::launch_with(bin, &[])
+    }
+
+    /// As [`Browser::launch`], with more command-line switches.
+    pub fn launch_with(bin: &PathBuf, extra: &[&str]) -> Browser {
         let dir = std::env::temp_dir().join(format!(
             "ringwire-chromium-{}-{}",
             std::process::id(),
@@ -67,6 +72,7 @@ impl Browser {
                 "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0",
             ])
+            .args(extra)
             .arg(format!("--user-data-dir={}", dir.display()))
             .arg("about:blank")
             .stdout(Stdio::null())
