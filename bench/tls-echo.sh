@@ -8,6 +8,9 @@
 #   bash bench/tls-echo.sh            # DURATION=5 seconds per row
 #   ROUNDS=3 IDLE=0 PLAIN=0 PEERS=fws bash bench/tls-echo.sh   # the servers alternated,
 #                     # 3 rounds, echo rows only, fastwebsockets the only peer, no plain ws://
+#   FEATURES=aws-lc-rs bash bench/tls-echo.sh   # every server and the generator built
+#                     # with the engine's aws-lc-rs feature: AWS-LC for all, X25519MLKEM768
+#                     # where both ends offer it
 #
 # Rows: 100 x 16 in flight x 32 B, 100 x 16 x 4 KiB, 100 x 1 x 20 B; then IDLE (10,000)
 # connections opened and held: server CPU per TLS handshake + upgrade, RSS per connection.
@@ -18,8 +21,9 @@ IDLE=${IDLE:-10000}
 ROUNDS=${ROUNDS:-1}
 PLAIN=${PLAIN:-1}
 PEERS=${PEERS:-"tt fws"}
+FEATURES=${FEATURES:-}
 cargo build --release -q -p ringwire-cli -p ringwire-bench --bin ringwire --bin peer-tokio-tungstenite \
-  --bin peer-fastwebsockets
+  --bin peer-fastwebsockets ${FEATURES:+--features ringwire/$FEATURES}
 BIN=target/release
 DIR=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$DIR"' EXIT

@@ -26,8 +26,8 @@ fn pki() -> &'static Pki {
             .unwrap()
             .self_signed(&key)
             .unwrap();
-        #[allow(deprecated)]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // The engine's crypto (*ring*, or AWS-LC with its `aws-lc-rs` feature).
+        let provider = ringwire::tls::crypto_provider();
         let key_der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
         let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
