@@ -389,7 +389,42 @@ fn tls_connections_come_and_go_without_leaks(backend: BackendChoice) {
     server.shutdown().unwrap();
 }
 
+/// Idle TLS connections drop their expanded record keys (after the upgrade, at each
+/// heartbeat and its pong) and make them again for the next record: with heartbeats
+/// every 100 ms both ways, a connection left idle for a second goes through many such
+/// rests on both sides and still echoes, with no TLS failure.
+fn heartbeats_over_wss_rest_and_wake_the_keys(backend: BackendChoice) {
+    let ca = TestCa::new("rest");
+    let leaf = ca.leaf(&["localhost"]);
+    let tls = TlsServerConfig::from_pem_files(&leaf.cert, &leaf.key).unwrap();
+    let frame = ringwire::frame::Config::default()
+        .ping_interval(Some(Duration::from_millis(100)))
+        .pong_timeout(Duration::from_millis(2000));
+    let server = builder(backend).frame(frame).tls(tls).start(|_| Echo).unwrap().guarded();
+    let port = server.local_addrs()[0].port();
+    let (engine, rx) = client_engine(backend);
+    let mut config = with_tls(ca.ringwire_client());
+    config.ping_interval = Some(Duration::from_millis(100));
+    let h = engine.connect(&format!("wss://localhost:{port}/"), config).unwrap();
+    expect_state(&rx, ClientState::Connected);
+    for round in 0..3 {
+        std::thread::sleep(Duration::from_millis(400));
+        let m = Message::text(format!("after a rest {round}"));
+        h.send(m.clone()).unwrap();
+        assert_eq!(expect_msg(&rx), m);
+    }
+    let (c, s) = (engine.stats(), server.stats());
+    // Whichever side pings first keeps the other from pinging (any inbound traffic is
+    // life), so only the sum is known.
+    let pongs = s.rtt.count() + c.rtt.count();
+    assert!(pongs >= 5, "{pongs} heartbeats answered: {s:?} {c:?}");
+    assert_eq!((s.tls_failures, c.tls_failures), (0, 0), "{s:?} {c:?}");
+    h.close(ringwire::frame::CloseCode::NORMAL, "done").unwrap();
+    expect_state(&rx, ClientState::Closed);
+}
+
 both_backends! {
+    heartbeats_over_wss_rest_and_wake_the_keys => heartbeat_rest_uring, heartbeat_rest_epoll;
     tokio_rustls_clients_talk_to_the_server => tokio_rustls_in_uring, tokio_rustls_in_epoll;
     garbage_silence_and_floods_are_cut_off => hostile_uring, hostile_epoll;
     ringwire_client_over_wss => client_wss_uring, client_wss_epoll;

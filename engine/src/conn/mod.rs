@@ -139,6 +139,12 @@ flags! {
     /// TLS runs between the socket and the protocol: its session is in the worker's
     /// `TlsTable`, and bytes go through it both ways.
     5 tls set_tls;
+    /// TLS: once what is queued now is sealed and nothing else waits, the record keys
+    /// rest (`TlsSession::rest`): set with a server's 101 (many connections are idle from
+    /// their start) and with a heartbeat (so that a heartbeat's expanded key lives for
+    /// its one record, not until the pong: all of a worker's connections may ping in
+    /// the same tick).
+    6 rest_keys set_rest_keys;
 }
 
 impl Conn {
@@ -237,6 +243,9 @@ impl Conn {
         match self.pend().unsent.first_mut() {
             Some(first) if first.is_empty() => *first = response,
             _ => self.pend().unsent.insert(0, response),
+        }
+        if self.tls() {
+            self.set_rest_keys(true);
         }
     }
 

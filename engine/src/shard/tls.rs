@@ -187,6 +187,26 @@ impl Core {
         }
     }
 
+    /// `key`'s connection looks idle (its heartbeat is due, or just answered): a TLS
+    /// connection drops its expanded record keys until its next record
+    /// (`TlsSession::rest`).
+    pub(crate) fn tls_rest(&mut self, key: Key) {
+        if let Some(s) = self.tls.get_mut(key.slot) {
+            s.rest();
+        }
+    }
+
+    /// As [`Core::tls_rest`], and again once what is queued next is sealed (a heartbeat
+    /// about to go out).
+    pub(crate) fn tls_rest_after_send(&mut self, key: Key) {
+        if let Some(s) = self.tls.get_mut(key.slot) {
+            s.rest();
+            if let Some(c) = self.conns.get_mut(key) {
+                c.set_rest_keys(true);
+            }
+        }
+    }
+
     fn tls_failed(&mut self, e: &TlsError) {
         WorkerStats::add(&self.stats.tls_failures, 1);
         if let Some(suppressed) = self.log_limits.allow(Noisy::TlsFailed, self.now) {
@@ -220,6 +240,11 @@ impl Core {
                 });
                 if let Err(e) = r {
                     failed = Some(e);
+                } else if c.rest_keys() && c.unsent_is_empty() {
+                    // The 101 (and what the handler sent with it), or the heartbeat, is
+                    // sealed.
+                    c.set_rest_keys(false);
+                    s.rest();
                 }
             }
             recycle(&mut self.vec_pool, plain);

@@ -317,7 +317,10 @@ impl TlsServerConfig {
         Self { config, resolver: Arc::new(Resolver::default()), sources: Vec::new() }
     }
 
-    pub(crate) fn session(&self) -> Result<TlsSession, TlsError> {
+    /// A server session of this configuration, for driving TLS without the engine's
+    /// sockets (sans-IO: bytes in with [`TlsSession::receive`], out in
+    /// [`TlsSession::out`]), as the engine does on its workers.
+    pub fn session(&self) -> Result<TlsSession, TlsError> {
         TlsSession::server(self.config.clone())
     }
 }
@@ -397,7 +400,10 @@ impl TlsClientConfig {
         Self { config }
     }
 
-    pub(crate) fn session(&self, host: &str) -> Result<TlsSession, TlsError> {
+    /// A client session of this configuration for the server named `host` (its
+    /// ClientHello already in [`TlsSession::out`]), sans-IO as
+    /// [`TlsServerConfig::session`].
+    pub fn session(&self, host: &str) -> Result<TlsSession, TlsError> {
         let name = ServerName::try_from(host.to_owned()).map_err(|_| {
             TlsError::Protocol(rustls::Error::General(format!("bad server name `{host}`")))
         })?;

@@ -47,8 +47,16 @@ fn bad(what: &'static str) -> TlsError {
 }
 
 /// One direction's key, IV, record number and traffic secret.
+///
+/// The key is kept expanded (its AES key schedule and GHASH table, or ChaCha20's key:
+/// ~540 bytes with *ring*) only while the connection is in use: [`Keys::rest`] drops it
+/// and the next record derives it again from the secret (one HKDF-Expand and the
+/// expansion, about a microsecond), so an idle connection holds its secrets and no
+/// expanded key. The worker rests a connection's keys when its heartbeat finds it
+/// silent and when the answer to that heartbeat has come (see `Records::rest`).
 struct Keys {
-    key: LessSafeKey,
+    key: Option<Box<LessSafeKey>>,
+    alg: &'static aead::Algorithm,
     iv: [u8; 12],
     seq: u64,
     secret: Secret,
@@ -90,14 +98,26 @@ impl Keys {
         seq: u64,
         secret: Secret,
     ) -> Result<Self, TlsError> {
-        let key = UnboundKey::new(alg, key).map_err(|_| bad("bad traffic key"))?;
-        Ok(Self { key: LessSafeKey::new(key), iv, seq, secret })
+        Ok(Self { key: Some(expand(alg, key)?), alg, iv, seq, secret })
     }
 
     /// The keys after a KeyUpdate: the next secret's, from record 0 (§4.6.3).
     fn updated(&self) -> Result<Self, TlsError> {
-        let alg = self.key.algorithm();
-        Self::new(alg, self.secret.next(hkdf_of(alg)), 0)
+        Self::new(self.alg, self.secret.next(hkdf_of(self.alg)), 0)
+    }
+
+    /// The expanded key, made again from the secret if it was rested.
+    fn key(&mut self) -> Result<&LessSafeKey, TlsError> {
+        let key = match self.key.take() {
+            Some(k) => k,
+            None => expand(self.alg, self.secret.key(hkdf_of(self.alg), self.alg).as_slice())?,
+        };
+        Ok(self.key.insert(key))
+    }
+
+    /// Drops the expanded key until the next record needs it.
+    fn rest(&mut self) {
+        self.key = None;
     }
 
     /// The per-record nonce (RFC 8446 §5.3), and the next record number.
@@ -109,6 +129,12 @@ impl Keys {
         self.seq = self.seq.checked_add(1).ok_or(TlsError::Exhausted)?;
         Ok(Nonce::assume_unique_for_key(n))
     }
+}
+
+/// `key` expanded for `alg`, on the heap (so that a rested key costs a pointer).
+fn expand(alg: &'static aead::Algorithm, key: &[u8]) -> Result<Box<LessSafeKey>, TlsError> {
+    let key = UnboundKey::new(alg, key).map_err(|_| bad("bad traffic key"))?;
+    Ok(Box::new(LessSafeKey::new(key)))
 }
 
 /// The record layer of one TLS 1.3 connection after its handshake.
@@ -187,6 +213,19 @@ impl Records {
         Self::from_parts(secrets, captured, false, Some(Box::new(k)), suite)
     }
 
+    /// Drops both directions' expanded keys (the connection looks idle); the next
+    /// record each way makes its key again.
+    pub(crate) fn rest(&mut self) {
+        self.rx.rest();
+        self.tx.rest();
+    }
+
+    /// Whether a direction holds an expanded key (tests).
+    #[cfg(test)]
+    pub(crate) fn expanded(&self) -> (bool, bool) {
+        (self.rx.key.is_some(), self.tx.key.is_some())
+    }
+
     /// Bytes inline: the whole, and one direction's keys.
     #[cfg(test)]
     pub(crate) fn inline_size() -> (usize, usize, usize) {
@@ -253,7 +292,7 @@ impl Records {
             let nonce = self.rx.next_nonce()?;
             let inner = self
                 .rx
-                .key
+                .key()?
                 .open_in_place(nonce, aad, body)
                 .map_err(|_| protocol(rustls::Error::DecryptError))?;
             r.used += 5 + len;
@@ -393,7 +432,7 @@ impl Records {
         let nonce = self.tx.next_nonce()?;
         let tag = self
             .tx
-            .key
+            .key()?
             .seal_in_place_separate_tag(nonce, Aad::from(header), &mut out[start + 5..])
             .map_err(|_| TlsError::Exhausted)?;
         out.extend_from_slice(tag.as_ref());

@@ -54,12 +54,17 @@ impl Secret {
         hash: hkdf::Algorithm,
         alg: &'static aead::Algorithm,
     ) -> (KeyBytes, [u8; 12]) {
+        let mut iv = [0; 12];
+        expand_label(hash, self.as_slice(), b"iv", &mut iv);
+        (self.key(hash, alg), iv)
+    }
+
+    /// The record key of this secret alone (§7.3), for `alg`.
+    pub(crate) fn key(&self, hash: hkdf::Algorithm, alg: &'static aead::Algorithm) -> KeyBytes {
         let mut key = KeyBytes { len: alg.key_len() as u8, bytes: [0; 32] };
         let n = usize::from(key.len);
         expand_label(hash, self.as_slice(), b"key", &mut key.bytes[..n]);
-        let mut iv = [0; 12];
-        expand_label(hash, self.as_slice(), b"iv", &mut iv);
-        (key, iv)
+        key
     }
 }
 

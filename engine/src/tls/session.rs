@@ -230,6 +230,26 @@ impl TlsSession {
         }
     }
 
+    /// The connection looks idle: its expanded record keys are dropped, and the next
+    /// record each way derives and expands its key again from the traffic secret (a
+    /// microsecond or so). Saves ~1 KiB per idle TLS 1.3 connection on its own records;
+    /// does nothing otherwise (a handshake, TLS 1.2). The worker calls it when its
+    /// heartbeat finds a connection silent, and when that heartbeat's pong arrives.
+    pub fn rest(&mut self) {
+        if let Side::Records(r) = &mut self.side {
+            r.rest();
+        }
+    }
+
+    /// Tests: whether each direction (receive, send) holds an expanded key.
+    #[cfg(test)]
+    pub(crate) fn keys_expanded(&self) -> Option<(bool, bool)> {
+        match &self.side {
+            Side::Records(r) => Some(r.expanded()),
+            _ => None,
+        }
+    }
+
     /// Whether records are done by the traffic keys alone (after a TLS 1.3 handshake).
     pub fn on_own_records(&self) -> bool {
         matches!(self.side, Side::Records(_))

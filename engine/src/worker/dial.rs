@@ -237,6 +237,9 @@ impl Core {
                     // Before anything the application sends from `on_state`.
                     self.start_resend(key, stream);
                 }
+                // wss://: the upgrade is through both ways; the record keys rest until
+                // the next record each way (many clients wait for a while first).
+                self.tls_rest(key);
                 return Some(rest);
             }
             Err(HandshakeError::Status(status)) => {

@@ -375,7 +375,14 @@ impl Core {
                 self.lose(key, crate::client::Cause::HandshakeTimeout)
             }
             TimerDue::Retry => self.retry(key),
-            TimerDue::Protocol => self.process_events(handler, key),
+            TimerDue::Protocol => {
+                // The protocol core's deadlines come with silence (a heartbeat after
+                // the ping interval without inbound data, its pong timeout): a TLS
+                // connection's expanded keys can go, and go again once the heartbeat
+                // is sealed.
+                self.tls_rest_after_send(key);
+                self.process_events(handler, key)
+            }
             TimerDue::Early => {}
         }
         if self.is_client(key) {
@@ -522,6 +529,8 @@ impl Core {
                         if client {
                             self.client_rtt(key, rtt);
                         }
+                        // The answer to a heartbeat, which went out after silence.
+                        self.tls_rest(key);
                     }
                     self.call(handler, key, |h, cx| h.on_pong(cx, p.rtt));
                 }
@@ -531,6 +540,8 @@ impl Core {
                         if client {
                             self.client_rtt(key, rtt);
                         }
+                        // The answer to a heartbeat, which went out after silence.
+                        self.tls_rest(key);
                     }
                     self.call(handler, key, |h, cx| h.on_pong(cx, p.rtt));
                 }
