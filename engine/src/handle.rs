@@ -101,6 +101,8 @@ pub(crate) const SAMPLED_FOR: std::time::Duration = std::time::Duration::from_se
 
 /// The part of a worker other threads can reach.
 pub(crate) struct WorkerShared {
+    /// The worker's number (its place in the engine's list of workers).
+    index: u16,
     pub(crate) queue: ArrayQueue<Command>,
     wake_fd: Arc<OwnedFd>,
     /// Set by the first producer after the worker last drained; saves a syscall for every
@@ -126,8 +128,9 @@ pub(crate) struct WorkerShared {
 }
 
 impl WorkerShared {
-    pub(crate) fn new(capacity: usize, wake_fd: Arc<OwnedFd>) -> Self {
+    pub(crate) fn new(index: u16, capacity: usize, wake_fd: Arc<OwnedFd>) -> Self {
         Self {
+            index,
             queue: ArrayQueue::new(capacity),
             wake_fd,
             notified: AtomicBool::new(false),
@@ -137,6 +140,11 @@ impl WorkerShared {
             top_topics: std::sync::Mutex::new(Vec::new()),
             sampled_until: AtomicU64::new(0),
         }
+    }
+
+    /// The worker's number.
+    pub(crate) fn index(&self) -> u16 {
+        self.index
     }
 
     fn wake(&self) {

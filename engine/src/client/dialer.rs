@@ -168,15 +168,16 @@ impl Dialer {
         sink: Option<Arc<EventSink>>,
     ) -> Result<ClientHandle, ConnectError> {
         let w = match (again, spec.config.worker) {
-            (Some(h), _) => usize::from(h.worker_index),
+            (Some(h), _) => usize::from(h.worker.index()),
             (None, Some(i)) if i < workers.len() => i,
             (None, Some(i)) => return Err(ConnectError::NoWorker(i)),
             (None, None) => self.next.fetch_add(1, Ordering::Relaxed) % workers.len(),
         };
-        let shared = again.map_or_else(|| Arc::new(ClientShared::new()), |h| h.shared.clone());
+        let shared =
+            again.map_or_else(|| triomphe::Arc::new(ClientShared::new()), |h| h.shared.clone());
         let dial = Box::new(Dial { spec: spec.clone(), shared: shared.clone(), sink });
         workers[w].push(Command::Connect(dial)).map_err(|_| ConnectError::QueueFull)?;
-        Ok(ClientHandle { shared, worker: workers[w].clone(), worker_index: w as u16 })
+        Ok(ClientHandle { shared, worker: workers[w].clone() })
     }
 }
 

@@ -15,32 +15,37 @@ use super::target::Target;
 use crate::handle::{Command, ConnId, SendError, WorkerShared};
 use crate::slab::Key;
 
+/// A client's [`ClientShared`], as its handles and its worker hold it.
+pub(crate) type SharedRef = triomphe::Arc<ClientShared>;
+
 /// No slab key yet (the worker has not taken the dial command).
 const NO_KEY: u64 = u64::MAX;
 
-/// What a client's handle and its worker share: the state, for any thread to read, and
-/// the slab key the worker gave it, which stays the same across reconnects.
+/// What a client's handle and its worker share: the state, the health summary and the
+/// bytes queued, for any thread to read, and the slab key the worker gave it, which
+/// stays the same across reconnects. Two words behind an `Arc` without a weak count
+/// (`triomphe`): a 24-byte allocation, i.e. glibc's smallest chunk (32 bytes), on every
+/// client.
 #[derive(Debug)]
 pub(crate) struct ClientShared {
-    /// The state and the health figures in one word (three words in all, so that with
-    /// the `Arc`'s counts an idle client's share is a 48-byte allocation): see `word`.
+    /// The state, the health summary and the bytes queued: see `word`.
     word: AtomicU64,
     key: AtomicU64,
-    /// Bytes sent through handles and not yet written to the socket (approximate: the
-    /// worker takes off what it writes, frame headers and control frames included).
-    queued: AtomicU64,
 }
 
 /// The fields of `ClientShared::word`, low bits first: the state (3 bits), the health
-/// level (2: 0 ok, 1 warn, 2 critical), the heartbeat loss in thousandths (10), the
-/// failure streak (16, saturating), the p95 RTT in microseconds (25, saturating at
-/// about 33.5 s; all ones: none yet), as of the last heartbeat or attempt.
+/// level (2: 0 ok, 1 warn, 2 critical), the heartbeat loss in hundredths (7), the failure
+/// streak (8, saturating at 255), the p95 RTT (12, [`rtt_code`]; all ones: none yet) as
+/// of the last heartbeat or attempt, and the bytes sent through handles and not yet
+/// written to the socket (32, saturating; approximate: the worker takes off what it
+/// writes, frame headers and control frames included).
 mod word {
     pub(super) const STATE: (u32, u64) = (0, 0b111);
     pub(super) const LEVEL: (u32, u64) = (3, 0b11);
-    pub(super) const LOSS: (u32, u64) = (5, (1 << 10) - 1);
-    pub(super) const STREAK: (u32, u64) = (15, (1 << 16) - 1);
-    pub(super) const RTT: (u32, u64) = (31, (1 << 25) - 1);
+    pub(super) const LOSS: (u32, u64) = (5, (1 << 7) - 1);
+    pub(super) const STREAK: (u32, u64) = (12, (1 << 8) - 1);
+    pub(super) const RTT: (u32, u64) = (20, (1 << 12) - 1);
+    pub(super) const QUEUED: (u32, u64) = (32, (1 << 32) - 1);
 
     pub(super) fn get(w: u64, f: (u32, u64)) -> u64 {
         (w >> f.0) & f.1
@@ -52,6 +57,31 @@ mod word {
     }
 }
 
+/// An RTT in microseconds as a 12-bit float: 8 bits of mantissa under a 4-bit exponent,
+/// exact below 256 us and within 0.4% above, up to 8.4 s (the health histogram reads
+/// 1.45 s at most); all ones is kept for "none".
+fn rtt_code(us: u64) -> u64 {
+    if us < 256 {
+        return us;
+    }
+    // The exponent puts the leading one at bit 8; the code is (e, mantissa below it).
+    let e = u64::from(63 - us.leading_zeros()) - 7;
+    if e > 15 {
+        return word::RTT.1 - 1;
+    }
+    ((e << 8) | ((us >> (e - 1)) & 0xff)).min(word::RTT.1 - 1)
+}
+
+/// The microseconds a [`rtt_code`] stands for (the bottom of its step).
+fn rtt_of_code(code: u64) -> u64 {
+    let (e, m) = (code >> 8, code & 0xff);
+    if e == 0 {
+        m
+    } else {
+        (256 | m) << (e - 1)
+    }
+}
+
 /// A client's health as its handle sees it, from any thread
 /// ([`ClientHandle::health`]); the full figures are [`crate::Ctx::health`] on the
 /// worker.
@@ -60,11 +90,12 @@ mod word {
 pub struct HealthSummary {
     /// The level against the client's thresholds.
     pub level: Level,
-    /// p95 round trip of the heartbeats (`None` before the first pong).
+    /// p95 round trip of the heartbeats (`None` before the first pong), within 0.4%
+    /// of the worker's figure.
     pub rtt_p95: Option<Duration>,
-    /// Share of the last 32 heartbeats lost (0 to 1).
+    /// Share of the last 32 heartbeats lost (0 to 1), to the hundredth.
     pub loss: f32,
-    /// Failed attempts in a row (65,535 at most).
+    /// Failed attempts in a row (255 at most).
     pub streak: u32,
 }
 
@@ -93,31 +124,35 @@ impl ClientShared {
         Self {
             word: AtomicU64::new(word::set(0, word::RTT, u64::MAX)),
             key: AtomicU64::new(NO_KEY),
-            queued: AtomicU64::new(0),
         }
     }
 
     pub(crate) fn add_queued(&self, n: usize) {
-        self.queued.fetch_add(n as u64, Ordering::Relaxed);
+        self.update(Ordering::Relaxed, |w| {
+            let q = word::get(w, word::QUEUED).saturating_add(n as u64);
+            word::set(w, word::QUEUED, q)
+        });
     }
 
     /// The worker wrote `n` bytes of this client's to its socket.
     pub(crate) fn sub_queued(&self, n: usize) {
-        let _ = self.queued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
-            Some(q.saturating_sub(n as u64))
+        self.update(Ordering::Relaxed, |w| {
+            let q = word::get(w, word::QUEUED).saturating_sub(n as u64);
+            word::set(w, word::QUEUED, q)
         });
     }
 
     /// The connection is gone: what was queued on it is gone too.
     pub(crate) fn reset_queued(&self) {
-        self.queued.store(0, Ordering::Relaxed);
+        self.update(Ordering::Relaxed, |w| word::set(w, word::QUEUED, 0));
     }
 
     pub(crate) fn queued(&self) -> u64 {
-        self.queued.load(Ordering::Relaxed)
+        word::get(self.word.load(Ordering::Relaxed), word::QUEUED)
     }
 
-    /// Changes the word with `f` (a handle's `reopen` may change it at the same time).
+    /// Changes the word with `f` (a handle's send or `reopen` may change it at the same
+    /// time).
     fn update(&self, order: Ordering, f: impl Fn(u64) -> u64) {
         let _ = self.word.fetch_update(order, Ordering::Relaxed, |w| Some(f(w)));
     }
@@ -125,17 +160,17 @@ impl ClientShared {
     /// Written by the worker after each heartbeat and attempt (one word: the figures a
     /// reader sees are of one sample).
     pub(crate) fn set_health(&self, h: &HealthSnapshot) {
-        // All ones means none: a measured RTT saturates one below.
-        let us =
-            h.rtt_p95.map_or(u64::MAX, |d| d.as_micros().min(u128::from(word::RTT.1 - 1)) as u64);
-        let loss = (h.loss * 1000.0).round() as u64;
+        let rtt = h
+            .rtt_p95
+            .map_or(word::RTT.1, |d| rtt_code(u64::try_from(d.as_micros()).unwrap_or(u64::MAX)));
+        let loss = (h.loss * 100.0).round() as u64;
         let level = match h.level {
             Level::Ok => 0,
             Level::Warn => 1,
             Level::Critical => 2,
         };
         self.update(Ordering::Relaxed, |w| {
-            let w = word::set(w, word::RTT, us);
+            let w = word::set(w, word::RTT, rtt);
             let w = word::set(w, word::LOSS, loss);
             let w = word::set(w, word::STREAK, u64::from(h.streak));
             word::set(w, word::LEVEL, level)
@@ -144,15 +179,15 @@ impl ClientShared {
 
     fn health(&self) -> HealthSummary {
         let w = self.word.load(Ordering::Relaxed);
-        let us = word::get(w, word::RTT);
+        let rtt = word::get(w, word::RTT);
         HealthSummary {
             level: match word::get(w, word::LEVEL) {
                 0 => Level::Ok,
                 1 => Level::Warn,
                 _ => Level::Critical,
             },
-            rtt_p95: (us != word::RTT.1).then(|| Duration::from_micros(us)),
-            loss: word::get(w, word::LOSS) as f32 / 1000.0,
+            rtt_p95: (rtt != word::RTT.1).then(|| Duration::from_micros(rtt_of_code(rtt))),
+            loss: word::get(w, word::LOSS) as f32 / 100.0,
             streak: word::get(w, word::STREAK) as u32,
         }
     }
@@ -238,7 +273,7 @@ impl std::fmt::Debug for ClientSpec {
 /// One client's dial, for its worker.
 pub(crate) struct Dial {
     pub(crate) spec: Arc<Spec>,
-    pub(crate) shared: Arc<ClientShared>,
+    pub(crate) shared: SharedRef,
     /// Where the client's events go instead of the handler (a [`super::ClientStream`]).
     pub(crate) sink: Option<Arc<super::stream::EventSink>>,
 }
@@ -251,15 +286,14 @@ pub(crate) struct Dial {
 /// Dropping the handle does not close the connection; [`ClientHandle::close`] does.
 #[derive(Clone)]
 pub struct ClientHandle {
-    pub(crate) shared: Arc<ClientShared>,
+    pub(crate) shared: SharedRef,
     pub(crate) worker: Arc<WorkerShared>,
-    pub(crate) worker_index: u16,
 }
 
 impl std::fmt::Debug for ClientHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientHandle")
-            .field("worker", &self.worker_index)
+            .field("worker", &self.worker.index())
             .field("state", &self.state())
             .finish()
     }
@@ -278,7 +312,7 @@ impl ClientHandle {
 
     /// The connection's id, once its worker has taken it up; the same across reconnects.
     pub fn id(&self) -> Option<ConnId> {
-        self.shared.key().map(|key| ConnId { worker: self.worker_index, key })
+        self.shared.key().map(|key| ConnId { worker: self.worker.index(), key })
     }
 
     /// Queues a message. Refused with [`SendError::NotConnected`] unless the state is
@@ -409,8 +443,10 @@ mod tests {
     }
 
     #[test]
-    fn state_and_health_share_a_word_without_disturbing_each_other() {
-        assert!(std::mem::size_of::<ClientShared>() <= 24, "three words");
+    fn state_health_and_queue_share_a_word_without_disturbing_each_other() {
+        assert_eq!(std::mem::size_of::<ClientShared>(), 16, "two words");
+        // With the count of an Arc without a weak one: 24 bytes, glibc's smallest chunk.
+        assert_eq!(std::mem::size_of::<ClientShared>() + std::mem::size_of::<usize>(), 24);
         let sh = ClientShared::new();
         assert_eq!(sh.state(), ClientState::Disconnected);
         assert_eq!(sh.health().rtt_p95, None);
@@ -421,22 +457,56 @@ mod tests {
             jitter: Duration::ZERO,
             loss: 0.25,
             heartbeats: 4,
-            streak: 70_000, // saturates at 65,535
+            streak: 70_000, // saturates at 255
             level: Level::Warn,
         };
         sh.set_state(ClientState::Connected);
+        sh.add_queued(5_000);
         sh.set_health(&h);
         assert_eq!(sh.state(), ClientState::Connected);
         let got = sh.health();
-        assert_eq!(got.rtt_p95, Some(Duration::from_micros(1_234)));
-        assert_eq!((got.loss, got.streak, got.level), (0.25, 65_535, Level::Warn));
+        // 1,234 us as a 12-bit float: 1,232 (the step below it, 0.2% off).
+        assert_eq!(got.rtt_p95, Some(Duration::from_micros(1_232)));
+        assert_eq!((got.loss, got.streak, got.level), (0.25, 255, Level::Warn));
+        assert_eq!(sh.queued(), 5_000, "the health left the queue alone");
+        sh.sub_queued(6_000);
+        assert_eq!(sh.queued(), 0, "saturates at zero");
+        sh.add_queued(usize::MAX);
+        assert_eq!(sh.queued(), u64::from(u32::MAX), "saturates at 4 GiB");
+        assert_eq!(sh.health(), got, "the queue left the health alone");
+        sh.reset_queued();
         sh.set_state(ClientState::Closed);
         assert_eq!(sh.health(), got, "a transition leaves the figures");
+        assert_eq!(sh.queued(), 0);
         assert!(sh.reopen() && !sh.reopen(), "once, from Closed");
         assert_eq!(sh.state(), ClientState::Disconnected);
         h.rtt_p95 = Some(Duration::from_secs(3600));
         sh.set_health(&h);
-        assert_eq!(sh.health().rtt_p95, Some(Duration::from_micros((1 << 25) - 2)), "saturates");
+        let top = sh.health().rtt_p95.unwrap();
+        assert!(top > Duration::from_secs(8) && top < Duration::from_millis(8_400), "{top:?}");
         assert_eq!(sh.state(), ClientState::Disconnected);
+    }
+
+    /// What an application keeps per client: two pointers.
+    #[test]
+    fn a_handle_is_two_words() {
+        assert_eq!(std::mem::size_of::<ClientHandle>(), 16);
+    }
+
+    #[test]
+    fn rtt_codes_are_exact_below_256_us_and_within_half_a_percent_above() {
+        for us in 0..256 {
+            assert_eq!(rtt_of_code(rtt_code(us)), us);
+        }
+        let mut last = 0;
+        for us in (256..8_300_000u64).step_by(997) {
+            let code = rtt_code(us);
+            assert!(code < word::RTT.1, "all ones is 'none'");
+            let back = rtt_of_code(code);
+            assert!(back <= us && (us - back) as f64 <= us as f64 * 0.004, "{us}: {back}");
+            assert!(code >= last, "codes keep the order");
+            last = code;
+        }
+        assert_eq!(rtt_code(u64::MAX), word::RTT.1 - 1, "saturates one below 'none'");
     }
 }

@@ -110,6 +110,9 @@ pub(crate) struct Health {
     window: u32,
     window_len: u8,
     streak: u16,
+    /// The level last reported to the handler (`on_health` fires when it changes); in
+    /// what would otherwise be the record's padding.
+    reported: Level,
 }
 
 impl Default for Health {
@@ -150,6 +153,7 @@ impl Health {
             window: 0,
             window_len: 0,
             streak: 0,
+            reported: Level::Ok,
         }
     }
 
@@ -180,6 +184,16 @@ impl Health {
     fn push_heartbeat(&mut self, lost: bool) {
         self.window = (self.window << 1) | u32::from(lost);
         self.window_len = (self.window_len + 1).min(WINDOW);
+    }
+
+    /// The level last reported.
+    pub(crate) fn reported(&self) -> Level {
+        self.reported
+    }
+
+    /// Remembers `level` as reported; returns the level reported before.
+    pub(crate) fn report(&mut self, level: Level) -> Level {
+        std::mem::replace(&mut self.reported, level)
     }
 
     /// A connect attempt failed: the streak grows (saturating).

@@ -7,13 +7,20 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::backoff::{Backoff, Rng};
-use crate::clock::Stamp;
+use crate::clock::{Secs, Tick};
 
 /// The longest `Retry-After` honoured: a server asking for more is retried after 1 hour
 /// anyway, so a typo or a hostile header cannot park a client for days.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// The longest wait [`Lifecycle::lost`] schedules, whatever the (unvalidated) backoff.
 const MAX_WAIT: Duration = Duration::from_secs(86_400);
+/// The longest a failing streak counts as having lasted for the backoff's ceiling
+/// (`Backoff::ceiling_after`): 20 days, within a [`Tick`]'s reach of now. A ceiling still
+/// growing after 20 days of failures (a factor within 5% of 1 with a day's maximum)
+/// stops growing there.
+const FAILING_REACH: Duration = Duration::from_secs(20 * 86_400);
+// With the two days between failures that the longest backoff and `stable_after` allow.
+const _: () = assert!(FAILING_REACH.as_secs() + 2 * 86_400 < crate::clock::TICK_REACH.as_secs());
 
 /// Where a client connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -250,10 +257,13 @@ pub(crate) struct Lifecycle {
     /// Saturates at 65,535 (the backoff's ceiling is long reached by then).
     attempt: u16,
     failures: u32,
-    connected_at: Option<Stamp>,
+    /// To the second (rounded up: a connection counts as stable at most a second late),
+    /// so that it takes 4 bytes and does not wrap for a connection up for months.
+    connected_at: Option<Secs>,
     /// When the failures since the last stable connection began (the backoff's
-    /// ceiling grows no faster than time: `Backoff::ceiling_after`).
-    failing_since: Option<Stamp>,
+    /// ceiling grows no faster than time: `Backoff::ceiling_after`). A 4-byte tick, so
+    /// it is kept within [`FAILING_REACH`] of now (see [`Lifecycle::lost`]).
+    failing_since: Option<Tick>,
 }
 
 impl Lifecycle {
@@ -300,7 +310,7 @@ impl Lifecycle {
         if self.state != ClientState::Connecting {
             return None;
         }
-        self.connected_at = Some(Stamp::of(now));
+        self.connected_at = Some(Secs::of(now));
         Some(self.go(ClientState::Connected, Cause::Upgraded))
     }
 
@@ -329,9 +339,7 @@ impl Lifecycle {
             return Some((self.go(ClientState::Closed, cause), None));
         }
         let stable = was == ClientState::Connected
-            && connected_at.is_some_and(|t| {
-                now.saturating_duration_since(t.instant()) >= policy.backoff.stable_after
-            });
+            && connected_at.is_some_and(|t| t.elapsed(now) >= policy.backoff.stable_after);
         if stable {
             self.attempt = 0;
             self.failures = 0;
@@ -344,8 +352,15 @@ impl Lifecycle {
                 return Some((self.go(ClientState::Closed, gave_up), None));
             }
         }
-        let since = *self.failing_since.get_or_insert(Stamp::of(now));
-        let elapsed = now.saturating_duration_since(since.instant());
+        let since = *self.failing_since.get_or_insert(Tick::of(now));
+        let mut elapsed = since.elapsed(now);
+        if elapsed > FAILING_REACH {
+            // Failing for weeks: counted as `FAILING_REACH`, so that the tick stays near
+            // enough to now to read back (the next failure comes within a day or two:
+            // the backoff's ceiling and `stable_after` are at most a day each).
+            elapsed = FAILING_REACH;
+            self.failing_since = Some(Tick::before(now, FAILING_REACH));
+        }
         let mut wait = policy.backoff.delay_after(u32::from(self.attempt), elapsed, rng);
         if let Cause::HandshakeStatus { status: 429 | 503, retry_after: Some(after) } = cause {
             wait = wait.max(after.min(MAX_RETRY_AFTER));

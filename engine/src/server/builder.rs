@@ -224,7 +224,8 @@ impl EngineBuilder {
         }
         let shared: Arc<[Arc<WorkerShared>]> = wake_fds
             .iter()
-            .map(|fd| Arc::new(WorkerShared::new(config.command_queue, fd.clone())))
+            .enumerate()
+            .map(|(i, fd)| Arc::new(WorkerShared::new(i as u16, config.command_queue, fd.clone())))
             .collect();
         let stats: Vec<Arc<WorkerStats>> = (0..n).map(|_| Arc::default()).collect();
         let dialer =

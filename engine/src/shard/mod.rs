@@ -217,9 +217,9 @@ impl Core {
         if self.conns.len() >= self.config.max_connections_per_worker {
             return Err(crate::client::ConnectError::WorkerFull);
         }
-        let shared = Arc::new(crate::client::ClientShared::new());
+        let shared = triomphe::Arc::new(crate::client::ClientShared::new());
         self.dial(crate::client::Dial { spec: spec.0.clone(), shared: shared.clone(), sink: None });
-        Ok(crate::client::ClientHandle { shared, worker: self.me.clone(), worker_index: self.id })
+        Ok(crate::client::ClientHandle { shared, worker: self.me.clone() })
     }
 
     /// Queues a client's state change for the handler (see `worker::dial`).
@@ -240,7 +240,7 @@ impl Core {
         }
         if c.to == ClientState::Closed {
             WorkerStats::sub(&s.clients, 1);
-            if self.clients.get(&key.slot).is_some_and(|cl| cl.level != Level::Ok) {
+            if self.clients.get(&key.slot).is_some_and(|cl| cl.health.reported() != Level::Ok) {
                 WorkerStats::sub(&s.clients_degraded, 1);
             }
         }
@@ -297,7 +297,8 @@ impl Core {
         if self.clients.is_empty() {
             return None;
         }
-        self.clients.get(&key.slot)?.app_due().map(crate::clock::Stamp::instant)
+        let now = self.now;
+        self.clients.get(&key.slot)?.app_due().map(|t| t.instant(now))
     }
 
     /// A vector for a send's chunks.

@@ -11,7 +11,7 @@ use ringwire_frame::{CloseCode, Connection, Message};
 use rustix::io::Errno;
 
 use crate::client::{Cause, Client, ClientState, Dial};
-use crate::clock::Stamp;
+use crate::clock::Tick;
 use crate::conn::{Conn, Phase};
 use crate::shard::{Core, Op};
 use crate::slab::Key;
@@ -82,7 +82,7 @@ impl Core {
                 return;
             }
         }
-        client.errno = None;
+        let _ = client.take_errno();
         let addr = client.next_addr();
         let cfg = &client.spec.config;
         let opts = ClientSocketOptions {
@@ -219,7 +219,7 @@ impl Core {
                 c.set_acks(acks);
                 client.health.record_success();
                 let app_due =
-                    client.spec.config.app_heartbeat.as_ref().map(|h| Stamp::of(now + h.interval));
+                    client.spec.config.app_heartbeat.as_ref().map(|h| Tick::of(now + h.interval));
                 client.set_app_due(app_due);
                 client.app_waiting = false;
                 let alert = client.health_alert(&self.stats);
@@ -280,7 +280,7 @@ impl Core {
             return;
         };
         // In place of the application heartbeat's instant, if it had one.
-        client.set_retry_at(retry_at.map(Stamp::of));
+        client.set_retry_at(retry_at.map(Tick::of));
         if retry_at.is_some() {
             self.dialer.refresh(&client.spec, now);
         }
@@ -317,7 +317,9 @@ impl Core {
     /// A client's socket is closed (or it had none): it waits for its next attempt,
     /// or, once `Closed`, leaves.
     pub(crate) fn socket_gone(&mut self, key: Key) {
-        let retry_at = self.clients.get(&key.slot).and_then(Client::retry_at).map(Stamp::instant);
+        let now = self.now;
+        let retry_at =
+            self.clients.get(&key.slot).and_then(Client::retry_at).map(|t| t.instant(now));
         match retry_at {
             Some(at) => {
                 // The next attempt starts a new TLS session, if any.
@@ -375,7 +377,7 @@ impl Core {
     /// A client's WebSocket connection ended (its `Closed` event): lost, unless the
     /// application closed it.
     pub(crate) fn client_closed(&mut self, key: Key, closed: &ringwire_frame::Closed) {
-        let errno = self.clients.get_mut(&key.slot).and_then(|c| c.errno.take()).map(i32::from);
+        let errno = self.clients.get_mut(&key.slot).and_then(Client::take_errno);
         let cause = match (&closed.cause, errno) {
             (ringwire_frame::CloseCause::HeartbeatTimeout, _) => Cause::HeartbeatLost,
             (ringwire_frame::CloseCause::TransportClosed, Some(errno)) => Cause::Io { errno },
@@ -388,7 +390,7 @@ impl Core {
     /// follows (its `Closed` event only says 1006).
     pub(crate) fn client_errno(&mut self, key: Key, e: Errno) {
         if let Some(client) = self.clients.get_mut(&key.slot) {
-            client.errno = std::num::NonZeroI32::new(e.raw_os_error());
+            client.set_errno(e.raw_os_error());
         }
     }
 
@@ -396,7 +398,7 @@ impl Core {
     pub(crate) fn client_socket_failed(&mut self, key: Key) {
         let Some(c) = self.conns.get(key) else { return };
         if matches!(c.phase, Phase::Connecting { .. } | Phase::ClientHandshake { .. }) {
-            let errno = self.clients.get_mut(&key.slot).and_then(|c| c.errno.take()).map(i32::from);
+            let errno = self.clients.get_mut(&key.slot).and_then(Client::take_errno);
             let cause = match errno {
                 Some(errno) => Cause::Io { errno },
                 None => Cause::Closed { code: CloseCode::ABNORMAL.0 },
@@ -412,7 +414,7 @@ impl Core {
         let now = self.now;
         let Some(client) = self.clients.get_mut(&key.slot) else { return Some(m) };
         if let (Some(h), Some(_)) = (&client.spec.config.app_heartbeat, client.app_due()) {
-            let due = Stamp::of(now + h.interval);
+            let due = Tick::of(now + h.interval);
             client.set_app_due(Some(due));
             client.app_waiting = false;
         }
@@ -431,7 +433,7 @@ impl Core {
         let (Some(h), Some(due)) = (&client.spec.config.app_heartbeat, client.app_due()) else {
             return;
         };
-        if now < due.instant() || !self.conns.get(key).is_some_and(Conn::is_open) {
+        if now < due.instant(now) || !self.conns.get(key).is_some_and(Conn::is_open) {
             return;
         }
         if client.app_waiting {
@@ -442,7 +444,7 @@ impl Core {
         }
         let (timeout, msg) = (h.timeout, h.message.clone());
         client.app_waiting = true;
-        client.set_app_due(Some(Stamp::of(now + timeout)));
+        client.set_app_due(Some(Tick::of(now + timeout)));
         let _ = self.enqueue(key, crate::conn::Outgoing::Msg(msg));
     }
 

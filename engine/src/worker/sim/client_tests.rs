@@ -152,11 +152,12 @@ fn a_server_that_answers_keeps_it_up_and_feeds_the_health_figures() {
     assert_eq!(h.state(), ClientState::Connected, "an hour of answered pings");
     let health = sim.health(&h);
     assert!(health.heartbeats >= 10, "{health:?}");
-    // The handle sees the same figures from any thread.
+    // The handle sees the same figures from any thread (its p95 a 12-bit float of
+    // the worker's: within 0.4%, never above).
     let seen = h.health();
-    let us = |d: Option<Duration>| d.map(|d| d.as_micros());
-    assert_eq!((us(seen.rtt_p95), seen.streak), (us(health.rtt_p95), 0));
-    assert!(seen.rtt_p95.is_some());
+    let (got, want) = (seen.rtt_p95.unwrap(), health.rtt_p95.unwrap());
+    assert!(got <= want && want.as_secs_f64() - got.as_secs_f64() <= want.as_secs_f64() * 0.004);
+    assert_eq!((seen.streak, seen.level, seen.loss), (0, health.level, 0.0));
     assert_eq!(health.loss, 0.0);
     assert!(health.rtt_p50.is_some_and(|r| r <= Duration::from_millis(200)), "{health:?}");
     // The server's messages reach the handler.
@@ -297,7 +298,9 @@ fn a_server_whose_application_is_silent_is_lost_by_the_app_heartbeat() {
     assert_eq!(lost.cause, Cause::AppHeartbeatLost);
     let took = *at - up;
     let bound = Duration::from_secs(7);
-    assert!(took >= bound && took <= bound + TICK, "lost after {took:?}");
+    // Each of the two deadlines (the ping's, then its answer's) is kept rounded up to
+    // the millisecond (`clock::Tick`): up to a tick late each, plus the wheel's tick.
+    assert!(took >= bound && took <= bound + 3 * TICK, "lost after {took:?}");
     sim.read(&mut server);
     let closed = server.closed().map(|c| c.code.0);
     assert_eq!(closed, Some(1001), "the client closed with 1001");

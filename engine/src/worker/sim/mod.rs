@@ -349,10 +349,11 @@ impl<H: Handler> Sim<H> {
         }));
         let fd = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).expect("eventfd");
         let fd = Arc::new(fd);
-        let me = Arc::new(WorkerShared::new(config.command_queue, fd.clone()));
+        let me = Arc::new(WorkerShared::new(0, config.command_queue, fd.clone()));
         let mut workers = vec![me.clone()];
-        for _ in 0..others {
-            workers.push(Arc::new(WorkerShared::new(config.command_queue, fd.clone())));
+        for i in 0..others {
+            let i = u16::try_from(i + 1).expect("few workers");
+            workers.push(Arc::new(WorkerShared::new(i, config.command_queue, fd.clone())));
         }
         let all: Arc<[Arc<WorkerShared>]> = Arc::from(workers);
         let stats = Arc::new(WorkerStats::default());
