@@ -14,7 +14,7 @@ pub type Check = fn(&[u8]);
 pub const TLS_TARGETS: &[(&str, Check)] = &[("tls_session", tls_session)];
 
 struct Pki {
-    server: Arc<rustls::ServerConfig>,
+    server: ringwire::tls::TlsServerConfig,
     client: Arc<rustls::ClientConfig>,
 }
 
@@ -29,13 +29,8 @@ fn pki() -> &'static Pki {
         // The engine's crypto (*ring*, or AWS-LC with its `aws-lc-rs` feature).
         let provider = ringwire::tls::crypto_provider();
         let key_der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
-        let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.der().clone()], key_der)
-            .unwrap();
-        server.enable_secret_extraction = true;
+        let server =
+            ringwire::tls::TlsServerConfig::from_der(vec![cert.der().clone()], key_der).unwrap();
         let mut roots = rustls::RootCertStore::empty();
         roots.add(cert.der().clone()).unwrap();
         let mut client = rustls::ClientConfig::builder_with_provider(provider)
@@ -44,7 +39,7 @@ fn pki() -> &'static Pki {
             .with_root_certificates(roots)
             .with_no_client_auth();
         client.enable_secret_extraction = true;
-        Pki { server: Arc::new(server), client: Arc::new(client) }
+        Pki { server, client: Arc::new(client) }
     })
 }
 
@@ -57,7 +52,7 @@ fn handshake() -> (TlsSession, TlsSession) {
     let p = pki();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let mut c = TlsSession::client(p.client.clone(), name).unwrap();
-    let mut s = TlsSession::server(p.server.clone()).unwrap();
+    let mut s = p.server.session().unwrap();
     for _ in 0..6 {
         let mut w = wire(&mut c);
         s.receive(&mut w).unwrap();
@@ -93,7 +88,7 @@ pub fn tls_session(data: &[u8]) {
     let piece = usize::from(*piece) * 61 + 1;
     match mode % 4 {
         0 => {
-            let mut s = TlsSession::server(pki().server.clone()).unwrap();
+            let mut s = pki().server.session().unwrap();
             feed(&mut s, rest, piece);
         }
         1 => {

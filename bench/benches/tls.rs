@@ -7,11 +7,10 @@
 #![allow(missing_docs)]
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
-use ringwire::tls::{crypto_provider, TlsClientConfig, TlsServerConfig, TlsSession};
+use ringwire::tls::{TlsClientConfig, TlsServerConfig, TlsSession};
 
 /// Moves `from`'s ciphertext into `to`; returns the plaintext `to` got.
 fn pump(from: &mut TlsSession, to: &mut TlsSession) -> Vec<u8> {
@@ -30,14 +29,7 @@ fn pair() -> (TlsSession, TlsSession) {
         .self_signed(&key)
         .unwrap();
     let key_der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
-    let mut server = rustls::ServerConfig::builder_with_provider(crypto_provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.der().clone()], key_der)
-        .unwrap();
-    server.enable_secret_extraction = true;
-    let server = TlsServerConfig::from_rustls(Arc::new(server));
+    let server = TlsServerConfig::from_der(vec![cert.der().clone()], key_der).unwrap();
     let mut c = TlsClientConfig::insecure().session("localhost").unwrap();
     let mut s = server.session().unwrap();
     for _ in 0..6 {

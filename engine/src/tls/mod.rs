@@ -111,6 +111,9 @@ pub enum TlsConfigError {
     /// A name given for SNI is not a DNS name.
     #[error("`{0}` is not a DNS name")]
     BadName(String),
+    /// [`TlsServerConfig::from_der`] was given no certificate.
+    #[error("no certificate in the chain")]
+    NoCertificate,
 }
 
 /// The crypto every TLS configuration of ringwire uses (and a caller building its own
@@ -227,6 +230,9 @@ pub struct TlsServerConfig {
     config: Arc<rustls::ServerConfig>,
     resolver: Arc<Resolver>,
     sources: Vec<Source>,
+    /// The default certificate given in memory ([`TlsServerConfig::from_der`]), which a
+    /// reload keeps.
+    fixed: Option<Arc<CertifiedKey>>,
 }
 
 impl TlsServerConfig {
@@ -245,6 +251,31 @@ impl TlsServerConfig {
             config: Self::rustls_config(resolver.clone())?,
             resolver,
             sources: vec![source],
+            fixed: None,
+        };
+        me.reload()?;
+        Ok(me)
+    }
+
+    /// A server with a certificate chain (the leaf first) and its private key given in
+    /// memory as DER, for certificates that do not come from files (a secret store, a
+    /// certificate made at run time), used for every client whatever name it asks for
+    /// (unless [`TlsServerConfig::add_pem_files`] adds one for that name). A
+    /// [`TlsServerConfig::reload`] keeps it.
+    pub fn from_der(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Self, TlsConfigError> {
+        if chain.is_empty() {
+            return Err(TlsConfigError::NoCertificate);
+        }
+        let pair = Arc::new(CertifiedKey::from_der(chain, key, &crypto_provider())?);
+        let resolver = Arc::new(Resolver::default());
+        let me = Self {
+            config: Self::rustls_config(resolver.clone())?,
+            resolver,
+            sources: Vec::new(),
+            fixed: Some(pair),
         };
         me.reload()?;
         Ok(me)
@@ -284,7 +315,7 @@ impl TlsServerConfig {
     /// Connections already up are not touched. On an error nothing changes (the old
     /// certificates stay in use).
     pub fn reload(&self) -> Result<(), TlsConfigError> {
-        let mut certs = Certs::default();
+        let mut certs = Certs { default: self.fixed.clone(), ..Certs::default() };
         for s in &self.sources {
             let pair = load_pair(&s.cert, &s.key)?;
             if s.names.is_empty() {
@@ -314,7 +345,7 @@ impl TlsServerConfig {
     /// without, rustls keeps each connection's whole state.
     pub fn from_rustls(config: Arc<rustls::ServerConfig>) -> Self {
         let config = with_capture(config);
-        Self { config, resolver: Arc::new(Resolver::default()), sources: Vec::new() }
+        Self { config, resolver: Arc::new(Resolver::default()), sources: Vec::new(), fixed: None }
     }
 
     /// A server session of this configuration, for driving TLS without the engine's

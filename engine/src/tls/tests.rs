@@ -214,6 +214,29 @@ fn sni_picks_the_certificate_and_reload_swaps_it() {
 }
 
 #[test]
+fn a_certificate_given_in_memory_serves_and_survives_a_reload() {
+    let pki = TestPki::new("der", &["localhost"]);
+    let other = TestPki::new("der-other", &["other.test"]);
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(&pki.cert).unwrap().map(Result::unwrap).collect();
+    let key = PrivateKeyDer::from_pem_file(&pki.key).unwrap();
+    let server = TlsServerConfig::from_der(chain.clone(), key.clone_key())
+        .unwrap()
+        .add_pem_files(&["other.test"], &other.cert, &other.key)
+        .unwrap();
+    assert!(connected(&server, &pki.client(), "localhost", 1000).is_ok());
+    assert!(connected(&server, &other.client(), "other.test", 1000).is_ok(), "SNI beside it");
+    server.reload().unwrap();
+    assert!(connected(&server, &pki.client(), "localhost", 1000).is_ok(), "kept by a reload");
+
+    let e = TlsServerConfig::from_der(Vec::new(), key.clone_key()).unwrap_err();
+    assert!(matches!(e, TlsConfigError::NoCertificate), "{e}");
+    let wrong = PrivateKeyDer::from_pem_file(&other.key).unwrap();
+    let e = TlsServerConfig::from_der(chain, wrong).unwrap_err();
+    assert!(matches!(e, TlsConfigError::Rustls(_)), "a key that is not the cert's: {e}");
+}
+
+#[test]
 fn bad_files_are_clear_errors() {
     let pki = TestPki::new("files", &["localhost"]);
     let e = TlsServerConfig::from_pem_files(pki.dir.join("missing.pem"), &pki.key).unwrap_err();
