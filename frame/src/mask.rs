@@ -76,6 +76,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "4,512 cases of safe code: ~3 minutes under Miri")]
     fn matches_scalar_at_every_length_alignment_and_offset() {
         let key = [0x37, 0xfa, 0x21, 0x3d];
         let backing = pattern(300);

@@ -254,6 +254,7 @@ fn late_pongs_still_report_rtt_and_forged_ones_none() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "1,000 pings: 20 s under Miri; other tests take the same paths")]
 fn ping_flood_gets_pongs_for_the_latest_32() {
     let t0 = Instant::now();
     let mut s = Connection::server(Config::default(), t0);
@@ -769,6 +770,7 @@ fn a_virtual_clock_starting_anywhere_gives_exact_timers_and_rtts() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "reads the crate's sources: file system access Miri isolates")]
 fn no_clock_is_read_in_the_crate() {
     // The caller's `now` is the only time the crate may see: no clock read in frame/src
     // outside comments (doc examples) and `#[cfg(test)]` modules (each file's tests come

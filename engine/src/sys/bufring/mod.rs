@@ -163,6 +163,36 @@ impl BufRing {
         initial: u16,
         incremental: bool,
     ) -> io::Result<Self> {
+        let mut this = Self::map(entries, buf_size, bgid, incremental)?;
+        // Incremental consumption where the kernel has it (6.12): many small receives
+        // (pongs, chat messages) then share one buffer instead of touching a page each.
+        let addr = this.ring.as_ptr() as u64;
+        let entries = this.entries;
+        let registered_incremental = incremental && {
+            // SAFETY: `addr` is the page-aligned start of the ring mapping, which holds
+            // `entries` entries and stays mapped while the kernel may read it: `Drop`
+            // unmaps it only once the io_uring instance is gone or nothing is in flight
+            // (the owner's field order and drop; else the owner calls `leak`). The
+            // entries are written only by `push`, past the tail published to the kernel.
+            unsafe { submitter.register_buf_ring_with_flags(addr, entries, bgid, PBUF_RING_INC) }
+                .is_ok()
+        };
+        if !registered_incremental {
+            // SAFETY: the same mapping and the same lifetime as the attempt just above
+            // (which, if made, failed and left nothing registered): `addr` is the
+            // page-aligned start of `entries` entries that stay mapped until the kernel is
+            // done with them (`Drop` runs after the io_uring instance is gone or idle, or
+            // leaks the mapping).
+            unsafe { submitter.register_buf_ring_with_flags(addr, entries, bgid, 0)? };
+        }
+        this.start(initial, registered_incremental);
+        Ok(this)
+    }
+
+    /// The ring and buffer mappings of a ring of `entries` buffers of `buf_size` bytes
+    /// (cut by [`whole_buffer_geometry`] unless `incremental`), registered nowhere and
+    /// with no buffer in circulation yet.
+    fn map(entries: u16, buf_size: u32, bgid: u16, incremental: bool) -> io::Result<Self> {
         assert!(entries.is_power_of_two(), "validated by EngineConfig");
         let (entries, buf_size) = if incremental {
             (entries, buf_size)
@@ -171,6 +201,10 @@ impl BufRing {
         };
         let ring_bytes = usize::from(entries) * std::mem::size_of::<BufRingEntry>();
         let bufs_bytes = usize::from(entries) * buf_size as usize;
+        // The ring's pages are touched at once rather than on the kernel's first read of
+        // an entry. Only a hint: Miri, which runs the tests of the bookkeeping, supports
+        // no mmap flag but MAP_PRIVATE|MAP_ANONYMOUS.
+        let populate = if cfg!(miri) { MapFlags::empty() } else { MapFlags::POPULATE };
         // SAFETY: a fresh private anonymous mapping at an address of the kernel's choice
         // aliases nothing; the length is non-zero (`entries` is a power of two, so at
         // least 1).
@@ -179,7 +213,7 @@ impl BufRing {
                 std::ptr::null_mut(),
                 ring_bytes,
                 ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::PRIVATE | MapFlags::POPULATE,
+                MapFlags::PRIVATE | populate,
             )?
         };
         // SAFETY: a fresh private anonymous mapping at an address of the kernel's choice
@@ -211,7 +245,7 @@ impl BufRing {
             returned: ArrayQueue::new(n),
             leak: AtomicBool::new(false),
         });
-        let mut this = Self {
+        Ok(Self {
             ring: NonNull::new(ring.cast()).ok_or_else(|| io::Error::other("mmap gave null"))?,
             ring_bytes,
             pool,
@@ -227,35 +261,35 @@ impl BufRing {
             messages_lent: 0,
             leak: false,
             short: false,
-        };
-        // Incremental consumption where the kernel has it (6.12): many small receives
-        // (pongs, chat messages) then share one buffer instead of touching a page each.
-        let addr = this.ring.as_ptr() as u64;
-        let registered_incremental = incremental && {
-            // SAFETY: `addr` is the page-aligned start of the ring mapping, which holds
-            // `entries` entries and stays mapped while the kernel may read it: `Drop`
-            // unmaps it only once the io_uring instance is gone or nothing is in flight
-            // (the owner's field order and drop; else the owner calls `leak`). The
-            // entries are written only by `push`, past the tail published to the kernel.
-            unsafe { submitter.register_buf_ring_with_flags(addr, entries, bgid, PBUF_RING_INC) }
-                .is_ok()
-        };
-        if registered_incremental {
-            this.used = Some(vec![0; usize::from(entries)]);
-        } else {
-            // SAFETY: the same mapping and the same lifetime as the attempt just above
-            // (which, if made, failed and left nothing registered): `addr` is the
-            // page-aligned start of `entries` entries that stay mapped until the kernel is
-            // done with them (`Drop` runs after the io_uring instance is gone or idle, or
-            // leaks the mapping).
-            unsafe { submitter.register_buf_ring_with_flags(addr, entries, bgid, 0)? };
+        })
+    }
+
+    /// Puts the first `initial` buffers into circulation, for a ring registered with
+    /// incremental consumption or without.
+    fn start(&mut self, initial: u16, incremental: bool) {
+        if incremental {
+            self.used = Some(vec![0; usize::from(self.entries)]);
         }
         // Incrementally consumed buffers hold many receives each, and traffic streams
         // through every buffer in circulation (touching all its pages), so few circulate
         // at first; the pool grows when a receive finds none free.
         let initial =
-            if this.used.is_some() { initial.min(incremental_initial(buf_size)) } else { initial };
-        this.grow_to(initial.clamp(1, entries));
+            if incremental { initial.min(incremental_initial(self.buf_size)) } else { initial };
+        self.grow_to(initial.clamp(1, self.entries));
+    }
+
+    /// A ring that is mapped but registered with no io_uring, with the bookkeeping of
+    /// either mode: what the tests of the lending and circulation use, also where no
+    /// io_uring can be made (Miri, which cannot make the syscalls).
+    #[cfg(test)]
+    fn unregistered(
+        entries: u16,
+        buf_size: u32,
+        initial: u16,
+        incremental: bool,
+    ) -> io::Result<Self> {
+        let mut this = Self::map(entries, buf_size, 0, incremental)?;
+        this.start(initial, incremental);
         Ok(this)
     }
 
