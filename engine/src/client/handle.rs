@@ -445,8 +445,11 @@ mod tests {
     #[test]
     fn state_health_and_queue_share_a_word_without_disturbing_each_other() {
         assert_eq!(std::mem::size_of::<ClientShared>(), 16, "two words");
-        // With the count of an Arc without a weak one: 24 bytes, glibc's smallest chunk.
-        assert_eq!(std::mem::size_of::<ClientShared>() + std::mem::size_of::<usize>(), 24);
+        // The Arc's header is its one count (no weak count): 8 + 16 = 24 bytes, which
+        // glibc serves from its smallest chunk.
+        let arc = SharedRef::new(ClientShared::new());
+        let header = arc.as_ptr() as usize - arc.heap_ptr() as usize;
+        assert_eq!(header + std::mem::size_of::<ClientShared>(), 24, "header {header} B");
         let sh = ClientShared::new();
         assert_eq!(sh.state(), ClientState::Disconnected);
         assert_eq!(sh.health().rtt_p95, None);
