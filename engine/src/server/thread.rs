@@ -167,7 +167,7 @@ impl WorkerSetup {
         let _ = ready.send((worker, Ok(info)));
         // The sender goes now: `start` must see the channel close if a later worker dies.
         drop(ready);
-        Worker { driver, handler, core, clock: Monotonic }
+        Worker { driver, handler, core, clock: Monotonic, spares_at: None }
             .run()
             .map_err(|source| EngineError::WorkerFailed { worker, source })
     }

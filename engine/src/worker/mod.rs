@@ -14,7 +14,7 @@ mod events;
 mod sim;
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
 use crate::handler::Handler;
@@ -33,6 +33,9 @@ const COMMANDS_PER_TURN: usize = 4096;
 const FLUSH_ROUNDS: usize = 4;
 /// How long a worker with no timer due sleeps at most before it looks again.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// How often the thread's spare protocol buffers not needed since the last time are freed
+/// ([`ringwire_frame::Connection::release_spare_buffers`]).
+const SPARES_EVERY: Duration = Duration::from_secs(1);
 
 /// A worker: its driver, its handler, its shard and its clock.
 pub(crate) struct Worker<D: Driver, H: Handler, C: Clock> {
@@ -40,6 +43,8 @@ pub(crate) struct Worker<D: Driver, H: Handler, C: Clock> {
     pub(crate) handler: H,
     pub(crate) core: Core,
     pub(crate) clock: C,
+    /// When the spare protocol buffers are next released (`None` until the first turn).
+    pub(crate) spares_at: Option<Instant>,
 }
 
 impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
@@ -140,6 +145,21 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
         }
     }
 
+    /// About once a second, frees the thread's spare protocol buffers that no connection
+    /// took since the last time: those a burst or a wave of heartbeats left behind. (The
+    /// worker wakes at least every [`IDLE_WAIT`], so an idle worker frees them too.)
+    fn release_spares(&mut self) {
+        let now = self.core.now;
+        match self.spares_at {
+            Some(at) if now < at => return,
+            Some(_) => {
+                ringwire_frame::Connection::release_spare_buffers();
+            }
+            None => {}
+        }
+        self.spares_at = Some(now + SPARES_EVERY);
+    }
+
     /// Runs until shutdown completes.
     pub(crate) fn run(mut self) -> std::io::Result<()> {
         while !self.turn()? {}
@@ -190,6 +210,7 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
         }
         self.flush();
         self.report_sampled();
+        self.release_spares();
         self.core.expire_grants();
         self.core.outbox_tick();
         self.core.retry_forwards();

@@ -404,6 +404,25 @@ impl Connection {
             .map_or(0, |b| b.out.len() + b.pongs.iter().map(|p| p.len() + 2 + mask).sum::<usize>())
     }
 
+    /// Frees the calling thread's spare buffers that no connection took since the
+    /// previous call, and returns how many it freed.
+    ///
+    /// A connection that goes idle gives its buffers to a per-thread list of spares, which
+    /// the next connection of the thread to get busy takes instead of allocating: as
+    /// many as were busy at once, up to 1,024 spares and 4 MiB per thread. A program
+    /// that runs connections on a thread calls this now and then (an engine worker does,
+    /// about once a second) so that the spares of a burst do not outlive it; without
+    /// it they stay, within those bounds, until the thread ends.
+    pub fn release_spare_buffers() -> usize {
+        spare::release_unused()
+    }
+
+    /// The calling thread's spare buffers: how many, and the bytes they hold (their
+    /// boxes and the capacity of their buffers and queues).
+    pub fn spare_buffers() -> (usize, usize) {
+        spare::held()
+    }
+
     /// Whether the connection holds buffers (it frees them when idle).
     pub fn has_buffers(&self) -> bool {
         self.bufs.is_some()

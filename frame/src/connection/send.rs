@@ -36,6 +36,11 @@ impl SendQueue {
         }
     }
 
+    /// What the queue retains while idle: the capacity of `buf` and of the chunk queue.
+    pub(crate) fn retained(&self) -> usize {
+        self.buf.capacity() + self.chunks.capacity() * std::mem::size_of::<(Bytes, bool)>()
+    }
+
     /// `buf`, with room for at least `n` more bytes (see [`CHUNK`]).
     pub(crate) fn room(&mut self, n: usize) -> &mut BytesMut {
         if self.buf.capacity() - self.buf.len() < n {
@@ -52,6 +57,17 @@ impl SendQueue {
         encode(buf);
         let written = buf.len() - before;
         self.len += written;
+    }
+
+    /// Appends one control frame of exactly `n` bytes with `encode`: into the rest of
+    /// `buf` when it has room, else, when `buf` holds nothing, into an allocation of
+    /// exactly `n` bytes, so that a heartbeat of an otherwise idle connection does not
+    /// take a whole [`CHUNK`] that the thread's spare buffers would then keep.
+    pub(crate) fn write_control(&mut self, n: usize, encode: impl FnOnce(&mut BytesMut)) {
+        if self.buf.is_empty() && self.buf.capacity() < n {
+            self.buf = BytesMut::with_capacity(n);
+        }
+        self.write_frames(n, encode);
     }
 
     /// Queues a frame header already in `buf` followed by a payload chunk, without copying

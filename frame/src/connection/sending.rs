@@ -97,9 +97,11 @@ impl Connection {
             return Err(SendError::ControlTooLong(payload.len()));
         }
         let mask = self.next_mask();
-        bufs(&mut self.bufs).out.write_frames(payload.len() + MAX_HEADER_LEN, |buf| {
-            encode_frame(buf, opcode, true, payload, mask)
-        });
+        // A payload of at most 125 bytes takes a 2-byte header, plus a client's mask.
+        let n = 2 + if mask.is_some() { 4 } else { 0 } + payload.len();
+        bufs(&mut self.bufs)
+            .out
+            .write_control(n, |buf| encode_frame(buf, opcode, true, payload, mask));
         Ok(())
     }
 

@@ -359,8 +359,13 @@ impl<H: Handler> Sim<H> {
         let stats = Arc::new(WorkerStats::default());
         let dialer = Arc::new(crate::client::Dialer::new(t0, config.frame.clone()));
         let core = Core::new(0, Arc::new(config), stats, me, all, dialer, t0);
-        let worker =
-            Worker { driver: FakeDriver(net.clone()), handler, core, clock: SimClock(net.clone()) };
+        let worker = Worker {
+            driver: FakeDriver(net.clone()),
+            handler,
+            core,
+            clock: SimClock(net.clone()),
+            spares_at: None,
+        };
         Self { worker, net, t0, finished: false }
     }
 

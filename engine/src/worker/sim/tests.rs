@@ -424,3 +424,32 @@ fn a_panic_in_on_open_refuses_the_upgrade_with_500() {
     sim.run_for(Duration::from_secs(2));
     assert!(sim.socket_closed(&peer));
 }
+
+/// Connections busy in the same turn leave as many spare protocol buffers behind (the
+/// next turn's reuse them); once a couple of seconds pass without a need for them, the
+/// worker frees them.
+#[test]
+fn spare_buffers_of_a_burst_are_freed_once_it_has_passed() {
+    use ringwire_frame::Connection;
+    let mut sim = Sim::new(config(), Echo);
+    let mut peers: Vec<_> = (0..100).map(|_| sim.connect()).collect();
+    sim.run_for(Duration::from_secs(3));
+    let before = Connection::spare_buffers().0;
+    for p in peers.iter_mut() {
+        p.ws.send(Message::binary(vec![1u8; 20])).unwrap();
+    }
+    for p in peers.iter_mut() {
+        sim.transmit(p);
+    }
+    sim.settle();
+    // The worker's 100 connections were busy together (and the test's peers, on this
+    // thread too, left theirs).
+    let after = Connection::spare_buffers().0;
+    assert!(after >= before + 100, "{before} spares before the burst, {after} after");
+    for p in peers.iter_mut() {
+        sim.read(p);
+        assert_eq!(p.messages().len(), 1, "the echo");
+    }
+    sim.run_for(Duration::from_secs(3));
+    assert_eq!(Connection::spare_buffers(), (0, 0), "freed");
+}
