@@ -91,11 +91,26 @@ pub(crate) struct EpollDriver {
     accept_paused_at: Option<std::time::Instant>,
 }
 
+/// Chunks of a send whose iovecs go on the stack; more take a vector.
+const STACK_IOV: usize = 8;
+
 fn try_send(fd: &OwnedFd, chunks: &[Bytes]) -> Result<usize, Errno> {
+    // Most sends are a chunk or two: their iovecs on the stack, not an allocation each.
+    if chunks.len() <= STACK_IOV {
+        let mut slices = [IoSlice::new(&[]); STACK_IOV];
+        for (s, c) in slices.iter_mut().zip(chunks) {
+            *s = IoSlice::new(c);
+        }
+        return send_slices(fd, &slices[..chunks.len()]);
+    }
     let slices: Vec<IoSlice<'_>> = chunks.iter().take(MAX_IOV).map(|c| IoSlice::new(c)).collect();
+    send_slices(fd, &slices)
+}
+
+fn send_slices(fd: &OwnedFd, slices: &[IoSlice<'_>]) -> Result<usize, Errno> {
     loop {
         let mut anc = SendAncillaryBuffer::default();
-        match net::sendmsg(fd, &slices, &mut anc, SendFlags::NOSIGNAL) {
+        match net::sendmsg(fd, slices, &mut anc, SendFlags::NOSIGNAL) {
             Err(Errno::INTR) => continue,
             r => return r,
         }
