@@ -105,6 +105,8 @@ pub(crate) struct WorkerStats {
     pub(crate) recv_buffers: AtomicU64,
     pub(crate) recv_buffers_free: AtomicU64,
     pub(crate) recv_buffers_lent: AtomicU64,
+    /// Stored each time the worker releases its spare protocol buffers (once a second).
+    pub(crate) spare_buffer_bytes: AtomicU64,
     pub(crate) auth_refusals: AtomicU64,
     pub(crate) clients_reconnecting: AtomicU64,
     pub(crate) client_alerts: AtomicU64,
@@ -232,6 +234,7 @@ impl WorkerStats {
             recv_buffers: self.recv_buffers.load(Relaxed),
             recv_buffers_free: self.recv_buffers_free.load(Relaxed),
             recv_buffers_lent: self.recv_buffers_lent.load(Relaxed),
+            spare_buffer_bytes: self.spare_buffer_bytes.load(Relaxed),
             auth_refusals: self.auth_refusals.load(Relaxed),
             clients_reconnecting: self.clients_reconnecting.load(Relaxed),
             client_alerts: self.client_alerts.load(Relaxed),
@@ -373,6 +376,11 @@ pub struct StatsSnapshot {
     pub recv_buffers_free: u64,
     /// Of those, the ones a message handed to the application without a copy holds.
     pub recv_buffers_lent: u64,
+    /// Bytes the workers' spare protocol buffers hold: those connections left when they
+    /// went idle, kept for the next to get busy (as many as were busy at once, at most
+    /// 4 MiB per worker; those not needed for a second are freed). As of the last
+    /// second.
+    pub spare_buffer_bytes: u64,
     /// Refusals of the authorizer ([`crate::EngineConfig::authorizer`]): upgrades it
     /// refused (also in `handshake_failures_by_status`), subscribes and publishes to
     /// topics it did not grant and grants that expired (each closed with 1008).
@@ -451,6 +459,7 @@ impl StatsSnapshot {
         self.recv_buffers += o.recv_buffers;
         self.recv_buffers_free += o.recv_buffers_free;
         self.recv_buffers_lent += o.recv_buffers_lent;
+        self.spare_buffer_bytes += o.spare_buffer_bytes;
         self.auth_refusals += o.auth_refusals;
         self.clients_reconnecting += o.clients_reconnecting;
         self.client_alerts += o.client_alerts;

@@ -318,6 +318,12 @@ const FIGURES: &[Figure] = &[
         get: |s| s.recv_buffers_lent,
     },
     Figure {
+        name: "ringwire_spare_buffer_bytes",
+        help: "Bytes the workers' spare protocol buffers hold, kept for the next busy connections",
+        kind: Gauge,
+        get: |s| s.spare_buffer_bytes,
+    },
+    Figure {
         name: "ringwire_messages_lent",
         help: "Messages handed to the application without a copy",
         kind: Counter,

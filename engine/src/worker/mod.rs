@@ -157,6 +157,8 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
             }
             None => {}
         }
+        let (_, bytes) = ringwire_frame::Connection::spare_buffers();
+        self.core.stats.spare_buffer_bytes.store(bytes as u64, Relaxed);
         self.spares_at = Some(now + SPARES_EVERY);
     }
 
