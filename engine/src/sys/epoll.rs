@@ -78,6 +78,9 @@ pub(crate) struct EpollDriver {
     /// Connections by slab slot.
     conns: Vec<Option<Conn>>,
     pending: Vec<Pending>,
+    /// `pending`'s memory while its completions are reported (the two swap, so that
+    /// neither is allocated again each turn).
+    reporting: Vec<Pending>,
     /// The last wait polled the kernel: the next one with completions pending may report
     /// them alone (see `wait`).
     skip_next: bool,
@@ -118,6 +121,15 @@ fn send_slices(fd: &OwnedFd, slices: &[IoSlice<'_>]) -> Result<usize, Errno> {
 }
 
 impl EpollDriver {
+    /// Reports the completions already known, keeping the vectors' memory (one
+    /// allocation per turn otherwise, at one message in flight one per message).
+    fn report_pending(&mut self, f: &mut dyn FnMut(Completion<'_>)) {
+        std::mem::swap(&mut self.pending, &mut self.reporting);
+        for p in self.reporting.drain(..) {
+            p.report(f);
+        }
+    }
+
     pub(crate) fn new(
         scratch_size: usize,
         max_conns: usize,
@@ -130,6 +142,7 @@ impl EpollDriver {
             listeners: Vec::new(),
             conns: Vec::with_capacity(max_conns),
             pending: Vec::new(),
+            reporting: Vec::new(),
             skip_next: false,
             scratch: vec![0; scratch_size.max(4096)],
             events: Vec::with_capacity(1024),
@@ -387,9 +400,7 @@ impl Driver for EpollDriver {
         // alternating keeps a loop that always has some from never polling sockets.
         if !self.pending.is_empty() && !std::mem::take(&mut self.skip_next) {
             self.skip_next = true;
-            for p in std::mem::take(&mut self.pending) {
-                p.report(f);
-            }
+            self.report_pending(f);
             return Ok(());
         }
         self.skip_next = false;
@@ -410,12 +421,12 @@ impl Driver for EpollDriver {
             Ok(_) | Err(Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
-        for p in std::mem::take(&mut self.pending) {
-            p.report(f);
-        }
-        let events: Vec<(u64, EventFlags)> =
-            self.events.iter().map(|e| (e.data.u64(), e.flags)).collect();
-        for (k, flags) in events {
+        self.report_pending(f);
+        // Taken out while the events are handled (which needs the driver), and put back
+        // with its memory for the next wait.
+        let events = std::mem::take(&mut self.events);
+        for e in &events {
+            let (k, flags) = (e.data.u64(), e.flags);
             if k == WAKE {
                 let mut b = [0u8; 8];
                 let _ = rustix::io::read(self.wake_fd.as_fd(), &mut b);
@@ -426,6 +437,7 @@ impl Driver for EpollDriver {
                 self.on_conn_event(Key::unpack(k), flags, f);
             }
         }
+        self.events = events;
         Ok(())
     }
 
