@@ -3,7 +3,7 @@
 # machine's mood alike: each round runs every server once, pinned to CPU 0, against
 # `ringwire load echo` pinned to CPU 1, and prints server CPU per message with its
 # kernel/user split (the user part is where an engine change shows; the kernel part
-# dominates and is noisy).
+# dominates and is noisy) and the round trip's p50 and p99.
 #
 #   bench/ab-echo.sh "-c 100 --in-flight 16 -s 32" \
 #       "/tmp/before/ringwire serve --workers 1 --listen 127.0.0.1:{PORT}" \
@@ -35,6 +35,7 @@ for round in $(seq "$ROUNDS"); do
         wait "$pid" 2>/dev/null || true
         cpu=$(grep -oE '[0-9.]+ [un]s per message' <<<"$out" | head -1)
         split=$(grep 'server split' <<<"$out" | grep -oE '[0-9.]+ [un]s and [0-9.]+ [un]s' || true)
-        printf 'round %s  %-70s %s (kernel and user: %s)\n' "$round" "$cmd" "$cpu" "$split"
+        rtt=$(grep 'round trip' <<<"$out" | grep -oE 'p50 [0-9.]+ [um]s +p99 [0-9.]+ [um]s' | tr -s ' ' || true)
+        printf 'round %s  %-70s %s (kernel and user: %s) %s\n' "$round" "$cmd" "$cpu" "$split" "$rtt"
     done
 done
