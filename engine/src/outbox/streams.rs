@@ -196,6 +196,11 @@ impl Core {
         }
     }
 
+    /// Forwarding waits for room in another worker's command queue.
+    pub(crate) fn forwards_waiting(&self) -> bool {
+        self.outbox.as_ref().is_some_and(|ob| !ob.homes.retry.is_empty())
+    }
+
     /// Each loop turn: forwarding that waited for room in a command queue goes on.
     pub(crate) fn retry_forwards(&mut self) {
         let Some(ob) = self.outbox.as_mut() else { return };

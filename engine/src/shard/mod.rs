@@ -5,6 +5,7 @@
 //! Socket work that the shard decides on while the driver is busy reporting completions
 //! is queued as [`Op`]s and submitted by the loop right after.
 
+mod grants;
 mod timers;
 mod tls;
 
@@ -379,57 +380,6 @@ impl Core {
             );
         }
         let _ = self.close(key, CloseCode::POLICY, "slow consumer");
-    }
-
-    /// Whether the authorizer (if any) grants `key` subscribing (`publish` false) or
-    /// publishing to `topic`; a refusal closes the connection with 1008 and is counted.
-    pub(crate) fn granted(&mut self, key: Key, topic: &str, publish: bool) -> bool {
-        if self.grants.is_empty() {
-            return true; // no authorizer: no lookup on the publish path
-        }
-        let Some(g) = self.grants.get(&key.slot) else { return true };
-        let ok = if publish { g.may_publish(topic) } else { g.may_subscribe(topic) };
-        if !ok {
-            WorkerStats::add(&self.stats.auth_refusals, 1);
-            let what = if publish { "publish" } else { "subscribe" };
-            let _ = self.close(key, CloseCode::POLICY, &format!("not allowed to {what} there"));
-        }
-        ok
-    }
-
-    /// `Ctx::reauthorize`: a new grant from `credentials`, or a 1008 close.
-    pub(crate) fn reauthorize(&mut self, key: Key, credentials: &str) -> bool {
-        let Some(auth) = self.config.authorizer.clone() else { return false };
-        match auth.renew(credentials) {
-            Ok(grant) => {
-                self.grants.insert(key.slot, Arc::new(grant));
-                true
-            }
-            Err(_) => {
-                WorkerStats::add(&self.stats.auth_refusals, 1);
-                let _ = self.close(key, CloseCode::POLICY, "credentials refused");
-                false
-            }
-        }
-    }
-
-    /// Closes (1008) the connections whose grant has ended; once a second, and only
-    /// while there are grants.
-    pub(crate) fn expire_grants(&mut self) {
-        if self.grants.is_empty() || self.now < self.grants_checked_at {
-            return;
-        }
-        self.grants_checked_at = self.now + std::time::Duration::from_secs(1);
-        let wall = std::time::SystemTime::now();
-        let ended: Vec<u32> =
-            self.grants.iter().filter(|(_, g)| g.expired(wall)).map(|(s, _)| *s).collect();
-        for slot in ended {
-            self.grants.remove(&slot);
-            if let Some(key) = self.conns.key_at(slot) {
-                WorkerStats::add(&self.stats.auth_refusals, 1);
-                let _ = self.close(key, CloseCode::POLICY, "credentials expired");
-            }
-        }
     }
 
     /// Subscribes a connection to `topic`, within the per-connection limits.

@@ -33,6 +33,9 @@ const COMMANDS_PER_TURN: usize = 4096;
 const FLUSH_ROUNDS: usize = 4;
 /// How long a worker with no timer due sleeps at most before it looks again.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// How soon durable forwarding that found another worker's command queue full tries
+/// again.
+const FORWARD_RETRY: Duration = Duration::from_millis(1);
 /// How often the thread's spare protocol buffers not needed since the last time are freed
 /// ([`ringwire_frame::Connection::release_spare_buffers`]).
 const SPARES_EVERY: Duration = Duration::from_secs(1);
@@ -146,8 +149,9 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
     }
 
     /// About once a second, frees the thread's spare protocol buffers that no connection
-    /// took since the last time: those a burst or a wave of heartbeats left behind. (The
-    /// worker wakes at least every [`IDLE_WAIT`], so an idle worker frees them too.)
+    /// took since the last time: those a burst or a wave of heartbeats left behind. (While
+    /// the thread holds spares, the worker's wait ends by the next release, so a worker
+    /// gone quiet frees them too.)
     fn release_spares(&mut self) {
         let now = self.core.now;
         match self.spares_at {
@@ -241,6 +245,22 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
         }
         if let Some(at) = self.core.outbox_deadline() {
             timeout = timeout.min(at.saturating_duration_since(now));
+        }
+        if let Some(at) = self.core.grants_deadline() {
+            timeout = timeout.min(at.saturating_duration_since(now));
+        }
+        // Another worker empties its command queue each turn, and nothing would wake this
+        // one when it has: forwarding that found it full tries again shortly.
+        if self.core.forwards_waiting() {
+            timeout = timeout.min(FORWARD_RETRY);
+        }
+        // Spares held (a burst's, a heartbeat wave's) are freed on time even when the
+        // next timer is a heartbeat many seconds away.
+        if let Some(at) = self.spares_at {
+            let until = at.saturating_duration_since(now);
+            if until < timeout && ringwire_frame::Connection::spare_buffers().0 > 0 {
+                timeout = until;
+            }
         }
         // Work already known (commands, socket ops, connections left dirty by a busy
         // flush, a shutdown request) must not wait for the next completion.

@@ -77,6 +77,8 @@ struct Net {
     connects_hang: bool,
     /// The virtual time of every connect the worker started.
     connects: Vec<Instant>,
+    /// The timeout of the worker's last wait.
+    last_wait: Option<Duration>,
 }
 
 #[derive(Clone)]
@@ -172,6 +174,7 @@ impl Driver for FakeDriver {
             any |= self.complete(key, f);
         }
         let mut net = self.0.borrow_mut();
+        net.last_wait = timeout;
         net.idle = !any && timeout != Some(Duration::ZERO);
         if net.idle {
             let target = timeout.map_or(net.horizon, |t| (net.now + t).min(net.horizon));
@@ -346,6 +349,7 @@ impl<H: Handler> Sim<H> {
             connect_error: None,
             connects_hang: false,
             connects: Vec::new(),
+            last_wait: None,
         }));
         let fd = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).expect("eventfd");
         let fd = Arc::new(fd);
@@ -421,6 +425,11 @@ impl<H: Handler> Sim<H> {
     pub(super) fn run_for(&mut self, d: Duration) {
         let until = self.net.borrow().now + d;
         self.run_until(until);
+    }
+
+    /// The timeout the worker's last wait was given (`None`: none).
+    pub(super) fn last_wait(&self) -> Option<Duration> {
+        self.net.borrow().last_wait
     }
 
     /// Turns the loop until nothing is pending, without moving the clock.

@@ -458,3 +458,63 @@ fn spare_buffers_of_a_burst_are_freed_once_it_has_passed() {
     assert_eq!(Connection::spare_buffers(), (0, 0), "freed");
     assert_eq!(sim.stats().spare_buffer_bytes, 0);
 }
+
+/// A worker gone quiet after a burst, whose next timer is a heartbeat half a minute
+/// away, still wakes to free the burst's spare buffers; once none are left it sleeps
+/// until its timer again.
+#[test]
+fn a_quiet_worker_wakes_to_free_the_spares_of_a_burst() {
+    use ringwire_frame::Connection;
+    let config = with_frame(|f| f.ping_interval = Some(Duration::from_secs(30)));
+    let mut sim = Sim::new(config, Echo);
+    let mut peers: Vec<_> = (0..50).map(|_| sim.connect()).collect();
+    sim.run_for(Duration::from_secs(2));
+    for p in peers.iter_mut() {
+        p.ws.send(Message::binary(vec![1u8; 20])).unwrap();
+        sim.transmit(p);
+    }
+    sim.settle();
+    for p in peers.iter_mut() {
+        sim.read(p);
+        assert_eq!(p.messages().len(), 1, "the echo");
+    }
+    assert!(Connection::spare_buffers().0 >= 50, "the burst left spares");
+    let wait = sim.last_wait().expect("a timed wait");
+    assert!(wait <= Duration::from_secs(1), "the quiet worker waits {wait:?} with spares held");
+    // Two releases a second apart free them (the first marks what the next frees).
+    sim.run_for(Duration::from_millis(2_100));
+    assert_eq!(Connection::spare_buffers(), (0, 0), "freed");
+    sim.settle();
+    let wait = sim.last_wait().expect("a timed wait");
+    assert!(wait > Duration::from_secs(20), "with no spares it waits for its heartbeat: {wait:?}");
+}
+
+/// With grants to check for their end, a quiet worker wakes once a second for them,
+/// though its next timer is a heartbeat half a minute away (a connection must not
+/// outlive its grant until its next traffic).
+#[test]
+fn a_quiet_worker_wakes_to_check_grants() {
+    use std::time::SystemTime;
+
+    use crate::auth::{Authorizer, Grant};
+
+    struct AnHour;
+    impl Authorizer for AnHour {
+        fn authorize(&self, _: &ringwire_frame::handshake::Request) -> Result<Grant, u16> {
+            Ok(Grant {
+                subscribe: Vec::new(),
+                publish: Vec::new(),
+                expires: Some(SystemTime::now() + Duration::from_secs(3600)),
+            })
+        }
+    }
+    let mut config = with_frame(|f| f.ping_interval = Some(Duration::from_secs(30)));
+    config.authorizer = Some(std::sync::Arc::new(AnHour));
+    let mut sim = Sim::new(config, Echo);
+    let _peer = sim.connect();
+    sim.run_for(Duration::from_secs(3));
+    assert_eq!(ringwire_frame::Connection::spare_buffers(), (0, 0), "no spares to free");
+    sim.settle();
+    let wait = sim.last_wait().expect("a timed wait");
+    assert!(wait <= Duration::from_secs(1), "the worker waits {wait:?} with a grant to check");
+}
