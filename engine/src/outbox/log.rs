@@ -495,6 +495,11 @@ impl<S: Store> Log<S> {
         self.synced < self.next_lsn || self.segs.iter().flatten().any(|s| s.dirty)
     }
 
+    /// A sync or a write failed: the log refuses appends and syncs for good.
+    pub(crate) fn is_failed(&self) -> bool {
+        self.failed.is_some()
+    }
+
     /// Every record before this append order number is durable.
     pub(crate) fn synced(&self) -> u64 {
         self.synced

@@ -371,8 +371,12 @@ impl Outbox {
         }
     }
 
-    /// Whether the policy wants a sync now.
+    /// Whether the policy wants a sync now (never once the outbox has failed: no sync
+    /// could succeed).
     pub fn sync_due(&self, now: Instant) -> bool {
+        if self.log.is_failed() {
+            return false;
+        }
         let waiting = self.log.next_lsn() - self.covered.max(self.log.synced());
         match self.policy {
             Durability::Os => false,
@@ -385,8 +389,11 @@ impl Outbox {
     }
 
     /// When the policy will want a sync if nothing more is appended (`Batch`'s
-    /// interval), if it will.
+    /// interval), if it will (never once the outbox has failed).
     pub fn sync_deadline(&self) -> Option<Instant> {
+        if self.log.is_failed() {
+            return None;
+        }
         match self.policy {
             Durability::Batch { interval, .. } => self.waiting_since.map(|t| t + interval),
             Durability::Always if self.waiting_since.is_some() => Some(Instant::now()),

@@ -396,3 +396,32 @@ fn a_cumulative_ack_stops_at_the_first_id_above_it() {
     assert_eq!(log.ack_upto(1, u128::MAX), 2);
     assert!(ids_of(&log, 1).is_empty());
 }
+
+/// After a sync failed no sync can succeed: the outbox asks for none, so the worker's
+/// loop does not wait for one with a zero timeout and try again every turn (a spin at
+/// 100% of a core, an error logged each time).
+#[test]
+fn a_failed_outbox_asks_for_no_more_syncs() {
+    let dir = std::env::temp_dir().join(format!("rw-outbox-failed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for durability in [
+        Durability::Always,
+        Durability::Batch { records: 1, interval: std::time::Duration::from_millis(5) },
+    ] {
+        let mut ob = Outbox::open(&dir, OutboxConfig { durability, ..cfg() }).unwrap();
+        ob.append(5, 1, true, b"hello").unwrap();
+        let (_, upto) = ob.begin_sync().unwrap().expect("a sync to run");
+        ob.append(5, 2, true, b"world").unwrap();
+        let now = std::time::Instant::now();
+        assert!(ob.sync_due(now) && ob.sync_deadline().is_some(), "the second record waits");
+        ob.finish_sync(upto, Err("EIO".into()));
+        assert!(matches!(ob.begin_sync(), Err(OutboxError::Failed(_))));
+        let later = now + std::time::Duration::from_secs(1);
+        assert!(!ob.sync_due(later), "{durability:?}: a sync due after the failure");
+        assert_eq!(ob.sync_deadline(), None, "{durability:?}");
+        assert!(ob.append(5, 3, true, b"refused").is_err(), "appends refused");
+        assert_eq!(ob.unacked(5).len(), 2, "what was accepted is kept");
+        drop(ob);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
