@@ -94,6 +94,8 @@ pub(crate) struct EpollDriver {
     accept_paused_at: Option<std::time::Instant>,
 }
 
+/// Readiness events taken from one `epoll_wait`.
+const EVENTS: usize = 1024;
 /// Chunks of a send whose iovecs go on the stack; more take a vector.
 const STACK_IOV: usize = 8;
 
@@ -145,7 +147,7 @@ impl EpollDriver {
             reporting: Vec::new(),
             skip_next: false,
             scratch: vec![0; scratch_size.max(4096)],
-            events: Vec::with_capacity(1024),
+            events: Vec::with_capacity(EVENTS),
             wake_fd,
             waiting_sends: 0,
             waiting_connects: 0,
@@ -417,6 +419,10 @@ impl Driver for EpollDriver {
             tv_nsec: t.subsec_nanos() as _,
         });
         self.events.clear();
+        if self.events.capacity() == 0 {
+            // Lost with the vector if a completion's handling unwound (see below).
+            self.events.reserve(EVENTS);
+        }
         match epoll::wait(&self.ep, spare_capacity(&mut self.events), ts.as_ref()) {
             Ok(_) | Err(Errno::INTR) => {}
             Err(e) => return Err(e.into()),
