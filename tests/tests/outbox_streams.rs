@@ -43,9 +43,20 @@ impl Handler for Gateway {
 }
 
 fn gateway(addr: &str, backend: BackendChoice, dir: &std::path::Path, gate: &Arc<Gate>) -> Guarded {
+    gateway_with(addr, backend, dir, gate, 65_536)
+}
+
+fn gateway_with(
+    addr: &str,
+    backend: BackendChoice,
+    dir: &std::path::Path,
+    gate: &Arc<Gate>,
+    command_queue: usize,
+) -> Guarded {
     let g = gate.clone();
     Engine::builder()
         .listen(addr.parse().unwrap())
+        .command_queue(command_queue)
         .workers(4)
         .pin_cpus(false)
         .backend(backend)
@@ -179,7 +190,44 @@ fn through_comings_and_goings(backend: BackendChoice) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Forwarding through full command queues: with 8 commands per worker's queue, a
+/// stream's home worker finds the queue of its client's worker full again and again
+/// and goes on later (as soon as there is room, not at its next heartbeat); every
+/// message still arrives once, in order.
+fn through_full_command_queues(backend: BackendChoice) {
+    let dir = std::env::temp_dir().join(format!("rw-streams-q-{}-{backend:?}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let gate = Arc::new(Gate::default());
+    let gw = gateway_with("127.0.0.1:0", backend, &dir, &gate, 8);
+    let addr = gw.local_addr();
+    let seen: Seen = Arc::default();
+    let cs = clients(addr, backend, &dir, &seen);
+    for (_, h) in &cs {
+        assert!(wait_until(Duration::from_secs(5), || h.state() == ClientState::Connected));
+    }
+    const N: u32 = 400;
+    for n in 1..=N {
+        for &s in &STREAMS {
+            // The test's own sends meet the same small queues: again until there is room.
+            let msg = Message::text(format!("{s}:{n}"));
+            assert!(
+                wait_until(Duration::from_secs(5), || gw.send_durable(s, msg.clone()).is_ok()),
+                "queued"
+            );
+        }
+    }
+    assert!(wait_until(Duration::from_secs(20), || complete(&seen, N)), "all delivered");
+    check(&seen, N);
+    for (e, _) in cs {
+        e.shutdown().unwrap();
+    }
+    gw.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 both_backends! {
+    through_full_command_queues => durable_forwarding_goes_on_through_full_command_queues_io_uring,
+                                   durable_forwarding_goes_on_through_full_command_queues_epoll;
     through_comings_and_goings => a_gateway_delivers_durably_through_clients_and_itself_restarting_io_uring,
                                   a_gateway_delivers_durably_through_clients_and_itself_restarting_epoll;
 }
