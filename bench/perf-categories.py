@@ -2,6 +2,7 @@
 """Where a server's CPU goes, by kind of work, from `perf record` profiles.
 
     bench/perf-categories.py [--per-message NS,NS,...] A.data B.data ...
+    bench/perf-categories.py --symbols NAME=REGEX[,NAME=REGEX...] A.data B.data ...
 
 Reads each profile with `perf report --no-children --sort dso,sym` and sums the samples
 of each symbol into a category: the kernel's network stack, io_uring, system call entry
@@ -11,7 +12,9 @@ allocation, locks / softirq enabling / RCU, and user space (the program, libc). 
 the shares are of the CPU time the profiled work used. With `--per-message` (one figure
 per profile: that run's CPU time per message in ns), each share is also given in ns per
 message. `bench/profile-echo.sh` takes the profiles. Symbols that fit no category are
-summed as "other", the largest listed.
+summed as "other", the largest listed. With `--symbols`, each NAME is instead the share
+of the samples (idle left out) in the kernel symbols that REGEX matches whole: what the
+code behind one setting costs, an upper bound on what changing it could save.
 """
 import re
 import subprocess
@@ -51,19 +54,32 @@ RULES = [
 RULES = [(name, re.compile(rx)) for name, rx in RULES]
 
 
-def categories(path):
-    out = subprocess.run(
+def report(path):
+    return subprocess.run(
         ["perf", "report", "-q", "-i", path, "--no-children", "--sort", "dso,sym",
          "--percent-limit", "0"],
         capture_output=True, text=True, check=True).stdout
-    cats, other = {}, {}
-    for line in out.splitlines():
+
+
+def samples(path):
+    """(share, kind, dso, symbol) of every symbol of the profile, idle left out, shares
+    of what is left."""
+    rows = []
+    for line in report(path).splitlines():
         m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+\[(.)\]\s+(\S+)", line)
         if not m:
             continue
         pct, dso, kind, sym = float(m[1]), m[2], m[3], m[4]
         if kind == "k" and IDLE.match(sym):
             continue
+        rows.append((pct, kind, dso, sym))
+    busy = sum(r[0] for r in rows) or 1.0
+    return [(100.0 * pct / busy, kind, dso, sym) for pct, kind, dso, sym in rows]
+
+
+def categories(path):
+    cats, other = {}, {}
+    for pct, kind, dso, sym in samples(path):
         if kind != "k":
             name = "user: libc" if "libc" in dso else "user: the program"
         else:
@@ -72,13 +88,26 @@ def categories(path):
             other[sym] = other.get(sym, 0.0) + pct
             name = "other"
         cats[name] = cats.get(name, 0.0) + pct
-    busy = sum(cats.values()) or 1.0
-    return ({k: 100.0 * v / busy for k, v in cats.items()},
-            {k: 100.0 * v / busy for k, v in other.items()})
+    return cats, other
+
+
+def symbols(spec, paths):
+    groups = [(name, re.compile(rx)) for name, rx in (g.split("=", 1) for g in spec.split(","))]
+    rows = [samples(p) for p in paths]
+    heads = [p.rsplit("/", 1)[-1].removesuffix(".data") for p in paths]
+    print("| symbols | " + " | ".join(heads) + " |")
+    print("|---|" + "---:|" * len(paths))
+    for name, rx in groups:
+        cells = [sum(pct for pct, kind, _, sym in r if kind == "k" and rx.fullmatch(sym))
+                 for r in rows]
+        print(f"| {name} | " + " | ".join(f"{c:.2f}%" for c in cells) + " |")
 
 
 def main():
     args = sys.argv[1:]
+    if args[:1] == ["--symbols"] and len(args) > 2:
+        symbols(args[1], args[2:])
+        return
     per = None
     if args[:1] == ["--per-message"]:
         per = [float(x) for x in args[1].split(",")]
