@@ -40,6 +40,14 @@ const FORWARD_RETRY: Duration = Duration::from_millis(1);
 /// ([`ringwire_frame::Connection::release_spare_buffers`]).
 const SPARES_EVERY: Duration = Duration::from_secs(1);
 
+/// The earlier of two instants, either of which may be absent.
+fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// A worker: its driver, its handler, its shard and its clock.
 pub(crate) struct Worker<D: Driver, H: Handler, C: Clock> {
     pub(crate) driver: D,
@@ -200,6 +208,42 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
         core.stats.backpressured.store(over, Relaxed);
     }
 
+    /// How long the wait may sleep: until the earliest of the wheel's next deadline and
+    /// what the loop checks on its own clock (the shutdown's deadline, the handler's
+    /// wake-up, the sampled figures, the outbox's sync, the grants' end, the release of
+    /// spares held), at most [`IDLE_WAIT`] with nothing on the wheel. Instants are
+    /// compared, and one duration taken at the end.
+    fn wait_timeout(&self, now: Instant) -> Duration {
+        let core = &self.core;
+        let wheel = core.timers.next_deadline();
+        let mut until = wheel;
+        for at in
+            [core.shutdown_deadline, core.wake_at, core.outbox_deadline(), core.grants_deadline()]
+        {
+            until = earlier(until, at);
+        }
+        if core.me.sampled(now) {
+            until = earlier(until, Some(core.topics_report_at));
+        }
+        // Spares held (a burst's, a heartbeat wave's) are freed on time even when the
+        // next timer is a heartbeat many seconds away.
+        if let Some(at) = self.spares_at {
+            if until.is_none_or(|u| at < u) && ringwire_frame::Connection::spare_buffers().0 > 0 {
+                until = Some(at);
+            }
+        }
+        let mut timeout = until.map_or(IDLE_WAIT, |at| at.saturating_duration_since(now));
+        if wheel.is_none() {
+            timeout = timeout.min(IDLE_WAIT);
+        }
+        // Another worker empties its command queue each turn, and nothing would wake this
+        // one when it has: forwarding that found it full tries again shortly.
+        if core.forwards_waiting() {
+            timeout = timeout.min(FORWARD_RETRY);
+        }
+        timeout
+    }
+
     /// One turn of the loop. Returns `true` once the shutdown is complete (every
     /// connection closed, nothing in flight).
     pub(crate) fn turn(&mut self) -> std::io::Result<bool> {
@@ -230,38 +274,7 @@ impl<D: Driver, H: Handler, C: Clock> Worker<D, H, C> {
             return Ok(true);
         }
         let now = self.clock.now();
-        let mut timeout = match self.core.timers.next_deadline() {
-            Some(at) => at.saturating_duration_since(now),
-            None => IDLE_WAIT,
-        };
-        if let Some(d) = self.core.shutdown_deadline {
-            timeout = timeout.min(d.saturating_duration_since(now));
-        }
-        if let Some(at) = self.core.wake_at {
-            timeout = timeout.min(at.saturating_duration_since(now));
-        }
-        if self.core.me.sampled(now) {
-            timeout = timeout.min(self.core.topics_report_at.saturating_duration_since(now));
-        }
-        if let Some(at) = self.core.outbox_deadline() {
-            timeout = timeout.min(at.saturating_duration_since(now));
-        }
-        if let Some(at) = self.core.grants_deadline() {
-            timeout = timeout.min(at.saturating_duration_since(now));
-        }
-        // Another worker empties its command queue each turn, and nothing would wake this
-        // one when it has: forwarding that found it full tries again shortly.
-        if self.core.forwards_waiting() {
-            timeout = timeout.min(FORWARD_RETRY);
-        }
-        // Spares held (a burst's, a heartbeat wave's) are freed on time even when the
-        // next timer is a heartbeat many seconds away.
-        if let Some(at) = self.spares_at {
-            let until = at.saturating_duration_since(now);
-            if until < timeout && ringwire_frame::Connection::spare_buffers().0 > 0 {
-                timeout = until;
-            }
-        }
+        let mut timeout = self.wait_timeout(now);
         // Work already known (commands, socket ops, connections left dirty by a busy
         // flush, a shutdown request) must not wait for the next completion.
         if !self.core.me.queue.is_empty()
