@@ -52,6 +52,8 @@ pub(crate) enum Command {
     Publish(Topic, Bytes),
     /// Dial a new client connection.
     Connect(Box<crate::client::Dial>),
+    /// A client's handle closes it before the worker had given it a key.
+    CloseClient(Box<(crate::client::SharedRef, CloseCode, String)>),
     /// A durable send from a client's handle (boxed, as the durable commands below: the
     /// queue's slots stay the size of the common commands).
     SendDurable(Box<DurableSend>),
@@ -85,10 +87,28 @@ pub(crate) enum Command {
 /// A durable send from a client's handle: the answer goes back through `reply` if
 /// there is one (else a refusal goes to the handler).
 pub(crate) struct DurableSend {
-    pub(crate) key: Key,
+    pub(crate) client: ClientRef,
     pub(crate) id: Option<u128>,
     pub(crate) msg: Message,
     pub(crate) reply: Option<DurableReply>,
+}
+
+/// The client a handle's command is for: its key, or, while its worker has not yet
+/// taken the dial, its shared state, from which the worker reads the key then (the dial
+/// was queued before any command of the handle, so it has run by the time one is taken).
+pub(crate) enum ClientRef {
+    Key(Key),
+    Pending(crate::client::SharedRef),
+}
+
+impl ClientRef {
+    /// The key (`None`: the worker refused the dial, and the client is `Closed`).
+    pub(crate) fn key(&self) -> Option<Key> {
+        match self {
+            ClientRef::Key(k) => Some(*k),
+            ClientRef::Pending(shared) => shared.key(),
+        }
+    }
 }
 
 /// Where a worker answers a handle's durable send that waits for it.

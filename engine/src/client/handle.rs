@@ -12,7 +12,7 @@ use super::health::{HealthSnapshot, Level};
 use super::lifecycle::ClientState;
 use super::limiter::RateLimiter;
 use super::target::Target;
-use crate::handle::{Command, ConnId, SendError, WorkerShared};
+use crate::handle::{ClientRef, Command, ConnId, SendError, WorkerShared};
 use crate::slab::Key;
 
 /// A client's [`ClientShared`], as its handles and its worker hold it.
@@ -219,7 +219,7 @@ impl ClientShared {
         self.key.store(key.pack(), Ordering::Release);
     }
 
-    fn key(&self) -> Option<Key> {
+    pub(crate) fn key(&self) -> Option<Key> {
         match self.key.load(Ordering::Acquire) {
             NO_KEY => None,
             v => Some(Key::unpack(v)),
@@ -359,13 +359,12 @@ impl ClientHandle {
     }
 
     fn push_durable(&self, id: Option<u128>, msg: Message) -> Result<(), SendError> {
-        let Some(key) = self.shared.key() else { return Err(SendError::NotConnected) };
         if self.state() == ClientState::Closed {
             return Err(SendError::Closed);
         }
         self.worker
             .push(Command::SendDurable(Box::new(crate::handle::DurableSend {
-                key,
+                client: self.client_ref(),
                 id,
                 msg,
                 reply: None,
@@ -386,14 +385,13 @@ impl ClientHandle {
         timeout: std::time::Duration,
     ) -> Result<crate::outbox::Accepted, crate::outbox::DurableError> {
         use crate::outbox::DurableError;
-        let Some(key) = self.shared.key() else { return Err(DurableError::Closed) };
         if self.state() == ClientState::Closed {
             return Err(DurableError::Closed);
         }
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.worker
             .push(Command::SendDurable(Box::new(crate::handle::DurableSend {
-                key,
+                client: self.client_ref(),
                 id: None,
                 msg,
                 reply: Some(tx),
@@ -407,13 +405,24 @@ impl ClientHandle {
     /// reason over 123 bytes is refused with [`SendError::Frame`].
     pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), SendError> {
         ringwire_frame::CloseFrame::check(code, reason).map_err(SendError::Frame)?;
-        let Some(key) = self.shared.key() else { return Err(SendError::NotConnected) };
         if self.state() == ClientState::Closed {
             return Err(SendError::Closed);
         }
-        self.worker
-            .push(Command::Close(key, code, reason.to_owned()))
-            .map_err(|_| SendError::QueueFull)
+        let cmd = match self.client_ref() {
+            ClientRef::Key(key) => Command::Close(key, code, reason.to_owned()),
+            ClientRef::Pending(shared) => {
+                Command::CloseClient(Box::new((shared, code, reason.to_owned())))
+            }
+        };
+        self.worker.push(cmd).map_err(|_| SendError::QueueFull)
+    }
+
+    /// Whom a command of this handle is for (see [`ClientRef`]).
+    fn client_ref(&self) -> ClientRef {
+        match self.shared.key() {
+            Some(key) => ClientRef::Key(key),
+            None => ClientRef::Pending(self.shared.clone()),
+        }
     }
 
     fn connected_key(&self) -> Result<Key, SendError> {

@@ -73,7 +73,7 @@ pub use self::stream::{connect, connect_with, ClientStream, Event, STREAM_CAPACI
 
 pub(crate) use self::backoff::Rng;
 pub(crate) use self::dialer::Dialer;
-pub(crate) use self::handle::{ClientShared, Dial};
+pub(crate) use self::handle::{ClientShared, Dial, SharedRef};
 pub(crate) use self::record::{Client, ClientEvent};
 pub(crate) use self::stream::EventSink;
 pub(crate) use self::table::ClientTable;

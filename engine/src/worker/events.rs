@@ -396,6 +396,14 @@ impl Core {
             Command::Send(key, msg) => {
                 let _ = self.enqueue(key, Outgoing::Msg(msg));
             }
+            Command::CloseClient(close) => {
+                let (shared, code, reason) = *close;
+                // No key: the dial was refused and the client is already `Closed`.
+                if let Some(key) = shared.key().filter(|&k| self.is_client(k)) {
+                    self.stop_client(key, crate::client::Cause::AppClose, code, &reason);
+                    self.process_events(handler, key);
+                }
+            }
             Command::Close(key, code, reason) if self.is_client(key) => {
                 self.stop_client(key, crate::client::Cause::AppClose, code, &reason);
                 self.process_events(handler, key);
@@ -423,12 +431,21 @@ impl Core {
             Command::StreamAck { stream, upto } => self.stream_acked(handler, stream, upto),
             Command::SendTagged(key, tagged) => self.send_tagged(key, tagged),
             Command::SendDurable(send) => {
-                let crate::handle::DurableSend { key, id, msg, reply } = *send;
-                let result = if self.conns.get(key).is_none() {
-                    Err(crate::outbox::DurableError::Closed) // the client ended meanwhile
-                } else {
-                    self.send_durable(key, id, msg)
+                let crate::handle::DurableSend { client, id, msg, reply } = *send;
+                let Some(key) = client.key().filter(|&k| self.conns.get(k).is_some()) else {
+                    // The client ended meanwhile, or its dial was refused.
+                    WorkerStats::add(&self.stats.outbox_refused, 1);
+                    tracing::warn!(
+                        worker = self.id,
+                        ?id,
+                        "durable send refused: the client is closed"
+                    );
+                    if let Some(reply) = reply {
+                        let _ = reply.try_send(Err(crate::outbox::DurableError::Closed));
+                    }
+                    return;
                 };
+                let result = self.send_durable(key, id, msg);
                 if let Err(e) = &result {
                     WorkerStats::add(&self.stats.outbox_refused, 1);
                     tracing::warn!(worker = self.id, ?id, error = %e, "durable send refused");
