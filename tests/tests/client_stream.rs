@@ -128,7 +128,29 @@ fn a_stream_that_is_not_read_closes_its_client_as_a_slow_consumer(backend: Backe
     server.shutdown().unwrap();
 }
 
+/// Dropping the stream closes its client for good (before, the client lived on with
+/// nobody to read its events, reconnecting each time it was closed as a slow consumer).
+fn a_dropped_stream_closes_its_client(backend: BackendChoice) {
+    let (server, _srx) = start_probe(builder(backend));
+    let engine =
+        Engine::builder().workers(1).pin_cpus(false).backend(backend).start(|_| Unused).unwrap();
+    let engine = engine.guarded();
+    let url = format!("ws://{}/", server.local_addr());
+    let s = engine.connect_stream(&url, ClientConfig::default()).unwrap();
+    let h = s.handle().clone();
+    assert!(common::wait_until(PATIENCE, || h.state() == ClientState::Connected));
+    drop(s);
+    assert!(common::wait_until(PATIENCE, || h.state() == ClientState::Closed));
+    assert!(common::wait_until(PATIENCE, || server.stats().connections == 0));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(h.state(), ClientState::Closed, "no reconnect");
+    assert_eq!(engine.stats().connections, 0);
+    engine.shutdown().unwrap();
+    server.shutdown().unwrap();
+}
+
 both_backends! {
+    a_dropped_stream_closes_its_client => dropped_stream_io_uring, dropped_stream_epoll;
     a_stream_that_is_not_read_closes_its_client_as_a_slow_consumer => slow_stream_io_uring, slow_stream_epoll;
     stream_events_in_order => stream_events_in_order_io_uring, stream_events_in_order_epoll;
 }

@@ -27,7 +27,7 @@ use std::task::{Context, Poll, Waker};
 
 use atomic_waker::AtomicWaker;
 use crossbeam_queue::ArrayQueue;
-use ringwire_frame::{Closed, Message};
+use ringwire_frame::{CloseCode, Closed, Message};
 
 use super::config::{ClientConfig, ConnectError};
 use super::handle::ClientHandle;
@@ -103,6 +103,10 @@ impl EventSink {
 /// A consumer that falls [`STREAM_CAPACITY`] events behind gets its client closed
 /// with 1008 (nothing grows without bound); the client then reconnects, so read
 /// promptly or pass the events on to a task that does.
+///
+/// Dropping the stream closes the client (1000; it ends in `Closed`, as its handle's
+/// clones then see): with nobody to read its events it would otherwise reconnect
+/// forever, closed as a slow consumer each time its queue filled.
 pub struct ClientStream {
     handle: ClientHandle,
     sink: Arc<EventSink>,
@@ -113,6 +117,13 @@ pub struct ClientStream {
 impl std::fmt::Debug for ClientStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientStream").field("handle", &self.handle).finish()
+    }
+}
+
+impl Drop for ClientStream {
+    fn drop(&mut self) {
+        // Already closed (or its worker's queue full at shutdown): nothing to do.
+        let _ = self.handle.close(CloseCode::NORMAL, "");
     }
 }
 
