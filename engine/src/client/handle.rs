@@ -202,7 +202,9 @@ impl ClientShared {
     }
 
     /// An ended (`Closed`) client's state back to `Disconnected`, for a new dial under
-    /// the same handle; `true` for the one caller that did it.
+    /// the same handle; `true` for the one caller that did it. The old key goes with it:
+    /// until the worker takes the new dial, the handle's commands find the client through
+    /// this state ([`ClientRef::Pending`]), not through a key that names the ended one.
     pub(crate) fn reopen(&self) -> bool {
         let (closed, fresh) = (
             u64::from(state_code(ClientState::Closed)),
@@ -212,7 +214,10 @@ impl ClientShared {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
                 (word::get(w, word::STATE) == closed).then(|| word::set(w, word::STATE, fresh))
             })
-            .is_ok()
+            .is_ok_and(|_| {
+                self.key.store(NO_KEY, Ordering::Release);
+                true
+            })
     }
 
     pub(crate) fn set_key(&self, key: Key) {
@@ -490,8 +495,10 @@ mod tests {
         sh.set_state(ClientState::Closed);
         assert_eq!(sh.health(), got, "a transition leaves the figures");
         assert_eq!(sh.queued(), 0);
+        sh.set_key(Key { slot: 3, gen: 1 });
         assert!(sh.reopen() && !sh.reopen(), "once, from Closed");
         assert_eq!(sh.state(), ClientState::Disconnected);
+        assert_eq!(sh.key(), None, "the ended client's key goes with it");
         h.rtt_p95 = Some(Duration::from_secs(3600));
         sh.set_health(&h);
         let top = sh.health().rtt_p95.unwrap();
