@@ -63,15 +63,20 @@ impl Handler for Unused {
     }
 }
 
-fn stream_events_in_order(backend: BackendChoice) {
-    let (server, _srx) = start_probe(builder(backend));
-    let engine = Engine::builder()
+/// The engine the stream clients dial from: one worker, whose handler must never run.
+fn client_engine(backend: BackendChoice) -> common::Guarded {
+    Engine::builder()
         .workers(1)
         .pin_cpus(false)
         .backend(backend)
         .start(|_| Unused)
         .unwrap()
-        .guarded();
+        .guarded()
+}
+
+fn stream_events_in_order(backend: BackendChoice) {
+    let (server, _srx) = start_probe(builder(backend));
+    let engine = client_engine(backend);
     let url = format!("ws://{}/", server.local_addr());
     let mut s = engine.connect_stream(&url, ClientConfig::default()).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
@@ -93,9 +98,7 @@ fn stream_events_in_order(backend: BackendChoice) {
 
 fn a_stream_that_is_not_read_closes_its_client_as_a_slow_consumer(backend: BackendChoice) {
     let (server, _srx) = start_probe(builder(backend));
-    let engine =
-        Engine::builder().workers(1).pin_cpus(false).backend(backend).start(|_| Unused).unwrap();
-    let engine = engine.guarded();
+    let engine = client_engine(backend);
     let url = format!("ws://{}/", server.local_addr());
     let mut cfg = ClientConfig::default();
     cfg.retry.backoff.max_attempts = Some(1);
@@ -132,9 +135,7 @@ fn a_stream_that_is_not_read_closes_its_client_as_a_slow_consumer(backend: Backe
 /// nobody to read its events, reconnecting each time it was closed as a slow consumer).
 fn a_dropped_stream_closes_its_client(backend: BackendChoice) {
     let (server, _srx) = start_probe(builder(backend));
-    let engine =
-        Engine::builder().workers(1).pin_cpus(false).backend(backend).start(|_| Unused).unwrap();
-    let engine = engine.guarded();
+    let engine = client_engine(backend);
     let url = format!("ws://{}/", server.local_addr());
     let s = engine.connect_stream(&url, ClientConfig::default()).unwrap();
     let h = s.handle().clone();

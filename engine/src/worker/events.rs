@@ -399,9 +399,8 @@ impl Core {
             Command::CloseClient(close) => {
                 let (shared, code, reason) = *close;
                 // No key: the dial was refused and the client is already `Closed`.
-                if let Some(key) = shared.key().filter(|&k| self.is_client(k)) {
-                    self.stop_client(key, crate::client::Cause::AppClose, code, &reason);
-                    self.process_events(handler, key);
+                if let Some(key) = shared.key() {
+                    self.run_command(handler, Command::Close(key, code, reason));
                 }
             }
             Command::Close(key, code, reason) if self.is_client(key) => {
@@ -432,33 +431,24 @@ impl Core {
             Command::SendTagged(key, tagged) => self.send_tagged(key, tagged),
             Command::SendDurable(send) => {
                 let crate::handle::DurableSend { client, id, msg, reply } = *send;
-                let Some(key) = client.key().filter(|&k| self.conns.get(k).is_some()) else {
-                    // The client ended meanwhile, or its dial was refused.
-                    WorkerStats::add(&self.stats.outbox_refused, 1);
-                    tracing::warn!(
-                        worker = self.id,
-                        ?id,
-                        "durable send refused: the client is closed"
-                    );
-                    if let Some(reply) = reply {
-                        let _ = reply.try_send(Err(crate::outbox::DurableError::Closed));
-                    }
-                    return;
+                // None: the client ended meanwhile, or its dial was refused.
+                let key = client.key().filter(|&k| self.conns.get(k).is_some());
+                let result = match key {
+                    Some(key) => self.send_durable(key, id, msg),
+                    None => Err(crate::outbox::DurableError::Closed),
                 };
-                let result = self.send_durable(key, id, msg);
                 if let Err(e) = &result {
                     WorkerStats::add(&self.stats.outbox_refused, 1);
                     tracing::warn!(worker = self.id, ?id, error = %e, "durable send refused");
                 }
-                match (reply, result) {
-                    (Some(reply), result) => {
+                match (reply, result, key) {
+                    (Some(reply), result, _) => {
                         let _ = reply.try_send(result); // the caller may have given up
                     }
-                    (None, Err(crate::outbox::DurableError::Closed)) => {}
-                    (None, Err(e)) => {
+                    (None, Err(e), Some(key)) if e != crate::outbox::DurableError::Closed => {
                         self.call(handler, key, |h, cx| h.on_durable_refused(cx, id, &e));
                     }
-                    (None, Ok(_)) => {}
+                    (None, _, _) => {}
                 }
             }
         }
